@@ -1,0 +1,56 @@
+# lsi_ros on a machine without ROS: `make run` and `make test` set everything up on first use
+# (a .venv/ with ROS 2 Kilted wheels, torch CPU, the built messages, this package) and reuse it.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := $(VENV)/.stamps
+
+# ROS traffic stays on loopback; each make invocation gets its own DDS domain and log folder.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DOMAIN_ID ?= $(shell $(PYTHON) -c 'import random; print(random.randint(1, 100))')
+export ROS_LOG_DIR ?= $(shell mktemp -d -t lsi_ros_log.XXXXXX)
+export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
+
+.PHONY: setup run smoke test lint format clean help
+
+help:
+	@echo "make run    set up if needed, then run the main job"
+	@echo "make test   set up if needed, then lint and run the whole test suite"
+	@echo "make lint   ruff check + format check      make clean   remove .venv and build outputs"
+
+setup: $(STAMPS)/messages
+
+$(STAMPS)/deps: requirements.txt requirements-ros.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -r requirements-ros.txt -r requirements.txt -r requirements-dev.txt
+	@command -v cmake >/dev/null || $(PY) -m pip install --quiet cmake
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/project: setup.py $(STAMPS)/deps $(wildcard lsi_ros/nodes/*.py)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+	@touch $@
+
+$(STAMPS)/messages: $(STAMPS)/project CMakeLists.txt package.xml scripts/build_messages.sh \
+		$(wildcard msg/*.msg launch/*.py config/*.yaml lsi_ros/nodes/*.py)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/build_messages.sh $(VENV)
+	@touch $@
+
+run: setup
+	$(VENV)/bin/lsi smoke
+
+test: setup lint
+	$(PY) -m pytest
+
+lint: $(STAMPS)/deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMPS)/deps
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) build install log runs

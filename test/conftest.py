@@ -1,0 +1,58 @@
+"""Test environment: ROS traffic on loopback only, a DDS domain and log folder of this run's own.
+
+Set before anything imports rclpy; child processes inherit it.
+"""
+
+import os
+import random
+import tempfile
+import threading
+import time
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="lsi_ros_test_log_"))
+
+import pytest  # noqa: E402
+
+
+def wait_for(predicate, timeout=10.0, period=0.02):
+    """Poll until predicate() is truthy or the deadline passes; returns the last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(period)
+        value = predicate()
+    return value
+
+
+@pytest.fixture
+def ros_context():
+    """A private rclpy context for one test, shut down afterwards."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+@pytest.fixture
+def spin(ros_context):
+    """spin(node): spin the node in a SingleThreadedExecutor on a background thread until teardown."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor(context=ros_context)
+    thread = None
+
+    def start(*nodes):
+        nonlocal thread
+        for node in nodes:
+            executor.add_node(node)
+        thread = threading.Thread(target=executor.spin, daemon=True)
+        thread.start()
+
+    yield start
+    executor.shutdown(timeout_sec=2.0)
+    if thread is not None:
+        thread.join(timeout=5.0)
