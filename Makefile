@@ -22,10 +22,11 @@ help:
 
 setup: $(STAMPS)/messages
 
-$(STAMPS)/deps: requirements.txt requirements-ros.txt requirements-dev.txt
+$(STAMPS)/deps: requirements.txt requirements-ros.txt requirements-dev.txt requirements-models.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet --upgrade pip==26.3 setuptools==79.0.1 wheel==0.48.0
 	$(PY) -m pip install --quiet -r requirements-ros.txt -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
 	@command -v cmake >/dev/null || $(PY) -m pip install --quiet cmake
 	@mkdir -p $(STAMPS) && touch $@
 
@@ -34,7 +35,7 @@ $(STAMPS)/project: setup.py $(STAMPS)/deps $(wildcard lsi_ros/nodes/*.py)
 	@touch $@
 
 $(STAMPS)/messages: $(STAMPS)/project CMakeLists.txt package.xml scripts/build_messages.sh \
-		$(wildcard msg/*.msg launch/*.py config/*.yaml lsi_ros/nodes/*.py)
+		$(wildcard msg/*.msg launch/*.py config/*.yaml rviz/* models/* lsi_ros/nodes/*.py)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/build_messages.sh $(VENV)
 	@touch $@
 

@@ -47,9 +47,8 @@ def _import_compat():
     for name in [m for m in sys.modules if m.split(".")[0] in ("launch", "launch_ros")]:
         if not getattr(sys.modules[name], "__file__", "") or COMPAT_DIR not in sys.modules[name].__file__:
             del sys.modules[name]
-    import launch_ros
-
     import launch
+    import launch_ros
 
     return launch, launch_ros
 
@@ -81,9 +80,20 @@ def find_launch_file(package_or_path: str, file_name: str | None = None) -> Path
 
 def plan(launch_file, launch_arguments: dict | None = None, tmp_dir: str | None = None) -> list:
     """Evaluate the launch file with the given ``name:=value`` arguments; return the nodes to start."""
-    launch, launch_ros = _import_compat()
+    _import_compat()
     os.environ["AMENT_PREFIX_PATH"] = ros_environment()["AMENT_PREFIX_PATH"]
-    spec = importlib.util.spec_from_file_location(f"_lsi_launch_{Path(launch_file).stem}", launch_file)
+    tmp_dir = tmp_dir or tempfile.mkdtemp(prefix="lsi_launch_")
+    nodes = []
+    _evaluate(Path(launch_file), dict(launch_arguments or {}), tmp_dir, nodes, strict=True)
+    return nodes
+
+
+def _evaluate(launch_file: Path, arguments: dict, tmp_dir: str, nodes: list, strict: bool) -> None:
+    """Add the nodes of one launch file (and of the files it includes) to ``nodes``."""
+    launch, launch_ros = _import_compat()
+    spec = importlib.util.spec_from_file_location(
+        f"_lsi_launch_{launch_file.stem.replace('.', '_')}", launch_file
+    )
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -91,14 +101,13 @@ def plan(launch_file, launch_arguments: dict | None = None, tmp_dir: str | None 
     except Exception as error:
         raise LaunchError(f"cannot evaluate {launch_file}: {error}") from error
 
-    arguments = dict(launch_arguments or {})
     declared = [e for e in description.entities if isinstance(e, launch.actions.DeclareLaunchArgument)]
     unknown = set(arguments) - {d.name for d in declared}
-    if unknown:
+    if strict and unknown:
         raise LaunchError(
             f"unknown launch arguments {sorted(unknown)}; declared: {[d.name for d in declared]}"
         )
-    context = _Context(launch_configurations={})
+    context = _Context(launch_configurations=dict(arguments))
     subst = launch.substitutions.perform_substitutions
     for declaration in declared:
         if declaration.name in arguments:
@@ -111,15 +120,15 @@ def plan(launch_file, launch_arguments: dict | None = None, tmp_dir: str | None 
             raise LaunchError(f"launch argument '{declaration.name}'={value!r} not in {declaration.choices}")
         context.launch_configurations[declaration.name] = value
 
-    tmp_dir = tmp_dir or tempfile.mkdtemp(prefix="lsi_launch_")
-    nodes = []
     for entity in description.entities:
-        if not isinstance(entity, launch_ros.actions.Node):
-            continue
         if entity.condition is not None and not entity.condition.evaluate(context):
             continue
-        nodes.append(_node_process(entity, context, subst, tmp_dir, len(nodes)))
-    return nodes
+        if isinstance(entity, launch.actions.IncludeLaunchDescription):
+            included = Path(subst(context, entity.launch_description_source.location))
+            child_arguments = {subst(context, k): subst(context, v) for k, v in entity.launch_arguments}
+            _evaluate(included, child_arguments, tmp_dir, nodes, strict=False)
+        elif isinstance(entity, launch_ros.actions.Node):
+            nodes.append(_node_process(entity, context, subst, tmp_dir, len(nodes)))
 
 
 def _node_process(node, context, subst, tmp_dir, index) -> NodeProcess:
@@ -189,6 +198,7 @@ def run(nodes, duration_s: float | None = None, env=None) -> int:
 
     deadline = None if duration_s is None else time.monotonic() + duration_s
     failed = []
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         while True:
             failed = [(n, p.returncode) for n, p in processes if p.poll() not in (None, 0)]
@@ -199,6 +209,8 @@ def run(nodes, duration_s: float | None = None, env=None) -> int:
             time.sleep(0.1)
     except KeyboardInterrupt:
         pass
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
     for _, process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -212,6 +224,11 @@ def run(nodes, duration_s: float | None = None, env=None) -> int:
     for node, code in failed:
         print(f"[launch] {node.name} exited with code {code}", flush=True)
     return 1 if failed else 0
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    """SIGTERM (a supervisor, a test, systemd) stops the nodes the same way Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def _stream(name, stream):

@@ -19,3 +19,10 @@ class LogInfo(Action):
     def __init__(self, *, msg, **kwargs):
         super().__init__(**kwargs)
         self.msg = msg
+
+
+class IncludeLaunchDescription(Action):
+    def __init__(self, launch_description_source, *, launch_arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        self.launch_description_source = launch_description_source
+        self.launch_arguments = list(launch_arguments or [])

@@ -1,0 +1,60 @@
+"""The robot side of the camera: DMD driver + photodiode sampler + latent encoder -> LatentCode.
+
+ros2 launch lsi_ros capture.launch.py backend:=sim model:=m128
+The DMD shows the model's learned patterns unless pattern_set:= names another set (the encoder then
+refuses the frames, by design: its model only understands its own patterns).
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    params_file = LaunchConfiguration("params_file")
+    backend = LaunchConfiguration("backend")
+    model = LaunchConfiguration("model")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=PathJoinSubstitution([FindPackageShare("lsi_ros"), "config", "capture.yaml"]),
+                description="Parameter file of the capture nodes.",
+            ),
+            DeclareLaunchArgument("backend", default_value="sim", description="DMD and detector backend."),
+            DeclareLaunchArgument(
+                "model", default_value="m128", description="Model name or file (m32 ... m256)."
+            ),
+            DeclareLaunchArgument(
+                "pattern_set",
+                default_value=["model:", model],
+                description="What the DMD shows: model:<name>, a pattern-set file, hadamard-split:<P>, ...",
+            ),
+            Node(
+                package="lsi_ros",
+                executable="dmd_driver",
+                name="dmd_driver",
+                parameters=[
+                    params_file,
+                    {"backend": backend, "pattern_set": LaunchConfiguration("pattern_set")},
+                ],
+                output="screen",
+            ),
+            Node(
+                package="lsi_ros",
+                executable="photodiode_sampler",
+                name="photodiode_sampler",
+                parameters=[params_file, {"backend": backend}],
+                output="screen",
+            ),
+            Node(
+                package="lsi_ros",
+                executable="latent_encoder",
+                name="latent_encoder",
+                parameters=[params_file, {"model": model}],
+                output="screen",
+            ),
+        ]
+    )

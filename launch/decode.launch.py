@@ -1,0 +1,45 @@
+"""The base station: latent codes -> images for RViz (latent_decoder), optionally RViz itself.
+
+ros2 launch lsi_ros decode.launch.py rviz:=true
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    share = FindPackageShare("lsi_ros")
+    params_file = LaunchConfiguration("params_file")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=PathJoinSubstitution([share, "config", "decode.yaml"]),
+                description="Parameter file of the base-station nodes.",
+            ),
+            DeclareLaunchArgument(
+                "generator", default_value="mobilestylegan", description="Decoder generator."
+            ),
+            DeclareLaunchArgument(
+                "rviz", default_value="false", description="Start RViz with rviz/lsi.rviz."
+            ),
+            Node(
+                package="lsi_ros",
+                executable="latent_decoder",
+                name="latent_decoder",
+                parameters=[params_file, {"generator": LaunchConfiguration("generator")}],
+                output="screen",
+            ),
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                arguments=["-d", PathJoinSubstitution([share, "rviz", "lsi.rviz"])],
+                condition=IfCondition(LaunchConfiguration("rviz")),
+            ),
+        ]
+    )

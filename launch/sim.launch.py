@@ -1,0 +1,62 @@
+"""Everything in simulation: scene_source -> capture.launch.py (robot) -> decode.launch.py (base station).
+
+ros2 launch lsi_ros sim.launch.py model:=m128 source:=portraits
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    share = FindPackageShare("lsi_ros")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("model", default_value="m128", description="Model name or file."),
+            DeclareLaunchArgument(
+                "source", default_value="demo", description="folder, video, faces, portraits or demo."
+            ),
+            DeclareLaunchArgument("path", default_value="", description="Image folder or video file."),
+            DeclareLaunchArgument("scene_rate_hz", default_value="5.0", description="Scenes per second."),
+            DeclareLaunchArgument("rviz", default_value="false", description="Start RViz."),
+            DeclareLaunchArgument(
+                "record", default_value="false", description="Record a bag (bag_recorder)."
+            ),
+            DeclareLaunchArgument(
+                "bag", default_value="runs/latest/bag", description="Folder of the recorded bag."
+            ),
+            Node(
+                package="lsi_ros",
+                executable="scene_source",
+                name="scene_source",
+                parameters=[
+                    {
+                        "source": LaunchConfiguration("source"),
+                        "path": LaunchConfiguration("path"),
+                        "rate_hz": LaunchConfiguration("scene_rate_hz"),
+                    }
+                ],
+                output="screen",
+            ),
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "capture.launch.py"])),
+                launch_arguments={"backend": "sim", "model": LaunchConfiguration("model")}.items(),
+            ),
+            IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "decode.launch.py"])),
+                launch_arguments={"rviz": LaunchConfiguration("rviz")}.items(),
+            ),
+            Node(
+                package="lsi_ros",
+                executable="bag_recorder",
+                name="bag_recorder",
+                parameters=[{"output": LaunchConfiguration("bag")}],
+                condition=IfCondition(LaunchConfiguration("record")),
+                output="screen",
+            ),
+        ]
+    )

@@ -1,0 +1,29 @@
+"""``lsi data``: generate the (latent, face) pairs that training and evaluation use."""
+
+from lsi_ros.training import data
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "data",
+        help="generate training and held-out faces from fixed seeds (cached, resumable)",
+        description="Faces for seeds [0, --train) and the held-out range "
+        f"[{data.HELD_OUT_SEED_START}, +--held-out) are generated once and cached in shards of "
+        f"{data.SHARD_SIZE} under --data-dir; interrupted runs resume where they stopped.",
+    )
+    parser.add_argument("--generator", default="mobilestylegan", choices=("mobilestylegan", "dcgan"))
+    parser.add_argument("--train", type=int, default=4352, help="training + validation faces (default 4352)")
+    parser.add_argument("--held-out", type=int, default=512, help="held-out evaluation faces (default 512)")
+    parser.add_argument("--psi", type=float, default=data.DEFAULT_PSI, help="truncation psi (default 0.7)")
+    parser.add_argument("--data-dir", default=None, help=f"cache folder (default {data.default_data_dir()})")
+    parser.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from lsi_ros.models.generators import get_generator
+
+    generator = get_generator(args.generator)
+    for start, count in ((0, args.train), (data.HELD_OUT_SEED_START, args.held_out)):
+        folder = data.generate(generator, args.generator, start, count, args.data_dir, args.psi)
+    print(f"faces of {generator.generator_id} (psi {args.psi}) in {folder}")
+    return 0

@@ -1,0 +1,55 @@
+"""The camera's devices behind two small interfaces, with simulated and real backends side by side.
+
+A ``PatternProjector`` (the DMD) takes a pattern set and displays it at a pattern rate; a
+``Detector`` (photodiode + ADC) yields one sample per displayed pattern. Nodes pick a backend by
+name (``backend:=sim``); hardware backends register in the same tables.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+from lsi_ros.hardware.frames import Sample
+
+
+class PatternProjector(ABC):
+    """A DMD: upload a pattern set, display it cyclically, report status."""
+
+    @abstractmethod
+    def upload(self, pattern_set) -> None:
+        """Load the patterns into the device (all at once or in batches that fit its memory)."""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    @abstractmethod
+    def status(self) -> dict:
+        """Key/values for diagnostics (state, pattern rate, batches, errors)."""
+
+
+class Detector(ABC):
+    """A photodiode behind an ADC: one sample per displayed pattern, in display order."""
+
+    @abstractmethod
+    def set_pattern_set(self, pattern_set) -> None: ...
+
+    @abstractmethod
+    def acquire_frame(self) -> Iterator[Sample]:
+        """The samples of one pass over the pattern set (hardware may miss or garble some)."""
+
+    @abstractmethod
+    def status(self) -> dict: ...
+
+
+def projector_backends() -> dict:
+    from lsi_ros.hardware.sim import SimulatedDmd
+
+    return {"sim": SimulatedDmd}
+
+
+def detector_backends() -> dict:
+    from lsi_ros.hardware.sim import SimulatedPhotodiode
+
+    return {"sim": SimulatedPhotodiode}

@@ -1,0 +1,102 @@
+"""Assembling per-pattern detector samples into measurement frames.
+
+A frame is published only when it is complete, in pattern order and from the expected pattern
+set; anything else is dropped and counted, so an encoder never sees a half-filled frame.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One detector reading taken while pattern ``pattern_index`` was displayed."""
+
+    pattern_set_id: str
+    pattern_index: int
+    value: float
+    saturated: bool = False
+
+
+@dataclass(frozen=True)
+class MeasurementFrame:
+    """The M values of one pass over the pattern set, stamped with the first pattern's display time."""
+
+    pattern_set_id: str
+    sequence: int
+    stamp_ns: int
+    values: np.ndarray
+    saturated_count: int
+
+
+@dataclass
+class FrameCounters:
+    published: int = 0
+    dropped_incomplete: int = 0
+    dropped_out_of_order: int = 0
+    dropped_foreign_pattern_set: int = 0
+    dropped_invalid_value: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return (
+            self.dropped_incomplete
+            + self.dropped_out_of_order
+            + self.dropped_foreign_pattern_set
+            + self.dropped_invalid_value
+        )
+
+
+@dataclass
+class FrameAssembler:
+    pattern_set_id: str
+    num_patterns: int
+    counters: FrameCounters = field(default_factory=FrameCounters)
+    _values: list = field(default_factory=list)
+    _saturated: int = 0
+    _stamp_ns: int = 0
+    _sequence: int = 0
+    _broken: bool = False
+
+    def add(self, sample: Sample, stamp_ns: int) -> MeasurementFrame | None:
+        """Feed one sample (``stamp_ns``: when its pattern was shown); returns a frame when one completes."""
+        if sample.pattern_set_id != self.pattern_set_id:
+            self.counters.dropped_foreign_pattern_set += 1
+            self._restart(broken=True)
+            return None
+        if sample.pattern_index == 0:
+            if self._values:
+                self.counters.dropped_incomplete += 1
+            self._restart(broken=False)
+            self._stamp_ns = stamp_ns
+        elif self._broken:
+            return None
+        elif sample.pattern_index != len(self._values):
+            self.counters.dropped_out_of_order += 1
+            self._restart(broken=True)
+            return None
+        if not np.isfinite(sample.value):
+            self.counters.dropped_invalid_value += 1
+            self._restart(broken=True)
+            return None
+        self._values.append(sample.value)
+        self._saturated += int(sample.saturated)
+        if len(self._values) < self.num_patterns:
+            return None
+        frame = MeasurementFrame(
+            pattern_set_id=self.pattern_set_id,
+            sequence=self._sequence,
+            stamp_ns=self._stamp_ns,
+            values=np.asarray(self._values, dtype=np.float32),
+            saturated_count=self._saturated,
+        )
+        self._sequence += 1
+        self.counters.published += 1
+        self._restart(broken=True)
+        return frame
+
+    def _restart(self, broken: bool) -> None:
+        self._values = []
+        self._saturated = 0
+        self._broken = broken

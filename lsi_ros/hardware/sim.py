@@ -1,0 +1,93 @@
+"""Simulated DMD and photodiode: the optics core (lsi_ros.optics) driven like the real devices.
+
+The objective lens is modelled as a centre crop and an area resample of the scene image onto the
+DMD's sampling grid; the photodiode sums the light of all channels passing the pattern, and the
+detector model adds shot, read and dark noise and ADC quantisation with saturation.
+"""
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import cv2
+import numpy as np
+
+from lsi_ros.hardware import Detector, PatternProjector
+from lsi_ros.hardware.frames import Sample
+from lsi_ros.optics import dmd as dmd_geometry
+from lsi_ros.optics.forward import ForwardModel
+from lsi_ros.optics.photodiode import PhotodiodeModel
+
+
+def scene_on_dmd(rgb: np.ndarray, resolution: int) -> np.ndarray:
+    """An RGB float image (H, W, 3) as it falls on the DMD's sampling grid: centre square, area-resampled."""
+    height, width = rgb.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = np.ascontiguousarray(rgb[top : top + side, left : left + side], dtype=np.float32)
+    if side == resolution:
+        return square
+    interpolation = cv2.INTER_AREA if side > resolution else cv2.INTER_LINEAR
+    return cv2.resize(square, (resolution, resolution), interpolation=interpolation)
+
+
+class SimulatedDmd(PatternProjector):
+    """A DMD that checks what a real one would (fit on the mirror array, pattern memory) and keeps time."""
+
+    def __init__(self, device: str = "DLP6500", pattern_rate_hz: float = 9500.0):
+        self.geometry = dmd_geometry.MIRROR_ARRAYS[device]
+        self.timing = replace(dmd_geometry.TIMINGS[device], pattern_rate_hz=pattern_rate_hz)
+        self.pattern_set = None
+        self.running = False
+
+    def upload(self, pattern_set) -> None:
+        self.placement = dmd_geometry.placement(self.geometry, pattern_set.resolution)
+        self.pattern_set = pattern_set
+
+    def start(self) -> None:
+        if self.pattern_set is None:
+            raise RuntimeError("no pattern set uploaded")
+        self.running = True
+
+    def stop(self) -> None:
+        self.running = False
+
+    def status(self) -> dict:
+        status = {"backend": "sim", "device": self.geometry.name, "running": self.running}
+        if self.pattern_set is not None:
+            m = self.pattern_set.num_patterns
+            status |= {
+                "pattern_rate_hz": self.timing.pattern_rate_hz,
+                "frame_time_ms": 1e3 * self.timing.frame_time(m),
+                "upload_batches": self.timing.batches(m),
+                "mirror_block": self.placement.block,
+            }
+        return status
+
+
+class SimulatedPhotodiode(Detector):
+    """One reading per pattern of the current scene through the photodiode model."""
+
+    def __init__(self, model: PhotodiodeModel, seed: int = 0):
+        self.model = model
+        self.rng = np.random.default_rng(seed)
+        self.pattern_set = None
+        self._forward = None
+        self.scene = None
+
+    def set_pattern_set(self, pattern_set) -> None:
+        self.pattern_set = pattern_set
+        self._forward = ForwardModel(pattern_set)
+
+    def set_scene(self, rgb: np.ndarray) -> None:
+        """The scene (H, W, 3) in [0, 1], any size; kept on the DMD's sampling grid."""
+        self.scene = scene_on_dmd(rgb, self.pattern_set.resolution[0])
+
+    def acquire_frame(self) -> Iterator[Sample]:
+        counts = self.model.sample(self._forward.measure(self.scene), self.rng).counts
+        clipped = counts >= self.model.full_scale
+        set_id = self.pattern_set.pattern_set_id
+        for index in range(counts.shape[-1]):
+            yield Sample(set_id, index, float(counts[index]), bool(clipped[index]))
+
+    def status(self) -> dict:
+        return {"backend": "sim", "scene": self.scene is not None, "noise": self.model.label}

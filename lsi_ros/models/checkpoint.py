@@ -1,0 +1,122 @@
+"""Model files: one ``.safetensors`` (bit-packed patterns + encoder weights) with JSON metadata.
+
+Tensors: ``patterns.bits`` (uint8, the pattern-set format of lsi_ros.optics.patterns) and
+``encoder.<name>`` (weights in fp16, normalisation buffers in fp32). Metadata: ``format``,
+``version``, ``model_id``, ``pattern_set_id`` and ``info`` (JSON: M, resolution, generator id,
+architecture, training data seeds, metrics). A ``<name>.json`` copy of ``info`` sits beside the
+file for people; loading reads only the safetensors file and never unpickles anything.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from lsi_ros.models.encoder import MeasurementEncoder
+from lsi_ros.optics.patterns import PatternSet, PatternSetError
+
+FILE_FORMAT = "lsi_ros.model"
+FILE_VERSION = "1"
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, corrupt, or inconsistent with itself."""
+
+
+@dataclass
+class LsiModel:
+    """What the encoder node needs: the patterns the DMD shows and the encoder for their measurements."""
+
+    model_id: str
+    pattern_set: PatternSet
+    encoder: MeasurementEncoder
+    info: dict = field(default_factory=dict)
+
+    @property
+    def num_measurements(self) -> int:
+        return self.pattern_set.num_patterns
+
+
+def save_model(model: LsiModel, path) -> Path:
+    path = Path(path)
+    tensors = {"patterns.bits": torch.from_numpy(np.array(model.pattern_set.bits))}
+    for name, tensor in model.encoder.state_dict().items():
+        keep_fp32 = name.startswith("latent_")
+        tensors[f"encoder.{name}"] = tensor.detach().float() if keep_fp32 else tensor.detach().half()
+    info = dict(model.info)
+    info |= {
+        "M": model.num_measurements,
+        "resolution": list(model.pattern_set.resolution),
+        "architecture": {
+            "latent_dim": model.encoder.latent_dim,
+            "width": model.encoder.net[1].out_features,
+            "depth": len(model.encoder.net) - 5,
+        },
+    }
+    metadata = {
+        "format": FILE_FORMAT,
+        "version": FILE_VERSION,
+        "model_id": model.model_id,
+        "pattern_set_id": model.pattern_set.pattern_set_id,
+        "info": json.dumps(info),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    path.with_suffix(".json").write_text(
+        json.dumps(
+            {"model_id": model.model_id, "pattern_set_id": model.pattern_set.pattern_set_id, **info}, indent=2
+        )
+        + "\n"
+    )
+    return path
+
+
+def _metadata(path: Path) -> dict:
+    with path.open("rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if size <= 0 or size > path.stat().st_size - 8:
+            raise ModelFileError(f"{path}: not a safetensors file (header length {size})")
+        return json.loads(f.read(size)).get("__metadata__") or {}
+
+
+def load_model(path, device: str = "cpu") -> LsiModel:
+    """Read and validate a model file; any defect raises ModelFileError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        metadata = _metadata(path)
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from error
+    if metadata.get("format") != FILE_FORMAT:
+        raise ModelFileError(f"{path}: format is {metadata.get('format')!r}, not {FILE_FORMAT}")
+    try:
+        info = json.loads(metadata["info"])
+        arch = info["architecture"]
+        pattern_set = PatternSet(
+            bits=tensors.pop("patterns.bits").numpy(),
+            resolution=tuple(info["resolution"]),
+            kind="learned",
+            model_id=metadata["model_id"],
+        )
+        if pattern_set.pattern_set_id != metadata["pattern_set_id"]:
+            raise ModelFileError(
+                f"{path}: patterns hash to {pattern_set.pattern_set_id}, "
+                f"the file names {metadata['pattern_set_id']}"
+            )
+        encoder = MeasurementEncoder(
+            pattern_set.num_patterns, arch["latent_dim"], arch["width"], arch["depth"]
+        )
+        state = {k.removeprefix("encoder."): v.float() for k, v in tensors.items()}
+        encoder.load_state_dict(state, strict=True)
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, PatternSetError) as error:
+        raise ModelFileError(f"{path}: inconsistent model file ({error})") from error
+    encoder.eval().to(device)
+    return LsiModel(model_id=metadata["model_id"], pattern_set=pattern_set, encoder=encoder, info=info)

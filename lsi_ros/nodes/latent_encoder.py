@@ -1,0 +1,110 @@
+"""latent_encoder: measurement frames -> latent codes, with the model whose patterns were displayed.
+
+A frame is refused (no output, counted and reported) when its pattern set is not the model's,
+when it holds the wrong number of values, or when a value is not finite. The node keeps running
+and reports a missing or corrupt model file as an ERROR.
+
+Subscribes: ``measurements`` (lsi_ros/Measurements, sensor-data QoS). Publishes: ``latent``
+(lsi_ros/LatentCode, reliable), ``/diagnostics``.
+"""
+
+import time
+
+import numpy as np
+import torch
+from rclpy.node import Node
+
+from lsi_ros.models.checkpoint import ModelFileError, load_model
+from lsi_ros.models.registry import find_model
+from lsi_ros.msg import LatentCode, Measurements
+from lsi_ros.ros import diagnostics, latent, node_main, qos
+from lsi_ros.ros.parameters import Param, declare
+
+PARAMS = (
+    Param("model", "m128", "Model name (looked up in models/ and share/lsi_ros/models) or model file."),
+    Param("device", "auto", "Torch device for the encoder.", choices=("auto", "cpu", "cuda")),
+    Param(
+        "threads",
+        1,
+        "CPU threads for the encoder (one frame is small; 1 keeps latency steady).",
+        min=1,
+        max=64,
+    ),
+)
+
+
+class LatentEncoder(Node):
+    def __init__(self, **node_options):
+        super().__init__("latent_encoder", **node_options)
+        self.config = declare(self, PARAMS)
+        torch.set_num_threads(self.config["threads"])
+        device = self.config["device"]
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.counters = {"encoded": 0, "refused_pattern_set": 0, "refused_count": 0, "refused_nonfinite": 0}
+        self.latencies_ms = []
+        self.error = ""
+        self.model = None
+        try:
+            self.model = load_model(find_model(self.config["model"]), device=self.device)
+        except (FileNotFoundError, ModelFileError) as error:
+            self.error = f"cannot load model '{self.config['model']}': {error}"
+            self.get_logger().error(self.error)
+        else:
+            self.get_logger().info(
+                f"model {self.model.model_id}: M = {self.model.num_measurements}, "
+                f"pattern set {self.model.pattern_set.pattern_set_id}, on {self.device}"
+            )
+        self._diagnostics = diagnostics.DiagnosticsReporter(self)
+        self._publisher = self.create_publisher(LatentCode, "latent", qos.RELIABLE)
+        self.create_subscription(Measurements, "measurements", self._on_frame, qos.SENSOR_DATA)
+        self.create_timer(1.0, self._report)
+
+    def _refuse(self, counter: str, message: str):
+        self.counters[counter] += 1
+        self.get_logger().warning(message, throttle_duration_sec=5.0)
+
+    def _on_frame(self, frame: Measurements):
+        if self.model is None:
+            return
+        expected = self.model.pattern_set.pattern_set_id
+        if frame.pattern_set_id != expected:
+            self._refuse(
+                "refused_pattern_set",
+                f"frame {frame.sequence} was measured with pattern set {frame.pattern_set_id}; "
+                f"model {self.model.model_id} needs {expected}",
+            )
+            return
+        values = np.asarray(frame.values, dtype=np.float32)
+        if values.size != self.model.num_measurements:
+            self._refuse(
+                "refused_count",
+                f"frame {frame.sequence} has {values.size} values, model needs {self.model.num_measurements}",
+            )
+            return
+        if not np.all(np.isfinite(values)):
+            self._refuse("refused_nonfinite", f"frame {frame.sequence} holds NaN or infinite values")
+            return
+        start = time.perf_counter()
+        with torch.inference_mode():
+            code = self.model.encoder(torch.from_numpy(values).to(self.device)[None])[0].cpu().numpy()
+        self.latencies_ms.append(1e3 * (time.perf_counter() - start))
+        msg = latent.to_msg(
+            code, header=frame.header, model_id=self.model.model_id, pattern_set_id=frame.pattern_set_id
+        )
+        self._publisher.publish(msg)
+        self.counters["encoded"] += 1
+
+    def _report(self):
+        values = dict(self.counters)
+        if self.latencies_ms:
+            values["encode_ms_p50"] = f"{np.percentile(self.latencies_ms[-1000:], 50):.3f}"
+        refused = sum(v for k, v in self.counters.items() if k.startswith("refused"))
+        if self.error:
+            self._diagnostics.publish(diagnostics.ERROR, self.error, values)
+        else:
+            level = diagnostics.WARN if refused else diagnostics.OK
+            self._diagnostics.publish(level, f"{refused} frames refused" if refused else "encoding", values)
+
+
+def main(args=None):
+    return node_main.run(LatentEncoder, args)

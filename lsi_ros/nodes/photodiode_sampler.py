@@ -1,0 +1,138 @@
+"""photodiode_sampler: one detector value per displayed pattern, assembled into measurement frames.
+
+The ``sim`` backend images a scene topic (any camera driver, a bag, scene_source) onto the DMD's
+sampling grid and measures it through the photodiode model. Frames that are incomplete, out of
+order or from another pattern set are dropped and counted in diagnostics, never published.
+
+Subscribes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local), ``scene``
+(sensor_msgs/Image, sim backend). Publishes: ``measurements`` (lsi_ros/Measurements, sensor-data
+QoS), ``/diagnostics``.
+"""
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import Image
+
+from lsi_ros.hardware import detector_backends, pattern_sources
+from lsi_ros.hardware.frames import FrameAssembler
+from lsi_ros.msg import Measurements, PatternSetInfo
+from lsi_ros.optics.photodiode import PhotodiodeModel
+from lsi_ros.ros import diagnostics, image, node_main, qos
+from lsi_ros.ros.parameters import Param, declare
+
+PARAMS = (
+    Param("backend", "sim", "Detector backend.", choices=("sim",)),
+    Param(
+        "frame_trigger",
+        "per_scene",
+        "sim: 'per_scene' measures one frame per scene image (stamped with the scene's stamp); "
+        "'continuous' measures the latest scene at the DMD frame rate (pattern rate / M).",
+        choices=("per_scene", "continuous"),
+    ),
+    Param("noise", True, "sim: apply the photodiode noise model (false: noiseless ablation)."),
+    Param(
+        "photon_flux",
+        5000.0,
+        "sim: expected photo-electrons per fully lit pixel per pattern.",
+        min=1e-3,
+        max=1e9,
+    ),
+    Param("seed", 0, "sim: seed of the detector noise.", min=0, max=2**31 - 1),
+    Param("frame_id", "lsi_camera", "header.frame_id of the measurement frames."),
+)
+
+
+class PhotodiodeSampler(Node):
+    def __init__(self, **node_options):
+        super().__init__("photodiode_sampler", **node_options)
+        self.config = declare(self, PARAMS)
+        model = PhotodiodeModel().with_photon_flux(self.config["photon_flux"])
+        if not self.config["noise"]:
+            model = PhotodiodeModel.noiseless()
+        self.detector = detector_backends()[self.config["backend"]](model=model, seed=self.config["seed"])
+        self.assembler = None
+        self.rejected_scenes = 0
+        self.last_error = ""
+        self._timer = None
+        self._diagnostics = diagnostics.DiagnosticsReporter(self)
+        self._publisher = self.create_publisher(Measurements, "measurements", qos.SENSOR_DATA)
+        self.create_subscription(PatternSetInfo, "pattern_set", self._on_pattern_set, qos.LATCHED)
+        self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA)
+        self.create_timer(1.0, self._report)
+
+    def _on_pattern_set(self, info: PatternSetInfo):
+        try:
+            pattern_set = pattern_sources.load_announced(info.pattern_set_id, info.uri)
+        except (ValueError, OSError) as error:
+            self._fail(f"cannot use announced pattern set {info.pattern_set_id}: {error}")
+            return
+        self.detector.set_pattern_set(pattern_set)
+        self.assembler = FrameAssembler(pattern_set.pattern_set_id, pattern_set.num_patterns)
+        self.get_logger().info(
+            f"sampling pattern set {pattern_set.pattern_set_id} (M = {pattern_set.num_patterns})"
+        )
+        if self.config["frame_trigger"] == "continuous":
+            if self._timer is not None:
+                self.destroy_timer(self._timer)
+            self._timer = self.create_timer(
+                pattern_set.num_patterns / info.pattern_rate_hz, self._measure_now
+            )
+
+    def _on_scene(self, msg: Image):
+        if self.assembler is None:
+            return
+        try:
+            self.detector.set_scene(image.to_rgb_float(msg))
+        except image.ImageEncodingError as error:
+            self.rejected_scenes += 1
+            self._fail(f"scene rejected: {error}")
+            return
+        if self.config["frame_trigger"] == "per_scene":
+            self._measure(Time.from_msg(msg.header.stamp).nanoseconds)
+
+    def _measure_now(self):
+        if self.detector.scene is not None:
+            self._measure(self.get_clock().now().nanoseconds)
+
+    def _measure(self, stamp_ns: int):
+        for sample in self.detector.acquire_frame():
+            frame = self.assembler.add(sample, stamp_ns)
+            if frame is not None:
+                self._publish(frame)
+
+    def _publish(self, frame):
+        msg = Measurements(
+            pattern_set_id=frame.pattern_set_id,
+            sequence=frame.sequence,
+            values=np.asarray(frame.values, dtype=np.float32),
+            saturated_count=frame.saturated_count,
+            dropped_count=0,
+        )
+        msg.header.stamp = Time(nanoseconds=frame.stamp_ns).to_msg()
+        msg.header.frame_id = self.config["frame_id"]
+        self._publisher.publish(msg)
+
+    def _fail(self, message: str):
+        self.last_error = message
+        self.get_logger().warning(message, throttle_duration_sec=5.0)
+
+    def _report(self):
+        values = {"rejected_scenes": self.rejected_scenes, **self.detector.status()}
+        if self.assembler is None:
+            self._diagnostics.publish(diagnostics.WARN, "waiting for a pattern set", values)
+            return
+        counters = self.assembler.counters
+        values |= {
+            "frames_published": counters.published,
+            "frames_dropped_incomplete": counters.dropped_incomplete,
+            "frames_dropped_out_of_order": counters.dropped_out_of_order,
+            "frames_dropped_foreign_pattern_set": counters.dropped_foreign_pattern_set,
+            "frames_dropped_invalid_value": counters.dropped_invalid_value,
+        }
+        level = diagnostics.WARN if counters.dropped or self.rejected_scenes else diagnostics.OK
+        self._diagnostics.publish(level, self.last_error or "sampling", values)
+
+
+def main(args=None):
+    return node_main.run(PhotodiodeSampler, args)

@@ -1,0 +1,98 @@
+"""scene_source: publishes scene images from a folder, a video, held-out generated faces or portraits.
+
+For simulation and demos: feeds photodiode_sampler's sim backend like a camera driver would.
+
+Publishes: ``scene`` (sensor_msgs/Image, rgb8, sensor-data QoS), ``/diagnostics``.
+"""
+
+import itertools
+
+from rclpy.node import Node
+
+from lsi_ros import scenes
+from lsi_ros.ros import diagnostics, image, node_main, qos
+from lsi_ros.ros.parameters import Param, declare
+
+PARAMS = (
+    Param(
+        "source",
+        "portraits",
+        "Where scenes come from.",
+        choices=("folder", "video", "faces", "portraits", "demo"),
+    ),
+    Param("path", "", "Image folder or video file (source folder/video)."),
+    Param(
+        "generator",
+        "mobilestylegan",
+        "faces: generator of the held-out faces.",
+        choices=("mobilestylegan", "dcgan"),
+    ),
+    Param(
+        "first_seed", -1, "faces: first seed (-1: the start of the held-out range).", min=-1, max=2**31 - 1
+    ),
+    Param("rate_hz", 5.0, "Scenes per second.", min=0.01, max=1000.0),
+    Param("loop", True, "Start over at the end of the source."),
+    Param("frame_id", "lsi_scene", "header.frame_id of the images."),
+)
+
+
+class SceneSource(Node):
+    def __init__(self, **node_options):
+        super().__init__("scene_source", **node_options)
+        self.config = declare(self, PARAMS)
+        self.published = 0
+        self.error = ""
+        self._scenes = self._open()
+        self._diagnostics = diagnostics.DiagnosticsReporter(self)
+        self._publisher = self.create_publisher(image.Image, "scene", qos.SENSOR_DATA)
+        self.create_timer(1.0 / self.config["rate_hz"], self._tick)
+        self.create_timer(1.0, self._report)
+
+    def _open(self):
+        source, path = self.config["source"], self.config["path"]
+        make = {
+            "folder": lambda: scenes.folder_scenes(path),
+            "video": lambda: scenes.video_scenes(path),
+            "faces": lambda: scenes.face_scenes(
+                self.config["generator"], None if self.config["first_seed"] < 0 else self.config["first_seed"]
+            ),
+            "portraits": scenes.portrait_scenes,
+            "demo": lambda: itertools.chain(
+                scenes.portrait_scenes(), scenes.face_scenes(self.config["generator"])
+            ),
+        }[source]
+        try:
+            stream = make()
+            first = next(stream, None)
+        except scenes.SceneSourceError as error:
+            self.error = str(error)
+            self.get_logger().error(self.error)
+            return iter(())
+        if first is None:
+            self.error = f"{source} source '{path}' holds no readable images"
+            self.get_logger().error(self.error)
+            return iter(())
+        return itertools.chain([first], stream, self._repeat(make))
+
+    def _repeat(self, make):
+        while self.config["loop"]:
+            yield from make()
+
+    def _tick(self):
+        scene = next(self._scenes, None)
+        if scene is None:
+            return
+        name, rgb = scene
+        msg = image.array_to_image(rgb, "rgb8")
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.config["frame_id"]
+        self._publisher.publish(msg)
+        self.published += 1
+
+    def _report(self):
+        level = diagnostics.ERROR if self.error else diagnostics.OK
+        self._diagnostics.publish(level, self.error or "publishing", {"published": self.published})
+
+
+def main(args=None):
+    return node_main.run(SceneSource, args)

@@ -1,0 +1,99 @@
+"""Watching the whole simulated pipeline from outside: latency, drops, bytes, image quality.
+
+Follows each scene through the graph by its header stamp (the sampler stamps a frame with its
+scene's stamp, the encoder and decoder copy it): scene -> Measurements -> LatentCode -> Image.
+"""
+
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.serialization import serialize_message
+from sensor_msgs.msg import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from lsi_ros.hardware.sim import scene_on_dmd
+from lsi_ros.msg import LatentCode, Measurements
+from lsi_ros.ros import image, qos
+
+
+def _key(header) -> tuple:
+    return header.stamp.sec, header.stamp.nanosec
+
+
+class PipelineMonitor(Node):
+    def __init__(self, resolution: int = 256, **node_options):
+        super().__init__("pipeline_monitor", **node_options)
+        self.resolution = resolution
+        self.scenes = {}
+        self.events = {"measurements": {}, "latent": {}, "image": {}}
+        self.sizes = {}
+        self.pairs = []
+        self.sequences = []
+        self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA)
+        self.create_subscription(Measurements, "measurements", self._on_measurements, qos.SENSOR_DATA)
+        self.create_subscription(LatentCode, "latent", self._on_latent, qos.RELIABLE)
+        self.create_subscription(Image, "image", self._on_image, qos.RELIABLE)
+
+    def _arrival_ms(self, header) -> float:
+        stamp_ns = header.stamp.sec * 10**9 + header.stamp.nanosec
+        return (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+
+    def _on_scene(self, msg):
+        rgb = scene_on_dmd(image.to_rgb_float(msg), self.resolution)
+        self.scenes[_key(msg.header)] = rgb
+        on_grid = image.array_to_image(np.rint(rgb * 255).astype(np.uint8), "rgb8")
+        self.sizes.setdefault("image_rgb8", len(serialize_message(on_grid)))
+
+    def _on_measurements(self, msg):
+        self.events["measurements"][_key(msg.header)] = self._arrival_ms(msg.header)
+        self.sequences.append(msg.sequence)
+        self.sizes.setdefault("measurements", len(serialize_message(msg)))
+
+    def _on_latent(self, msg):
+        self.events["latent"][_key(msg.header)] = self._arrival_ms(msg.header)
+        self.sizes.setdefault("latent", len(serialize_message(msg)))
+
+    def _on_image(self, msg):
+        self.events["image"][_key(msg.header)] = self._arrival_ms(msg.header)
+        scene = self.scenes.get(_key(msg.header))
+        if scene is not None:
+            decoded = image.to_rgb_float(msg)
+            self.pairs.append((scene, decoded))
+
+    def summary(self) -> dict:
+        def percentiles(values):
+            values = np.asarray(list(values))
+            if not values.size:
+                return {"p50": None, "p95": None}
+            return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
+
+        psnr = [peak_signal_noise_ratio(s, d, data_range=1.0) for s, d in self.pairs]
+        ssim = [structural_similarity(s, d, data_range=1.0, channel_axis=2) for s, d in self.pairs]
+        sequences = np.asarray(self.sequences)
+        return {
+            "scenes": len(self.scenes),
+            "measurement_frames": len(self.events["measurements"]),
+            "latent_messages": len(self.events["latent"]),
+            "decoded_images": len(self.events["image"]),
+            "dropped_frames": int(len(self.scenes) - len(self.events["latent"])),
+            "sequence_gaps": int(np.sum(np.diff(sequences) != 1)) if sequences.size > 1 else 0,
+            "bytes_per_frame": self.sizes,
+            "latency_ms": {
+                "scene_to_latent": percentiles(self.events["latent"].values()),
+                "scene_to_image": percentiles(self.events["image"].values()),
+            },
+            "quality_rgb": {
+                "pairs": len(self.pairs),
+                "psnr_db": float(np.mean(psnr)) if psnr else None,
+                "ssim": float(np.mean(ssim)) if ssim else None,
+            },
+            "wall_time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+    def frame_strip(self, count: int = 6) -> np.ndarray:
+        """Scenes (top) over their decoded images (bottom), uint8 RGB."""
+        chosen = self.pairs[:: max(1, len(self.pairs) // count)][:count]
+        top = np.concatenate([s for s, _ in chosen], axis=1)
+        bottom = np.concatenate([d for _, d in chosen], axis=1)
+        return np.rint(np.concatenate([top, bottom], axis=0) * 255).astype(np.uint8)

@@ -1,0 +1,73 @@
+"""Scene sources for simulation and demos: image folders, videos, held-out faces, offline portraits.
+
+Each source yields (name, RGB uint8 image (H, W, 3)) forever or once; ROS-free, so the same scenes
+feed the nodes (scene_source) and offline evaluation.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class SceneSourceError(ValueError):
+    """A scene source that cannot deliver images (missing folder, unreadable video, no images)."""
+
+
+def folder_scenes(folder) -> Iterator[tuple[str, np.ndarray]]:
+    """Every readable image in a folder, sorted by name; unreadable files are skipped by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SceneSourceError(f"image folder not found: {folder}")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise SceneSourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    for path in paths:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is not None:
+            yield path.name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def video_scenes(path) -> Iterator[tuple[str, np.ndarray]]:
+    """The frames of a video file, in order."""
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise SceneSourceError(f"cannot open video: {path}")
+    index = 0
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            yield f"{Path(path).name}#{index}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        capture.release()
+
+
+def face_scenes(generator_name: str = "mobilestylegan", first_seed: int | None = None, truncation_psi=None):
+    """Generated faces from the held-out seed range (never seen in training), one per seed."""
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.training import data
+
+    generator = get_generator(generator_name)
+    seed = data.HELD_OUT_SEED_START if first_seed is None else first_seed
+    psi = data.DEFAULT_PSI if truncation_psi is None else truncation_psi
+    while True:
+        w = generator.sample_latents([seed], truncation_psi=psi)
+        yield f"seed {seed}", np.rint(generator.synthesize(w)[0] * 255).astype(np.uint8)
+        seed += 1
+
+
+def portrait_scenes() -> Iterator[tuple[str, np.ndarray]]:
+    """Real portraits that ship with scikit-image and matplotlib (qualitative checks only)."""
+    from matplotlib.cbook import get_sample_data
+    from skimage import data
+
+    yield "astronaut", data.astronaut()
+    with get_sample_data("grace_hopper.jpg") as f:
+        bgr = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+    yield "grace_hopper", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,1 @@
+"""Training and its data: generated (latent, image) pairs, learned patterns + encoder (ROS-free)."""

@@ -1,0 +1,130 @@
+"""capture.launch.py end to end: dmd_driver + photodiode_sampler as separate processes, real DDS.
+
+A scene published here comes back as a measurement frame that equals the optics core's forward
+model of that scene (noiseless detector), stamped with the scene's time; bad scenes and bad
+pattern sets are reported in diagnostics while the nodes keep running.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from conftest import wait_for
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from lsi_ros.hardware.sim import scene_on_dmd
+from lsi_ros.msg import Measurements, PatternSetInfo
+from lsi_ros.optics.forward import ForwardModel
+from lsi_ros.optics.patterns import load_pattern_set
+from lsi_ros.ros import image, qos
+
+
+def start_capture(tmp_path, **overrides):
+    params = {
+        "dmd_driver": {"ros__parameters": {"cache_dir": str(tmp_path / "patterns"), "resolution": 64}},
+        "photodiode_sampler": {"ros__parameters": {"noise": False, "frame_trigger": "per_scene"}},
+    }
+    params_file = tmp_path / "capture_test.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    args = [f"params_file:={params_file}", *(f"{k}:={v}" for k, v in overrides.items())]
+    command = [sys.executable, "-m", "lsi_ros.cli", "launch", "lsi_ros", "capture.launch.py", *args]
+    return subprocess.Popen(command)
+
+
+@pytest.fixture
+def probe(ros_context, spin):
+    node = Node("capture_probe", context=ros_context)
+    received = {"frames": [], "info": [], "diagnostics": []}
+    node.create_subscription(Measurements, "measurements", received["frames"].append, qos.SENSOR_DATA)
+    node.create_subscription(PatternSetInfo, "pattern_set", received["info"].append, qos.LATCHED)
+    node.create_subscription(DiagnosticArray, "/diagnostics", received["diagnostics"].append, 50)
+    scenes = node.create_publisher(Image, "scene", qos.SENSOR_DATA)
+    spin(node)
+    return node, scenes, received
+
+
+def statuses(received, name):
+    return [s for array in received["diagnostics"] for s in array.status if s.name == name]
+
+
+def test_scene_to_measurement_frame_matches_the_forward_model(tmp_path, probe):
+    node, scenes, received = probe
+    process = start_capture(tmp_path, pattern_set="hadamard-split:32")
+    try:
+        assert wait_for(lambda: received["info"], timeout=30), "dmd_driver announced no pattern set"
+        info = received["info"][0]
+        assert (info.num_patterns, info.resolution, info.kind) == (32, 64, "hadamard-split")
+        assert wait_for(lambda: statuses(received, "photodiode_sampler"), timeout=30)
+        rng = np.random.default_rng(0)
+        sent = []
+        for _ in range(40):
+            if len(received["frames"]) >= 5:
+                break
+            rgb = rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)
+            msg = image.array_to_image(rgb, "rgb8")
+            msg.header.stamp = node.get_clock().now().to_msg()
+            scenes.publish(msg)
+            sent.append((msg.header.stamp, rgb))
+            expected_count = len(sent)
+            wait_for(lambda: len(received["frames"]) >= expected_count, timeout=1.0)
+        assert len(received["frames"]) >= 5, "no measurement frames"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+    pattern_set = load_pattern_set(info.uri)
+    forward = ForwardModel(pattern_set)
+    by_stamp = {(s.sec, s.nanosec): rgb for s, rgb in sent}
+    for frame in received["frames"]:
+        assert frame.pattern_set_id == info.pattern_set_id and len(frame.values) == 32
+        rgb = by_stamp[(frame.header.stamp.sec, frame.header.stamp.nanosec)]
+        expected = forward.measure(scene_on_dmd(rgb.astype(np.float32) / 255.0, 64))
+        np.testing.assert_allclose(frame.values, expected, rtol=1e-5)
+    sequences = [f.sequence for f in received["frames"]]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+
+
+def test_bad_scene_and_bad_pattern_set_are_reported_and_nodes_keep_running(tmp_path, probe):
+    node, scenes, received = probe
+    process = start_capture(tmp_path, pattern_set=str(tmp_path / "missing.safetensors"))
+    try:
+        assert wait_for(
+            lambda: any(
+                s.level == DiagnosticStatus.ERROR and "missing.safetensors" in s.message
+                for s in statuses(received, "dmd_driver")
+            ),
+            timeout=30,
+        ), "dmd_driver did not report the missing pattern set"
+        bad = Image(height=2, width=2, encoding="yuv422", step=4, data=b"\0" * 8)
+        scenes.publish(bad)
+        assert process.poll() is None, "a node died"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert not received["frames"]
+
+
+def test_sampler_rejects_unknown_encodings_without_dying(tmp_path, probe):
+    node, scenes, received = probe
+    process = start_capture(tmp_path, pattern_set="bernoulli:16:3")
+    try:
+        assert wait_for(lambda: received["info"], timeout=30)
+        assert wait_for(lambda: statuses(received, "photodiode_sampler"), timeout=30)
+
+        def rejected():
+            scenes.publish(Image(height=2, width=2, encoding="yuv422", step=4, data=b"\0" * 8))
+            values = [{kv.key: kv.value for kv in s.values} for s in statuses(received, "photodiode_sampler")]
+            return any(int(v.get("rejected_scenes", 0)) > 0 for v in values)
+
+        assert wait_for(rejected, timeout=20, period=0.3), "rejected scene not counted in diagnostics"
+        assert not received["frames"]
+        good = image.array_to_image(np.full((64, 64, 3), 128, np.uint8), "rgb8")
+        assert wait_for(lambda: scenes.publish(good) or received["frames"], timeout=20, period=0.3)
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

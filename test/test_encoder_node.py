@@ -1,0 +1,103 @@
+"""latent_encoder in its own process: encodes matching frames, refuses everything else, never dies."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import wait_for
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.node import Node
+from test_models import make_model
+
+from lsi_ros.models.checkpoint import load_model, save_model
+from lsi_ros.msg import LatentCode, Measurements
+from lsi_ros.ros import latent, qos
+
+
+def start_encoder(model_path):
+    from ament_index_python.packages import get_package_prefix
+
+    executable = f"{get_package_prefix('lsi_ros')}/lib/lsi_ros/latent_encoder"
+    return subprocess.Popen([sys.executable, executable, "--ros-args", "-p", f"model:={model_path}"])
+
+
+@pytest.fixture
+def graph(ros_context, spin):
+    node = Node("encoder_probe", context=ros_context)
+    received = {"codes": [], "status": []}
+    node.create_subscription(LatentCode, "latent", received["codes"].append, qos.RELIABLE)
+
+    def on_diagnostics(array):
+        received["status"] += [s for s in array.status if s.name == "latent_encoder"]
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 50)
+    frames = node.create_publisher(Measurements, "measurements", qos.SENSOR_DATA)
+    spin(node)
+    return node, frames, received
+
+
+def counters(received):
+    return {kv.key: kv.value for kv in received["status"][-1].values} if received["status"] else {}
+
+
+def test_encodes_matching_frames_and_refuses_bad_ones(tmp_path, graph):
+    node, frames, received = graph
+    path = save_model(make_model(), tmp_path / "m16.safetensors")
+    model = load_model(path)
+    set_id = model.pattern_set.pattern_set_id
+    process = start_encoder(path)
+    try:
+        assert wait_for(lambda: received["status"], timeout=30), "no diagnostics from latent_encoder"
+        good = np.random.default_rng(1).uniform(100, 5000, 16).astype(np.float32)
+        bad_frames = [
+            Measurements(pattern_set_id="sha256:someoneelse", sequence=1, values=good),
+            Measurements(pattern_set_id=set_id, sequence=2, values=good[:15]),
+            Measurements(
+                pattern_set_id=set_id, sequence=3, values=np.where(np.arange(16) == 4, np.nan, good)
+            ),
+        ]
+
+        def all_refused():
+            for frame in bad_frames:
+                frames.publish(frame)
+            c = counters(received)
+            return all(
+                int(c.get(k, 0)) > 0 for k in ("refused_pattern_set", "refused_count", "refused_nonfinite")
+            )
+
+        assert wait_for(all_refused, timeout=20, period=0.3), counters(received)
+        assert not received["codes"]
+        assert received["status"][-1].level == DiagnosticStatus.WARN
+
+        frame = Measurements(pattern_set_id=set_id, sequence=7, values=good)
+        frame.header.frame_id = "lsi_camera"
+        frame.header.stamp.sec = 42
+        assert wait_for(lambda: frames.publish(frame) or received["codes"], timeout=20, period=0.3)
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    code = received["codes"][0]
+    assert (code.header.stamp.sec, code.header.frame_id) == (42, "lsi_camera")
+    assert code.pattern_set_id == set_id and code.model_id == "test-m16" and list(code.shape) == [1, 8]
+    with torch.no_grad():
+        expected = model.encoder(torch.from_numpy(good)[None])[0].numpy()
+    np.testing.assert_allclose(latent.from_msg(code)[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_missing_model_is_an_error_in_diagnostics_not_a_crash(tmp_path, graph):
+    node, frames, received = graph
+    process = start_encoder(tmp_path / "absent.safetensors")
+    try:
+        assert wait_for(
+            lambda: any(
+                s.level == DiagnosticStatus.ERROR and "absent" in s.message for s in received["status"]
+            ),
+            timeout=30,
+        )
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

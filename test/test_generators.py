@@ -1,0 +1,165 @@
+"""Frozen generators with their real weights: contract, determinism, truncation, early exit, torch twin."""
+
+import cv2
+import numpy as np
+import openvino as ov
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from lsi_ros.models import mobilestylegan_ir
+from lsi_ros.models.generators import DCGAN, MobileStyleGAN, get_generator
+
+# Measured on 16 latents (docs/generator.md): fast exit vs area-downsampled 1024^2, PSNR 31.6 dB mean,
+# 28.3 min; SSIM 0.92 mean, 0.89 min. Assert with a margin.
+FAST_EXIT_MIN_PSNR = 28.5
+FAST_EXIT_MIN_SSIM = 0.87
+
+
+@pytest.fixture(scope="module")
+def msg():
+    return get_generator("mobilestylegan", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def msg_fast():
+    return get_generator("mobilestylegan", early_exit="fast", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def dcgan():
+    return get_generator("dcgan")
+
+
+@pytest.fixture(params=["dcgan", "msg"])
+def generator(request):
+    return request.getfixturevalue(request.param)
+
+
+def reference_256(w: np.ndarray) -> np.ndarray:
+    """The untouched 1024^2 IR, area-downsampled to 256^2 with OpenCV: what the early exits approximate."""
+    core = ov.Core()
+    full = core.compile_model(
+        mobilestylegan_ir.build_synthesis_1024(core), "CPU", mobilestylegan_ir.f32_config()
+    )
+    images = []
+    for latent in w:
+        image = full(latent[None])[0][0].transpose(1, 2, 0)
+        images.append(cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA))
+    return np.clip((np.stack(images) + 1) / 2, 0, 1)
+
+
+def to_nhwc(images: torch.Tensor) -> np.ndarray:
+    return images.detach().permute(0, 2, 3, 1).numpy()
+
+
+def latent_grad_ok(grad: torch.Tensor) -> bool:
+    return bool(torch.isfinite(grad).all() and grad.abs().sum() > 0)
+
+
+def test_factory_builds_each_backend_and_rejects_unknown_names(msg, dcgan):
+    assert isinstance(msg, MobileStyleGAN) and isinstance(dcgan, DCGAN)
+    assert (msg.latent_dim, msg.resolution, msg.num_ws) == (512, 256, 23)
+    assert (dcgan.latent_dim, dcgan.resolution, dcgan.num_ws) == (100, 64, 1)
+    assert msg.generator_id == "mobilestylegan-ffhq@random-face==2021.7.21.1"
+    assert dcgan.generator_id == "dcgan-digiface@gan-face-generate==1.1.1"
+    with pytest.raises(ValueError, match="unknown generator"):
+        get_generator("stylegan-xl")
+
+
+def test_images_are_finite_rgb_in_unit_range(generator):
+    images = generator.synthesize(generator.sample_latents([11, 12], truncation_psi=0.7))
+    r = generator.resolution
+    assert images.shape == (2, r, r, 3) and images.dtype == np.float32
+    assert np.isfinite(images).all()
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    assert images.std() > 0.1, "a face, not a flat image"
+
+
+def test_latents_depend_on_the_seed_alone(generator):
+    w = generator.sample_latents([3, 4, 3], truncation_psi=0.7)
+    assert w.shape == (3, generator.latent_dim) and w.dtype == np.float32
+    np.testing.assert_array_equal(w[0], generator.sample_latents([3], truncation_psi=0.7)[0])
+    images = generator.synthesize(w)
+    np.testing.assert_array_equal(images[0], images[2])
+    assert np.abs(images[0] - images[1]).mean() > 0.03
+
+
+def test_count_draws_from_the_given_rng(generator):
+    a = generator.sample_latents(2, rng=np.random.default_rng(7))
+    b = generator.sample_latents(2, rng=7)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (2, generator.latent_dim) and not np.allclose(a[0], a[1])
+
+
+def test_truncation_zero_gives_the_mean_latent_image(generator):
+    w_avg = generator.mean_latent()
+    w = generator.sample_latents([1, 2, 3], truncation_psi=0.0)
+    np.testing.assert_allclose(w, np.broadcast_to(w_avg, w.shape), atol=1e-6)
+    images = generator.synthesize(w)
+    mean_image = generator.synthesize(w_avg[None])[0]
+    for image in images:
+        np.testing.assert_allclose(image, mean_image, atol=1e-5)
+    assert not np.allclose(generator.sample_latents([1], truncation_psi=0.5), w_avg[None], atol=1e-3)
+
+
+def test_mean_latent_is_fixed_across_instances(msg):
+    np.testing.assert_array_equal(msg.mean_latent(), MobileStyleGAN().mean_latent())
+
+
+def test_batch_equals_single_calls(generator):
+    w = generator.sample_latents(range(20, 25), truncation_psi=0.7)  # one chunk of 4 + a single one
+    batched = generator.synthesize(w)
+    singles = np.concatenate([generator.synthesize(w[i : i + 1]) for i in range(len(w))])
+    np.testing.assert_allclose(batched, singles, atol=1e-4)
+
+
+def test_w_plus_with_equal_layers_equals_w_and_mixing_changes_the_image(msg):
+    w = msg.sample_latents([30, 31], truncation_psi=0.7)
+    w_plus = np.repeat(w[:1, None], msg.num_ws, axis=1)
+    np.testing.assert_allclose(msg.synthesize(w_plus), msg.synthesize(w[:1]), atol=1e-5)
+    mixed = w_plus.copy()
+    mixed[:, 8:] = w[1]  # fine styles from another face
+    assert np.abs(msg.synthesize(mixed) - msg.synthesize(w[:1])).mean() > 0.01
+    with pytest.raises(ValueError, match="latents must be"):
+        msg.synthesize(np.zeros((1, 4, 512), np.float32))
+
+
+def test_exact_exit_equals_area_downsampled_1024(msg):
+    w = msg.sample_latents([40, 41], truncation_psi=0.7)
+    np.testing.assert_allclose(msg.synthesize(w), reference_256(w), atol=1e-5)
+
+
+def test_fast_exit_is_close_to_area_downsampled_1024(msg_fast):
+    w = msg_fast.sample_latents([40, 41, 42, 43], truncation_psi=0.7)
+    reference = reference_256(w)
+    for fast, ref in zip(msg_fast.synthesize(w), reference, strict=True):
+        assert peak_signal_noise_ratio(ref, fast, data_range=1.0) > FAST_EXIT_MIN_PSNR
+        assert structural_similarity(ref, fast, data_range=1.0, channel_axis=2) > FAST_EXIT_MIN_SSIM
+        assert not np.allclose(ref, fast, atol=1e-3), "the fast exit is an approximation"
+
+
+@pytest.mark.parametrize("which", ["msg", "msg_fast"])
+def test_torch_twin_matches_openvino_and_has_gradients(which, request):
+    generator = request.getfixturevalue(which)
+    w = generator.sample_latents([50], truncation_psi=0.7)
+    latent = torch.from_numpy(w).requires_grad_(True)
+    images = generator.torch_synthesis()(latent)
+    assert images.shape == (1, 3, 256, 256)
+    np.testing.assert_allclose(
+        images.detach().permute(0, 2, 3, 1).numpy(), generator.synthesize(w), atol=1e-4
+    )
+    images.mean().backward()
+    assert latent_grad_ok(latent.grad)
+    assert not any(p.requires_grad for p in generator.torch_synthesis().buffers())
+
+
+def test_dcgan_torch_module_is_differentiable(dcgan):
+    z = torch.from_numpy(dcgan.sample_latents([5])).requires_grad_(True)
+    images = dcgan.torch_synthesis()(z)
+    np.testing.assert_allclose(
+        images.detach().permute(0, 2, 3, 1).numpy(), dcgan.synthesize(z.detach().numpy())
+    )
+    images.mean().backward()
+    assert latent_grad_ok(z.grad)
+    assert not any(p.requires_grad for p in dcgan.torch_synthesis().parameters())

@@ -1,0 +1,71 @@
+"""Model files: round trip, refusal of corrupt or inconsistent files, lookup by name."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lsi_ros.models.checkpoint import LsiModel, ModelFileError, load_model, save_model
+from lsi_ros.models.encoder import MeasurementEncoder
+from lsi_ros.models.registry import find_model
+from lsi_ros.optics.patterns import bernoulli_patterns, learned_patterns
+
+
+def make_model(num_patterns=16, resolution=32, seed=0):
+    torch.manual_seed(seed)
+    encoder = MeasurementEncoder(num_patterns, latent_dim=8, width=32, depth=1).eval()
+    encoder.latent_mean.copy_(torch.linspace(-1, 1, 8))
+    encoder.latent_std.copy_(torch.linspace(0.5, 2, 8))
+    dense = bernoulli_patterns(num_patterns, resolution, seed=seed).dense().astype(bool)
+    return LsiModel("test-m16", learned_patterns(dense, model_id="test-m16"), encoder, {"generator_id": "x"})
+
+
+def test_round_trip_keeps_patterns_and_encoder(tmp_path):
+    model = make_model()
+    path = save_model(model, tmp_path / "m16.safetensors")
+    loaded = load_model(path)
+    assert loaded.pattern_set.pattern_set_id == model.pattern_set.pattern_set_id
+    assert loaded.info["M"] == 16 and loaded.info["generator_id"] == "x"
+    y = torch.randn(4, 16)
+    with torch.no_grad():
+        # Weights are stored in fp16: the loaded encoder agrees to fp16 precision.
+        np.testing.assert_allclose(loaded.encoder(y), model.encoder(y), rtol=2e-2, atol=2e-2)
+    assert (tmp_path / "m16.json").is_file()
+
+
+def test_encoder_ignores_global_gain_and_offset():
+    encoder = make_model().encoder
+    y = torch.rand(3, 16) * 1000
+    with torch.no_grad():
+        np.testing.assert_allclose(encoder(3.7 * y + 250.0), encoder(y), rtol=1e-3, atol=1e-3)
+
+
+def test_corrupt_truncated_missing_and_tampered_files_are_refused(tmp_path):
+    path = save_model(make_model(), tmp_path / "m.safetensors")
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "none.safetensors")
+    (tmp_path / "garbage.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(ModelFileError):
+        load_model(tmp_path / "garbage.safetensors")
+    data = path.read_bytes()
+    (tmp_path / "short.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError):
+        load_model(tmp_path / "short.safetensors")
+    # Flip one pattern bit inside the tensor data: the content hash no longer matches the metadata.
+    header_size = int.from_bytes(data[:8], "little")
+    begin, _ = json.loads(data[8 : 8 + header_size])["patterns.bits"]["data_offsets"]
+    tampered = bytearray(data)
+    tampered[8 + header_size + begin + 3] ^= 0xFF
+    (tmp_path / "tampered.safetensors").write_bytes(bytes(tampered))
+    with pytest.raises(ModelFileError, match="hash"):
+        load_model(tmp_path / "tampered.safetensors")
+
+
+def test_find_model_by_name_and_path(tmp_path, monkeypatch):
+    path = save_model(make_model(), tmp_path / "mine.safetensors")
+    monkeypatch.setenv("LSI_ROS_MODELS", str(tmp_path))
+    assert find_model("mine") == path
+    assert find_model(str(path)) == path
+    with pytest.raises(FileNotFoundError, match="no model named 'absent'"):
+        find_model("absent")
