@@ -16,7 +16,7 @@ export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_
 .PHONY: setup run smoke test lint format clean help
 
 help:
-	@echo "make run    set up if needed, then run the main job"
+	@echo "make run    set up if needed, then run the main job (lsi run: the simulated camera, 30 s)"
 	@echo "make test   set up if needed, then lint and run the whole test suite"
 	@echo "make lint   ruff check + format check      make clean   remove .venv and build outputs"
 
@@ -40,7 +40,7 @@ $(STAMPS)/messages: $(STAMPS)/project CMakeLists.txt package.xml scripts/build_m
 	@touch $@
 
 run: setup
-	$(VENV)/bin/lsi smoke
+	$(VENV)/bin/lsi run
 
 test: setup lint
 	$(PY) -m pytest

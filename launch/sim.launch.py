@@ -18,6 +18,11 @@ def generate_launch_description():
         [
             DeclareLaunchArgument("model", default_value="m128", description="Model name or file."),
             DeclareLaunchArgument(
+                "generator",
+                default_value="mobilestylegan",
+                description="Generator of the model and the faces.",
+            ),
+            DeclareLaunchArgument(
                 "source", default_value="demo", description="folder, video, faces, portraits or demo."
             ),
             DeclareLaunchArgument("path", default_value="", description="Image folder or video file."),
@@ -38,6 +43,7 @@ def generate_launch_description():
                         "source": LaunchConfiguration("source"),
                         "path": LaunchConfiguration("path"),
                         "rate_hz": LaunchConfiguration("scene_rate_hz"),
+                        "generator": LaunchConfiguration("generator"),
                     }
                 ],
                 output="screen",
@@ -48,7 +54,10 @@ def generate_launch_description():
             ),
             IncludeLaunchDescription(
                 PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "decode.launch.py"])),
-                launch_arguments={"rviz": LaunchConfiguration("rviz")}.items(),
+                launch_arguments={
+                    "rviz": LaunchConfiguration("rviz"),
+                    "generator": LaunchConfiguration("generator"),
+                }.items(),
             ),
             Node(
                 package="lsi_ros",

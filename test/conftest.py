@@ -15,6 +15,11 @@ os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="lsi_ros_test_log_"
 
 import pytest  # noqa: E402
 
+from lsi_ros.launching.runner import ros_environment  # noqa: E402
+
+# The venv's install (share/lsi_ros, lib/lsi_ros) on the ament index, as the Makefile sets it.
+os.environ["AMENT_PREFIX_PATH"] = ros_environment()["AMENT_PREFIX_PATH"]
+
 
 def wait_for(predicate, timeout=10.0, period=0.02):
     """Poll until predicate() is truthy or the deadline passes; returns the last value."""

@@ -5,6 +5,7 @@ model of that scene (noiseless detector), stamped with the scene's time; bad sce
 pattern sets are reported in diagnostics while the nodes keep running.
 """
 
+import functools
 import subprocess
 import sys
 
@@ -47,6 +48,10 @@ def probe(ros_context, spin):
     return node, scenes, received
 
 
+def at_least(items, count):
+    return len(items) >= count
+
+
 def statuses(received, name):
     return [s for array in received["diagnostics"] for s in array.status if s.name == name]
 
@@ -69,8 +74,7 @@ def test_scene_to_measurement_frame_matches_the_forward_model(tmp_path, probe):
             msg.header.stamp = node.get_clock().now().to_msg()
             scenes.publish(msg)
             sent.append((msg.header.stamp, rgb))
-            expected_count = len(sent)
-            wait_for(lambda: len(received["frames"]) >= expected_count, timeout=1.0)
+            wait_for(functools.partial(at_least, received["frames"], len(sent)), timeout=1.0)
         assert len(received["frames"]) >= 5, "no measurement frames"
     finally:
         process.terminate()

@@ -12,7 +12,7 @@ def add_parser(subparsers):
         f"{data.SHARD_SIZE} under --data-dir; interrupted runs resume where they stopped.",
     )
     parser.add_argument("--generator", default="mobilestylegan", choices=("mobilestylegan", "dcgan"))
-    parser.add_argument("--train", type=int, default=4352, help="training + validation faces (default 4352)")
+    parser.add_argument("--train", type=int, default=8448, help="training + validation faces (default 8448)")
     parser.add_argument("--held-out", type=int, default=512, help="held-out evaluation faces (default 512)")
     parser.add_argument("--psi", type=float, default=data.DEFAULT_PSI, help="truncation psi (default 0.7)")
     parser.add_argument("--data-dir", default=None, help=f"cache folder (default {data.default_data_dir()})")

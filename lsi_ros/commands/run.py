@@ -20,6 +20,7 @@ def add_parser(subparsers):
     parser.add_argument(
         "--source", default="demo", help="scene source: demo, faces, portraits, folder, video"
     )
+    parser.add_argument("--generator", default="mobilestylegan", help="generator of the model and the faces")
     parser.add_argument("--path", default="", help="image folder or video file for --source folder/video")
     parser.add_argument("--scene-rate", type=float, default=2.0, help="scenes per second (default 2)")
     parser.add_argument("--output", default="runs/latest", help="output folder (replaced)")
@@ -40,6 +41,7 @@ def main(args) -> int:
         runner.find_launch_file("lsi_ros", "sim.launch.py"),
         {
             "model": args.model,
+            "generator": args.generator,
             "source": args.source,
             "path": args.path,
             "scene_rate_hz": str(args.scene_rate),

@@ -30,6 +30,7 @@ def add_parser(subparsers):
         "--export", default=None, help="model file to write (default models/m<M>.safetensors)"
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     parser.set_defaults(func=main)
 
 
@@ -48,6 +49,8 @@ def main(args) -> int:
 
     from lsi_ros.training.train import Trainer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     config = build_config(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     run_dir = Path(args.run_dir or f"runs/train/{config.model_id}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from lsi_ros.models.encoder import MeasurementEncoder
@@ -75,21 +75,14 @@ def save_model(model: LsiModel, path) -> Path:
     return path
 
 
-def _metadata(path: Path) -> dict:
-    with path.open("rb") as f:
-        size = int.from_bytes(f.read(8), "little")
-        if size <= 0 or size > path.stat().st_size - 8:
-            raise ModelFileError(f"{path}: not a safetensors file (header length {size})")
-        return json.loads(f.read(size)).get("__metadata__") or {}
-
-
 def load_model(path, device: str = "cpu") -> LsiModel:
     """Read and validate a model file; any defect raises ModelFileError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     try:
-        metadata = _metadata(path)
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, UnicodeDecodeError) as error:
         raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from error

@@ -43,7 +43,7 @@ class BagRecorder(Node):
         typestore = typestore_with({"lsi_ros": f"{get_package_share_directory('lsi_ros')}/msg"})
         self.bag = BagWriter(self.config["output"], topics, typestore)
         for topic, msgtype in topics.items():
-            profile = qos.SENSOR_DATA if msgtype in SENSOR_TYPES else qos.RELIABLE
+            profile = qos.SENSOR_DATA if msgtype in SENSOR_TYPES else qos.RECORDING
             self.create_subscription(
                 message_class(msgtype), topic, lambda data, t=topic: self._record(t, data), profile, raw=True
             )
@@ -54,7 +54,7 @@ class BagRecorder(Node):
 
     def destroy_node(self):
         self.bag.close()
-        self.get_logger().info(f"bag closed: {self.bag.counts}")
+        print(f"[bag_recorder] bag closed: {self.bag.counts}", flush=True)
         super().destroy_node()
 
 

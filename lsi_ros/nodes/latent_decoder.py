@@ -33,7 +33,7 @@ class LatentDecoder(Node):
         self.decode_ms = []
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
         self._publisher = self.create_publisher(image.Image, "image", qos.RELIABLE)
-        self.create_subscription(LatentCode, "latent", self._on_latent, qos.RELIABLE)
+        self.create_subscription(LatentCode, "latent", self._on_latent, qos.LATEST)
         self.create_timer(1.0, self._report)
         self.get_logger().info(f"decoding with {self.generator.generator_id}")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -30,9 +31,9 @@ class TrainConfig:
     num_measurements: int = 128
     generator: str = "mobilestylegan"
     truncation_psi: float = data.DEFAULT_PSI
-    train_faces: int = 4096
+    train_faces: int = 8192
     validation_faces: int = 256
-    steps: int = 4000
+    steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
     pattern_lr: float = 2e-3
@@ -211,8 +212,8 @@ class Trainer:
         path = self.run_dir / "state.safetensors"
         if not path.is_file():
             return
-        with open(path, "rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))["__metadata__"]
+        with safe_open(str(path), "pt") as f:
+            header = f.metadata()
         if json.loads(header["config"]) != json.loads(json.dumps(asdict(self.config))):
             raise ValueError(f"{path} was trained with another configuration; use a new run folder")
         tensors = load_file(str(path))

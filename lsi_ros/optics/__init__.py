@@ -1,0 +1,63 @@
+"""Optical front end of the single-pixel camera, ROS-free: pattern sets, DMD placement and timing,
+the ideal forward model and the photodiode/ADC noise model."""
+
+from lsi_ros.optics.dmd import (
+    ALP4_DLP7000,
+    DLP6500,
+    DLP7000,
+    DLP9000,
+    DLPC900_1080P,
+    DLPC900_WQXGA,
+    MIRROR_ARRAYS,
+    TIMINGS,
+    DmdGeometry,
+    DmdTiming,
+    Placement,
+    place_pattern,
+    placement,
+)
+from lsi_ros.optics.forward import ForwardModel, measure_numpy, measure_torch
+from lsi_ros.optics.patterns import (
+    KINDS,
+    PatternSet,
+    PatternSetError,
+    bernoulli_patterns,
+    compute_pattern_set_id,
+    hadamard_reference_patterns,
+    hadamard_split_patterns,
+    learned_patterns,
+    load_pattern_set,
+    save_pattern_set,
+)
+from lsi_ros.optics.photodiode import MeasurementFrame, PhotodiodeModel
+
+__all__ = [
+    "ALP4_DLP7000",
+    "DLP6500",
+    "DLP7000",
+    "DLP9000",
+    "DLPC900_1080P",
+    "DLPC900_WQXGA",
+    "KINDS",
+    "MIRROR_ARRAYS",
+    "TIMINGS",
+    "DmdGeometry",
+    "DmdTiming",
+    "ForwardModel",
+    "MeasurementFrame",
+    "PatternSet",
+    "PatternSetError",
+    "PhotodiodeModel",
+    "Placement",
+    "bernoulli_patterns",
+    "compute_pattern_set_id",
+    "hadamard_reference_patterns",
+    "hadamard_split_patterns",
+    "learned_patterns",
+    "load_pattern_set",
+    "measure_numpy",
+    "measure_torch",
+    "place_pattern",
+    "placement",
+    "save_pattern_set",
+]
