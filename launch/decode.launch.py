@@ -1,4 +1,4 @@
-"""The base station: latent codes -> images for RViz (latent_decoder), optionally RViz itself.
+"""The base station: latent codes -> images (latent_decoder) and attributes (latent_classifier), and RViz.
 
 ros2 launch lsi_ros decode.launch.py rviz:=true
 """
@@ -32,6 +32,13 @@ def generate_launch_description():
                 executable="latent_decoder",
                 name="latent_decoder",
                 parameters=[params_file, {"generator": LaunchConfiguration("generator")}],
+                output="screen",
+            ),
+            Node(
+                package="lsi_ros",
+                executable="latent_classifier",
+                name="latent_classifier",
+                parameters=[params_file],
                 output="screen",
             ),
             Node(

@@ -30,6 +30,7 @@ class PipelineMonitor(Node):
         self.sizes = {}
         self.pairs = []
         self.sequences = []
+        self.first_latent_time = None
         self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA)
         self.create_subscription(Measurements, "measurements", self._on_measurements, qos.SENSOR_DATA)
         self.create_subscription(LatentCode, "latent", self._on_latent, qos.RELIABLE)
@@ -51,6 +52,7 @@ class PipelineMonitor(Node):
         self.sizes.setdefault("measurements", len(serialize_message(msg)))
 
     def _on_latent(self, msg):
+        self.first_latent_time = self.first_latent_time or time.monotonic()
         self.events["latent"][_key(msg.header)] = self._arrival_ms(msg.header)
         self.sizes.setdefault("latent", len(serialize_message(msg)))
 

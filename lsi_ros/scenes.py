@@ -71,3 +71,14 @@ def portrait_scenes() -> Iterator[tuple[str, np.ndarray]]:
     with get_sample_data("grace_hopper.jpg") as f:
         bgr = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
     yield "grace_hopper", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+# Square face boxes (top, left, side) in the portraits, framed roughly like FFHQ's aligned faces.
+PORTRAIT_FACE_BOXES = {"astronaut": (20, 130, 220), "grace_hopper": (90, 110, 310)}
+
+
+def portrait_faces() -> Iterator[tuple[str, np.ndarray]]:
+    """The portraits cropped to their faces: real, out-of-distribution inputs for qualitative checks."""
+    for name, rgb in portrait_scenes():
+        top, left, side = PORTRAIT_FACE_BOXES[name]
+        yield name, rgb[top : top + side, left : left + side]

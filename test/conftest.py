@@ -61,3 +61,38 @@ def spin(ros_context):
     executor.shutdown(timeout_sec=2.0)
     if thread is not None:
         thread.join(timeout=5.0)
+
+
+@pytest.fixture(scope="session")
+def dcgan_data(tmp_path_factory):
+    """Training and held-out faces of the DCGAN test double (fast), in a folder of this session."""
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.training import data
+
+    root = tmp_path_factory.mktemp("faces")
+    generator = get_generator("dcgan")
+    data.generate(generator, "dcgan", 0, 1024, root)
+    data.generate(generator, "dcgan", data.HELD_OUT_SEED_START, 256, root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def dcgan_model(dcgan_data):
+    """A small M = 32 model trained on the DCGAN faces for a few hundred steps (~15 s)."""
+    from lsi_ros.training.train import TrainConfig, Trainer
+
+    config = TrainConfig(
+        num_measurements=32,
+        generator="dcgan",
+        train_faces=896,
+        validation_faces=128,
+        steps=400,
+        batch_size=64,
+        width=256,
+        depth=1,
+        checkpoint_every=400,
+        data_dir=str(dcgan_data),
+    )
+    trainer = Trainer(config, dcgan_data / "run")
+    trainer.fit()
+    return trainer.export(dcgan_data / "m32.safetensors")

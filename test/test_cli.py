@@ -16,10 +16,10 @@ def test_every_subcommand_has_help():
 def test_smoke_run_exchanges_latent_codes_between_processes(tmp_path):
     summary_path = tmp_path / "summary.json"
     result = subprocess.run(
-        [sys.executable, "-m", "lsi_ros.cli", "smoke", "--duration", "4", "--output", str(summary_path)],
+        [sys.executable, "-m", "lsi_ros.cli", "smoke", "--count", "30", "--output", str(summary_path)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(summary_path.read_text())

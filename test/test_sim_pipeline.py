@@ -5,39 +5,12 @@ import json
 import subprocess
 import sys
 
-import pytest
 from rosbags.highlevel import AnyReader
-
-from lsi_ros.training import data
-from lsi_ros.training.train import TrainConfig, Trainer
 
 # Decoded images must resemble *their* scenes: better than against another scene of the run (the
 # truncated DCGAN faces are alike, the mean face alone scores ~16.3 dB), and above an absolute floor.
 MIN_PSNR_DB = 14.0
 MIN_PAIRING_GAIN_DB = 0.5
-
-
-@pytest.fixture(scope="module")
-def dcgan_model(tmp_path_factory):
-    from lsi_ros.models.generators import get_generator
-
-    root = tmp_path_factory.mktemp("faces")
-    data.generate(get_generator("dcgan"), "dcgan", 0, 1024, root)
-    config = TrainConfig(
-        num_measurements=32,
-        generator="dcgan",
-        train_faces=896,
-        validation_faces=128,
-        steps=400,
-        batch_size=64,
-        width=256,
-        depth=1,
-        checkpoint_every=400,
-        data_dir=str(root),
-    )
-    trainer = Trainer(config, root / "run")
-    trainer.fit()
-    return trainer.export(root / "m32.safetensors")
 
 
 def test_sim_pipeline_end_to_end(dcgan_model, tmp_path):
@@ -54,7 +27,7 @@ def test_sim_pipeline_end_to_end(dcgan_model, tmp_path):
         "--source",
         "faces",
         "--duration",
-        "25",
+        "15",
         "--scene-rate",
         "4",
         "--output",

@@ -21,32 +21,44 @@ def add_parser(subparsers):
     )
     parser.add_argument("--faces", type=int, default=200, help="held-out faces for the models (default 200)")
     parser.add_argument("--baselines", action="store_true", help="also run the Hadamard pinv/TV baselines")
-    parser.add_argument("--baseline-faces", type=int, default=24, help="faces for the baselines (TV is slow)")
+    parser.add_argument("--baseline-faces", type=int, default=16, help="faces for the baselines (TV is slow)")
     parser.add_argument("--generator", default="mobilestylegan", choices=("mobilestylegan", "dcgan"))
     parser.add_argument("--data-dir", default=None, help="cache folder of `lsi data`")
     parser.add_argument("--output", default="docs/results/quality.json")
-    parser.add_argument("--figure", default="docs/quality.png", help="figure path ('' for none)")
+    parser.add_argument("--figure", default="docs/results/quality.png", help="quality figure ('' for none)")
+    parser.add_argument("--examples", default="docs/results/examples.png", help="example grid ('' for none)")
     parser.set_defaults(func=main)
 
 
 def main(args) -> int:
+    from lsi_ros import scenes
     from lsi_ros.evaluation import latent_imaging, quality
+    from lsi_ros.hardware.sim import scene_on_dmd
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.generators import get_generator
     from lsi_ros.models.registry import find_model
-    from lsi_ros.optics import PhotodiodeModel
 
-    photodiodes = (PhotodiodeModel.noiseless(), PhotodiodeModel())
+    photodiodes = quality.default_photodiodes()
     faces = data.load(args.generator, data.HELD_OUT_SEED_START, args.faces, args.data_dir)
     models = [load_model(find_model(name)) for name in args.models]
     generator = get_generator(args.generator)
     rows = latent_imaging.evaluate(models, generator, faces, photodiodes)
-    results = {"rows": rows, "command": COMMAND, "photodiodes": [p.label for p in photodiodes]}
-    examples = {}
+    resolution = int(faces.images.shape[1])
+    results = {
+        "rows": rows,
+        "command": COMMAND,
+        "pixels": resolution * resolution,
+        "photodiodes": [p.label for p in photodiodes],
+        "metrics": "grayscale (channel mean) PSNR/SSIM/MS-SSIM vs the face, data_range 1; psnr_rgb on RGB; "
+        "latent_mse in the encoder's normalised units (1.0 = predicting the mean latent)",
+    }
+    named = {f"seed {s}": img / 255.0 for s, img in zip(faces.seeds, faces.images, strict=True)}
     if args.baselines:
-        images = {f"seed {s}": img / 255.0 for s, img in zip(faces.seeds, faces.images, strict=True)}
-        chosen = dict(list(images.items())[: args.baseline_faces])
-        baseline = quality.run_quality(None, images=chosen, photodiodes=photodiodes, figure=None)
+        chosen = dict(list(named.items())[: args.baseline_faces])
+        budgets = sorted({m.num_measurements for m in models}) or list(quality.DEFAULT_PATTERNS)
+        baseline = quality.run_quality(
+            None, images=chosen, patterns=budgets, photodiodes=photodiodes, resolution=resolution
+        )
         for row in baseline["rows"]:
             row.pop("psnr_per_image", None)
             row["images"] = (
@@ -56,15 +68,24 @@ def main(args) -> int:
         results["baselines"] = {
             k: baseline[k] for k in ("tv", "seconds_per_reconstruction", "calibration_image")
         }
-        examples = latent_imaging.examples(models, generator, faces, chosen, photodiodes[1])
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     if args.figure:
-        latent_imaging.plot(results, examples, args.figure)
+        latent_imaging.plot_quality(results, args.figure)
+    if args.examples:
+        shown = dict(list(named.items())[:3])
+        shown |= {
+            f"{name} (real, OOD)": scene_on_dmd(rgb / 255.0, resolution)
+            for name, rgb in scenes.portrait_faces()
+        }
+        grid = latent_imaging.example_grid(
+            models, generator, shown, photodiodes[1], max(m.num_measurements for m in models)
+        )
+        latent_imaging.plot_examples(grid, photodiodes[1].label, args.examples)
     for row in results["rows"]:
         print(
             f"{row['method']:26s} M={row['M']:4d} P={row['patterns']:4d} {row['noise']:13s} "
             f"{row['psnr']:6.2f} dB  SSIM {row['ssim']:.3f}  ({row['n_images']} faces)"
         )
-    print(f"wrote {args.output}" + (f" and {args.figure}" if args.figure else ""))
+    print(f"wrote {args.output}, {args.figure or '-'}, {args.examples or '-'}")
     return 0

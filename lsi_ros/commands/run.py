@@ -3,6 +3,7 @@
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 from lsi_ros.launching import runner
@@ -16,7 +17,12 @@ def add_parser(subparsers):
         "watches the topics for --duration seconds and writes --output/{bag, frames.png, summary.json}.",
     )
     parser.add_argument("--model", default="m128", help="model name or file (default m128)")
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds of pipeline (default 30)")
+    parser.add_argument(
+        "--duration", type=float, default=30.0, help="seconds to run once latent codes flow (default 30)"
+    )
+    parser.add_argument(
+        "--startup-timeout", type=float, default=180.0, help="give up if no latent code arrives by then"
+    )
     parser.add_argument(
         "--source", default="demo", help="scene source: demo, faces, portraits, folder, video"
     )
@@ -57,7 +63,12 @@ def main(args) -> int:
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     try:
-        code = runner.run(nodes, duration_s=args.duration)
+
+        def enough():
+            started = monitor.first_latent_time
+            return started is not None and time.monotonic() - started >= args.duration
+
+        code = runner.run(nodes, duration_s=args.duration + args.startup_timeout, stop_when=enough)
     finally:
         executor.shutdown(timeout_sec=2.0)
         summary = monitor.summary()

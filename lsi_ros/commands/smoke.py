@@ -15,7 +15,10 @@ def add_parser(subparsers):
         description="Runs launch/smoke.launch.py (latent_source -> latent_monitor) and checks that "
         "the codes arrived intact.",
     )
-    parser.add_argument("--duration", type=float, default=6.0, help="seconds to run (default 6)")
+    parser.add_argument(
+        "--count", type=int, default=60, help="stop once this many codes arrived (default 60)"
+    )
+    parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
     parser.add_argument("--rate", type=float, default=30.0, help="latent codes per second (default 30)")
     parser.add_argument("--output", default="runs/smoke/summary.json", help="where to write the summary")
     parser.set_defaults(func=main)
@@ -29,7 +32,9 @@ def main(args) -> int:
         nodes = runner.plan(
             launch_file, {"summary_path": str(summary_path), "rate_hz": str(args.rate)}, tmp_dir=tmp
         )
-        code = runner.run(nodes, duration_s=args.duration)
+        code = runner.run(
+            nodes, duration_s=args.timeout, stop_when=lambda: _received(summary_path) >= args.count
+        )
     if code != 0 or not summary_path.is_file():
         print("smoke run FAILED: a node failed or wrote no summary", file=sys.stderr)
         return 1
@@ -40,4 +45,11 @@ def main(args) -> int:
         f"({summary['rate_hz']:.1f} Hz, shapes {summary['shapes']}, {summary['invalid']} invalid), "
         f"latency p50 {latency['p50']} ms / p95 {latency['p95']} ms\nsummary: {summary_path}"
     )
-    return 0 if summary["received"] > 0 and summary["invalid"] == 0 else 1
+    return 0 if summary["received"] >= args.count and summary["invalid"] == 0 else 1
+
+
+def _received(summary_path: Path) -> int:
+    try:
+        return json.loads(summary_path.read_text())["received"]
+    except (OSError, ValueError, KeyError):
+        return 0

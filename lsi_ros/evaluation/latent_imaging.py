@@ -9,17 +9,28 @@ every face: what a camera that measured nothing would show.
 
 import numpy as np
 import torch
+from pytorch_msssim import ms_ssim
 from tqdm import tqdm
 
 from lsi_ros.evaluation.images import grayscale
 from lsi_ros.evaluation.quality import quality_metrics
 from lsi_ros.optics import ForwardModel, PhotodiodeModel
 
+# Five scales of an 11-pixel window need more than (11 - 1) * 2**4 pixels a side.
+MS_SSIM_MIN_SIZE = 160
+
 
 def _score(truth_rgb: np.ndarray, decoded_rgb: np.ndarray) -> dict:
-    psnr, ssim = quality_metrics(grayscale(truth_rgb), grayscale(decoded_rgb))
+    truth, decoded = grayscale(truth_rgb), grayscale(np.clip(decoded_rgb, 0, 1))
+    psnr, ssim = quality_metrics(truth, decoded)
     rgb_mse = float(np.mean((np.clip(decoded_rgb, 0, 1) - truth_rgb) ** 2))
-    return {"psnr": psnr, "ssim": ssim, "psnr_rgb": float(10 * np.log10(1.0 / max(rgb_mse, 1e-12)))}
+    scores = {"psnr": psnr, "ssim": ssim, "psnr_rgb": float(10 * np.log10(1.0 / max(rgb_mse, 1e-12)))}
+    if truth.shape[0] > MS_SSIM_MIN_SIZE:
+        pair = [
+            torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None] for x in (truth, decoded)
+        ]
+        scores["ms_ssim"] = float(ms_ssim(*pair, data_range=1.0))
+    return scores
 
 
 def encode_faces(model, images: np.ndarray, photodiode: PhotodiodeModel, seed: int = 0) -> np.ndarray:
@@ -64,9 +75,7 @@ def _row(method, m, patterns, noise, scores, faces, **extra) -> dict:
         "M": m,
         "patterns": patterns,
         "noise": noise,
-        "psnr": mean["psnr"],
-        "ssim": mean["ssim"],
-        "psnr_rgb": mean["psnr_rgb"],
+        **mean,
         "n_images": len(scores),
         "resolution": int(faces.images.shape[1]),
         "images": f"held-out generated faces, seeds {int(faces.seeds[0])}..{int(faces.seeds[-1])}",
@@ -74,27 +83,68 @@ def _row(method, m, patterns, noise, scores, faces, **extra) -> dict:
     }
 
 
-def examples(models, generator, faces, chosen: dict, photodiode, index: int = 0) -> dict:
-    """One face through every model and the Hadamard baselines at the same pattern budgets."""
+def example_grid(models, generator, faces: dict, photodiode, patterns: int = 256) -> dict:
+    """Faces (name -> (R, R, 3) in [0, 1]) through every model and the Hadamard baselines.
+
+    Columns: truth, LSI at each M, Hadamard pinv and TV with ``patterns`` displayed (their best
+    budget here); TV uses the calibrated weight rule of lsi_ros.evaluation.quality.
+    """
     from lsi_ros.evaluation import baselines, quality
     from lsi_ros.optics import hadamard_split_patterns
 
-    name, image = list(chosen.items())[index]
-    tiles = {("truth", 0): image}
-    for model in models:
-        w = encode_faces(model, image[None], photodiode)
-        tiles["lsi", model.num_measurements] = generator.synthesize(w)[0]
-        split = hadamard_split_patterns(model.num_measurements, image.shape[0])
+    resolution = next(iter(faces.values())).shape[0]
+    split = hadamard_split_patterns(patterns, resolution)
+    forward = ForwardModel(split)
+    weight = quality.calibrate_tv_weight(split, forward, photodiode)
+    rows = {}
+    for name, image in faces.items():
+        tiles = {"truth": image}
+        for model in models:
+            tiles[f"LSI M={model.num_measurements}"] = generator.synthesize(
+                encode_faces(model, image[None], photodiode)
+            )[0]
         rng = np.random.default_rng(0)
-        indices, coefficients, _ = quality.measure_walsh(image, split, ForwardModel(split), photodiode, rng)
-        tiles["hadamard-pinv", model.num_measurements] = baselines.reconstruct_pinv(
-            indices, coefficients, image.shape[0]
-        )
-    return {"face": name, "noise": photodiode.label, "tiles": tiles}
+        indices, coefficients, _ = quality.measure_walsh(image, split, forward, photodiode, rng)
+        tiles[f"pinv P={patterns}"] = baselines.reconstruct_pinv(indices, coefficients, resolution)
+        tiles[f"TV P={patterns}"] = baselines.reconstruct_tv(indices, coefficients, resolution, weight)
+        rows[name] = tiles
+    return rows
 
 
-def plot(results: dict, examples: dict, path) -> None:
-    """PSNR against DMD patterns for every method and noise level, and one face across methods."""
+def plot_examples(rows: dict, noise: str, path) -> None:
+    """A grid: one row per face, one column per method (gray tiles: what a photodiode sees)."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = list(next(iter(rows.values())))
+    fig, axes = plt.subplots(
+        len(rows), len(columns), figsize=(1.7 * len(columns), 1.8 * len(rows)), squeeze=False
+    )
+    for r, (name, tiles) in enumerate(rows.items()):
+        for c, column in enumerate(columns):
+            ax = axes[r][c]
+            ax.axis("off")
+            tile = np.clip(tiles[column], 0, 1)
+            ax.imshow(tile, cmap=None if tile.ndim == 3 else "gray", vmin=0, vmax=1)
+            if r == 0:
+                ax.set_title(column, fontsize=8)
+            if c == 0:
+                ax.text(
+                    -0.05, 0.5, name, transform=ax.transAxes, rotation=90, ha="right", va="center", fontsize=7
+                )
+    fig.suptitle(f"held-out faces and real portraits (out of distribution); detector: {noise}", fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_quality(results: dict, path) -> None:
+    """Mean PSNR and SSIM against the compression ratio, per method and detector noise."""
     from collections import defaultdict
     from pathlib import Path
 
@@ -103,37 +153,34 @@ def plot(results: dict, examples: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tiles = examples.get("tiles", {})
-    budgets = sorted({p for (m, p) in tiles if m == "lsi"})
-    columns = max(1 + len(budgets), 4)
-    fig = plt.figure(figsize=(2.3 * columns, 4.2 + (4.6 if tiles else 0)), layout="constrained")
-    grid = fig.add_gridspec(3 if tiles else 1, columns, height_ratios=[2.2, 1, 1] if tiles else [1])
-    ax = fig.add_subplot(grid[0, :])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
     curves = defaultdict(list)
     for row in results["rows"]:
-        if row["method"] == "mean-latent":
-            ax.axhline(row["psnr"], color="gray", lw=1, ls="--", label="mean latent (no measurement)")
-        elif row["method"] in ("lsi", "hadamard-pinv", "hadamard-tv"):
-            curves[row["method"], row["noise"]].append((row["patterns"], row["psnr"]))
-    for (method, noise), points in sorted(curves.items()):
-        xs, ys = zip(*sorted(points), strict=True)
-        ax.plot(xs, ys, "-" if noise == "none" else ":", marker="o", label=f"{method} ({noise})")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("DMD patterns displayed per frame")
-    ax.set_ylabel("mean PSNR (dB), held-out faces, 256² gray")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    if tiles:
-        for r, method in enumerate(("lsi", "hadamard-pinv"), start=1):
-            row_tiles = [(tiles["truth", 0], f"{examples['face']}")]
-            row_tiles += [(tiles.get((method, p)), f"{method} P={p}") for p in budgets]
-            for c, (tile, title) in enumerate(row_tiles):
-                tile_ax = fig.add_subplot(grid[r, c])
-                tile_ax.axis("off")
-                if tile is not None:
-                    shown = np.clip(tile, 0, 1)
-                    tile_ax.imshow(shown, cmap=None if shown.ndim == 3 else "gray", vmin=0, vmax=1)
-                    tile_ax.set_title(title + (f" ({examples['noise']})" if c else ""), fontsize=7)
+        if row["method"] in ("lsi", "hadamard-pinv", "hadamard-tv"):
+            curves[row["method"], row["noise"]].append(row)
+    styles = {"none": "-", "photons=200": "--"}
+    for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
+        for row in results["rows"]:
+            if row["method"] == "mean-latent":
+                ax.axhline(
+                    row[metric], color="gray", lw=1, ls="--", label="decoded mean latent (nothing measured)"
+                )
+        for (method, noise), rows in sorted(curves.items()):
+            rows = sorted(rows, key=lambda r: r["patterns"])
+            ratios = [results["pixels"] / r["patterns"] for r in rows]
+            ax.plot(
+                ratios,
+                [r[metric] for r in rows],
+                styles.get(noise, ":"),
+                marker="o",
+                label=f"{method} ({noise})",
+            )
+        ax.set_xscale("log", base=2)
+        ax.invert_xaxis()
+        ax.set_xlabel("compression ratio (256² pixels / DMD patterns displayed)")
+        ax.set_ylabel(f"mean {metric.upper()}, held-out faces, 256² gray")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -183,9 +183,10 @@ def _is_python_script(path: Path) -> bool:
     return first.startswith(b"#!") and b"python" in first
 
 
-def run(nodes, duration_s: float | None = None, env=None) -> int:
+def run(nodes, duration_s: float | None = None, env=None, stop_when=None) -> int:
     """Start all nodes, stream their output prefixed by name, stop them all (SIGINT) when one fails,
-    on Ctrl-C, or after ``duration_s``. Returns 0 when every node ended cleanly."""
+    on Ctrl-C or SIGTERM, after ``duration_s``, or once ``stop_when()`` is true (polled at 10 Hz).
+    Returns 0 when every node ended cleanly."""
     env = ros_environment(env)
     processes = []
     for node in nodes:
@@ -205,6 +206,8 @@ def run(nodes, duration_s: float | None = None, env=None) -> int:
             if failed or all(p.poll() is not None for _, p in processes):
                 break
             if deadline is not None and time.monotonic() >= deadline:
+                break
+            if stop_when is not None and stop_when():
                 break
             time.sleep(0.1)
     except KeyboardInterrupt:

@@ -68,17 +68,24 @@ class LatentMonitor(Node):
 
     def _report(self):
         summary = self.summary()
+        self._write_summary(summary)
         level = diagnostics.OK if self.received and not self.invalid else diagnostics.WARN
         message = "receiving" if self.received else "no latent codes yet"
         if self.invalid:
             message = f"{self.invalid} invalid latent codes"
         self._diagnostics.publish(level, message, {k: v for k, v in summary.items() if k != "shapes"})
 
-    def destroy_node(self):
+    def _write_summary(self, summary: dict):
+        """Rewritten at every report and at shutdown, so scripts can watch it while the node runs."""
         if self.config["summary_path"]:
             path = Path(self.config["summary_path"])
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(self.summary(), indent=2))
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(summary, indent=2))
+            tmp.replace(path)
+
+    def destroy_node(self):
+        self._write_summary(self.summary())
         super().destroy_node()
 
 

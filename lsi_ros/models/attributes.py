@@ -1,0 +1,75 @@
+"""Linear attribute boundaries in a generator's latent space: p(attribute | w) = sigmoid(a·w + b).
+
+The latent space of a StyleGAN is close to linearly separable for face attributes, so one linear
+layer reads them off a latent code (the paper's downstream heads). A boundaries file is one
+``.safetensors`` with ``weight`` (K, D) and ``bias`` (K) float32, and metadata ``format``,
+``names`` (JSON list of K names) and ``generator_id``.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load_file, save_file
+
+FILE_FORMAT = "lsi_ros.attribute_boundaries"
+
+
+class BoundariesError(ValueError):
+    """A boundaries file that is missing, corrupt or inconsistent."""
+
+
+@dataclass(frozen=True)
+class AttributeBoundaries:
+    names: tuple
+    weight: np.ndarray
+    bias: np.ndarray
+    generator_id: str = ""
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.weight.shape[1])
+
+    def probabilities(self, latent: np.ndarray) -> np.ndarray:
+        """(D,) or (N, D) latents -> (K,) or (N, K) probabilities."""
+        logits = np.asarray(latent, dtype=np.float64) @ self.weight.T.astype(np.float64) + self.bias
+        return 1.0 / (1.0 + np.exp(-logits))
+
+
+def save_boundaries(boundaries: AttributeBoundaries, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {"weight": boundaries.weight.astype(np.float32), "bias": boundaries.bias.astype(np.float32)}
+    metadata = {
+        "format": FILE_FORMAT,
+        "names": json.dumps(list(boundaries.names)),
+        "generator_id": boundaries.generator_id,
+    }
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def load_boundaries(path) -> AttributeBoundaries:
+    path = Path(path)
+    if not path.is_file():
+        raise BoundariesError(f"boundaries file not found: {path}")
+    try:
+        with safe_open(str(path), "np") as f:
+            metadata = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise BoundariesError(f"{path}: not a readable safetensors file ({error})") from error
+    if metadata.get("format") != FILE_FORMAT:
+        raise BoundariesError(f"{path}: format is {metadata.get('format')!r}, not {FILE_FORMAT}")
+    try:
+        names = tuple(json.loads(metadata["names"]))
+        weight, bias = tensors["weight"], tensors["bias"]
+    except (KeyError, ValueError) as error:
+        raise BoundariesError(f"{path}: incomplete boundaries file ({error!r})") from error
+    if weight.ndim != 2 or bias.shape != (weight.shape[0],) or len(names) != weight.shape[0]:
+        raise BoundariesError(
+            f"{path}: {len(names)} names, weight {weight.shape}, bias {bias.shape} disagree"
+        )
+    return AttributeBoundaries(names, weight, bias, metadata.get("generator_id", ""))

@@ -1,0 +1,103 @@
+"""latent_classifier in its own process: probabilities from linear boundaries; says so without any."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import wait_for
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.node import Node
+
+from lsi_ros.models.attributes import AttributeBoundaries, BoundariesError, load_boundaries, save_boundaries
+from lsi_ros.msg import Attributes, LatentCode
+from lsi_ros.ros import latent, qos
+
+BOUNDARIES = AttributeBoundaries(
+    names=("smiling", "male"),
+    weight=np.array([[1.0] + [0.0] * 7, [0.0, -2.0] + [0.0] * 6], dtype=np.float32),
+    bias=np.array([0.0, 0.5], dtype=np.float32),
+    generator_id="test",
+)
+
+
+def start(boundaries: str):
+    from ament_index_python.packages import get_package_prefix
+
+    executable = f"{get_package_prefix('lsi_ros')}/lib/lsi_ros/latent_classifier"
+    return subprocess.Popen([sys.executable, executable, "--ros-args", "-p", f"boundaries:={boundaries}"])
+
+
+@pytest.fixture
+def probe(ros_context, spin):
+    node = Node("classifier_probe", context=ros_context)
+    received = {"attributes": [], "status": []}
+    node.create_subscription(Attributes, "attributes", received["attributes"].append, qos.RELIABLE)
+    node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda a: received["status"].extend(s for s in a.status if s.name == "latent_classifier"),
+        50,
+    )
+    codes = node.create_publisher(LatentCode, "latent", qos.RELIABLE)
+    spin(node)
+    return codes, received
+
+
+def test_publishes_probabilities_and_refuses_other_widths(tmp_path, probe):
+    codes, received = probe
+    process = start(str(save_boundaries(BOUNDARIES, tmp_path / "b.safetensors")))
+    code = np.array([[2.0, 0.25, 0, 0, 0, 0, 0, 0]], dtype=np.float32)
+    try:
+        wrong = latent.to_msg(np.zeros((1, 5)), model_id="m", pattern_set_id="p")
+        good = latent.to_msg(code, model_id="m", pattern_set_id="p")
+        good.header.stamp.sec = 9
+
+        def published():
+            codes.publish(wrong)
+            codes.publish(good)
+            return received["attributes"]
+
+        assert wait_for(published, timeout=30, period=0.3)
+        assert wait_for(
+            lambda: any(
+                kv.key == "refused" and int(kv.value) > 0 for s in received["status"] for kv in s.values
+            ),
+            timeout=10,
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    message = received["attributes"][0]
+    assert list(message.names) == ["smiling", "male"] and message.header.stamp.sec == 9
+    expected = 1 / (1 + np.exp(-np.array([2.0, -0.5 + 0.5])))
+    np.testing.assert_allclose(message.scores, expected, rtol=1e-6)
+
+
+def test_without_boundaries_it_says_so(probe):
+    codes, received = probe
+    process = start("''")
+    try:
+        assert wait_for(
+            lambda: any(
+                s.level == DiagnosticStatus.WARN and "no boundaries" in s.message for s in received["status"]
+            ),
+            timeout=30,
+        )
+        codes.publish(latent.to_msg(np.zeros((1, 8)), model_id="m", pattern_set_id="p"))
+        assert process.poll() is None and not received["attributes"]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_bad_boundaries_files_are_refused(tmp_path):
+    with pytest.raises(BoundariesError, match="not found"):
+        load_boundaries(tmp_path / "none.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"\x04\x00\x00\x00\x00\x00\x00\x00{}")
+    with pytest.raises(BoundariesError):
+        load_boundaries(tmp_path / "bad.safetensors")
+    assert load_boundaries(save_boundaries(BOUNDARIES, tmp_path / "ok.safetensors")).names == (
+        "smiling",
+        "male",
+    )
