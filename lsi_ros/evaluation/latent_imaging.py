@@ -159,6 +159,7 @@ def plot_quality(results: dict, path) -> None:
         if row["method"] in ("lsi", "hadamard-pinv", "hadamard-tv"):
             curves[row["method"], row["noise"]].append(row)
     styles = {"none": "-", "photons=200": "--"}
+    colors = {"lsi": "tab:red", "hadamard-pinv": "tab:blue", "hadamard-tv": "tab:green"}
     for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
         for row in results["rows"]:
             if row["method"] == "mean-latent":
@@ -172,6 +173,7 @@ def plot_quality(results: dict, path) -> None:
                 ratios,
                 [r[metric] for r in rows],
                 styles.get(noise, ":"),
+                color=colors[method],
                 marker="o",
                 label=f"{method} ({noise})",
             )
