@@ -5,6 +5,7 @@ Set before anything imports rclpy; child processes inherit it.
 
 import os
 import random
+import sys
 import tempfile
 import threading
 import time
@@ -19,6 +20,14 @@ from lsi_ros.launching.runner import ros_environment  # noqa: E402
 
 # The venv's install (share/lsi_ros, lib/lsi_ros) on the ament index, as the Makefile sets it.
 os.environ["AMENT_PREFIX_PATH"] = ros_environment()["AMENT_PREFIX_PATH"]
+
+
+def node_command(executable: str, *ros_args: str) -> list:
+    """The command line of one of the package's installed executables (lib/lsi_ros/<executable>)."""
+    from ament_index_python.packages import get_package_prefix
+
+    path = f"{get_package_prefix('lsi_ros')}/lib/lsi_ros/{executable}"
+    return [sys.executable, path, *(["--ros-args", *ros_args] if ros_args else [])]
 
 
 def wait_for(predicate, timeout=10.0, period=0.02):

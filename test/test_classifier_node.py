@@ -1,11 +1,10 @@
 """latent_classifier in its own process: probabilities from linear boundaries; says so without any."""
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import wait_for
+from conftest import node_command, wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 
@@ -22,10 +21,7 @@ BOUNDARIES = AttributeBoundaries(
 
 
 def start(boundaries: str):
-    from ament_index_python.packages import get_package_prefix
-
-    executable = f"{get_package_prefix('lsi_ros')}/lib/lsi_ros/latent_classifier"
-    return subprocess.Popen([sys.executable, executable, "--ros-args", "-p", f"boundaries:={boundaries}"])
+    return subprocess.Popen(node_command("latent_classifier", "-p", f"boundaries:={boundaries}"))
 
 
 @pytest.fixture

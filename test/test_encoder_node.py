@@ -1,12 +1,11 @@
 """latent_encoder in its own process: encodes matching frames, refuses everything else, never dies."""
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import wait_for
+from conftest import node_command, wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from test_models import make_model
@@ -17,10 +16,7 @@ from lsi_ros.ros import latent, qos
 
 
 def start_encoder(model_path):
-    from ament_index_python.packages import get_package_prefix
-
-    executable = f"{get_package_prefix('lsi_ros')}/lib/lsi_ros/latent_encoder"
-    return subprocess.Popen([sys.executable, executable, "--ros-args", "-p", f"model:={model_path}"])
+    return subprocess.Popen(node_command("latent_encoder", "-p", f"model:={model_path}"))
 
 
 @pytest.fixture

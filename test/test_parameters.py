@@ -1,11 +1,11 @@
 """Parameter files load into the nodes; bad values are refused with a message naming them."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import node_command
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.parameter import Parameter
 
@@ -51,11 +51,8 @@ def test_choices_are_checked():
 
 
 def test_node_executable_exits_with_a_clear_error_on_a_bad_parameter():
-    from ament_index_python.packages import get_package_prefix
-
-    executable = f"{get_package_prefix('lsi_ros')}/lib/lsi_ros/latent_source"
     result = subprocess.run(
-        [sys.executable, executable, "--ros-args", "-p", "rate_hz:=-5.0"],
+        node_command("latent_source", "-p", "rate_hz:=-5.0"),
         capture_output=True,
         text=True,
         timeout=60,

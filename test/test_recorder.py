@@ -2,11 +2,10 @@
 
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
-from conftest import wait_for
+from conftest import node_command, wait_for
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from rosbags.highlevel import AnyReader
@@ -16,12 +15,9 @@ from lsi_ros.ros import latent, qos
 
 
 def test_recorded_bag_reads_back_with_the_published_count(tmp_path, ros_context, spin):
-    from ament_index_python.packages import get_package_prefix
-
     bag = tmp_path / "bag"
-    executable = f"{get_package_prefix('lsi_ros')}/lib/lsi_ros/bag_recorder"
-    args = ["--ros-args", "-p", f"output:={bag}", "-p", "topics:=['/latent:lsi_ros/msg/LatentCode']"]
-    process = subprocess.Popen([sys.executable, executable, *args])
+    args = ["-p", f"output:={bag}", "-p", "topics:=['/latent:lsi_ros/msg/LatentCode']"]
+    process = subprocess.Popen(node_command("bag_recorder", *args))
     node = Node("bag_feeder", context=ros_context)
     publisher = node.create_publisher(LatentCode, "/latent", qos.RECORDING)
     spin(node)

@@ -9,18 +9,7 @@ from lsi_ros.training import data
 from lsi_ros.training.train import TrainConfig, Trainer
 
 
-@pytest.fixture(scope="module")
-def face_dir(tmp_path_factory):
-    from lsi_ros.models.generators import get_generator
-
-    root = tmp_path_factory.mktemp("faces")
-    generator = get_generator("dcgan")
-    data.generate(generator, "dcgan", 0, 512, root)
-    data.generate(generator, "dcgan", data.HELD_OUT_SEED_START, 256, root)
-    return root
-
-
-def config(face_dir, steps):
+def config(dcgan_data, steps):
     return TrainConfig(
         num_measurements=16,
         generator="dcgan",
@@ -31,13 +20,13 @@ def config(face_dir, steps):
         width=64,
         depth=1,
         checkpoint_every=20,
-        data_dir=str(face_dir),
+        data_dir=str(dcgan_data),
     )
 
 
-def test_generated_faces_are_reproducible_and_held_out_is_disjoint(face_dir):
-    train = data.load("dcgan", 0, 512, face_dir)
-    held_out = data.load("dcgan", data.HELD_OUT_SEED_START, 256, face_dir)
+def test_generated_faces_are_reproducible_and_held_out_is_disjoint(dcgan_data):
+    train = data.load("dcgan", 0, 512, dcgan_data)
+    held_out = data.load("dcgan", data.HELD_OUT_SEED_START, 256, dcgan_data)
     assert train.images.shape == (512, 64, 64, 3) and train.images.dtype == np.uint8
     assert not set(train.seeds) & set(held_out.seeds)
     from lsi_ros.models.generators import get_generator
@@ -46,14 +35,14 @@ def test_generated_faces_are_reproducible_and_held_out_is_disjoint(face_dir):
     np.testing.assert_allclose(np.rint(again * 255), train.images[:2], atol=1)
 
 
-def test_resumed_training_equals_uninterrupted_training(face_dir, tmp_path):
-    straight = Trainer(config(face_dir, 40), tmp_path / "straight")
+def test_resumed_training_equals_uninterrupted_training(dcgan_data, tmp_path):
+    straight = Trainer(config(dcgan_data, 40), tmp_path / "straight")
     straight.fit()
-    first = Trainer(config(face_dir, 40), tmp_path / "resumed")
+    first = Trainer(config(dcgan_data, 40), tmp_path / "resumed")
     while first.step < 20:
         first.train_step()
     first._save_state()
-    resumed = Trainer(config(face_dir, 40), tmp_path / "resumed")
+    resumed = Trainer(config(dcgan_data, 40), tmp_path / "resumed")
     assert resumed.step == 20
     resumed.fit()
     for a, b in zip(straight.encoder.parameters(), resumed.encoder.parameters(), strict=True):
@@ -61,8 +50,8 @@ def test_resumed_training_equals_uninterrupted_training(face_dir, tmp_path):
     assert torch.equal(straight.patterns.binary(), resumed.patterns.binary())
 
 
-def test_training_reduces_the_latent_error_and_exports_a_loadable_model(face_dir, tmp_path):
-    trainer = Trainer(config(face_dir, 120), tmp_path / "run")
+def test_training_reduces_the_latent_error_and_exports_a_loadable_model(dcgan_data, tmp_path):
+    trainer = Trainer(config(dcgan_data, 120), tmp_path / "run")
     before = trainer.validate()
     trainer.fit()
     after = trainer.validate()
@@ -71,4 +60,4 @@ def test_training_reduces_the_latent_error_and_exports_a_loadable_model(face_dir
     assert model.num_measurements == 16 and model.info["training_seeds"] == [0, 383]
     assert model.pattern_set.resolution == (64, 64) and model.pattern_set.kind == "learned"
     with pytest.raises(ValueError, match="another configuration"):
-        Trainer(config(face_dir, 999), tmp_path / "run")
+        Trainer(config(dcgan_data, 999), tmp_path / "run")

@@ -6,7 +6,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import wait_for
+from conftest import node_command, wait_for
 from rclpy.node import Node
 
 from lsi_ros.msg import Attributes, LatentCode, Measurements
@@ -67,11 +67,7 @@ def test_measurements_and_attributes_cross_processes(ros_context, spin, publishe
 
 def test_latent_codes_from_the_latent_source_node(ros_context, spin):
     """latent_source (its installed executable, another process) -> a subscriber here."""
-    from ament_index_python.packages import get_package_prefix
-
-    executable = f"{get_package_prefix('lsi_ros')}/lib/lsi_ros/latent_source"
     args = [
-        "--ros-args",
         "-p",
         "seed:=3",
         "-p",
@@ -81,7 +77,7 @@ def test_latent_codes_from_the_latent_source_node(ros_context, spin):
         "-p",
         "model_id:=t",
     ]
-    process = subprocess.Popen([sys.executable, executable, *args])
+    process = subprocess.Popen(node_command("latent_source", *args))
     try:
         node = Node("test_latent_subscriber", context=ros_context)
         codes = []
