@@ -18,7 +18,6 @@ def test_eval_writes_rows_for_models_and_baselines(dcgan_data, dcgan_model, tmp_
         "dcgan",
         "--faces",
         "64",
-        "--baselines",
         "--baseline-faces",
         "4",
         "--data-dir",

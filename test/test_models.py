@@ -69,3 +69,21 @@ def test_find_model_by_name_and_path(tmp_path, monkeypatch):
     assert find_model(str(path)) == path
     with pytest.raises(FileNotFoundError, match="no model named 'absent'"):
         find_model("absent")
+
+
+def test_patterns_are_binary_forward_and_straight_through_backward():
+    from lsi_ros.models.encoder import BinaryPatterns
+
+    patterns = BinaryPatterns(4, 8, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        patterns.weight[0, :3] = torch.tensor([-0.2, 0.49, 1.7])
+    shown = patterns()
+    assert set(shown.unique().tolist()) <= {0.0, 1.0}
+    assert shown[0, :3].tolist() == [0.0, 0.0, 1.0]
+    upstream = torch.randn_like(shown)
+    (shown * upstream).sum().backward()
+    inside = (patterns.weight > 0) & (patterns.weight < 1)
+    # Identity gradient where the weight is inside [0, 1]; the clamp stops it outside.
+    torch.testing.assert_close(patterns.weight.grad[inside], upstream[inside])
+    assert torch.all(patterns.weight.grad[~inside] == 0)
+    assert torch.equal(patterns.binary(), shown.bool())

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from lsi_ros.training import data
 
-COMMAND = "lsi eval --models m32 m64 m128 m256 --baselines"
+COMMAND = "lsi eval"
 
 
 def add_parser(subparsers):
@@ -20,7 +20,9 @@ def add_parser(subparsers):
         "--models", nargs="*", default=["m32", "m64", "m128", "m256"], help="model names or files"
     )
     parser.add_argument("--faces", type=int, default=200, help="held-out faces for the models (default 200)")
-    parser.add_argument("--baselines", action="store_true", help="also run the Hadamard pinv/TV baselines")
+    parser.add_argument(
+        "--no-baselines", dest="baselines", action="store_false", help="skip the Hadamard pinv/TV baselines"
+    )
     parser.add_argument("--baseline-faces", type=int, default=16, help="faces for the baselines (TV is slow)")
     parser.add_argument("--generator", default="mobilestylegan", choices=("mobilestylegan", "dcgan"))
     parser.add_argument("--data-dir", default=None, help="cache folder of `lsi data`")
