@@ -82,3 +82,14 @@ def portrait_faces() -> Iterator[tuple[str, np.ndarray]]:
     for name, rgb in portrait_scenes():
         top, left, side = PORTRAIT_FACE_BOXES[name]
         yield name, rgb[top : top + side, left : left + side]
+
+
+def demo_scenes(
+    generator_name: str = "mobilestylegan", portrait_every: int = 6
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Held-out faces with a real portrait face (out of distribution) after every few of them."""
+    portraits = list(portrait_faces())
+    for index, face in enumerate(face_scenes(generator_name)):
+        yield face
+        if index % portrait_every == portrait_every - 1:
+            yield portraits[(index // portrait_every) % len(portraits)]

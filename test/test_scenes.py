@@ -1,5 +1,7 @@
 """Scene sources read real files: image folders, videos, the offline portraits."""
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -42,3 +44,20 @@ def test_offline_portraits():
     portraits = dict(scenes.portrait_scenes())
     assert set(portraits) == {"astronaut", "grace_hopper"}
     assert all(img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8 for img in portraits.values())
+
+
+def test_portrait_faces_are_square_crops_and_demo_mixes_them_in():
+    faces = dict(scenes.portrait_faces())
+    assert {name: img.shape[0] == img.shape[1] for name, img in faces.items()} == {
+        "astronaut": True,
+        "grace_hopper": True,
+    }
+    names = [name for name, _ in itertools.islice(scenes.demo_scenes("dcgan", portrait_every=2), 6)]
+    assert names == [
+        "seed 1000000",
+        "seed 1000001",
+        "astronaut",
+        "seed 1000002",
+        "seed 1000003",
+        "grace_hopper",
+    ]

@@ -57,9 +57,7 @@ class SceneSource(Node):
                 self.config["generator"], None if self.config["first_seed"] < 0 else self.config["first_seed"]
             ),
             "portraits": scenes.portrait_scenes,
-            "demo": lambda: itertools.chain(
-                scenes.portrait_scenes(), scenes.face_scenes(self.config["generator"])
-            ),
+            "demo": lambda: scenes.demo_scenes(self.config["generator"]),
         }[source]
         try:
             stream = make()
