@@ -1,0 +1,119 @@
+"""Encoder latency, decoder throughput and bytes on the wire, against the DMD's frame time.
+
+Single-frame encoder latency on one thread (the node's setting) for each shipped model, batched
+throughput, decoder images/s at 256², and the serialized size of each message per frame.
+"""
+
+import platform
+import time
+
+import numpy as np
+import torch
+from rclpy.serialization import serialize_message
+
+from lsi_ros.models.checkpoint import load_model
+from lsi_ros.models.registry import find_model
+from lsi_ros.optics import ALP4_DLP7000, DLPC900_1080P
+from lsi_ros.ros import image, latent
+
+
+def _percentiles(samples_ms) -> dict:
+    return {
+        "p50_ms": round(float(np.percentile(samples_ms, 50)), 4),
+        "p95_ms": round(float(np.percentile(samples_ms, 95)), 4),
+    }
+
+
+def encoder_rows(models=("m32", "m64", "m128", "m256"), frames: int = 2000) -> list:
+    torch.set_num_threads(1)
+    rows = []
+    for name in models:
+        model = load_model(find_model(name))
+        m = model.num_measurements
+        y = torch.rand(1, m) * 20000
+        with torch.inference_mode():
+            for _ in range(50):
+                model.encoder(y)
+            samples = []
+            for _ in range(frames):
+                start = time.perf_counter()
+                model.encoder(y)
+                samples.append(1e3 * (time.perf_counter() - start))
+            batch = torch.rand(256, m) * 20000
+            start = time.perf_counter()
+            for _ in range(10):
+                model.encoder(batch)
+            batched = 2560 / (time.perf_counter() - start)
+        rows.append(
+            {
+                "what": "encoder",
+                "M": m,
+                **_percentiles(samples),
+                "threads": 1,
+                "batched_frames_per_s": round(batched),
+                "frame_time_ms_9.5kHz": round(1e3 * DLPC900_1080P.frame_time(m), 3),
+                "frame_time_ms_22.7kHz": round(1e3 * ALP4_DLP7000.frame_time(m), 3),
+            }
+        )
+    return rows
+
+
+def decoder_rows(images: int = 40) -> list:
+    from lsi_ros.models.generators import get_generator
+
+    rows = []
+    for exit_kind in ("exact", "fast"):
+        generator = get_generator("mobilestylegan", early_exit=exit_kind)
+        w = generator.sample_latents(list(range(2_000_000, 2_000_000 + images)), truncation_psi=0.7)
+        generator.synthesize(w[:2])
+        start = time.perf_counter()
+        for k in range(images):
+            generator.synthesize(w[k : k + 1])
+        rate = images / (time.perf_counter() - start)
+        rows.append(
+            {
+                "what": "decoder",
+                "resolution": 256,
+                "images_per_s": round(rate, 2),
+                "device": "cpu",
+                "batch": 1,
+                "early_exit": exit_kind,
+            }
+        )
+    return rows
+
+
+def bytes_rows(budgets=(32, 64, 128, 256)) -> list:
+    from lsi_ros.msg import Measurements
+
+    image_bytes = len(serialize_message(image.array_to_image(np.zeros((256, 256, 3), np.uint8), "rgb8")))
+    latent_bytes = len(
+        serialize_message(
+            latent.to_msg(
+                np.zeros((1, 512)),
+                model_id="lsi-mobilestylegan-m128",
+                pattern_set_id="sha256:0123456789abcdef",
+            )
+        )
+    )
+    rows = []
+    for m in budgets:
+        frame = Measurements(pattern_set_id="sha256:0123456789abcdef", values=np.zeros(m, np.float32))
+        measurement_bytes = len(serialize_message(frame))
+        rows.append(
+            {
+                "what": "bytes_per_frame",
+                "M": m,
+                "image_rgb8": image_bytes,
+                "measurements": measurement_bytes,
+                "latent": latent_bytes,
+                "image_over_measurements": round(image_bytes / measurement_bytes, 1),
+                "image_over_latent": round(image_bytes / latent_bytes, 1),
+            }
+        )
+    return rows
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {torch.get_num_threads()} threads available, {platform.platform()}"
