@@ -64,6 +64,11 @@ def ros_environment(base=None) -> dict:
     return env
 
 
+def _use_ros_environment() -> None:
+    """Make this process's ament index lookups see what the started nodes will see."""
+    os.environ["AMENT_PREFIX_PATH"] = ros_environment()["AMENT_PREFIX_PATH"]
+
+
 def find_launch_file(package_or_path: str, file_name: str | None = None) -> Path:
     """Resolve ``<package> <file>`` through the ament index, or a path to a launch file."""
     if file_name is None:
@@ -71,7 +76,7 @@ def find_launch_file(package_or_path: str, file_name: str | None = None) -> Path
     else:
         from ament_index_python.packages import get_package_share_directory
 
-        os.environ.update({"AMENT_PREFIX_PATH": ros_environment()["AMENT_PREFIX_PATH"]})
+        _use_ros_environment()
         path = Path(get_package_share_directory(package_or_path)) / "launch" / file_name
     if not path.is_file():
         raise LaunchError(f"launch file not found: {path}")
@@ -81,7 +86,7 @@ def find_launch_file(package_or_path: str, file_name: str | None = None) -> Path
 def plan(launch_file, launch_arguments: dict | None = None, tmp_dir: str | None = None) -> list:
     """Evaluate the launch file with the given ``name:=value`` arguments; return the nodes to start."""
     _import_compat()
-    os.environ["AMENT_PREFIX_PATH"] = ros_environment()["AMENT_PREFIX_PATH"]
+    _use_ros_environment()
     tmp_dir = tmp_dir or tempfile.mkdtemp(prefix="lsi_launch_")
     nodes = []
     _evaluate(Path(launch_file), dict(launch_arguments or {}), tmp_dir, nodes, strict=True)

@@ -53,8 +53,8 @@ def save_model(model: LsiModel, path) -> Path:
         "resolution": list(model.pattern_set.resolution),
         "architecture": {
             "latent_dim": model.encoder.latent_dim,
-            "width": model.encoder.net[1].out_features,
-            "depth": len(model.encoder.net) - 5,
+            "width": model.encoder.width,
+            "depth": model.encoder.depth,
         },
     }
     metadata = {

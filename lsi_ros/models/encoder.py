@@ -32,6 +32,8 @@ class MeasurementEncoder(nn.Module):
         super().__init__()
         self.num_measurements = num_measurements
         self.latent_dim = latent_dim
+        self.width = width
+        self.depth = depth
         self.net = nn.Sequential(
             nn.LayerNorm(num_measurements),
             nn.Linear(num_measurements, width),
