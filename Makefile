@@ -13,11 +13,12 @@ export ROS_DOMAIN_ID ?= $(shell $(PYTHON) -c 'import random; print(random.randin
 export ROS_LOG_DIR ?= $(shell mktemp -d -t lsi_ros_log.XXXXXX)
 export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
 
-.PHONY: setup run smoke test lint format clean help
+.PHONY: setup run smoke test bench lint format clean help
 
 help:
 	@echo "make run    set up if needed, then run the main job (lsi run: the simulated camera, 30 s)"
 	@echo "make test   set up if needed, then lint and run the whole test suite"
+	@echo "make bench  set up if needed, then run every benchmark (lsi bench, ~5 min) -> docs/results/bench.json"
 	@echo "make lint   ruff check + format check      make clean   remove .venv and build outputs"
 
 setup: $(STAMPS)/messages
@@ -44,6 +45,9 @@ run: setup
 
 test: setup lint
 	$(PY) -m pytest
+
+bench: setup
+	$(VENV)/bin/lsi bench
 
 lint: $(STAMPS)/deps
 	$(VENV)/bin/ruff check .

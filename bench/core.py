@@ -1,7 +1,8 @@
-"""Encoder latency, decoder throughput and bytes on the wire, against the DMD's frame time.
+"""Encoder latency, decoder throughput, bytes on the wire and classical reconstruction time.
 
 Single-frame encoder latency on one thread (the node's setting) for each shipped model, batched
-throughput, decoder images/s at 256², and the serialized size of each message per frame.
+throughput, decoder images/s at 256², the serialized size of each message per frame, and the time
+the Hadamard baselines need per frame at the same pattern budgets, all against the DMD's frame time.
 """
 
 import platform
@@ -80,6 +81,45 @@ def decoder_rows(images: int = 40) -> list:
                 "early_exit": exit_kind,
             }
         )
+    return rows
+
+
+def reconstruction_rows(budgets=(32, 64, 128, 256), repeats: int = 3) -> list:
+    """Per-frame time of the classical reconstructions (pinv, TV at the evaluation's iteration budget)
+    on a held-out face, beside LSI's encoder + decoder from the rows above."""
+    from lsi_ros.evaluation import baselines, images
+    from lsi_ros.optics import ForwardModel, PhotodiodeModel, hadamard_split_patterns
+    from lsi_ros.scenes import face_scenes
+
+    _, face = next(face_scenes())
+    scene = images.to_sampling_image(face.astype(np.float32) / 255.0)
+    photodiode = PhotodiodeModel()
+    rng = np.random.default_rng(0)
+    rows = []
+    for num_patterns in budgets:
+        pattern_set = hadamard_split_patterns(num_patterns)
+        counts = photodiode.sample(ForwardModel(pattern_set).measure(scene), rng).counts
+        indices, coefficients = baselines.walsh_coefficients(pattern_set, photodiode.to_ideal(counts))
+        methods = {
+            "hadamard-pinv": (baselines.reconstruct_pinv, {}),
+            "hadamard-tv": (baselines.reconstruct_tv, {"weight": 0.3}),
+        }
+        for method, (reconstruct, options) in methods.items():
+            samples = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                reconstruct(indices, coefficients, 256, **options)
+                samples.append(1e3 * (time.perf_counter() - start))
+            rows.append(
+                {
+                    "what": "reconstruction",
+                    "method": method,
+                    "patterns": num_patterns,
+                    "resolution": 256,
+                    "ms_per_frame": round(float(np.median(samples)), 2),
+                    "frame_time_ms_9.5kHz": round(1e3 * DLPC900_1080P.frame_time(num_patterns), 3),
+                }
+            )
     return rows
 
 

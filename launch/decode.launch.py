@@ -27,11 +27,22 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "rviz", default_value="false", description="Start RViz with rviz/lsi.rviz."
             ),
+            DeclareLaunchArgument(
+                "decoder_threads",
+                default_value="0",
+                description="CPU threads of the decoder (0: all; 1 when capture shares the computer).",
+            ),
             Node(
                 package="lsi_ros",
                 executable="latent_decoder",
                 name="latent_decoder",
-                parameters=[params_file, {"generator": LaunchConfiguration("generator")}],
+                parameters=[
+                    params_file,
+                    {
+                        "generator": LaunchConfiguration("generator"),
+                        "threads": LaunchConfiguration("decoder_threads"),
+                    },
+                ],
                 output="screen",
             ),
             Node(

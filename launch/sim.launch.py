@@ -29,6 +29,11 @@ def generate_launch_description():
             DeclareLaunchArgument("scene_rate_hz", default_value="5.0", description="Scenes per second."),
             DeclareLaunchArgument("rviz", default_value="false", description="Start RViz."),
             DeclareLaunchArgument(
+                "decoder_threads",
+                default_value="1",
+                description="Decoder CPU threads: 1 keeps a core for the capture nodes on this one computer.",
+            ),
+            DeclareLaunchArgument(
                 "record", default_value="false", description="Record a bag (bag_recorder)."
             ),
             DeclareLaunchArgument(
@@ -57,6 +62,7 @@ def generate_launch_description():
                 launch_arguments={
                     "rviz": LaunchConfiguration("rviz"),
                     "generator": LaunchConfiguration("generator"),
+                    "decoder_threads": LaunchConfiguration("decoder_threads"),
                 }.items(),
             ),
             Node(

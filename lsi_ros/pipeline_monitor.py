@@ -2,6 +2,7 @@
 
 Follows each scene through the graph by its header stamp (the sampler stamps a frame with its
 scene's stamp, the encoder and decoder copy it): scene -> Measurements -> LatentCode -> Image.
+``keep_images=False`` keeps only stamps and arrival times, for long runs at the DMD frame rate.
 """
 
 import time
@@ -22,15 +23,17 @@ def _key(header) -> tuple:
 
 
 class PipelineMonitor(Node):
-    def __init__(self, resolution: int = 256, **node_options):
+    def __init__(self, resolution: int = 256, keep_images: bool = True, **node_options):
         super().__init__("pipeline_monitor", **node_options)
         self.resolution = resolution
+        self.keep_images = keep_images
         self.scenes = {}
         self.events = {"measurements": {}, "latent": {}, "image": {}}
         self.sizes = {}
         self.pairs = []
         self.sequences = []
         self.first_latent_time = None
+        self.first_image_time = None
         self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA)
         self.create_subscription(Measurements, "measurements", self._on_measurements, qos.SENSOR_DATA)
         self.create_subscription(LatentCode, "latent", self._on_latent, qos.RELIABLE)
@@ -41,6 +44,10 @@ class PipelineMonitor(Node):
         return (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
 
     def _on_scene(self, msg):
+        if not self.keep_images:
+            self.scenes[_key(msg.header)] = None
+            self.sizes.setdefault("scene", len(serialize_message(msg)))
+            return
         rgb = scene_on_dmd(image.to_rgb_float(msg), self.resolution)
         self.scenes[_key(msg.header)] = rgb
         on_grid = image.array_to_image(np.rint(rgb * 255).astype(np.uint8), "rgb8")
@@ -48,7 +55,7 @@ class PipelineMonitor(Node):
 
     def _on_measurements(self, msg):
         self.events["measurements"][_key(msg.header)] = self._arrival_ms(msg.header)
-        self.sequences.append(msg.sequence)
+        self.sequences.append((_key(msg.header), msg.sequence))
         self.sizes.setdefault("measurements", len(serialize_message(msg)))
 
     def _on_latent(self, msg):
@@ -57,36 +64,48 @@ class PipelineMonitor(Node):
         self.sizes.setdefault("latent", len(serialize_message(msg)))
 
     def _on_image(self, msg):
+        self.first_image_time = self.first_image_time or time.monotonic()
         self.events["image"][_key(msg.header)] = self._arrival_ms(msg.header)
         scene = self.scenes.get(_key(msg.header))
         if scene is not None:
             decoded = image.to_rgb_float(msg)
             self.pairs.append((scene_on_dmd(scene, decoded.shape[0]), decoded))
 
-    def summary(self) -> dict:
+    def summary(self, since_ns: int | None = None, until_ns: int | None = None) -> dict:
+        """Counts, drops and latencies of the scenes stamped in [since_ns, until_ns) (default: all)."""
+
+        def in_window(key) -> bool:
+            stamp_ns = key[0] * 10**9 + key[1]
+            return (since_ns is None or stamp_ns >= since_ns) and (until_ns is None or stamp_ns < until_ns)
+
         def percentiles(values):
             values = np.asarray(list(values))
             if not values.size:
                 return {"p50": None, "p95": None}
             return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
 
+        scenes = [key for key in self.scenes if in_window(key)]
+        events = {
+            topic: {key: ms for key, ms in arrivals.items() if in_window(key)}
+            for topic, arrivals in self.events.items()
+        }
+        sequences = np.asarray([sequence for key, sequence in self.sequences if in_window(key)])
         psnr = [peak_signal_noise_ratio(s, d, data_range=1.0) for s, d in self.pairs]
         # Each decoded image against the *next* scene: what "resembling any face" alone scores.
         shifted = zip(self.pairs[1:], self.pairs[:-1], strict=False)
         psnr_unpaired = [peak_signal_noise_ratio(s, d, data_range=1.0) for (s, _), (_, d) in shifted]
         ssim = [structural_similarity(s, d, data_range=1.0, channel_axis=2) for s, d in self.pairs]
-        sequences = np.asarray(self.sequences)
         return {
-            "scenes": len(self.scenes),
-            "measurement_frames": len(self.events["measurements"]),
-            "latent_messages": len(self.events["latent"]),
-            "decoded_images": len(self.events["image"]),
-            "dropped_frames": int(len(self.scenes) - len(self.events["latent"])),
+            "scenes": len(scenes),
+            "measurement_frames": len(events["measurements"]),
+            "latent_messages": len(events["latent"]),
+            "decoded_images": len(events["image"]),
+            "dropped_frames": int(len(scenes) - len(events["latent"])),
             "sequence_gaps": int(np.sum(np.diff(sequences) != 1)) if sequences.size > 1 else 0,
             "bytes_per_frame": self.sizes,
             "latency_ms": {
-                "scene_to_latent": percentiles(self.events["latent"].values()),
-                "scene_to_image": percentiles(self.events["image"].values()),
+                "scene_to_latent": percentiles(events["latent"].values()),
+                "scene_to_image": percentiles(events["image"].values()),
             },
             "quality_rgb": {
                 "pairs": len(self.pairs),

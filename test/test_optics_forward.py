@@ -33,6 +33,14 @@ def test_photodiode_sums_channels_and_matches_definition():
     np.testing.assert_allclose(fm.measure(rgb.sum(axis=-1)), expected, rtol=1e-12)  # grayscale = 1 channel
 
 
+def test_float32_model_agrees_with_float64_to_well_below_shot_noise():
+    ps = bernoulli_patterns(64, 256, seed=3)
+    rgb = RNG.random((256, 256, 3)).astype(np.float32)
+    exact, fast = ForwardModel(ps).measure(rgb), ForwardModel(ps, dtype=np.float32).measure(rgb)
+    assert exact.dtype == np.float64 and fast.dtype == np.float32
+    np.testing.assert_allclose(fast, exact, rtol=1e-5)
+
+
 def test_batched_shapes_and_uint8():
     fm = ForwardModel(bernoulli_patterns(6, 16, seed=0))
     batch = RNG.random((4, 16, 16, 3))

@@ -1,19 +1,24 @@
-"""``lsi bench``: encoder latency, decoder throughput, bytes per frame -> docs/results/bench.json."""
+"""``lsi bench``: the camera's software against the DMD's frame time -> docs/results/bench.json."""
 
 import json
 import sys
 from pathlib import Path
 
-COMMAND = "lsi bench"
+SUITES = ("encoder", "decoder", "bytes", "reconstruction", "pipeline")
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "bench",
-        help="benchmark the encoder (per shipped model), the decoder and the message sizes",
-        description="Runs bench/core.py from a checkout (benchmarks are not part of the test suite) and "
-        "writes docs/results/bench.json.",
+        help="benchmark encoder, decoder, message sizes, classical baselines and the ROS pipeline",
+        description="Runs bench/ from a checkout (benchmarks are not part of the test suite) and writes "
+        "rows to docs/results/bench.json. With --only, the other suites' rows already in the file are "
+        "kept. 'pipeline' runs launch/sim.launch.py (one process per node) at the DMD-limited frame "
+        "rate for --duration seconds. Run it on an otherwise idle machine.",
     )
+    parser.add_argument("--only", nargs="+", choices=SUITES, default=SUITES, help="suites (default all)")
+    parser.add_argument("--model", default="m128", help="model of the pipeline run (default m128)")
+    parser.add_argument("--duration", type=float, default=60.0, help="pipeline window, s (default 60)")
     parser.add_argument("--output", default="docs/results/bench.json")
     parser.set_defaults(func=main)
 
@@ -22,11 +27,33 @@ def main(args) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from bench import core
 
-    rows = core.encoder_rows() + core.decoder_rows() + core.bytes_rows()
-    results = {"rows": rows, "machine": core.machine(), "command": COMMAND}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
-    for row in rows:
-        print(row)
-    print(f"wrote {args.output}")
+    suites = {
+        "encoder": core.encoder_rows,
+        "decoder": core.decoder_rows,
+        "bytes": core.bytes_rows,
+        "reconstruction": core.reconstruction_rows,
+        "pipeline": lambda: _pipeline(args),
+    }
+    output = Path(args.output)
+    kept = json.loads(output.read_text())["rows"] if output.exists() else []
+    what = {"bytes": "bytes_per_frame"}
+    rerun = {what.get(name, name) for name in args.only}
+    rows = [row for row in kept if row["what"] not in rerun]
+    for name in args.only:
+        new = suites[name]()
+        for row in new:
+            print(row)
+        rows += new
+    order = [what.get(name, name) for name in SUITES]
+    rows.sort(key=lambda row: order.index(row["what"]) if row["what"] in order else len(order))
+    results = {"rows": rows, "machine": core.machine(), "command": "lsi bench (or make bench)"}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {output}")
     return 0
+
+
+def _pipeline(args) -> list:
+    from bench import pipeline
+
+    return pipeline.pipeline_rows(model=args.model, duration_s=args.duration)

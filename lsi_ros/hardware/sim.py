@@ -76,7 +76,7 @@ class SimulatedPhotodiode(Detector):
 
     def set_pattern_set(self, pattern_set) -> None:
         self.pattern_set = pattern_set
-        self._forward = ForwardModel(pattern_set)
+        self._forward = ForwardModel(pattern_set, dtype=np.float32)
 
     def set_scene(self, rgb: np.ndarray) -> None:
         """The scene (H, W, 3) in [0, 1], any size; kept on the DMD's sampling grid."""

@@ -188,9 +188,10 @@ def _is_python_script(path: Path) -> bool:
     return first.startswith(b"#!") and b"python" in first
 
 
-def run(nodes, duration_s: float | None = None, env=None, stop_when=None) -> int:
+def run(nodes, duration_s: float | None = None, env=None, stop_when=None, on_started=None) -> int:
     """Start all nodes, stream their output prefixed by name, stop them all (SIGINT) when one fails,
     on Ctrl-C or SIGTERM, after ``duration_s``, or once ``stop_when()`` is true (polled at 10 Hz).
+    ``on_started({name: pid})`` is called once every node is started (benchmarks watch the processes).
     Returns 0 when every node ended cleanly."""
     env = ros_environment(env)
     processes = []
@@ -201,6 +202,8 @@ def run(nodes, duration_s: float | None = None, env=None, stop_when=None) -> int
         threading.Thread(target=_stream, args=(node.name, process.stdout), daemon=True).start()
         processes.append((node, process))
         print(f"[launch] started {node.name} (pid {process.pid})", flush=True)
+    if on_started is not None:
+        on_started({node.name: process.pid for node, process in processes})
 
     deadline = None if duration_s is None else time.monotonic() + duration_s
     failed = []

@@ -115,7 +115,7 @@ class MobileStyleGAN(Generator):
     MEAN_SAMPLES = 4096
     MEAN_SEED = 20250611  # fixed z set for w_avg, so every process shares one truncation centre
 
-    def __init__(self, early_exit: str = "exact", batch_size: int = 8):
+    def __init__(self, early_exit: str = "exact", batch_size: int = 8, threads: int = 0):
         self.early_exit = early_exit
         self.batch_size = batch_size
         version = mobilestylegan_ir.package_version()
@@ -123,6 +123,8 @@ class MobileStyleGAN(Generator):
         self.generator_id = f"mobilestylegan-ffhq{variant}@{mobilestylegan_ir.PACKAGE}=={version}"
         self._core = ov.Core()
         self._config = mobilestylegan_ir.f32_config()
+        if threads:
+            self._config[ov.properties.inference_num_threads] = threads
         self._synthesis = mobilestylegan_ir.build_synthesis_256(self._core, early_exit)
         self._mapping = self._core.compile_model(
             mobilestylegan_ir.read_mapping(self._core), "CPU", self._config
@@ -187,8 +189,11 @@ class DCGAN(Generator):
     resolution = 64
     num_ws = 1
 
-    def __init__(self):
+    def __init__(self, threads: int = 0):
         from gan_face_generate.models import Generator as DCGANNet
+
+        if threads:
+            torch.set_num_threads(threads)  # process-wide: torch has no per-model thread pool
 
         version = importlib.metadata.version(self.PACKAGE)
         self.generator_id = f"dcgan-digiface@{self.PACKAGE}=={version}"
@@ -216,7 +221,8 @@ _BACKENDS = {"mobilestylegan": MobileStyleGAN, "dcgan": DCGAN}
 
 
 def get_generator(name: str, **kwargs) -> Generator:
-    """Build a backend by name: "mobilestylegan" (kwargs early_exit, batch_size) or "dcgan"."""
+    """Build a backend by name: "mobilestylegan" (kwargs early_exit, batch_size, threads) or "dcgan"
+    (threads). ``threads=0`` uses every core."""
     if name not in _BACKENDS:
         raise ValueError(f"unknown generator {name!r}; choose from {sorted(_BACKENDS)}")
     return _BACKENDS[name](**kwargs)

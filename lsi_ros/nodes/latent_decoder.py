@@ -19,6 +19,14 @@ PARAMS = (
         "generator", "mobilestylegan", "Generator the codes belong to.", choices=("mobilestylegan", "dcgan")
     ),
     Param("frame_id", "", "header.frame_id of the images (empty: copy the code's)."),
+    Param(
+        "threads",
+        0,
+        "CPU threads of the generator (0: all cores). 1 leaves the other cores to capture nodes "
+        "running on the same computer.",
+        min=0,
+        max=256,
+    ),
 )
 
 
@@ -26,7 +34,7 @@ class LatentDecoder(Node):
     def __init__(self, **node_options):
         super().__init__("latent_decoder", **node_options)
         self.config = declare(self, PARAMS)
-        self.generator = get_generator(self.config["generator"])
+        self.generator = get_generator(self.config["generator"], threads=self.config["threads"])
         self.decoded = 0
         self.refused = 0
         self.last_error = ""

