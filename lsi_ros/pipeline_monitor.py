@@ -13,8 +13,8 @@ from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from lsi_ros.hardware.sim import scene_on_dmd
 from lsi_ros.msg import LatentCode, Measurements
+from lsi_ros.optics.objective import scene_on_dmd
 from lsi_ros.ros import image, qos
 
 

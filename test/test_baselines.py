@@ -9,9 +9,10 @@ from skimage import data
 from skimage.transform import resize
 
 from lsi_ros.evaluation import baselines, quality
-from lsi_ros.evaluation.images import area_resize, load_image
+from lsi_ros.evaluation.images import load_image
 from lsi_ros.optics import ForwardModel, PhotodiodeModel, hadamard_reference_patterns, hadamard_split_patterns
 from lsi_ros.optics.hadamard import walsh2d
+from lsi_ros.optics.objective import scene_on_dmd
 
 # Peer numbers (environment.md): camera() 256², noiseless, zig-zag Walsh–Hadamard, pinv PSNR (dB).
 PEER_PINV_PSNR = {32: 16.1, 256: 19.3}
@@ -21,7 +22,7 @@ def _camera(size=256, antialias_resize=False):
     image = data.camera() / 255.0
     if antialias_resize:
         return resize(image, (size, size), anti_aliasing=True)
-    return area_resize(image, size)
+    return scene_on_dmd(image, size)[..., 0].astype(np.float64)
 
 
 @pytest.mark.parametrize("coefficients", sorted(PEER_PINV_PSNR))

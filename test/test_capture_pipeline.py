@@ -17,9 +17,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from lsi_ros.hardware.sim import scene_on_dmd
 from lsi_ros.msg import Measurements, PatternSetInfo
 from lsi_ros.optics.forward import ForwardModel
+from lsi_ros.optics.objective import scene_on_dmd
 from lsi_ros.optics.patterns import load_pattern_set
 from lsi_ros.ros import image, qos
 

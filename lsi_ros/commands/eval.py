@@ -35,10 +35,10 @@ def add_parser(subparsers):
 def main(args) -> int:
     from lsi_ros import scenes
     from lsi_ros.evaluation import latent_imaging, quality
-    from lsi_ros.hardware.sim import scene_on_dmd
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.generators import get_generator
     from lsi_ros.models.registry import find_model
+    from lsi_ros.optics.objective import scene_on_dmd
 
     photodiodes = quality.default_photodiodes()
     faces = data.load(args.generator, data.HELD_OUT_SEED_START, args.faces, args.data_dir)

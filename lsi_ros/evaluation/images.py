@@ -1,8 +1,8 @@
 """Offline test images (scikit-image and matplotlib sample data) at the sampling resolution.
 
 Until held-out generated faces exist these are the quality test set: two real portraits
-(astronaut, Grace Hopper) and other standard test images. Each is centre-cropped to a square and
-area-resized, grayscale ones are replicated to RGB (a white-light scene), values in [0, 1].
+(astronaut, Grace Hopper) and other standard test images. Each goes through the objective
+(lsi_ros.optics.objective: centre square, area resample, gray as white light), values in [0, 1].
 """
 
 from __future__ import annotations
@@ -11,31 +11,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-
-def area_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize a square ``(n, n, ...)`` image to ``size × size`` by exact area averaging."""
-    n = image.shape[0]
-    edges = np.arange(size + 1) * (n / size)
-    src = np.arange(n)
-    overlap = np.minimum(edges[1:, None], src[None, :] + 1) - np.maximum(edges[:-1, None], src[None, :])
-    weights = np.clip(overlap, 0.0, None) * (size / n)
-    rows = np.tensordot(weights, image, axes=(1, 0))
-    return np.moveaxis(np.tensordot(weights, rows, axes=(1, 1)), 0, 1)
+from lsi_ros.optics.objective import scene_on_dmd
 
 
 def to_sampling_image(image: np.ndarray, size: int = 256) -> np.ndarray:
-    """Centre-crop to a square, area-resize, drop alpha, replicate gray to RGB; float in [0, 1]."""
-    image = np.asarray(image)
-    if np.issubdtype(image.dtype, np.integer):
-        image = image / np.iinfo(image.dtype).max
-    image = image.astype(np.float64)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    image = image[..., :3]
-    h, w = image.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    return np.clip(area_resize(image[top : top + s, left : left + s], size), 0.0, 1.0)
+    """The image through the objective (centre square, area resample, RGB), clipped to [0, 1], float64."""
+    return np.clip(scene_on_dmd(image, size), 0.0, 1.0).astype(np.float64)
 
 
 def _grace_hopper() -> np.ndarray:

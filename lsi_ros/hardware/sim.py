@@ -1,33 +1,21 @@
 """Simulated DMD and photodiode: the optics core (lsi_ros.optics) driven like the real devices.
 
-The objective lens is modelled as a centre crop and an area resample of the scene image onto the
-DMD's sampling grid; the photodiode sums the light of all channels passing the pattern, and the
-detector model adds shot, read and dark noise and ADC quantisation with saturation.
+The objective lens maps the scene onto the DMD's sampling grid (lsi_ros.optics.objective); the
+photodiode sums the light of all channels passing the pattern, and the detector model adds shot,
+read and dark noise and ADC quantisation with saturation.
 """
 
 from collections.abc import Iterator
 from dataclasses import replace
 
-import cv2
 import numpy as np
 
 from lsi_ros.hardware import Detector, PatternProjector
 from lsi_ros.hardware.frames import Sample
 from lsi_ros.optics import dmd as dmd_geometry
 from lsi_ros.optics.forward import ForwardModel
+from lsi_ros.optics.objective import scene_on_dmd
 from lsi_ros.optics.photodiode import PhotodiodeModel
-
-
-def scene_on_dmd(rgb: np.ndarray, resolution: int) -> np.ndarray:
-    """An RGB float image (H, W, 3) as it falls on the DMD's sampling grid: centre square, area-resampled."""
-    height, width = rgb.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    square = np.ascontiguousarray(rgb[top : top + side, left : left + side], dtype=np.float32)
-    if side == resolution:
-        return square
-    interpolation = cv2.INTER_AREA if side > resolution else cv2.INTER_LINEAR
-    return cv2.resize(square, (resolution, resolution), interpolation=interpolation)
 
 
 class SimulatedDmd(PatternProjector):
