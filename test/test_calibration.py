@@ -136,6 +136,8 @@ def test_calibration_json_round_trip(session, tmp_path):
         (lambda text: _set(text, "read_noise", float("nan")), "finite"),
         (lambda text: _set(text, "dark_level", "200"), "finite number"),
         (lambda text: _set(text, "shift", [1.0]), "shift"),
+        (lambda text: _set(text, "full_well", "lots"), "full_well"),
+        (lambda text: _set(text, "uncertainties", {"gain": "small"}), "malformed"),
         (lambda text: _set(text, "full_scale", 10.0), "full_scale"),
     ],
 )

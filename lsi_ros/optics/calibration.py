@@ -412,7 +412,8 @@ class DetectorCalibration:
     source: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("dark_level", "read_noise", "gain", "ambient", "full_scale", "photon_flux", "scale"):
+        numbers = ("dark_level", "read_noise", "gain", "ambient", "full_scale", "photon_flux", "scale")
+        for name in (*numbers, "linearity_error", *(("full_well",) if self.full_well is not None else ())):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise CalibrationError(f"{name} must be a finite number, got {value!r}")
@@ -501,7 +502,7 @@ class DetectorCalibration:
             return cls(**{k: v for k, v in data.items() if k in names})
         except CalibrationError as err:
             raise CalibrationError(f"{path}: {err}") from err
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise CalibrationError(f"{path}: malformed fields ({err})") from err
 
 
