@@ -39,8 +39,10 @@ class Alp4Projector(PatternProjector):
         alp_version: str = "4.3",
         alp_lib_dir: str = "",
     ):
+        if device != "DLP7000":
+            raise ValueError(f"the alp4 backend knows the ALP-4 with a DLP7000 (V-7000), not {device}")
         self.geometry = dmd_geometry.MIRROR_ARRAYS[device]
-        self.timing = dmd_geometry.TIMINGS[device]
+        self.timing = dmd_geometry.ALP4_DLP7000
         self.pattern_rate_hz = float(pattern_rate_hz)
         self.alp_version, self.alp_lib_dir = alp_version, alp_lib_dir
         self.alp = None

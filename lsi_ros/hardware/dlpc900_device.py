@@ -272,11 +272,11 @@ class SimulatedDlpc900:
             return np.concatenate([self.images[0][index], self.images[1][index]], axis=1)
         return self.images[0][index]
 
-    def displayed_patterns(self) -> np.ndarray:
-        """``(entries, rows, cols)`` bool: the mirror states of each LUT entry, in display order."""
+    def displayed_patterns(self, entries=None) -> np.ndarray:
+        """``(n, rows, cols)`` bool: the mirror states of LUT entries (default: all), in display order."""
         values = {}
         frames = []
-        for i in range(self.lut_entries):
+        for i in range(self.lut_entries) if entries is None else entries:
             entry = self.lut[i]
             if entry.image_index not in values:
                 pixels = self.image(entry.image_index).astype(np.uint32)
