@@ -545,12 +545,18 @@ class HidTransport:
             raise Dlpc900Error(f"cannot open the DLPC900 at {found[0]['path']!r}: {error}") from error
 
     def write(self, report: bytes) -> None:
-        written = self._device.write(bytes(report))
+        try:
+            written = self._device.write(bytes(report))
+        except Exception as error:  # hid.HIDException: unplugged, power lost
+            raise Dlpc900Error(f"USB write failed: {error}") from error
         if written != len(report):
             raise Dlpc900Error(f"USB write of {len(report)} bytes sent {written}")
 
     def read(self, timeout_s: float) -> bytes:
-        return self._device.read(REPORT_SIZE, max(1, int(timeout_s * 1000)))
+        try:
+            return self._device.read(REPORT_SIZE, max(1, int(timeout_s * 1000)))
+        except Exception as error:  # hid.HIDException
+            raise Dlpc900Error(f"USB read failed: {error}") from error
 
     def close(self) -> None:
         self._device.close()
@@ -654,6 +660,8 @@ class Dlpc900Projector(PatternProjector):
             )
         self.pattern_rate_hz = 1e6 / (self.exposure_us + self.dark_time_us)
         self.trigger_out = bool(trigger_out)
+        if compression.upper() not in ("NONE", "ERLE"):
+            raise ValueError(f"compression {compression!r} is not 'erle' or 'none'")
         self.compression = Compression[compression.upper()]
         self._transport, self._usb = transport, (usb_path, usb_serial)
         self.timeout_s = timeout_s
@@ -677,8 +685,10 @@ class Dlpc900Projector(PatternProjector):
     def _write(self, command: int, data: bytes = b"") -> None:
         try:
             self.connect().write(command, data)
-        except HardwareError as error:
+        except Dlpc900Error as error:
             self.fault = str(error)
+            if not error.code:  # the link itself failed (no reply, USB error): reconnect next time
+                self.close()
             raise
 
     def upload(self, pattern_set) -> None:
@@ -688,7 +698,7 @@ class Dlpc900Projector(PatternProjector):
         self.batches = [range(s, min(s + self.pattern_memory, m)) for s in range(0, m, self.pattern_memory)]
         self.load_batch(0)
 
-    def images(self, batch: range) -> list[bytes]:
+    def images(self, batch: range) -> list[list[bytes]]:
         """The batch's patterns on the mirror array, 24 per 24-bit image, compressed (§2.4.3); for a
         dual-controller DMD, [left, right] halves per image."""
         bits = self.pattern_set.bits[batch.start : batch.stop]
@@ -761,8 +771,11 @@ class Dlpc900Projector(PatternProjector):
 
     def close(self) -> None:
         if self.link is not None:
-            self.link.transport.close()
-            self.link = None
+            link, self.link = self.link, None
+            try:
+                link.transport.close()
+            except Exception:  # closing a device that is already gone
+                pass
 
     def status(self) -> dict:
         status = {

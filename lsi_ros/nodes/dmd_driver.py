@@ -78,6 +78,7 @@ PARAMS = (
 class DmdDriver(Node):
     def __init__(self, **node_options):
         super().__init__("dmd_driver", **node_options)
+        self.projector = None  # destroy_node runs even when a bad parameter stops the constructor
         self.config = declare(self, PARAMS)
         self._diagnostics = diagnostics.DiagnosticsReporter(self, hardware_id=self.config["device"])
         self._publisher = self.create_publisher(PatternSetInfo, "pattern_set", qos.LATCHED)
@@ -147,7 +148,8 @@ class DmdDriver(Node):
 
     def destroy_node(self):
         try:
-            self.projector.stop()
+            if self.projector is not None:
+                self.projector.stop()
         except HardwareError as error:
             self.get_logger().warning(f"could not stop the DMD: {error}")
         super().destroy_node()
