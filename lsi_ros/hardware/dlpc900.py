@@ -41,16 +41,16 @@ FLAG_READ = 0x80  # bit 7: 1 = read transaction
 FLAG_REPLY = 0x40  # bit 6: the host wants a reply
 FLAG_ERROR = 0x20  # bit 5, in replies: command not found or command failed
 
-BMP_CHUNK = 504  # §2.4.4.3.x Pattern BMP Load: data bytes per command (guide's example: 0x01F8)
+BMP_CHUNK = 504  # "Pattern BMP Load": data bytes per command (the guide's example: 0x01F8)
 IMAGE_HEADER_SIZE = 48
 IMAGE_SIGNATURE = b"Spld"
 PLANES_PER_IMAGE = 24
 MAX_IMAGES = 18  # Initialize Pattern BMP Load: image index 0–17
-MIN_EXPOSURE_US = 105  # shortest 1-bit exposure of the DLP6500/DLP9000 (drivers; datasheet figure)
+MIN_EXPOSURE_US = 105  # shortest 1-bit exposure of the DLP6500/DLP9000 (drivers: mcSIM min_time_us)
 
 
 class Command(IntEnum):
-    """USB command codes (§2, command table)."""
+    """USB command codes (§2, the command tables)."""
 
     READ_ERROR_CODE = 0x0100
     READ_ERROR_DESCRIPTION = 0x0101
@@ -209,7 +209,7 @@ class PacketAssembler:
         return Packet(flags=stream[0], sequence=stream[1], payload=stream[HEADER_SIZE:])
 
 
-# ---- command payloads (§2.4.4.3) -------------------------------------------------------------------
+# ---- command payloads ("Pattern Display LUT Definition/Configuration", "Pattern BMP Load") ----
 
 
 @dataclass(frozen=True)
@@ -623,7 +623,7 @@ class Dlpc900:
 # ---- the projector ------------------------------------------------------------------------------------
 
 DLPC900_DEVICES = ("DLP6500", "DLP9000")
-DUAL_CONTROLLER = {"DLP9000"}  # §2.4.4.3: left half on the primary, right half on the secondary
+DUAL_CONTROLLER = {"DLP9000"}  # "Pattern BMP Load": left half on the primary, right on the secondary
 
 
 class Dlpc900Projector(PatternProjector):
@@ -721,7 +721,7 @@ class Dlpc900Projector(PatternProjector):
         return encoded
 
     def load_batch(self, index: int) -> None:
-        """Stop, define the LUT, load the images (last first, §2.4.4.3 "Initialize Pattern BMP Load")."""
+        """Stop, define the LUT, load the images (last first, as "Initialize Pattern BMP Load" requires)."""
         batch = self.batches[index]
         self.batch, self.state = -1, "uploading"
         self._write(Command.PATTERN_START_STOP, bytes([Sequencer.STOP]))
