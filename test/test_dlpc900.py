@@ -266,6 +266,41 @@ def test_silent_device_and_missing_hidapi_are_hardware_errors():
     assert not projector.status()["connected"] and projector.status()["error"]
 
 
+def test_a_controller_lost_while_running_is_reported_and_reconnected():
+    class Cable:
+        """The simulated controller behind a USB cable that can be pulled."""
+
+        def __init__(self, controller):
+            self.controller, self.plugged = controller, True
+
+        def write(self, report):
+            if not self.plugged:
+                raise p.Dlpc900Error("USB write failed: device disconnected")
+            self.controller.write(report)
+
+        def read(self, timeout_s):
+            return self.controller.read(timeout_s)
+
+        def close(self):
+            pass
+
+    cable = Cable(SimulatedDlpc900())
+    projector = p.Dlpc900Projector(transport=cable)
+    pattern_set = patterns.bernoulli_patterns(6, 16)
+    projector.upload(pattern_set)
+    projector.start()
+    cable.plugged = False
+    status = projector.status()
+    assert status["state"] == "disconnected" and not status["connected"] and "disconnected" in status["error"]
+    cable.plugged, cable.controller = (
+        True,
+        SimulatedDlpc900(),
+    )  # replugged: a controller that forgot everything
+    projector.upload(pattern_set)
+    projector.start()
+    assert cable.controller.running and "error" not in projector.status()
+
+
 def test_exposure_below_the_1bit_minimum_is_refused():
     with pytest.raises(ValueError, match="105"):
         p.Dlpc900Projector(pattern_rate_hz=20000.0)

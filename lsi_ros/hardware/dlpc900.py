@@ -806,8 +806,12 @@ class Dlpc900Projector(PatternProjector):
         if self.link is not None:
             try:
                 status |= self.link.status()
-            except HardwareError as error:
+            except Dlpc900Error as error:
                 self.fault = str(error)
+                if not error.code:  # the link failed (unplugged?): reconnect on the next upload
+                    self.close()
+                    status["connected"], status["state"], status["running"] = False, "disconnected", False
+                    self.state, self.batch = "disconnected", -1
             else:
                 flagged = [
                     HARDWARE_STATUS_BITS[b]

@@ -8,8 +8,8 @@ display output or into an image folder; ``video_output``).
 Publishes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local: late joiners get it, sent once
 the backend displays the set), ``/diagnostics``. A pattern set that cannot be loaded is reported
 (ERROR) and the node keeps running, so a fixed file or parameter can be retried without restarting
-the robot. A device that is absent or refuses a command is reported (ERROR) and retried on a timer,
-the delay doubling up to ``retry_max_s``.
+the robot. A device that is absent, refuses a command or is lost while displaying is reported
+(ERROR) and retried on a timer, the delay doubling up to ``retry_max_s``.
 """
 
 import time
@@ -106,10 +106,7 @@ class DmdDriver(Node):
             self.projector.upload(pattern_set)
             self.projector.start()
         except HardwareError as error:
-            self._retry_delay = min(max(2 * self._retry_delay, 1.0), self.config["retry_max_s"])
-            self._retry_at = time.monotonic() + self._retry_delay
-            self.error = f"{self.config['backend']} backend: {error} (retrying in {self._retry_delay:.0f} s)"
-            self.get_logger().error(self.error)
+            self._schedule_retry(str(error))
             return
         except (ValueError, OSError) as error:
             self.error = f"cannot display pattern set '{self.config['pattern_set']}': {error}"
@@ -135,12 +132,24 @@ class DmdDriver(Node):
             f"({pattern_set.num_patterns} patterns at {info.pattern_rate_hz:.0f} Hz)"
         )
 
+    def _schedule_retry(self, reason: str):
+        self._retry_delay = min(max(2 * self._retry_delay, 1.0), self.config["retry_max_s"])
+        self._retry_at = time.monotonic() + self._retry_delay
+        self.error = f"{self.config['backend']} backend: {reason} (retrying in {self._retry_delay:.0f} s)"
+        self.get_logger().error(self.error)
+
     def _retry(self):
         if self._retry_at is not None and time.monotonic() >= self._retry_at:
             self._start()
 
     def _report(self):
         status = self.projector.status()
+        if (
+            status.get("connected") is False
+            and status.get("state") == "disconnected"
+            and self._retry_at is None
+        ):
+            self._schedule_retry(status.get("error", "device disconnected"))  # lost while displaying
         if self.error or status.get("error"):
             self._diagnostics.publish(diagnostics.ERROR, self.error or status["error"], status)
         else:
