@@ -30,5 +30,7 @@ setup(
         for line in (HERE / "requirements.txt").read_text().splitlines()
         if line.split("#")[0].strip()
     ],
+    # ViALUX ALP-4 DMDs (backend alp4): pip install lsi_ros[alp4]; also needs ViALUX's ALP library.
+    extras_require={"alp4": ["alp4lib==1.1.0"]},
     entry_points={"console_scripts": ["lsi = lsi_ros.cli:main", *node_scripts()]},
 )

@@ -11,6 +11,10 @@ from collections.abc import Iterator
 from lsi_ros.hardware.frames import Sample
 
 
+class HardwareError(OSError):
+    """A device is absent, unreachable, or refused a command; nodes report it and retry."""
+
+
 class PatternProjector(ABC):
     """A DMD: upload a pattern set, display it cyclically, report status."""
 
@@ -44,9 +48,17 @@ class Detector(ABC):
 
 
 def projector_backends() -> dict:
+    from lsi_ros.hardware.alp4 import Alp4Projector
+    from lsi_ros.hardware.dlpc900 import Dlpc900Projector
     from lsi_ros.hardware.sim import SimulatedDmd
+    from lsi_ros.hardware.video_mode import VideoModeProjector
 
-    return {"sim": SimulatedDmd}
+    return {
+        "sim": SimulatedDmd,
+        "dlpc900": Dlpc900Projector,
+        "alp4": Alp4Projector,
+        "video": VideoModeProjector,
+    }
 
 
 def detector_backends() -> dict:

@@ -1,20 +1,36 @@
 """dmd_driver: loads a pattern set, sequences it on the DMD backend, announces it to the pipeline.
 
-Publishes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local: late joiners get it),
-``/diagnostics``. A pattern set that cannot be loaded is reported (ERROR) and the node keeps
-running, so a fixed file or parameter can be retried without restarting the robot.
+Backends (``backend``): ``sim`` (simulated DMD), ``dlpc900`` (TI LightCrafter 6500/9000 over USB HID;
+``exposure_us``, ``dark_time_us``, ``trigger_out``, ``usb_path``/``usb_serial``), ``alp4`` (ViALUX
+ALP-4 through ALP4lib; ``alp_version``, ``alp_lib_dir``), ``video`` (24 patterns per RGB frame on a
+display output or into an image folder; ``video_output``).
+
+Publishes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local: late joiners get it, sent once
+the backend displays the set), ``/diagnostics``. A pattern set that cannot be loaded is reported
+(ERROR) and the node keeps running, so a fixed file or parameter can be retried without restarting
+the robot. A device that is absent, refuses a command or is lost while displaying is reported
+(ERROR) and retried on a timer, the delay doubling up to ``retry_max_s``.
 """
+
+import time
 
 from rclpy.node import Node
 
-from lsi_ros.hardware import pattern_sources, projector_backends
+from lsi_ros.hardware import HardwareError, pattern_sources, projector_backends
 from lsi_ros.msg import PatternSetInfo
 from lsi_ros.optics import dmd as dmd_geometry
 from lsi_ros.ros import diagnostics, node_main, qos
-from lsi_ros.ros.parameters import Param, declare
+from lsi_ros.ros.parameters import Param, ParameterError, declare
+
+BACKEND_PARAMS = {
+    "sim": (),
+    "dlpc900": ("exposure_us", "dark_time_us", "trigger_out", "usb_path", "usb_serial"),
+    "alp4": ("alp_version", "alp_lib_dir"),
+    "video": ("video_output",),
+}
 
 PARAMS = (
-    Param("backend", "sim", "DMD backend.", choices=("sim",)),
+    Param("backend", "sim", "DMD backend.", choices=tuple(BACKEND_PARAMS)),
     Param(
         "device",
         "DLP6500",
@@ -31,40 +47,81 @@ PARAMS = (
     Param("pattern_rate_hz", 9500.0, "Binary pattern rate of the DMD.", min=1.0, max=50000.0),
     Param("cache_dir", "", "Where generated pattern sets are written (empty: ~/.cache/lsi_ros/patterns)."),
     Param("frame_id", "lsi_camera", "header.frame_id of the announcement."),
+    Param(
+        "exposure_us",
+        0,
+        "dlpc900: exposure per pattern in µs (0: 1e6 / pattern_rate_hz - dark_time_us).",
+        min=0,
+        max=2**24 - 1,
+    ),
+    Param("dark_time_us", 0, "dlpc900: dark time after each pattern in µs.", min=0, max=2**24 - 1),
+    Param("trigger_out", True, "dlpc900: trigger outputs pulse with every pattern (clocks the ADC)."),
+    Param("usb_path", "", "dlpc900: hidapi device path (empty: the first DLPC900, USB 0451:c900)."),
+    Param("usb_serial", "", "dlpc900: USB serial number of the controller (empty: any)."),
+    Param("alp_version", "4.3", "alp4: ALP API version of the ViALUX library."),
+    Param("alp_lib_dir", "", "alp4: folder of the ViALUX ALP library (empty: ALP4lib's default)."),
+    Param(
+        "video_output",
+        "folder:~/.cache/lsi_ros/video_frames",
+        "video: 'display' (full-screen window, needs a GUI OpenCV) or 'folder:<path>' (PNG frames).",
+    ),
+    Param(
+        "retry_max_s",
+        30.0,
+        "Longest delay between retries of an absent or failing device.",
+        min=1.0,
+        max=3600.0,
+    ),
 )
 
 
 class DmdDriver(Node):
     def __init__(self, **node_options):
         super().__init__("dmd_driver", **node_options)
+        self.projector = None  # destroy_node runs even when a bad parameter stops the constructor
         self.config = declare(self, PARAMS)
         self._diagnostics = diagnostics.DiagnosticsReporter(self, hardware_id=self.config["device"])
         self._publisher = self.create_publisher(PatternSetInfo, "pattern_set", qos.LATCHED)
-        self.projector = projector_backends()[self.config["backend"]](
-            device=self.config["device"], pattern_rate_hz=self.config["pattern_rate_hz"]
-        )
+        backend = self.config["backend"]
+        options = {name: self.config[name] for name in BACKEND_PARAMS[backend]}
+        try:
+            self.projector = projector_backends()[backend](
+                device=self.config["device"], pattern_rate_hz=self.config["pattern_rate_hz"], **options
+            )
+        except ValueError as error:
+            raise ParameterError(f"backend '{backend}': {error}") from error
         self.error = ""
+        self._retry_delay = 0.0
+        self._retry_at = None
         self._start()
         self.create_timer(1.0, self._report)
+        self.create_timer(0.25, self._retry)
 
     def _start(self):
+        self._retry_at = None
         try:
             pattern_set, path = pattern_sources.resolve(
                 self.config["pattern_set"], self.config["resolution"], self.config["cache_dir"] or None
             )
             self.projector.upload(pattern_set)
             self.projector.start()
+        except HardwareError as error:
+            self._schedule_retry(str(error))
+            return
         except (ValueError, OSError) as error:
             self.error = f"cannot display pattern set '{self.config['pattern_set']}': {error}"
             self.get_logger().error(self.error)
             return
+        self.error, self._retry_delay = "", 0.0
         info = PatternSetInfo(
             pattern_set_id=pattern_set.pattern_set_id,
             kind=pattern_set.kind,
             model_id=pattern_set.model_id,
             resolution=pattern_set.resolution[0],
             num_patterns=pattern_set.num_patterns,
-            pattern_rate_hz=self.config["pattern_rate_hz"],
+            pattern_rate_hz=float(
+                self.projector.status().get("pattern_rate_hz", self.config["pattern_rate_hz"])
+            ),
             uri=str(path),
         )
         info.header.stamp = self.get_clock().now().to_msg()
@@ -72,17 +129,38 @@ class DmdDriver(Node):
         self._publisher.publish(info)
         self.get_logger().info(
             f"displaying {pattern_set.kind} pattern set {pattern_set.pattern_set_id} "
-            f"({pattern_set.num_patterns} patterns at {self.config['pattern_rate_hz']:.0f} Hz)"
+            f"({pattern_set.num_patterns} patterns at {info.pattern_rate_hz:.0f} Hz)"
         )
 
+    def _schedule_retry(self, reason: str):
+        self._retry_delay = min(max(2 * self._retry_delay, 1.0), self.config["retry_max_s"])
+        self._retry_at = time.monotonic() + self._retry_delay
+        self.error = f"{self.config['backend']} backend: {reason} (retrying in {self._retry_delay:.0f} s)"
+        self.get_logger().error(self.error)
+
+    def _retry(self):
+        if self._retry_at is not None and time.monotonic() >= self._retry_at:
+            self._start()
+
     def _report(self):
-        if self.error:
-            self._diagnostics.publish(diagnostics.ERROR, self.error, self.projector.status())
+        status = self.projector.status()
+        if (
+            status.get("connected") is False
+            and status.get("state") == "disconnected"
+            and self._retry_at is None
+        ):
+            self._schedule_retry(status.get("error", "device disconnected"))  # lost while displaying
+        if self.error or status.get("error"):
+            self._diagnostics.publish(diagnostics.ERROR, self.error or status["error"], status)
         else:
-            self._diagnostics.publish(diagnostics.OK, "displaying", self.projector.status())
+            self._diagnostics.publish(diagnostics.OK, "displaying", status)
 
     def destroy_node(self):
-        self.projector.stop()
+        try:
+            if self.projector is not None:
+                self.projector.stop()
+        except HardwareError as error:
+            self.get_logger().warning(f"could not stop the DMD: {error}")
         super().destroy_node()
 
 

@@ -62,11 +62,20 @@ class Placement:
         pattern = np.asarray(pattern)
         if pattern.shape != self.resolution:
             raise ValueError(f"pattern shape {pattern.shape} is not the placement's {self.resolution}")
-        image = np.zeros((self.geometry.rows, self.geometry.cols), dtype=bool)
+        return self.place_values(pattern.astype(bool))
+
+    def place_values(self, values: np.ndarray) -> np.ndarray:
+        """Full-array image ``(rows, cols, ...)`` of per-sampling-pixel values ``(H, W, ...)`` (e.g. the
+        24 bit planes of a controller image), zero on the mirrors outside the active area."""
+        values = np.asarray(values)
+        if values.shape[:2] != self.resolution:
+            raise ValueError(
+                f"values of shape {values.shape} do not start with the placement's {self.resolution}"
+            )
+        image = np.zeros((self.geometry.rows, self.geometry.cols, *values.shape[2:]), dtype=values.dtype)
         r0, c0 = self.row_offset, self.col_offset
         rh, cw = self.active_shape
-        block = np.ones((self.block, self.block), dtype=bool)
-        image[r0 : r0 + rh, c0 : c0 + cw] = np.kron(pattern.astype(bool), block)
+        image[r0 : r0 + rh, c0 : c0 + cw] = values.repeat(self.block, axis=0).repeat(self.block, axis=1)
         return image
 
 
