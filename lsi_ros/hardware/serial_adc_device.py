@@ -16,6 +16,7 @@ import argparse
 import fcntl
 import os
 import select
+import signal
 import sys
 import tempfile
 import termios
@@ -366,6 +367,7 @@ def main(argv=None) -> int:
         link=args.link,
         faults=FaultRates(garbage=args.garbage_rate, drop=args.drop_rate),
     )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     port = device.start()
     print(f"serial ADC on {port} (M = {pattern_set.num_patterns}, {args.pattern_rate_hz:g} Hz)", flush=True)
     node = "ros2 run lsi_ros photodiode_sampler --ros-args -p backend:=serial_adc"
@@ -380,7 +382,7 @@ def main(argv=None) -> int:
                 time.sleep(3600)
     except KeyboardInterrupt:
         pass
-    finally:
+    finally:  # also on SIGTERM: the link is removed
         device.close()
         print(f"stopped: {device.counters}", flush=True)
     return 0
