@@ -64,7 +64,8 @@ class FaultRates:
 
 class SimulatedSerialAdc:
     """The device; ``start()`` returns the port path to open. ``passes`` records, per pass over the
-    pattern set, the trigger sequence number of pattern 0 and the ADC values the device computed."""
+    pattern set, the trigger sequence number of pattern 0 and the ADC values the device computed;
+    ``vanished_in_passes`` the passes a disconnect cut short."""
 
     def __init__(
         self,
@@ -88,6 +89,7 @@ class SimulatedSerialAdc:
         self.link = Path(link)
         self.counters = DeviceCounters()
         self.passes: list[tuple[int, np.ndarray]] = []
+        self.vanished_in_passes: list[int] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._thread = None
@@ -298,8 +300,8 @@ class SimulatedSerialAdc:
         del self._out[:written]
 
     def _vanish(self) -> None:
-        """Deliver what was sent (give the host up to 0.2 s to read it), then disappear."""
-        deadline = time.monotonic() + 0.2
+        """Deliver what was sent (give the host up to 1 s to read it), then disappear."""
+        deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
             self._flush()
             pending = fcntl.ioctl(self._slave, termios.FIONREAD, b"\0\0\0\0")
@@ -310,6 +312,8 @@ class SimulatedSerialAdc:
             self._disconnect_at = None
             self._back_at = time.monotonic() + self._downtime_s
         self.counters.disconnects += 1
+        if self.streaming:
+            self.vanished_in_passes.append(len(self.passes) - 1)
         self._close_pty()
         self._reset_state()
 
