@@ -283,7 +283,7 @@ class SerialAdcPhotodiode(Detector):
             port.open()
         except (OSError, ValueError) as error:
             self.counters.connect_failures += 1
-            raise OSError(f"cannot open {self.port}: {error}") from None
+            raise OSError(f"open failed: {error}") from None
         self._serial = port
         if self._ever_connected:
             self.counters.reconnects += 1

@@ -159,8 +159,14 @@ class PhotodiodeSampler(Node):
                 if assembler is None or assembler is not self.assembler:
                     break
                 frame = assembler.add(sample, self.get_clock().now().nanoseconds)
-                if frame is not None:
+                if frame is None:
+                    continue
+                try:
                     self._publish(frame)
+                except RuntimeError:  # rclpy's RCLError once Ctrl-C has shut the context down
+                    if self.context.ok():
+                        raise
+                    return
 
     def destroy_node(self):
         self._stop_reading.set()
