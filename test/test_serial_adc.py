@@ -199,6 +199,21 @@ def test_device_vanishing_mid_frame_drops_the_partial_frame_and_reconnects(devic
     assert cut_short not in numbers and numbers[-1] > cut_short  # not published; frames resumed
 
 
+def test_silent_device_is_counted_and_its_stream_restarted(device, pattern_set):
+    host = Host(device.start(), pattern_set, stall_restart_s=0.5)
+    try:
+        assert host.run(lambda: len(host.frames) >= 2)
+        device.pause_triggers(1.0)
+        assert host.run(lambda: host.detector.counters.timeouts >= 3)
+        published = len(host.frames)
+        assert "restarting the stream" in host.detector.last_error
+        assert host.run(lambda: len(host.frames) >= published + 3)
+    finally:
+        host.close()
+    assert host.detector.status()["connected"] is False and host.detector.counters.reconnects == 0
+    pass_numbers(host.frames, device)
+
+
 def test_absent_device_is_retried_with_backoff_until_it_appears(tmp_path, device, pattern_set):
     host = Host(str(device.link), pattern_set, reconnect_max_backoff_s=0.2)
     try:

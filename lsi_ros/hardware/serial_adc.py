@@ -182,7 +182,7 @@ class SerialAdcPhotodiode(Detector):
         self._pending_gap = ""
         self._backoff_s = 0.0
         self._retry_at = 0.0
-        self._silent_since: float | None = None
+        self._last_data_at = 0.0
 
     def set_pattern_set(self, pattern_set) -> None:
         self.pattern_set = pattern_set
@@ -205,7 +205,7 @@ class SerialAdcPhotodiode(Detector):
             if not data:
                 self._on_silence()
                 return
-            self._silent_since = None
+            self._last_data_at = time.monotonic()
             streaming_set = self._streaming_set
             samples = [self._to_sample(frame, streaming_set) for frame in self.parser.feed(data)]
             yield from samples
@@ -295,9 +295,8 @@ class SerialAdcPhotodiode(Detector):
 
     def _configure(self, pattern_set) -> None:
         """(Re)start the stream for a pattern set; the device restarts its trigger count at 0."""
-        if self._streaming_set is not None:
-            self._streaming_set = None
-            self._command("STOP", "OK STOP")
+        self._streaming_set = None
+        self._command("STOP", "OK STOP")
         num_patterns = pattern_set.num_patterns
         self._command(f"M {num_patterns}", f"OK M {num_patterns}")
         self.parser.reset()
@@ -305,7 +304,7 @@ class SerialAdcPhotodiode(Detector):
         self._streaming_set = pattern_set
         self._last_sequence = None
         self._pending_gap = INTERRUPTED
-        self._silent_since = None
+        self._last_data_at = time.monotonic()
 
     def _command(self, command: str, expected: str) -> str:
         """Send one command line; return the reply line starting with ``expected``. Lines that are
@@ -324,11 +323,9 @@ class SerialAdcPhotodiode(Detector):
         """A read timeout: count it; a device silent for ``stall_restart_s`` is told to restart its
         stream (it may have reset), which drops the frame in progress."""
         self.counters.timeouts += 1
-        now = time.monotonic()
-        if self._silent_since is None:
-            self._silent_since = now
-        if now - self._silent_since >= self.stall_restart_s:
-            self.last_error = f"no samples for {now - self._silent_since:.1f} s: restarting the stream"
+        silent_s = time.monotonic() - self._last_data_at
+        if silent_s >= self.stall_restart_s:
+            self.last_error = f"no samples for {silent_s:.1f} s: restarting the stream"
             self._streaming_set = None
 
     def _lose(self, message: str) -> None:

@@ -104,6 +104,7 @@ class SimulatedSerialAdc:
         self._drop_at: int | None = None
         self._disconnect_at: int | None = None
         self._downtime_s = 0.0
+        self._paused_until = 0.0
 
     @property
     def port(self) -> str:
@@ -141,6 +142,11 @@ class SimulatedSerialAdc:
         starting at the next trigger showing pattern ``at_index`` (or the next trigger)."""
         with self._lock:
             self._drop_pending, self._drop_at = count, at_index
+
+    def pause_triggers(self, duration_s: float) -> None:
+        """The DMD stops triggering for a while (the device stays connected and silent)."""
+        with self._lock:
+            self._paused_until = time.monotonic() + duration_s
 
     def disconnect(self, at_index: int | None = None, downtime_s: float = 0.5) -> None:
         """Vanish (close the pty, remove the link) right after sending the frame of pattern
@@ -233,6 +239,9 @@ class SimulatedSerialAdc:
 
     def _emit_due_triggers(self) -> None:
         now = time.monotonic()
+        if now < self._paused_until:
+            self._next_trigger = self._paused_until
+            return
         if now - self._next_trigger > 1.0:  # stalled (machine busy): skip, like a DMD we never saw
             self._next_trigger = now
         while self.streaming and self._master is not None and self._next_trigger <= now:
