@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from lsi_ros.hardware.frames import FrameAssembler, Sample
+from lsi_ros.hardware.frames import INTERRUPTED, MISSED_TRIGGER, FrameAssembler, Sample
 
 
 def feed(assembler, indices, set_id="A", values=None, stamp=0):
@@ -36,3 +36,22 @@ def test_incomplete_out_of_order_foreign_and_nan_frames_are_dropped_and_counted(
     good = feed(assembler, [0, 1, 2, 3])
     assert len(good) == 1 and good[0].sequence == 1
     assert assembler.counters.published == 2
+
+
+def test_a_gap_in_the_sample_stream_drops_the_frame_once_and_resyncs_at_pattern_zero():
+    assembler = FrameAssembler("A", 4)
+    add = assembler.add
+    assert add(Sample("A", 0, 1.0), 10) is None and add(Sample("A", 1, 1.0), 11) is None
+    # a whole pass lost between pattern 1 and pattern 2: in order by index, but not one pass
+    assert add(Sample("A", 2, 1.0, gap_before=MISSED_TRIGGER), 12) is None
+    assert add(Sample("A", 3, 1.0, gap_before=MISSED_TRIGGER), 13) is None  # same broken frame
+    assert assembler.counters.dropped_missed_trigger == 1 and assembler.counters.published == 0
+    # pattern 0 lost: the next pass is dropped too, and counted
+    assert add(Sample("A", 1, 1.0, gap_before=MISSED_TRIGGER), 14) is None
+    assert assembler.counters.dropped_missed_trigger == 2
+    assert not feed(assembler, [2, 3])
+    assert add(Sample("A", 0, 5.0, gap_before=INTERRUPTED), 20) is None  # a gap at a frame boundary
+    assert assembler.counters.dropped_interrupted == 0
+    frames = feed(assembler, [1, 2, 3])
+    assert len(frames) == 1 and frames[0].stamp_ns == 20 and frames[0].values[0] == 5.0
+    assert assembler.counters.dropped == 2

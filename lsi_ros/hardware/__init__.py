@@ -62,6 +62,7 @@ def projector_backends() -> dict:
 
 
 def detector_backends() -> dict:
+    from lsi_ros.hardware.serial_adc import SerialAdcPhotodiode
     from lsi_ros.hardware.sim import SimulatedPhotodiode
 
-    return {"sim": SimulatedPhotodiode}
+    return {"sim": SimulatedPhotodiode, "serial_adc": SerialAdcPhotodiode}

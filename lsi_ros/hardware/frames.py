@@ -1,7 +1,8 @@
 """Assembling per-pattern detector samples into measurement frames.
 
-A frame is published only when it is complete, in pattern order and from the expected pattern
-set; anything else is dropped and counted, so an encoder never sees a half-filled frame.
+A frame is published only when it is complete, in pattern order, from the expected pattern set
+and without a gap in the detector's sample stream; anything else is dropped and counted, so an
+encoder never sees a half-filled frame.
 """
 
 from dataclasses import dataclass, field
@@ -17,6 +18,13 @@ class Sample:
     pattern_index: int
     value: float
     saturated: bool = False
+    gap_before: str = ""
+    """Why samples may be missing just before this one: "" (none), ``MISSED_TRIGGER`` (the
+    detector's trigger count jumped) or ``INTERRUPTED`` (device lost, restarted or stalled)."""
+
+
+MISSED_TRIGGER = "missed_trigger"
+INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,8 @@ class FrameCounters:
     dropped_out_of_order: int = 0
     dropped_foreign_pattern_set: int = 0
     dropped_invalid_value: int = 0
+    dropped_missed_trigger: int = 0
+    dropped_interrupted: int = 0
 
     @property
     def dropped(self) -> int:
@@ -45,6 +55,8 @@ class FrameCounters:
             + self.dropped_out_of_order
             + self.dropped_foreign_pattern_set
             + self.dropped_invalid_value
+            + self.dropped_missed_trigger
+            + self.dropped_interrupted
         )
 
 
@@ -58,6 +70,8 @@ class FrameAssembler:
     _stamp_ns: int = 0
     _sequence: int = 0
     _broken: bool = False
+    _gap_counted: bool = False
+    _last_index: int = -1
 
     def add(self, sample: Sample, stamp_ns: int) -> MeasurementFrame | None:
         """Feed one sample (``stamp_ns``: when its pattern was shown); returns a frame when one completes."""
@@ -65,6 +79,18 @@ class FrameAssembler:
             self.counters.dropped_foreign_pattern_set += 1
             self._restart(broken=True)
             return None
+        if sample.pattern_index <= self._last_index:
+            self._gap_counted = False  # a new pass began
+        self._last_index = sample.pattern_index
+        if sample.gap_before:
+            # a frame lost samples: the one in progress, or the one this sample is part of
+            if (self._values or sample.pattern_index != 0) and not self._gap_counted:
+                if sample.gap_before == MISSED_TRIGGER:
+                    self.counters.dropped_missed_trigger += 1
+                else:
+                    self.counters.dropped_interrupted += 1
+                self._gap_counted = True
+            self._restart(broken=True)
         if sample.pattern_index == 0:
             if self._values:
                 self.counters.dropped_incomplete += 1

@@ -1,13 +1,23 @@
 """photodiode_sampler: one detector value per displayed pattern, assembled into measurement frames.
 
 The ``sim`` backend images a scene topic (any camera driver, a bag, scene_source) onto the DMD's
-sampling grid and measures it through the photodiode model. Frames that are incomplete, out of
-order or from another pattern set are dropped and counted in diagnostics, never published.
+sampling grid and measures it through the photodiode model. The ``serial_adc`` backend reads the
+samples a microcontroller streams over serial (lsi_ros.hardware.serial_adc) on a reader thread,
+stamped with the host time the first pattern's sample arrived; the node keeps running while the
+device is absent or reconnecting (ERROR diagnostics). Frames that are incomplete, out of order,
+from another pattern set or span missed triggers or a reconnection are dropped and counted in
+diagnostics, never published.
 
 Subscribes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local), ``scene``
 (sensor_msgs/Image, sim backend). Publishes: ``measurements`` (lsi_ros/Measurements, sensor-data
-QoS), ``/diagnostics``.
+QoS), ``/diagnostics`` (frame counters; serial_adc: connected, frames, crc_errors, bytes_skipped,
+missed_triggers, timeouts, reconnects, last_error).
+
+Parameters: backend, frame_trigger, noise, photon_flux, seed (sim); port, baud_rate,
+read_timeout_s, reconnect_max_backoff_s (serial_adc); frame_id.
 """
+
+import threading
 
 import numpy as np
 from rclpy.node import Node
@@ -22,7 +32,7 @@ from lsi_ros.ros import diagnostics, image, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
 
 PARAMS = (
-    Param("backend", "sim", "Detector backend.", choices=("sim",)),
+    Param("backend", "sim", "Detector backend.", choices=("sim", "serial_adc")),
     Param(
         "frame_trigger",
         "per_scene",
@@ -39,6 +49,28 @@ PARAMS = (
         max=1e9,
     ),
     Param("seed", 0, "sim: seed of the detector noise.", min=0, max=2**31 - 1),
+    Param("port", "/dev/ttyACM0", "serial_adc: serial device path or pyserial URL (rfc2217://, socket://)."),
+    Param(
+        "baud_rate",
+        2_000_000,
+        "serial_adc: baud rate of a UART link (USB CDC ignores it).",
+        min=9600,
+        max=12_000_000,
+    ),
+    Param(
+        "read_timeout_s",
+        0.5,
+        "serial_adc: read timeout; must exceed the trigger period (a timeout is counted).",
+        min=0.01,
+        max=10.0,
+    ),
+    Param(
+        "reconnect_max_backoff_s",
+        5.0,
+        "serial_adc: longest wait between reconnection attempts (backoff doubles from 50 ms).",
+        min=0.05,
+        max=300.0,
+    ),
     Param("frame_id", "lsi_camera", "header.frame_id of the measurement frames."),
 )
 
@@ -47,10 +79,7 @@ class PhotodiodeSampler(Node):
     def __init__(self, **node_options):
         super().__init__("photodiode_sampler", **node_options)
         self.config = declare(self, PARAMS)
-        model = PhotodiodeModel().with_photon_flux(self.config["photon_flux"])
-        if not self.config["noise"]:
-            model = PhotodiodeModel.noiseless()
-        self.detector = detector_backends()[self.config["backend"]](model=model, seed=self.config["seed"])
+        self.detector = self._make_detector()
         self.assembler = None
         self.rejected_scenes = 0
         self.last_error = ""
@@ -58,8 +87,28 @@ class PhotodiodeSampler(Node):
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
         self._publisher = self.create_publisher(Measurements, "measurements", qos.SENSOR_DATA)
         self.create_subscription(PatternSetInfo, "pattern_set", self._on_pattern_set, qos.LATCHED)
-        self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA)
+        self._stop_reading = threading.Event()
+        self._reader = None
+        if self.config["backend"] == "sim":
+            self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA)
+        else:
+            self._reader = threading.Thread(target=self._read_samples, name="serial_adc_reader", daemon=True)
+            self._reader.start()
         self.create_timer(1.0, self._report)
+
+    def _make_detector(self):
+        backend = detector_backends()[self.config["backend"]]
+        if self.config["backend"] == "sim":
+            model = PhotodiodeModel().with_photon_flux(self.config["photon_flux"])
+            if not self.config["noise"]:
+                model = PhotodiodeModel.noiseless()
+            return backend(model=model, seed=self.config["seed"])
+        return backend(
+            port=self.config["port"],
+            baud_rate=self.config["baud_rate"],
+            read_timeout_s=self.config["read_timeout_s"],
+            reconnect_max_backoff_s=self.config["reconnect_max_backoff_s"],
+        )
 
     def _on_pattern_set(self, info: PatternSetInfo):
         try:
@@ -72,7 +121,7 @@ class PhotodiodeSampler(Node):
         self.get_logger().info(
             f"sampling pattern set {pattern_set.pattern_set_id} (M = {pattern_set.num_patterns})"
         )
-        if self.config["frame_trigger"] == "continuous":
+        if self.config["frame_trigger"] == "continuous" and self._reader is None:
             if self._timer is not None:
                 self.destroy_timer(self._timer)
             self._timer = self.create_timer(
@@ -101,6 +150,31 @@ class PhotodiodeSampler(Node):
             if frame is not None:
                 self._publish(frame)
 
+    def _read_samples(self):
+        """serial_adc: feed every arriving sample to the current assembler (the detector blocks at
+        most a read timeout, reconnects by itself and never raises)."""
+        while not self._stop_reading.is_set():
+            assembler = self.assembler
+            for sample in self.detector.acquire_frame():
+                if assembler is None or assembler is not self.assembler:
+                    break
+                frame = assembler.add(sample, self.get_clock().now().nanoseconds)
+                if frame is None:
+                    continue
+                try:
+                    self._publish(frame)
+                except RuntimeError:  # rclpy's RCLError once Ctrl-C has shut the context down
+                    if self.context.ok():
+                        raise
+                    return
+
+    def destroy_node(self):
+        self._stop_reading.set()
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
+            self.detector.close()
+        return super().destroy_node()
+
     def _publish(self, frame):
         msg = Measurements(
             pattern_set_id=frame.pattern_set_id,
@@ -119,6 +193,10 @@ class PhotodiodeSampler(Node):
 
     def _report(self):
         values = {"rejected_scenes": self.rejected_scenes, **self.detector.status()}
+        if not values.get("connected", True):
+            message = f"detector not connected ({values['port']}): {values['last_error'] or 'connecting'}"
+            self._diagnostics.publish(diagnostics.ERROR, message, values)
+            return
         if self.assembler is None:
             self._diagnostics.publish(diagnostics.WARN, "waiting for a pattern set", values)
             return
@@ -129,6 +207,8 @@ class PhotodiodeSampler(Node):
             "frames_dropped_out_of_order": counters.dropped_out_of_order,
             "frames_dropped_foreign_pattern_set": counters.dropped_foreign_pattern_set,
             "frames_dropped_invalid_value": counters.dropped_invalid_value,
+            "frames_dropped_missed_trigger": counters.dropped_missed_trigger,
+            "frames_dropped_interrupted": counters.dropped_interrupted,
         }
         level = diagnostics.WARN if counters.dropped or self.rejected_scenes else diagnostics.OK
         self._diagnostics.publish(level, self.last_error or "sampling", values)
