@@ -18,16 +18,18 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from lsi_ros.msg import Measurements, PatternSetInfo
+from lsi_ros.optics.calibration import DetectorCalibration
 from lsi_ros.optics.forward import ForwardModel
 from lsi_ros.optics.objective import scene_on_dmd
 from lsi_ros.optics.patterns import load_pattern_set
 from lsi_ros.ros import image, qos
 
 
-def start_capture(tmp_path, **overrides):
+def start_capture(tmp_path, sampler_params=None, **overrides):
+    sampler = {"noise": False, "frame_trigger": "per_scene", **(sampler_params or {})}
     params = {
         "dmd_driver": {"ros__parameters": {"cache_dir": str(tmp_path / "patterns"), "resolution": 64}},
-        "photodiode_sampler": {"ros__parameters": {"noise": False, "frame_trigger": "per_scene"}},
+        "photodiode_sampler": {"ros__parameters": sampler},
     }
     params_file = tmp_path / "capture_test.yaml"
     params_file.write_text(yaml.safe_dump(params))
@@ -132,3 +134,36 @@ def test_sampler_rejects_unknown_encodings_without_dying(tmp_path, probe):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+CALIBRATION = DetectorCalibration(
+    dark_level=0.0, read_noise=0.0, gain=0.5, ambient=10.0, full_scale=65535.0, photon_flux=1.0
+)
+
+
+@pytest.mark.parametrize("calibration_file", ["good", "corrupt"])
+def test_sampler_applies_a_calibration_file_or_reports_why_not(tmp_path, probe, calibration_file):
+    node, scenes, received = probe
+    path = tmp_path / "detector_calibration.json"
+    if calibration_file == "good":
+        CALIBRATION.save(path)
+    else:
+        path.write_text('{"format": "lsi_ros.detector_calibration", "gain": -1')
+    process = start_capture(tmp_path, {"calibration": str(path)}, pattern_set="bernoulli:16:3")
+    try:
+        assert wait_for(lambda: received["info"], timeout=30)
+        assert wait_for(lambda: statuses(received, "photodiode_sampler"), timeout=30)
+        rgb = np.full((64, 64, 3), 128, np.uint8)
+        good = image.array_to_image(rgb, "rgb8")
+        assert wait_for(lambda: scenes.publish(good) or received["frames"], timeout=20, period=0.3)
+        sampler = statuses(received, "photodiode_sampler")[-1]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    raw = ForwardModel(load_pattern_set(received["info"][0].uri)).measure(rgb.astype(np.float32) / 255.0)
+    values = np.asarray(received["frames"][0].values)
+    if calibration_file == "good":
+        np.testing.assert_allclose(values, raw / 0.5 - 10.0, rtol=1e-5)
+    else:
+        np.testing.assert_allclose(values, raw, rtol=1e-5)
+        assert sampler.level == DiagnosticStatus.WARN and "calibration not applied" in sampler.message

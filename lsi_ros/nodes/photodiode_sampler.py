@@ -14,7 +14,9 @@ QoS), ``/diagnostics`` (frame counters; serial_adc: connected, frames, crc_error
 missed_triggers, timeouts, reconnects, last_error).
 
 Parameters: backend, frame_trigger, noise, photon_flux, seed (sim); port, baud_rate,
-read_timeout_s, reconnect_max_backoff_s (serial_adc); frame_id.
+read_timeout_s, reconnect_max_backoff_s (serial_adc); calibration, frame_id. With a calibration
+file (``lsi calibrate``) frames carry photo-electrons (dark level and ambient subtracted, divided
+by the gain) instead of raw ADC counts; a file that cannot be used is reported and raw counts flow.
 """
 
 import threading
@@ -27,6 +29,7 @@ from sensor_msgs.msg import Image
 from lsi_ros.hardware import detector_backends, pattern_sources
 from lsi_ros.hardware.frames import FrameAssembler
 from lsi_ros.msg import Measurements, PatternSetInfo
+from lsi_ros.optics.calibration import CalibrationError, DetectorCalibration
 from lsi_ros.optics.photodiode import PhotodiodeModel
 from lsi_ros.ros import diagnostics, image, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
@@ -71,6 +74,11 @@ PARAMS = (
         min=0.05,
         max=300.0,
     ),
+    Param(
+        "calibration",
+        "",
+        "Detector calibration JSON from `lsi calibrate` (empty: publish raw ADC counts).",
+    ),
     Param("frame_id", "lsi_camera", "header.frame_id of the measurement frames."),
 )
 
@@ -85,6 +93,7 @@ class PhotodiodeSampler(Node):
         self.last_error = ""
         self._timer = None
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
+        self.calibration = self._load_calibration()
         self._publisher = self.create_publisher(Measurements, "measurements", qos.SENSOR_DATA)
         self.create_subscription(PatternSetInfo, "pattern_set", self._on_pattern_set, qos.LATCHED)
         self._stop_reading = threading.Event()
@@ -109,6 +118,15 @@ class PhotodiodeSampler(Node):
             read_timeout_s=self.config["read_timeout_s"],
             reconnect_max_backoff_s=self.config["reconnect_max_backoff_s"],
         )
+
+    def _load_calibration(self) -> DetectorCalibration | None:
+        if not self.config["calibration"]:
+            return None
+        try:
+            return DetectorCalibration.load(self.config["calibration"])
+        except CalibrationError as error:
+            self._fail(f"calibration not applied, publishing raw ADC counts: {error}")
+            return None
 
     def _on_pattern_set(self, info: PatternSetInfo):
         try:
@@ -176,10 +194,11 @@ class PhotodiodeSampler(Node):
         return super().destroy_node()
 
     def _publish(self, frame):
+        values = frame.values if self.calibration is None else self.calibration.calibrate_frame(frame.values)
         msg = Measurements(
             pattern_set_id=frame.pattern_set_id,
             sequence=frame.sequence,
-            values=np.asarray(frame.values, dtype=np.float32),
+            values=np.asarray(values, dtype=np.float32),
             saturated_count=frame.saturated_count,
             dropped_count=0,
         )
@@ -192,7 +211,11 @@ class PhotodiodeSampler(Node):
         self.get_logger().warning(message, throttle_duration_sec=5.0)
 
     def _report(self):
-        values = {"rejected_scenes": self.rejected_scenes, **self.detector.status()}
+        values = {
+            "rejected_scenes": self.rejected_scenes,
+            "calibration": self.config["calibration"] if self.calibration else "none (raw ADC counts)",
+            **self.detector.status(),
+        }
         if not values.get("connected", True):
             message = f"detector not connected ({values['port']}): {values['last_error'] or 'connecting'}"
             self._diagnostics.publish(diagnostics.ERROR, message, values)
@@ -210,7 +233,12 @@ class PhotodiodeSampler(Node):
             "frames_dropped_missed_trigger": counters.dropped_missed_trigger,
             "frames_dropped_interrupted": counters.dropped_interrupted,
         }
-        level = diagnostics.WARN if counters.dropped or self.rejected_scenes else diagnostics.OK
+        calibration_failed = bool(self.config["calibration"]) and self.calibration is None
+        level = (
+            diagnostics.WARN
+            if counters.dropped or self.rejected_scenes or calibration_failed
+            else diagnostics.OK
+        )
         self._diagnostics.publish(level, self.last_error or "sampling", values)
 
 
