@@ -1,6 +1,8 @@
 """The robot side of the camera: DMD driver + photodiode sampler + latent encoder -> LatentCode.
 
 ros2 launch lsi_ros capture.launch.py backend:=sim model:=m128
+ros2 launch lsi_ros capture.launch.py dmd_backend:=dlpc900 detector_backend:=serial_adc \
+    params_file:=my_camera.yaml   # a copy of config/capture.yaml with the port and calibration file
 The DMD shows the model's learned patterns unless pattern_set:= names another set (the encoder then
 refuses the frames, by design: its model only understands its own patterns).
 """
@@ -23,7 +25,19 @@ def generate_launch_description():
                 default_value=PathJoinSubstitution([FindPackageShare("lsi_ros"), "config", "capture.yaml"]),
                 description="Parameter file of the capture nodes.",
             ),
-            DeclareLaunchArgument("backend", default_value="sim", description="DMD and detector backend."),
+            DeclareLaunchArgument(
+                "backend", default_value="sim", description="Default of dmd_backend and detector_backend."
+            ),
+            DeclareLaunchArgument(
+                "dmd_backend",
+                default_value=backend,
+                description="dmd_driver backend: sim, dlpc900, alp4, video.",
+            ),
+            DeclareLaunchArgument(
+                "detector_backend",
+                default_value=backend,
+                description="photodiode_sampler backend: sim, serial_adc.",
+            ),
             DeclareLaunchArgument(
                 "model", default_value="m128", description="Model name or file (m32 ... m256)."
             ),
@@ -38,7 +52,10 @@ def generate_launch_description():
                 name="dmd_driver",
                 parameters=[
                     params_file,
-                    {"backend": backend, "pattern_set": LaunchConfiguration("pattern_set")},
+                    {
+                        "backend": LaunchConfiguration("dmd_backend"),
+                        "pattern_set": LaunchConfiguration("pattern_set"),
+                    },
                 ],
                 output="screen",
             ),
@@ -46,7 +63,7 @@ def generate_launch_description():
                 package="lsi_ros",
                 executable="photodiode_sampler",
                 name="photodiode_sampler",
-                parameters=[params_file, {"backend": backend}],
+                parameters=[params_file, {"backend": LaunchConfiguration("detector_backend")}],
                 output="screen",
             ),
             Node(

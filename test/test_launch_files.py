@@ -49,3 +49,23 @@ def test_unknown_or_malformed_launch_arguments_are_refused(tmp_path):
         runner.parse_launch_arguments(["model=m128"])
     with pytest.raises(runner.LaunchError, match="not found"):
         runner.plan(smoke, {"params_file": str(tmp_path / "missing.yaml")}, tmp_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "dmd", "detector"),
+    [
+        ({}, "sim", "sim"),
+        ({"backend": "sim"}, "sim", "sim"),
+        ({"dmd_backend": "dlpc900", "detector_backend": "serial_adc"}, "dlpc900", "serial_adc"),
+    ],
+)
+def test_capture_backends_default_to_backend_and_can_be_chosen_per_device(tmp_path, arguments, dmd, detector):
+    capture = runner.find_launch_file("lsi_ros", "capture.launch.py")
+    nodes = {n.name: n for n in runner.plan(capture, arguments, tmp_dir=str(tmp_path))}
+
+    def backend(name):
+        return yaml.safe_load(Path(nodes[name].parameter_files[-1]).read_text())["/**"]["ros__parameters"][
+            "backend"
+        ]
+
+    assert (backend("dmd_driver"), backend("photodiode_sampler")) == (dmd, detector)
