@@ -5,6 +5,7 @@ throughput, decoder images/s at 256², the serialized size of each message per f
 the Hadamard baselines need per frame at the same pattern budgets, all against the DMD's frame time.
 """
 
+import os
 import platform
 import time
 
@@ -156,4 +157,5 @@ def bytes_rows(budgets=(32, 64, 128, 256)) -> list:
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {torch.get_num_threads()} threads available, {platform.platform()}"
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, CPU only, {platform.platform()}"
