@@ -164,8 +164,14 @@ def test_bag_pairs_by_stamp_skip_and_count_the_unmatched(dcgan_data, dcgan_model
         read_capture_pairs(tmp_path / "bag", "/measurements", "/camera/other")
 
 
-def test_finetune_and_eval_commands_on_an_image_folder(dcgan_data, dcgan_model, tmp_path):
+def test_finetune_and_eval_commands_on_an_image_folder(dcgan_data, dcgan_model, tmp_path, capsys):
     from lsi_ros.cli import main
+
+    missing = ["finetune", "--model", str(dcgan_model), "--output", str(tmp_path / "never.safetensors")]
+    assert main([*missing, "--images", str(tmp_path / "nowhere")]) == 2
+    assert "image folder not found" in capsys.readouterr().err
+    assert main([*missing, "--bag", str(tmp_path / "nobag")]) == 2
+    assert "bag not found" in capsys.readouterr().err and not (tmp_path / "never.safetensors").exists()
 
     _, faces = held_out_faces(dcgan_data, 8)
     folder = tmp_path / "photos"
@@ -207,7 +213,7 @@ def test_finetune_and_eval_commands_on_an_image_folder(dcgan_data, dcgan_model, 
         "ssim",
     }
 
-    quality = tmp_path / "quality_images.json"
+    quality, examples = tmp_path / "quality_images.json", tmp_path / "examples.png"
     assert (
         main(
             [
@@ -221,6 +227,8 @@ def test_finetune_and_eval_commands_on_an_image_folder(dcgan_data, dcgan_model, 
                 "dcgan",
                 "--output",
                 str(quality),
+                "--examples",
+                str(examples),
                 *common,
             ]
         )
@@ -237,3 +245,4 @@ def test_finetune_and_eval_commands_on_an_image_folder(dcgan_data, dcgan_model, 
     teacher, mean = by_method["teacher-inversion"][0], by_method["mean-latent"][0]
     assert teacher["n_images"] == 8 and teacher["psnr_rgb"] > mean["psnr_rgb"]
     assert all(r["vs_teacher_psnr"] > 0 and r["latent_mse_vs_teacher"] >= 0 for r in by_method["lsi"])
+    assert examples.stat().st_size > 10_000

@@ -39,7 +39,12 @@ def add_parser(subparsers):
     parser.add_argument("--cache-dir", default=None, help="--images: teacher cache")
     parser.add_argument("--output", default=None, help="results JSON (default docs/results/quality.json)")
     parser.add_argument("--figure", default="docs/results/quality.png", help="quality figure ('' for none)")
-    parser.add_argument("--examples", default="docs/results/examples.png", help="example grid ('' for none)")
+    parser.add_argument(
+        "--examples",
+        default=None,
+        help="example grid ('' for none; default docs/results/examples.png, with --images "
+        "docs/results/examples_images.png)",
+    )
     parser.set_defaults(func=main)
 
 
@@ -55,6 +60,7 @@ def main(args) -> int:
     if args.images:
         return main_images(args, photodiodes)
     args.output = args.output or "docs/results/quality.json"
+    args.examples = "docs/results/examples.png" if args.examples is None else args.examples
     faces = data.load(args.generator, data.HELD_OUT_SEED_START, args.faces, args.data_dir)
     models = [load_model(find_model(name)) for name in args.models]
     generator = get_generator(args.generator)
@@ -130,7 +136,13 @@ def main_images(args, photodiodes) -> int:
     scenes = offline_faces() if args.images == "portraits" else folder_scenes(args.images)
     images = {name: rgb / np.float32(255) for name, rgb in scenes}
     source = f"real images: {args.images}" + (" (offline face photos)" if args.images == "portraits" else "")
-    rows = evaluate_real_images(models, generator, images, photodiodes, teacher, source)
+    examples = {}
+    rows = evaluate_real_images(models, generator, images, photodiodes, teacher, source, examples=examples)
+    figure = "docs/results/examples_images.png" if args.examples is None else args.examples
+    if figure:
+        from lsi_ros.evaluation.latent_imaging import plot_examples
+
+        plot_examples(examples, photodiodes[1].label, figure, title="real images")
     output = Path(args.output or "docs/results/quality_images.json")
     results = {
         "rows": rows,
@@ -147,5 +159,5 @@ def main_images(args, photodiodes) -> int:
             f"{row['method']:18s} {row.get('model_id', ''):24s} {row['noise']:12s} "
             f"{row['psnr']:6.2f} dB  SSIM {row['ssim']:.3f}{extra}  ({row['n_images']} images)"
         )
-    print(f"wrote {output}")
+    print(f"wrote {output}, {figure or '-'}")
     return 0

@@ -67,6 +67,18 @@ def add_parser(subparsers):
 
 
 def main(args) -> int:
+    """Runs the fine-tuning; bad input (missing folder, bag, topic or model; no pairs) is one clear line."""
+    from lsi_ros.models.checkpoint import ModelFileError
+    from lsi_ros.scenes import SceneSourceError
+
+    try:
+        return run(args)
+    except (FileNotFoundError, ModelFileError, SceneSourceError, ValueError) as error:
+        print(f"lsi finetune: error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
     import numpy as np
     import torch
 

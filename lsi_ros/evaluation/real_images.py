@@ -21,9 +21,19 @@ def _mean(scores: list[dict]) -> dict:
 
 
 def evaluate_real_images(
-    models, generator, images: dict, photodiodes, teacher, source: str, progress: bool = True
+    models,
+    generator,
+    images: dict,
+    photodiodes,
+    teacher,
+    source: str,
+    progress: bool = True,
+    examples: dict | None = None,
 ) -> list[dict]:
-    """Rows like lsi_ros.evaluation.latent_imaging.evaluate, for real images (name -> RGB in [0, 1])."""
+    """Rows like lsi_ros.evaluation.latent_imaging.evaluate, for real images (name -> RGB in [0, 1]).
+
+    ``examples``, if given, is filled with tiles per image (image, teacher, each model at the second
+    photodiode model: the realistic default) for latent_imaging.plot_examples."""
     names = list(images)
     references = references_for(generator, [images[n] for n in names])
     taught = teacher.invert(references, progress=progress)
@@ -49,6 +59,7 @@ def evaluate_real_images(
         },
     ]
     rows[0]["per_image"] = dict(zip(names, taught.quality, strict=True))
+    tiles = {n: {"image": r, "teacher": c} for n, r, c in zip(names, references, ceiling, strict=True)}
     bar = tqdm(total=len(models) * len(photodiodes), desc="lsi eval (real images)", disable=not progress)
     for model in models:
         std = model.encoder.latent_std.numpy()
@@ -60,6 +71,9 @@ def evaluate_real_images(
             scores = [score_image(r, d) for r, d in zip(references, decoded, strict=True)]
             versus = [score_image(c, d) for c, d in zip(ceiling, decoded, strict=True)]
             m = model.num_measurements
+            if k == min(1, len(photodiodes) - 1):
+                for name, image in zip(names, decoded, strict=True):
+                    tiles[name][model.model_id.split("-", 2)[-1]] = image
             rows.append(
                 {
                     "method": "lsi",
@@ -78,4 +92,6 @@ def evaluate_real_images(
             )
             bar.update()
     bar.close()
+    if examples is not None:
+        examples.update(tiles)
     return rows

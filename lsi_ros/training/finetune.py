@@ -358,7 +358,9 @@ def finetune(
         "held_out_before": before,
         "held_out_after": after,
         "held_out_teacher": teacher,
-        "teacher_quality": pairs.teacher_quality,
+        "teacher_quality": None
+        if pairs.teacher_quality is None
+        else dict(zip(pairs.names, pairs.teacher_quality, strict=True)),
         "history": history,
     }
     tuned = LsiModel(f"{model.model_id}-ft", model.pattern_set, encoder, info)
