@@ -49,15 +49,24 @@ def add_parser(subparsers):
     parser.add_argument(
         "--held-out", type=float, default=0.25, help="fraction of scenes held out (default 0.25)"
     )
-    parser.add_argument("--teacher-steps", type=int, default=100, help="GAN inversion steps per image")
-    parser.add_argument("--teacher-init", choices=("encoder", "mean"), default="encoder")
+    parser.add_argument(
+        "--teacher-steps", type=int, default=100, help="GAN inversion steps per image (default 100)"
+    )
+    parser.add_argument(
+        "--teacher-init",
+        choices=("encoder", "mean"),
+        default="encoder",
+        help="inversion start: the model's encoding of the image's noiseless measurements, or the mean w",
+    )
     parser.add_argument(
         "--teacher-exit",
         choices=("exact", "fast"),
         default="exact",
         help="MobileStyleGAN 256² exit the teacher optimises through (fast: ~2.5x quicker, approximate)",
     )
-    parser.add_argument("--repeats", type=int, default=4, help="images: simulated noisy frames per image")
+    parser.add_argument(
+        "--repeats", type=int, default=4, help="images: simulated noisy frames per image (default 4)"
+    )
     parser.add_argument("--photon-flux", type=float, default=200.0, help="images: simulated light level")
     parser.add_argument("--cache-dir", default=None, help="teacher cache (default ~/.cache/lsi_ros/teacher)")
     parser.add_argument("--report", default=None, help="also write the results as JSON here")
