@@ -93,3 +93,13 @@ def demo_scenes(
         yield face
         if index % portrait_every == portrait_every - 1:
             yield portraits[(index // portrait_every) % len(portraits)]
+
+
+def offline_faces(lfw_faces: int = 2) -> Iterator[tuple[str, np.ndarray]]:
+    """Every real face photo that ships offline: the two portrait face crops, then the first
+    ``lfw_faces`` of scikit-image's LFW subset (25x25 grayscale crops, replicated to RGB; tiny)."""
+    from skimage import data
+
+    yield from portrait_faces()
+    for index, gray in enumerate(data.lfw_subset()[:lfw_faces]):
+        yield f"lfw_{index:03d}", np.repeat(np.rint(gray * 255).astype(np.uint8)[:, :, None], 3, axis=2)

@@ -1,6 +1,7 @@
 """``lsi eval``: image quality of the shipped models and of the classical baselines, on held-out faces."""
 
 import json
+import sys
 from pathlib import Path
 
 from lsi_ros.training import data
@@ -26,9 +27,24 @@ def add_parser(subparsers):
     parser.add_argument("--baseline-faces", type=int, default=16, help="faces for the baselines (TV is slow)")
     parser.add_argument("--generator", default="mobilestylegan", choices=("mobilestylegan", "dcgan"))
     parser.add_argument("--data-dir", default=None, help="cache folder of `lsi data`")
-    parser.add_argument("--output", default="docs/results/quality.json")
+    parser.add_argument(
+        "--images",
+        metavar="DIR",
+        help="evaluate on a folder of real images instead (or 'portraits': the offline real face photos): "
+        "decoded vs image, and vs the latent teacher's reconstruction; writes "
+        "docs/results/quality_images.json unless --output is given",
+    )
+    parser.add_argument("--teacher-steps", type=int, default=100, help="--images: GAN inversion steps")
+    parser.add_argument("--teacher-exit", choices=("exact", "fast"), default="exact", help="--images")
+    parser.add_argument("--cache-dir", default=None, help="--images: teacher cache")
+    parser.add_argument("--output", default=None, help="results JSON (default docs/results/quality.json)")
     parser.add_argument("--figure", default="docs/results/quality.png", help="quality figure ('' for none)")
-    parser.add_argument("--examples", default="docs/results/examples.png", help="example grid ('' for none)")
+    parser.add_argument(
+        "--examples",
+        default=None,
+        help="example grid ('' for none; default docs/results/examples.png, with --images "
+        "docs/results/examples_images.png)",
+    )
     parser.set_defaults(func=main)
 
 
@@ -41,6 +57,10 @@ def main(args) -> int:
     from lsi_ros.optics.objective import scene_on_dmd
 
     photodiodes = quality.default_photodiodes()
+    if args.images:
+        return main_images(args, photodiodes)
+    args.output = args.output or "docs/results/quality.json"
+    args.examples = "docs/results/examples.png" if args.examples is None else args.examples
     faces = data.load(args.generator, data.HELD_OUT_SEED_START, args.faces, args.data_dir)
     models = [load_model(find_model(name)) for name in args.models]
     generator = get_generator(args.generator)
@@ -90,4 +110,54 @@ def main(args) -> int:
             f"{row['psnr']:6.2f} dB  SSIM {row['ssim']:.3f}  ({row['n_images']} faces)"
         )
     print(f"wrote {args.output}, {args.figure or '-'}, {args.examples or '-'}")
+    return 0
+
+
+def main_images(args, photodiodes) -> int:
+    """``--images``: the models on real images, scored against the images and the teacher's inversions."""
+    import numpy as np
+
+    from lsi_ros.evaluation.real_images import evaluate_real_images
+    from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.models.registry import find_model
+    from lsi_ros.scenes import folder_scenes, offline_faces
+    from lsi_ros.training.teacher import LatentTeacher, TeacherConfig, default_cache_dir
+
+    models = [load_model(find_model(name)) for name in args.models]
+    generator = get_generator(args.generator)
+    exit_kwargs = {"early_exit": args.teacher_exit} if args.generator == "mobilestylegan" else {}
+    teacher = LatentTeacher(
+        get_generator(args.generator, **exit_kwargs),
+        models[0],
+        TeacherConfig(steps=args.teacher_steps),
+        args.cache_dir or default_cache_dir(),
+    )
+    scenes = offline_faces() if args.images == "portraits" else folder_scenes(args.images)
+    images = {name: rgb / np.float32(255) for name, rgb in scenes}
+    source = f"real images: {args.images}" + (" (offline face photos)" if args.images == "portraits" else "")
+    examples = {}
+    rows = evaluate_real_images(models, generator, images, photodiodes, teacher, source, examples=examples)
+    figure = "docs/results/examples_images.png" if args.examples is None else args.examples
+    if figure:
+        from lsi_ros.evaluation.latent_imaging import plot_examples
+
+        plot_examples(examples, photodiodes[1].label, figure, title="real images")
+    output = Path(args.output or "docs/results/quality_images.json")
+    results = {
+        "rows": rows,
+        "command": " ".join(["lsi eval", *sys.argv[2:]]) if sys.argv[1:2] == ["eval"] else COMMAND,
+        "teacher": {"generator_id": teacher.generator.generator_id, **teacher.context["config"]},
+        "metrics": "grayscale PSNR/SSIM/MS-SSIM vs the image (and vs_teacher_*: vs the teacher's decoded "
+        "inversion), data_range 1; latent_mse_vs_teacher in the encoder's normalised units",
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    for row in rows:
+        extra = f"  vs teacher {row['vs_teacher_psnr']:.2f} dB" if "vs_teacher_psnr" in row else ""
+        print(
+            f"{row['method']:18s} {row.get('model_id', ''):24s} {row['noise']:12s} "
+            f"{row['psnr']:6.2f} dB  SSIM {row['ssim']:.3f}{extra}  ({row['n_images']} images)"
+        )
+    print(f"wrote {output}, {figure or '-'}")
     return 0

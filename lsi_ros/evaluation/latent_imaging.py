@@ -111,7 +111,9 @@ def example_grid(models, generator, faces: dict, photodiode, patterns: int = 256
     return rows
 
 
-def plot_examples(rows: dict, noise: str, path) -> None:
+def plot_examples(
+    rows: dict, noise: str, path, title: str = "held-out faces and real portraits (out of distribution)"
+) -> None:
     """A grid: one row per face, one column per method (gray tiles: what a photodiode sees)."""
     from pathlib import Path
 
@@ -136,7 +138,7 @@ def plot_examples(rows: dict, noise: str, path) -> None:
                 ax.text(
                     -0.05, 0.5, name, transform=ax.transAxes, rotation=90, ha="right", va="center", fontsize=7
                 )
-    fig.suptitle(f"held-out faces and real portraits (out of distribution); detector: {noise}", fontsize=9)
+    fig.suptitle(f"{title}; detector: {noise}", fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

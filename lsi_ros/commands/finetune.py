@@ -1,0 +1,164 @@
+"""``lsi finetune``: adapt a model's encoder to real images or recorded captures, patterns frozen."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from lsi_ros.training.finetune import DEFAULT_TOLERANCE_S
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a model's encoder on real images or a recorded bag (patterns stay as they are)",
+        description="Targets come from a latent teacher: each real image (or reference-camera image) is "
+        "inverted into the generator's latent by optimisation (cached per image in --cache-dir). Inputs are "
+        "either simulated measurements of the images through the model's own patterns and the photodiode "
+        "model (--images), or the measured frames of a bag recorded by bag_recorder / `ros2 bag record`, "
+        "paired with a co-located camera's images by header stamp (--bag). Only the encoder learns; the "
+        "output is a normal model file with the same pattern_set_id (the DMD keeps its patterns). Scenes "
+        "are split into training and held-out sets; held-out latent error and PSNR/SSIM before and after "
+        "are printed and stored in the model's metadata (<output>.json).",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--images",
+        metavar="DIR",
+        help="folder of real images (face crops work best), or 'portraits': the real face photos that ship "
+        "offline (scikit-image astronaut, matplotlib Grace Hopper, 2 tiny LFW faces)",
+    )
+    source.add_argument("--bag", metavar="PATH", help="rosbag2 folder (MCAP) with measurements and reference")
+    parser.add_argument(
+        "--measurements-topic", default="/measurements", help="bag: lsi_ros/Measurements topic"
+    )
+    parser.add_argument("--reference-topic", default="/camera/image", help="bag: sensor_msgs/Image topic")
+    parser.add_argument(
+        "--tolerance-ms",
+        type=float,
+        default=1e3 * DEFAULT_TOLERANCE_S,
+        help="bag: largest stamp difference of a frame and its reference image (default %(default)g ms)",
+    )
+    parser.add_argument("--model", default="m128", help="model name or file to start from (default m128)")
+    parser.add_argument(
+        "--output", required=True, help="model file to write, e.g. models/m128-ft.safetensors"
+    )
+    parser.add_argument("--steps", type=int, default=300, help="encoder training steps (default 300)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--held-out", type=float, default=0.25, help="fraction of scenes held out (default 0.25)"
+    )
+    parser.add_argument(
+        "--teacher-steps", type=int, default=100, help="GAN inversion steps per image (default 100)"
+    )
+    parser.add_argument(
+        "--teacher-init",
+        choices=("encoder", "mean"),
+        default="encoder",
+        help="inversion start: the model's encoding of the image's noiseless measurements, or the mean w",
+    )
+    parser.add_argument(
+        "--teacher-exit",
+        choices=("exact", "fast"),
+        default="exact",
+        help="MobileStyleGAN 256² exit the teacher optimises through (fast: ~2.5x quicker, approximate)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=4, help="images: simulated noisy frames per image (default 4)"
+    )
+    parser.add_argument("--photon-flux", type=float, default=200.0, help="images: simulated light level")
+    parser.add_argument("--cache-dir", default=None, help="teacher cache (default ~/.cache/lsi_ros/teacher)")
+    parser.add_argument("--report", default=None, help="also write the results as JSON here")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    parser.set_defaults(func=main)
+
+
+def main(args) -> int:
+    """Runs the fine-tuning; bad input (missing folder, bag, topic or model; no pairs) is one clear line."""
+    from lsi_ros.models.checkpoint import ModelFileError
+    from lsi_ros.scenes import SceneSourceError
+
+    try:
+        return run(args)
+    except (FileNotFoundError, ModelFileError, SceneSourceError, ValueError) as error:
+        print(f"lsi finetune: error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    import numpy as np
+    import torch
+
+    from lsi_ros.models.checkpoint import load_model, save_model
+    from lsi_ros.models.registry import find_model
+    from lsi_ros.optics import PhotodiodeModel
+    from lsi_ros.scenes import folder_scenes, offline_faces
+    from lsi_ros.training import finetune, teacher
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.monotonic()
+    model = load_model(find_model(args.model))
+    generator = finetune.generator_for(model)
+    teacher_generator = generator
+    if args.teacher_exit != "exact" and generator.generator_id.startswith("mobilestylegan"):
+        teacher_generator = finetune.generator_for(model, early_exit=args.teacher_exit)
+    latent_teacher = teacher.LatentTeacher(
+        teacher_generator,
+        model,
+        teacher.TeacherConfig(steps=args.teacher_steps, init=args.teacher_init),
+        args.cache_dir or teacher.default_cache_dir(),
+    )
+    if args.images:
+        scenes = offline_faces() if args.images == "portraits" else folder_scenes(args.images)
+        images = {name: rgb / np.float32(255) for name, rgb in scenes}
+        photodiode = PhotodiodeModel().with_photon_flux(args.photon_flux)
+        pairs = finetune.pairs_from_images(model, latent_teacher, images, photodiode, args.repeats, args.seed)
+    else:
+        pairs = finetune.pairs_from_bag(
+            model,
+            latent_teacher,
+            args.bag,
+            args.measurements_topic,
+            args.reference_topic,
+            args.tolerance_ms / 1e3,
+        )
+        counted = ("frames", "paired", "unmatched_frames", "unmatched_references", "refused_frames")
+        print("bag pairs: " + ", ".join(f"{k} {pairs.source[k]}" for k in counted))
+    config = finetune.FinetuneConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        held_out_fraction=args.held_out,
+        seed=args.seed,
+    )
+    result = finetune.finetune(model, pairs, generator, config)
+    result.model.info["finetune"]["teacher"] = {
+        "generator_id": teacher_generator.generator_id,
+        **latent_teacher.context["config"],
+    }
+    path = save_model(result.model, Path(args.output))
+    if args.report:
+        report = {
+            "command": "lsi finetune " + " ".join(sys.argv[2:]),
+            "base_model": args.model,
+            "output": str(path),
+            "pattern_set_id": result.model.pattern_set.pattern_set_id,
+            "seconds": round(time.monotonic() - started, 1),
+            **result.model.info["finetune"],
+        }
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"held-out scenes: {', '.join(result.held_out_scenes)}")
+    for label, row in (("before", result.before), ("after", result.after), ("teacher", result.teacher)):
+        latent = f"latent MSE {row['latent_mse']:.4f}  " if "latent_mse" in row else ""
+        print(
+            f"{label:8s} {latent}PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.3f}  "
+            f"RGB PSNR {row['psnr_rgb']:.2f} dB"
+        )
+    print(
+        f"wrote {path} (pattern set {result.model.pattern_set.pattern_set_id}), {path.with_suffix('.json')}"
+    )
+    return 0

@@ -1,0 +1,367 @@
+"""Fine-tuning the measurement encoder on real data with the patterns frozen (the paper's real-data step).
+
+Training pairs are (measurement frame values, target latent w):
+
+- from a folder of real images: each image, framed on the DMD like the simulated camera does, is
+  measured through the model's frozen patterns and the photodiode model (``repeats`` noisy frames
+  per image); its target is the latent teacher's inversion of the image;
+- from a recorded bag (``bag_recorder`` or ``ros2 bag record``): ``lsi_ros/Measurements`` frames and
+  ``sensor_msgs/Image`` frames of a co-located conventional camera, paired by header stamp within a
+  tolerance; the measured values are the inputs, the teacher's inversion of the reference image the
+  target. Frames and references without a partner (or frames of another pattern set) are skipped and
+  counted.
+
+Only the encoder learns, so the DMD keeps showing the same patterns and the exported model keeps
+its ``pattern_set_id``. Scenes are split into training and held-out sets (every frame of one scene
+on one side); latent error and decoded-image PSNR/SSIM on the held-out scenes are reported before
+and after, next to the teacher's own reconstruction (the ceiling a perfect encoder would reach).
+"""
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lsi_ros.evaluation.latent_imaging import _score as score_image
+from lsi_ros.hardware.sim import scene_on_dmd
+from lsi_ros.models.checkpoint import LsiModel
+from lsi_ros.optics import ForwardModel, PhotodiodeModel
+from lsi_ros.training.train import learning_rate
+
+DEFAULT_TOLERANCE_S = 0.02
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    held_out_fraction: float = 0.25
+    seed: int = 0
+
+
+@dataclass
+class MeasurementPairs:
+    """Frames (N, M) with target latents (N, D); ``scenes[i]`` indexes the reference image frame i saw."""
+
+    values: np.ndarray
+    latents: np.ndarray
+    scenes: np.ndarray
+    references: np.ndarray  # (S, R, R, 3) float32 in [0, 1] at the generator's resolution
+    names: list[str]
+    source: dict = field(default_factory=dict)
+    teacher_quality: list[dict] | None = None  # per scene, from the teacher
+
+    def __post_init__(self):
+        if not (len(self.values) == len(self.latents) == len(self.scenes)):
+            raise ValueError("values, latents and scenes must have one row per frame")
+        if len(self.names) != len(self.references):
+            raise ValueError("one name per reference image")
+
+    def subset(self, scene_indices) -> "MeasurementPairs":
+        """The frames of the given scenes, scenes renumbered in the given order."""
+        scene_indices = np.asarray(scene_indices)
+        renumber = {int(s): k for k, s in enumerate(scene_indices)}
+        keep = np.isin(self.scenes, scene_indices)
+        quality = self.teacher_quality
+        return MeasurementPairs(
+            self.values[keep],
+            self.latents[keep],
+            np.array([renumber[int(s)] for s in self.scenes[keep]], dtype=np.int64),
+            self.references[scene_indices],
+            [self.names[s] for s in scene_indices],
+            self.source,
+            None if quality is None else [quality[s] for s in scene_indices],
+        )
+
+
+def split_scenes(num_scenes: int, held_out_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Scene indices (training, held-out); at least one scene on each side."""
+    if num_scenes < 2:
+        raise ValueError(f"fine-tuning needs at least 2 scenes (one to hold out), got {num_scenes}")
+    order = np.random.default_rng(seed).permutation(num_scenes)
+    held = min(num_scenes - 1, max(1, round(held_out_fraction * num_scenes)))
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def generator_for(model: LsiModel, **kwargs):
+    """The frozen generator a model's latents belong to, from the generator id in its metadata."""
+    from lsi_ros.models.generators import get_generator
+
+    generator_id = model.info.get("generator_id", "")
+    name = generator_id.split("-", 1)[0]
+    if name not in ("mobilestylegan", "dcgan"):
+        raise ValueError(f"model {model.model_id}: unknown generator {generator_id!r}")
+    return get_generator(name, **kwargs)
+
+
+# -- pair sources ------------------------------------------------------------------------------
+def simulate_measurements(
+    model: LsiModel, images, photodiode: PhotodiodeModel, repeats: int = 1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Detector values (S·repeats, M) of RGB images in [0, 1] framed on the DMD, and each frame's scene."""
+    side = model.pattern_set.resolution[0]
+    on_dmd = np.stack([scene_on_dmd(image, side) for image in images])
+    ideal = ForwardModel(model.pattern_set).measure(on_dmd)
+    rng = np.random.default_rng(seed)
+    values = np.concatenate([photodiode.sample(ideal, rng).counts for _ in range(repeats)])
+    scenes = np.tile(np.arange(len(images)), repeats)
+    return values.astype(np.float32), scenes
+
+
+def references_for(generator, images) -> np.ndarray:
+    """RGB images in [0, 1] framed like the camera (centre square) at the generator's resolution."""
+    return np.stack([scene_on_dmd(np.asarray(image, np.float32), generator.resolution) for image in images])
+
+
+def pairs_from_images(
+    model: LsiModel,
+    teacher,
+    images: dict,
+    photodiode: PhotodiodeModel | None = None,
+    repeats: int = 4,
+    seed: int = 0,
+    progress: bool = True,
+) -> MeasurementPairs:
+    """Simulated frames of real images (name -> RGB float in [0, 1], any size), teacher latents as targets."""
+    if not images:
+        raise ValueError("no images to fine-tune on")
+    photodiode = photodiode or PhotodiodeModel()
+    names = list(images)
+    references = references_for(teacher.generator, [images[n] for n in names])
+    taught = teacher.invert(references, progress=progress)
+    values, scenes = simulate_measurements(model, [images[n] for n in names], photodiode, repeats, seed)
+    source = {
+        "kind": "images",
+        "scenes": len(names),
+        "frames_per_scene": repeats,
+        "photodiode": asdict(photodiode),
+    }
+    return MeasurementPairs(values, taught.latents[scenes], scenes, references, names, source, taught.quality)
+
+
+@dataclass
+class CapturePairs:
+    """Measurement frames matched to reference-camera images by header stamp."""
+
+    values: np.ndarray  # (N, M) float32 as measured
+    references: list  # N RGB float images in [0, 1] (the reference camera's size)
+    stamps_ns: np.ndarray  # (N,) frame stamps
+    offsets_ns: np.ndarray  # (N,) reference stamp - frame stamp
+    counts: dict  # frames, references, paired, unmatched_frames, unmatched_references, refused_frames
+
+
+def _stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def read_capture_pairs(
+    bag,
+    measurements_topic: str,
+    reference_topic: str,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    pattern_set_id: str | None = None,
+    num_measurements: int | None = None,
+) -> CapturePairs:
+    """Pairs each measurement frame with the nearest unused reference image within ``tolerance_s``.
+
+    Frames of another pattern set or with another number of values are refused (counted); frames and
+    references without a partner are counted as unmatched.
+    """
+    from rosbags.highlevel import AnyReader
+
+    from lsi_ros.ros.image import to_rgb_float
+
+    bag = Path(bag)
+    if not bag.exists():
+        raise FileNotFoundError(f"bag not found: {bag}")
+    frames, references = [], []
+    refused = 0
+    with AnyReader([bag]) as reader:
+        topics = {c.topic for c in reader.connections}
+        for topic in (measurements_topic, reference_topic):
+            if topic not in topics:
+                raise ValueError(f"{bag}: no topic {topic}; the bag holds {sorted(topics)}")
+        wanted = [c for c in reader.connections if c.topic in (measurements_topic, reference_topic)]
+        for connection, _, raw in reader.messages(connections=wanted):
+            msg = reader.deserialize(raw, connection.msgtype)
+            if connection.topic == measurements_topic:
+                values = np.asarray(msg.values, dtype=np.float32)
+                if (pattern_set_id and msg.pattern_set_id != pattern_set_id) or (
+                    num_measurements and values.size != num_measurements
+                ):
+                    refused += 1
+                    continue
+                frames.append((_stamp_ns(msg.header), values))
+            else:
+                references.append((_stamp_ns(msg.header), to_rgb_float(msg)))
+    reference_stamps = np.array([s for s, _ in references], dtype=np.int64)
+    order = np.argsort(reference_stamps, kind="stable")
+    sorted_stamps = reference_stamps[order]
+    used = np.zeros(len(references), dtype=bool)
+    tolerance_ns = int(round(tolerance_s * 1e9))
+    paired = []
+    for stamp, values in frames:
+        position = np.searchsorted(sorted_stamps, stamp)
+        candidates = [k for k in (position - 1, position) if 0 <= k < len(sorted_stamps)]
+        candidates = [k for k in candidates if not used[order[k]]]
+        if not candidates:
+            continue
+        best = min(candidates, key=lambda k: abs(int(sorted_stamps[k]) - stamp))
+        offset = int(sorted_stamps[best]) - stamp
+        if abs(offset) <= tolerance_ns:
+            used[order[best]] = True
+            paired.append((stamp, offset, values, references[order[best]][1]))
+    counts = {
+        "frames": len(frames) + refused,
+        "references": len(references),
+        "paired": len(paired),
+        "unmatched_frames": len(frames) - len(paired),
+        "unmatched_references": int((~used).sum()),
+        "refused_frames": refused,
+    }
+    num = num_measurements or (len(frames[0][1]) if frames else 0)
+    return CapturePairs(
+        np.stack([p[2] for p in paired]) if paired else np.zeros((0, num), np.float32),
+        [p[3] for p in paired],
+        np.array([p[0] for p in paired], dtype=np.int64),
+        np.array([p[1] for p in paired], dtype=np.int64),
+        counts,
+    )
+
+
+def pairs_from_bag(
+    model: LsiModel,
+    teacher,
+    bag,
+    measurements_topic: str = "/measurements",
+    reference_topic: str = "/camera/image",
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    progress: bool = True,
+) -> MeasurementPairs:
+    """Recorded frames as inputs, the teacher's inversion of each paired reference image as target."""
+    capture = read_capture_pairs(
+        bag,
+        measurements_topic,
+        reference_topic,
+        tolerance_s,
+        model.pattern_set.pattern_set_id,
+        model.num_measurements,
+    )
+    if not capture.counts["paired"]:
+        raise ValueError(f"{bag}: no measurement frame has a reference image within {tolerance_s} s")
+    references = references_for(teacher.generator, capture.references)
+    taught = teacher.invert(references, progress=progress)
+    source = {
+        "kind": "bag",
+        "bag": str(bag),
+        "measurements_topic": measurements_topic,
+        "reference_topic": reference_topic,
+        "tolerance_s": tolerance_s,
+        "max_abs_offset_ms": round(float(np.abs(capture.offsets_ns).max()) / 1e6, 3),
+        **capture.counts,
+    }
+    names = [f"frame@{s}" for s in capture.stamps_ns]
+    scenes = np.arange(len(names))
+    return MeasurementPairs(capture.values, taught.latents, scenes, references, names, source, taught.quality)
+
+
+# -- evaluation and training -------------------------------------------------------------------
+@torch.no_grad()
+def evaluate_pairs(encoder, pairs: MeasurementPairs, generator) -> dict:
+    """Latent MSE (the encoder's normalised units) and decoded-image PSNR/SSIM against the references."""
+    encoder.eval()
+    predicted = encoder(torch.from_numpy(pairs.values)).numpy()
+    std = encoder.latent_std.numpy()
+    latent_mse = float(np.mean(((predicted - pairs.latents) / std) ** 2))
+    decoded = generator.synthesize(predicted)
+    scores = [score_image(pairs.references[s], d) for s, d in zip(pairs.scenes, decoded, strict=True)]
+    metrics = {k: round(float(np.mean([s[k] for s in scores])), 4) for k in scores[0]}
+    return {
+        "latent_mse": round(latent_mse, 5),
+        **metrics,
+        "frames": len(pairs.values),
+        "scenes": len(pairs.names),
+    }
+
+
+def teacher_ceiling(pairs: MeasurementPairs, generator) -> dict:
+    """Quality of decoding the targets themselves: what a perfect encoder would show."""
+    first = [int(np.flatnonzero(pairs.scenes == s)[0]) for s in range(len(pairs.names))]
+    decoded = generator.synthesize(pairs.latents[first])
+    scores = [score_image(r, d) for r, d in zip(pairs.references, decoded, strict=True)]
+    return {k: round(float(np.mean([s[k] for s in scores])), 4) for k in scores[0]}
+
+
+def train_encoder(encoder, pairs: MeasurementPairs, config: FinetuneConfig, progress: bool = True) -> list:
+    """Latent-loss training of ``encoder`` (in place) on the pairs; returns the loss every 50 steps."""
+    rng = torch.Generator().manual_seed(config.seed)
+    values = torch.from_numpy(pairs.values)
+    target = (torch.from_numpy(pairs.latents) - encoder.latent_mean) / encoder.latent_std
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history = []
+    encoder.train()
+    for step in tqdm(range(config.steps), desc="fine-tune encoder", unit="step", disable=not progress):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config.steps, config.lr)
+        index = torch.randint(0, len(values), (min(config.batch_size, len(values)),), generator=rng)
+        loss = torch.nn.functional.mse_loss(encoder.normalised(values[index]), target[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % 50 == 0 or step + 1 == config.steps:
+            history.append({"step": step + 1, "train_loss": round(float(loss.detach()), 5)})
+    encoder.eval()
+    return history
+
+
+@dataclass
+class FinetuneResult:
+    model: LsiModel
+    before: dict
+    after: dict
+    teacher: dict
+    history: list
+    train_scenes: list[str]
+    held_out_scenes: list[str]
+
+
+def finetune(
+    model: LsiModel,
+    pairs: MeasurementPairs,
+    generator,
+    config: FinetuneConfig = FinetuneConfig(),
+    progress=True,
+) -> FinetuneResult:
+    """Fine-tune a copy of ``model``'s encoder on the training scenes; metrics on the held-out scenes."""
+    train_index, held_index = split_scenes(len(pairs.names), config.held_out_fraction, config.seed)
+    train, held = pairs.subset(train_index), pairs.subset(held_index)
+    encoder = copy.deepcopy(model.encoder).float().cpu()
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(True)
+    before = evaluate_pairs(encoder, held, generator)
+    history = train_encoder(encoder, train, config, progress)
+    after = evaluate_pairs(encoder, held, generator)
+    teacher = teacher_ceiling(held, generator)
+    info = dict(model.info)
+    info["finetune"] = {
+        "base_model_id": model.model_id,
+        "source": pairs.source,
+        "train_scenes": train.names,
+        "held_out_scenes": held.names,
+        "train_frames": len(train.values),
+        "config": asdict(config),
+        "held_out_before": before,
+        "held_out_after": after,
+        "held_out_teacher": teacher,
+        "teacher_quality": None
+        if pairs.teacher_quality is None
+        else dict(zip(pairs.names, pairs.teacher_quality, strict=True)),
+        "history": history,
+    }
+    tuned = LsiModel(f"{model.model_id}-ft", model.pattern_set, encoder, info)
+    return FinetuneResult(tuned, before, after, teacher, history, train.names, held.names)

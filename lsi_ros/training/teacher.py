@@ -1,0 +1,205 @@
+"""A latent teacher for real images: GAN inversion of each image into the frozen generator's latent w.
+
+Real photos have no known latent, so fine-tuning needs a target: the w whose decoded face is
+closest to the photo. Found by optimisation through the generator's differentiable torch twin
+(pixel L2 + L1 + (MS-)SSIM, a small pull towards the mean latent to stay in distribution),
+starting from the model's own encoding of the photo's noiseless simulated measurements (or the
+mean latent). The best step per image is kept. Results are cached per image content (and teacher
+settings) in safetensors files, so a folder or a bag is inverted once.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pytorch_msssim import ms_ssim, ssim
+from safetensors import safe_open
+from safetensors.numpy import save_file
+from tqdm import tqdm
+
+from lsi_ros.evaluation.latent_imaging import MS_SSIM_MIN_SIZE, encode_faces
+from lsi_ros.evaluation.latent_imaging import _score as score_image
+from lsi_ros.optics import PhotodiodeModel
+from lsi_ros.training.data import default_data_dir
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    steps: int = 100
+    lr: float = 0.05  # Adam step in units of the latent's per-dimension std
+    l2_weight: float = 1.0
+    l1_weight: float = 0.5
+    ssim_weight: float = 0.5  # on 1 - MS-SSIM (plain SSIM below MS_SSIM_MIN_SIZE pixels)
+    prior_weight: float = 1e-3  # mean squared offset from the mean latent, normalised units
+    init: str = "encoder"  # "encoder": the model's noiseless encoding; "mean": the mean latent
+    batch_size: int = 4
+
+
+@dataclass
+class TeacherResult:
+    """Per image: the teacher latent, where it started, and image quality before/after inversion."""
+
+    latents: np.ndarray  # (N, D) float32
+    initial_latents: np.ndarray  # (N, D) float32
+    quality: list[dict]  # {"psnr", "ssim", "psnr_rgb", "initial_psnr", ...} per image
+    cached: int  # images read from the cache
+
+
+def content_hash(image: np.ndarray, context: dict) -> str:
+    """sha256 of the image's float32 pixels and shape, and of the teacher settings that shape its answer."""
+    digest = hashlib.sha256(json.dumps(context, sort_keys=True).encode())
+    pixels = np.ascontiguousarray(image, dtype=np.float32)
+    digest.update(str(pixels.shape).encode())
+    digest.update(pixels.tobytes())
+    return digest.hexdigest()
+
+
+def _encoder_digest(model) -> str:
+    """Identifies the encoder that gives the starting point: its pattern set and weights."""
+    digest = hashlib.sha256(model.pattern_set.pattern_set_id.encode())
+    for name, tensor in model.encoder.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    return default_data_dir().parent / "teacher"
+
+
+class LatentTeacher:
+    """Inverts images (N, R, R, 3) in [0, 1] at the generator's resolution into latents w (N, D).
+
+    ``model`` (an LsiModel) supplies the normalisation (latent mean/std) and the encoder start; without
+    one the teacher starts at the generator's mean latent with unit scale.
+    """
+
+    def __init__(self, generator, model=None, config: TeacherConfig = TeacherConfig(), cache_dir=None):
+        if config.init not in ("encoder", "mean"):
+            raise ValueError(f"teacher init must be 'encoder' or 'mean', not {config.init!r}")
+        if config.init == "encoder" and model is None:
+            raise ValueError("teacher init 'encoder' needs a model")
+        self.generator = generator
+        self.model = model
+        self.config = config
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        if model is not None:
+            self.latent_mean = model.encoder.latent_mean.detach().float().cpu()
+            self.latent_std = model.encoder.latent_std.detach().float().cpu()
+        else:
+            self.latent_mean = torch.from_numpy(generator.mean_latent())
+            self.latent_std = torch.ones_like(self.latent_mean)
+        self.context = {
+            "generator_id": generator.generator_id,
+            "config": asdict(config),
+            "start": _encoder_digest(model) if config.init == "encoder" else "mean",
+            "normalisation": hashlib.sha256(self.latent_std.numpy().tobytes()).hexdigest()[:16],
+        }
+
+    # -- the optimisation ---------------------------------------------------------------------
+    def _initial(self, images: np.ndarray) -> np.ndarray:
+        if self.config.init == "mean":
+            return np.repeat(self.latent_mean.numpy()[None], len(images), axis=0)
+        from lsi_ros.hardware.sim import scene_on_dmd
+
+        side = self.model.pattern_set.resolution[0]
+        on_dmd = np.stack([scene_on_dmd(image, side) for image in images])
+        return encode_faces(self.model, on_dmd, PhotodiodeModel.noiseless())
+
+    def _image_loss(self, decoded: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss per image (N,)."""
+        c = self.config
+        loss = c.l2_weight * (decoded - target).pow(2).mean((1, 2, 3))
+        loss = loss + c.l1_weight * (decoded - target).abs().mean((1, 2, 3))
+        if c.ssim_weight:
+            similarity = ms_ssim if target.shape[-1] > MS_SSIM_MIN_SIZE else ssim
+            loss = loss + c.ssim_weight * (
+                1 - similarity(decoded, target, data_range=1.0, size_average=False)
+            )
+        return loss
+
+    def _invert(self, images: np.ndarray, start: np.ndarray, bar) -> np.ndarray:
+        net = self.generator.torch_synthesis()
+        target = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32))
+        offset = ((torch.from_numpy(start) - self.latent_mean) / self.latent_std).clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([offset], lr=self.config.lr)
+        best = offset.detach().clone()
+        best_loss = torch.full((len(images),), float("inf"))
+        for step in range(self.config.steps + 1):
+            decoded = net(self.latent_mean + self.latent_std * offset)
+            per_image = self._image_loss(decoded, target)
+            per_image = per_image + self.config.prior_weight * offset.pow(2).mean(1)
+            improved = per_image.detach() < best_loss
+            best[improved] = offset.detach()[improved]
+            best_loss = torch.where(improved, per_image.detach(), best_loss)
+            if step == self.config.steps:
+                break
+            optimizer.zero_grad(set_to_none=True)
+            per_image.sum().backward()
+            optimizer.step()
+            bar.update(len(images))
+            bar.set_postfix(loss=f"{float(per_image.detach().mean()):.4f}")
+        return (self.latent_mean + self.latent_std * best).numpy().astype(np.float32)
+
+    # -- the public call, with the cache ------------------------------------------------------
+    def invert(self, images: np.ndarray, progress: bool = True) -> TeacherResult:
+        images = np.asarray(images, dtype=np.float32)
+        resolution = self.generator.resolution
+        if images.ndim != 4 or images.shape[1:] != (resolution, resolution, 3):
+            raise ValueError(
+                f"teacher images must be (N, {resolution}, {resolution}, 3) at the generator's "
+                f"resolution, got {images.shape}"
+            )
+        keys = [content_hash(image, self.context) for image in images]
+        latents, initial = [None] * len(images), [None] * len(images)
+        missing = []
+        for i, key in enumerate(keys):
+            hit = self._read_cache(key)
+            if hit is None:
+                missing.append(i)
+            else:
+                latents[i], initial[i] = hit
+        if missing:
+            start = self._initial(images[missing])
+            size = self.config.batch_size
+            total = self.config.steps * len(missing)
+            with tqdm(
+                total=total, desc="teacher (GAN inversion)", unit="img·step", disable=not progress
+            ) as bar:
+                for first in range(0, len(missing), size):
+                    chunk = missing[first : first + size]
+                    found = self._invert(images[chunk], start[first : first + size], bar)
+                    for k, i in enumerate(chunk):
+                        latents[i], initial[i] = found[k], start[first + k]
+                        self._write_cache(keys[i], found[k], start[first + k])
+        latents, initial = np.stack(latents), np.stack(initial)
+        quality = []
+        decoded, decoded_initial = self.generator.synthesize(latents), self.generator.synthesize(initial)
+        for image, after, before in zip(images, decoded, decoded_initial, strict=True):
+            scores = score_image(image, after)
+            scores |= {f"initial_{k}": v for k, v in score_image(image, before).items()}
+            quality.append({k: round(float(v), 4) for k, v in scores.items()})
+        return TeacherResult(latents, initial, quality, len(images) - len(missing))
+
+    def _cache_path(self, key: str) -> Path | None:
+        return self.cache_dir / f"{key}.safetensors" if self.cache_dir else None
+
+    def _read_cache(self, key: str):
+        path = self._cache_path(key)
+        if path is None or not path.is_file():
+            return None
+        with safe_open(str(path), "np") as f:
+            return f.get_tensor("latent"), f.get_tensor("initial_latent")
+
+    def _write_cache(self, key: str, latent: np.ndarray, initial: np.ndarray) -> None:
+        path = self._cache_path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        metadata = {"context": json.dumps(self.context)}
+        save_file({"latent": latent, "initial_latent": np.ascontiguousarray(initial)}, str(tmp), metadata)
+        tmp.replace(path)

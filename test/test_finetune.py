@@ -1,0 +1,248 @@
+"""Fine-tuning the encoder on real data (DCGAN test double): the latent teacher, pairs from a miscalibrated
+camera and from a recorded bag, export and the ``lsi finetune`` / ``lsi eval --images`` commands."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from lsi_ros.evaluation.latent_imaging import encode_faces
+from lsi_ros.models.checkpoint import load_model, save_model
+from lsi_ros.models.generators import get_generator
+from lsi_ros.optics import PhotodiodeModel
+from lsi_ros.training import data
+from lsi_ros.training.finetune import (
+    FinetuneConfig,
+    MeasurementPairs,
+    evaluate_pairs,
+    finetune,
+    pairs_from_bag,
+    read_capture_pairs,
+    simulate_measurements,
+    split_scenes,
+)
+from lsi_ros.training.teacher import LatentTeacher, TeacherConfig
+
+
+def held_out_faces(dcgan_data, count):
+    faces = data.load("dcgan", data.HELD_OUT_SEED_START, count, dcgan_data)
+    return faces, (faces.images / 255.0).astype(np.float32)
+
+
+def test_teacher_lowers_the_image_error_from_the_encoders_start_and_caches_by_content(
+    dcgan_data, dcgan_model, tmp_path
+):
+    model, generator = load_model(dcgan_model), get_generator("dcgan")
+    _, faces = held_out_faces(dcgan_data, 4)
+    images = np.roll(faces, 3, axis=2)  # a view the encoder was not trained on
+    teacher = LatentTeacher(generator, model, TeacherConfig(steps=25), tmp_path / "cache")
+    first = teacher.invert(images, progress=False)
+    np.testing.assert_allclose(
+        first.initial_latents, encode_faces(model, images, PhotodiodeModel.noiseless()), atol=1e-5
+    )
+    for quality in first.quality:
+        assert quality["psnr_rgb"] > quality["initial_psnr_rgb"] + 1.0
+        assert quality["ssim"] > quality["initial_ssim"]
+    assert first.cached == 0 and len(list((tmp_path / "cache").glob("*.safetensors"))) == 4
+    again = teacher.invert(images[::-1], progress=False)
+    assert again.cached == 4
+    np.testing.assert_array_equal(again.latents, first.latents[::-1])
+    changed = images[:1].copy()
+    changed[0, 10, 10] = 1.0 - changed[0, 10, 10]
+    assert teacher.invert(changed, progress=False).cached == 0
+    with pytest.raises(ValueError, match="generator's resolution"):
+        teacher.invert(np.zeros((1, 32, 32, 3), np.float32), progress=False)
+
+
+def miscalibrated_camera(model, faces, repeats):
+    """The "real" camera: scene off by a few pixels, vignetting, a dimmer scene, and gain/offset errors."""
+    yy, xx = np.mgrid[:64, :64]
+    vignetting = 1 - 0.5 * ((yy - 32) ** 2 + (xx - 32) ** 2) / 32**2
+    seen = np.roll(faces, (6, -5), axis=(1, 2)) * vignetting[None, :, :, None]
+    values, scenes = simulate_measurements(
+        model, seen, PhotodiodeModel().with_photon_flux(50), repeats, seed=1
+    )
+    return 1.3 * values + 500.0, scenes
+
+
+def test_finetune_on_a_miscalibrated_camera_lowers_the_held_out_error_with_the_same_patterns(
+    dcgan_data, dcgan_model, tmp_path
+):
+    model, generator = load_model(dcgan_model), get_generator("dcgan")
+    truth, faces = held_out_faces(dcgan_data, 256)
+    values, scenes = miscalibrated_camera(model, faces, repeats=8)
+    names = [f"seed {s}" for s in truth.seeds]
+    pairs = MeasurementPairs(values, truth.latents[scenes], scenes, faces, names, {"kind": "test"})
+    config = FinetuneConfig(steps=150)
+    result = finetune(model, pairs, generator, config, progress=False)
+
+    assert result.after["latent_mse"] < result.before["latent_mse"] - 0.03
+    assert result.after["psnr"] > result.before["psnr"]
+    assert not set(result.train_scenes) & set(result.held_out_scenes) and len(result.held_out_scenes) == 64
+    tuned = result.model
+    assert np.array_equal(np.asarray(tuned.pattern_set.bits), np.asarray(model.pattern_set.bits))
+    assert tuned.pattern_set.pattern_set_id == model.pattern_set.pattern_set_id
+    base = load_model(dcgan_model)
+    for a, b in zip(model.encoder.parameters(), base.encoder.parameters(), strict=True):
+        assert torch.equal(a, b), "the base model's encoder must stay untouched"
+
+    loaded = load_model(save_model(tuned, tmp_path / "m32-ft.safetensors"))
+    assert loaded.pattern_set.pattern_set_id == model.pattern_set.pattern_set_id
+    assert loaded.model_id == "lsi-dcgan-m32-ft" and loaded.info["generator_id"] == model.info["generator_id"]
+    info = loaded.info["finetune"]
+    assert info["held_out_after"] == result.after and info["held_out_scenes"] == result.held_out_scenes
+    assert info["source"] == {"kind": "test"} and info["train_frames"] == 192 * 8
+    held = pairs.subset(split_scenes(256, config.held_out_fraction, config.seed)[1])
+    reloaded = evaluate_pairs(loaded.encoder, held, generator)
+    assert reloaded["latent_mse"] == pytest.approx(result.after["latent_mse"], abs=2e-3)
+
+
+def write_capture_bag(path, model, faces):
+    """A bag as bag_recorder writes it: CDR bytes of Measurements and a reference camera's Image."""
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from lsi_ros.msg import Measurements
+    from lsi_ros.recording import BagWriter, typestore_with
+    from lsi_ros.ros.image import array_to_image
+
+    values, _ = simulate_measurements(model, faces, PhotodiodeModel(), 1, seed=3)
+    topics = {"/measurements": "lsi_ros/msg/Measurements", "/camera/image": "sensor_msgs/msg/Image"}
+    writer = BagWriter(path, topics, typestore_with({"lsi_ros": "msg"}))
+
+    def header(ns):
+        h = Header(frame_id="cam")
+        h.stamp.sec, h.stamp.nanosec = divmod(int(ns), 1_000_000_000)
+        return h
+
+    def frame(k, ns, pattern_set_id=model.pattern_set.pattern_set_id):
+        msg = Measurements(header=header(ns), pattern_set_id=pattern_set_id, sequence=k, values=values[k])
+        writer.write("/measurements", int(ns), serialize_message(msg))
+
+    def reference(k, ns):
+        image = array_to_image(np.rint(faces[k] * 255).astype(np.uint8), "rgb8", header(ns))
+        writer.write("/camera/image", int(ns), serialize_message(image))
+
+    start = 1_700_000_000 * 10**9
+    offsets_ms = [3, -4, 0, 9, -12]  # the last is beyond a 10 ms tolerance
+    for k, offset in enumerate(offsets_ms):
+        reference(k, start + k * 10**8 + offset * 10**6)
+        frame(k, start + k * 10**8)
+    frame(5, start + 5 * 10**8, pattern_set_id="sha256:another")  # refused: other patterns
+    reference(5, start + 9 * 10**8)  # nothing measured then
+    writer.close()
+    return values
+
+
+def test_bag_pairs_by_stamp_skip_and_count_the_unmatched(dcgan_data, dcgan_model, tmp_path):
+    model, generator = load_model(dcgan_model), get_generator("dcgan")
+    _, faces = held_out_faces(dcgan_data, 6)
+    values = write_capture_bag(tmp_path / "bag", model, faces)
+    capture = read_capture_pairs(
+        tmp_path / "bag", "/measurements", "/camera/image", 0.01, model.pattern_set.pattern_set_id, 32
+    )
+    assert capture.counts == {
+        "frames": 6,
+        "references": 6,
+        "paired": 4,
+        "unmatched_frames": 1,
+        "unmatched_references": 2,
+        "refused_frames": 1,
+    }
+    np.testing.assert_array_equal(capture.values, values[:4])
+    assert list(capture.offsets_ns // 10**6) == [3, -4, 0, 9]
+    for k, reference in enumerate(capture.references):
+        np.testing.assert_allclose(reference, faces[k], atol=0.5 / 255)
+
+    teacher = LatentTeacher(generator, model, TeacherConfig(steps=3))
+    pairs = pairs_from_bag(model, teacher, tmp_path / "bag", tolerance_s=0.01, progress=False)
+    assert pairs.values.shape == (4, 32) and pairs.latents.shape == (4, 100) and len(pairs.names) == 4
+    assert pairs.source["paired"] == 4 and pairs.source["max_abs_offset_ms"] == 9.0
+    with pytest.raises(ValueError, match="no topic /camera/other"):
+        read_capture_pairs(tmp_path / "bag", "/measurements", "/camera/other")
+
+
+def test_finetune_and_eval_commands_on_an_image_folder(dcgan_data, dcgan_model, tmp_path, capsys):
+    from lsi_ros.cli import main
+
+    missing = ["finetune", "--model", str(dcgan_model), "--output", str(tmp_path / "never.safetensors")]
+    assert main([*missing, "--images", str(tmp_path / "nowhere")]) == 2
+    assert "image folder not found" in capsys.readouterr().err
+    assert main([*missing, "--bag", str(tmp_path / "nobag")]) == 2
+    assert "bag not found" in capsys.readouterr().err and not (tmp_path / "never.safetensors").exists()
+
+    _, faces = held_out_faces(dcgan_data, 8)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k, face in enumerate(faces):
+        cv2.imwrite(
+            str(folder / f"face_{k}.png"),
+            cv2.cvtColor(np.rint(face * 255).astype(np.uint8), cv2.COLOR_RGB2BGR),
+        )
+    (folder / "notes.txt").write_text("not an image")
+    output, report, cache = tmp_path / "m32-ft.safetensors", tmp_path / "report.json", tmp_path / "cache"
+    common = ["--teacher-steps", "5", "--cache-dir", str(cache)]
+    assert (
+        main(
+            [
+                "finetune",
+                "--images",
+                str(folder),
+                "--model",
+                str(dcgan_model),
+                "--output",
+                str(output),
+                "--steps",
+                "20",
+                "--report",
+                str(report),
+                *common,
+            ]
+        )
+        == 0
+    )
+    tuned, base = load_model(output), load_model(dcgan_model)
+    assert tuned.pattern_set.pattern_set_id == base.pattern_set.pattern_set_id
+    results = json.loads(report.read_text())
+    assert results["source"]["scenes"] == 8 and len(results["held_out_scenes"]) == 2
+    assert results["teacher"]["steps"] == 5 and set(results["held_out_before"]) >= {
+        "latent_mse",
+        "psnr",
+        "ssim",
+    }
+
+    quality, examples = tmp_path / "quality_images.json", tmp_path / "examples.png"
+    assert (
+        main(
+            [
+                "eval",
+                "--images",
+                str(folder),
+                "--models",
+                str(dcgan_model),
+                str(output),
+                "--generator",
+                "dcgan",
+                "--output",
+                str(quality),
+                "--examples",
+                str(examples),
+                *common,
+            ]
+        )
+        == 0
+    )
+    rows = json.loads(quality.read_text())["rows"]
+    by_method = {}
+    for row in rows:
+        by_method.setdefault(row["method"], []).append(row)
+    assert len(by_method["lsi"]) == 6 and {r["model_id"] for r in by_method["lsi"]} == {
+        base.model_id,
+        tuned.model_id,
+    }
+    teacher, mean = by_method["teacher-inversion"][0], by_method["mean-latent"][0]
+    assert teacher["n_images"] == 8 and teacher["psnr_rgb"] > mean["psnr_rgb"]
+    assert all(r["vs_teacher_psnr"] > 0 and r["latent_mse_vs_teacher"] >= 0 for r in by_method["lsi"])
+    assert examples.stat().st_size > 10_000
