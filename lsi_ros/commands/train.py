@@ -71,7 +71,8 @@ def build_config(args) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def _free_port() -> int:
+def free_loopback_port() -> int:
+    """A port nobody listens on now at 127.0.0.1 (for the rendezvous of one machine's ranks)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -85,7 +86,7 @@ def launch(args, config: TrainConfig, run_dir: Path, export: str) -> int:
         command = [
             sys.executable, "-m", "torch.distributed.run",
             "--nproc-per-node", str(args.nproc),
-            "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+            "--master-addr", "127.0.0.1", "--master-port", str(free_loopback_port()),
             "-m", "lsi_ros.cli", "train",
             "--config", str(config_path), "--run-dir", str(run_dir), "--export", export,
         ]  # fmt: skip

@@ -174,7 +174,7 @@ class Trainer:
             self.model = DistributedDataParallel(
                 self.imager,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False,  # the latent mean and std never change
+                forward_sync_buffers=False,  # the latent mean and std never change
             )
 
     @property
