@@ -11,7 +11,8 @@ folder's ``state.safetensors``.
 Data-parallel across processes when started by torchrun (``lsi train --nproc N``): every rank draws
 the same batch from the shared seed and keeps its own slice, DistributedDataParallel averages the
 gradients, and rank 0 alone validates, writes the state and exports. One process trains exactly as
-before; with N processes the detector noise of a step comes from a generator of (seed, step, rank).
+before; with N processes (or on CUDA) the detector noise of a step comes from a generator of
+(seed, step, rank).
 """
 
 import json
@@ -190,9 +191,9 @@ class Trainer:
         return math.exp(low + (high - low) * torch.rand((), generator=self.rng).item())
 
     def _noise_rng(self) -> torch.Generator:
-        """The detector noise of this step: the training stream itself for one process; with several,
-        a generator of (seed, step, rank), so ranks differ and a resume needs no per-rank state."""
-        if self.world_size == 1:
+        """The detector noise of this step: the training stream itself for one CPU process; else a
+        generator of (seed, step, rank) on the device, so ranks differ and a resume needs no state."""
+        if self.world_size == 1 and self.device.type == "cpu":
             return self.rng
         key = np.random.SeedSequence([self.config.seed, self.step, self.rank]).generate_state(1)[0]
         return torch.Generator(self.device).manual_seed(int(key))
@@ -259,7 +260,7 @@ class Trainer:
         Its noise comes from a fixed generator: comparable across steps, and the training stream is
         untouched (a resumed run equals an uninterrupted one)."""
         self.encoder.eval()
-        rng = torch.Generator().manual_seed(12345)
+        rng = torch.Generator(self.device).manual_seed(12345)
         binary = self.patterns.binary().float()
         losses = []
         for start in range(0, len(self.val_x), 256):
@@ -276,7 +277,7 @@ class Trainer:
     def validate_image(self, faces: int = 64, photon_flux: float | None = 200.0) -> float:
         """The image loss (``image_loss`` terms) on the first validation faces with the binary patterns."""
         self.encoder.eval()
-        rng = torch.Generator().manual_seed(12345)
+        rng = torch.Generator(self.device).manual_seed(12345)
         x = self.val_x[:faces].to(self.device, torch.float32) / 255.0
         flux = photon_flux if self.config.noise else None
         predicted = self.encoder.normalised(measure(x, self.patterns.binary().float(), flux, rng))
