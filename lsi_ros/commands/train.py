@@ -1,10 +1,15 @@
 """``lsi train``: learn binary patterns + encoder for M measurements, export a model file."""
 
 import json
-from dataclasses import fields
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, fields
 from pathlib import Path
 
-from lsi_ros.training.train import TrainConfig
+from lsi_ros.training.train import IMAGE_LOSSES, TrainConfig
 
 
 def add_parser(subparsers):
@@ -12,17 +17,31 @@ def add_parser(subparsers):
         "train",
         help="jointly learn DMD patterns and the measurement encoder (resumable), export models/<name>",
         description="Trains on faces from `lsi data`. The run folder keeps config.json and "
-        "state.safetensors; running the same command again resumes. Uses CUDA when present.",
+        "state.safetensors; running the same command again resumes. Uses CUDA when present. "
+        "--nproc N trains data-parallel in N processes on this machine (torchrun: gloo on CPU, nccl "
+        "on CUDA); for several machines start `torchrun --nnodes ... -m lsi_ros.cli train ...` "
+        "on each yourself.",
     )
     parser.add_argument("--config", help="JSON file of TrainConfig fields (command-line flags override it)")
     parser.add_argument("-M", "--measurements", type=int, dest="num_measurements", help="patterns per frame")
     parser.add_argument("--generator", choices=("mobilestylegan", "dcgan"))
     parser.add_argument("--steps", type=int)
-    parser.add_argument("--batch-size", type=int, dest="batch_size")
+    parser.add_argument("--batch-size", type=int, dest="batch_size", help="whole batch, over all processes")
     parser.add_argument("--train-faces", type=int, dest="train_faces")
     parser.add_argument("--seed", type=int)
     parser.add_argument(
         "--no-noise", action="store_const", const=False, dest="noise", help="noiseless training"
+    )
+    parser.add_argument(
+        "--image-loss-weight",
+        type=float,
+        dest="image_loss_weight",
+        help="weight of the image loss through the frozen generator (default 0: off; slow on a CPU)",
+    )
+    parser.add_argument(
+        "--image-loss",
+        dest="image_loss",
+        help=f"image loss terms, one of {', '.join(IMAGE_LOSSES)} or a sum like l1+ms-ssim (default l2)",
     )
     parser.add_argument("--data-dir", dest="data_dir")
     parser.add_argument("--run-dir", default=None, help="run folder (default runs/train/<model id>)")
@@ -30,7 +49,15 @@ def add_parser(subparsers):
         "--export", default=None, help="model file to write (default models/m<M>.safetensors)"
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads per process (default: torch's)"
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine, started through torchrun (default 1)",
+    )
     parser.set_defaults(func=main)
 
 
@@ -44,18 +71,64 @@ def build_config(args) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def free_loopback_port() -> int:
+    """A port nobody listens on now at 127.0.0.1 (for the rendezvous of one machine's ranks)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(args, config: TrainConfig, run_dir: Path, export: str) -> int:
+    """Start ``args.nproc`` ranks of this command with torch.distributed.run on 127.0.0.1."""
+    with tempfile.TemporaryDirectory(prefix="lsi_train_") as folder:
+        config_path = Path(folder) / "config.json"
+        config_path.write_text(json.dumps(asdict(config)))
+        command = [
+            sys.executable, "-m", "torch.distributed.run",
+            "--nproc-per-node", str(args.nproc),
+            "--master-addr", "127.0.0.1", "--master-port", str(free_loopback_port()),
+            "-m", "lsi_ros.cli", "train",
+            "--config", str(config_path), "--run-dir", str(run_dir), "--export", export,
+        ]  # fmt: skip
+        if args.device:
+            command += ["--device", args.device]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        # gloo's own sockets on the loopback interface (one machine)
+        env = {"GLOO_SOCKET_IFNAME": "lo", **os.environ}
+        return subprocess.run(command, env=env).returncode
+
+
 def main(args) -> int:
     import torch
+    import torch.distributed as dist
 
-    from lsi_ros.training.train import Trainer
+    from lsi_ros.training.train import Trainer, join_process_group
 
+    config = build_config(args)
+    run_dir = Path(args.run_dir or f"runs/train/{config.model_id}")
+    export = args.export or f"models/m{config.num_measurements}.safetensors"
+    if args.nproc < 1:
+        print("lsi train: --nproc must be at least 1", file=sys.stderr)
+        return 2
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        if config.batch_size % args.nproc:
+            print(
+                f"lsi train: batch size {config.batch_size} does not split over {args.nproc} processes",
+                file=sys.stderr,
+            )
+            return 2
+        return launch(args, config, run_dir, export)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = build_config(args)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    run_dir = Path(args.run_dir or f"runs/train/{config.model_id}")
-    trainer = Trainer(config, run_dir, device=device)
-    result = trainer.fit()
-    path = trainer.export(args.export or f"models/m{config.num_measurements}.safetensors")
-    print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB); last validation: {result}")
+    device = join_process_group(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        trainer = Trainer(config, run_dir, device=device)
+        result = trainer.fit()
+        if trainer.is_main:
+            path = trainer.export(export)
+            print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB); last validation: {result}")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     return 0

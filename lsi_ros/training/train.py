@@ -3,20 +3,30 @@
 Per step: a batch of generated faces -> channel sum (the photodiode sums R, G, B) -> straight-through
 binary patterns -> ideal measurements -> the photodiode/ADC model at a random light level
 (photon flux log-uniform in ``photon_flux_range``: one model from dim to bright scenes) -> encoder
--> latent loss against the known w of each face. Image losses through the generator are optional
-(``image_loss_weight``; costly on a CPU). Deterministic from ``seed``; resumable from the run
+-> latent loss against the known w of each face. Image losses through the frozen generator are optional
+(``image_loss_weight`` × ``image_loss``: L1, L2 and/or MS-SSIM of the decoded face's grayscale against
+the observed one; costly on a CPU, off by default). Deterministic from ``seed``; resumable from the run
 folder's ``state.safetensors``.
+
+Data-parallel across processes when started by torchrun (``lsi train --nproc N``): every rank draws
+the same batch from the shared seed and keeps its own slice, DistributedDataParallel averages the
+gradients, and rank 0 alone validates, writes the state and exports. One process trains exactly as
+before; with N processes (or on CUDA) the detector noise of a step comes from a generator of
+(seed, step, rank).
 """
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+import torch.distributed as dist
+from pytorch_msssim import ms_ssim
+from safetensors.torch import load, save_file
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from lsi_ros.models.checkpoint import LsiModel, save_model
@@ -43,6 +53,7 @@ class TrainConfig:
     noise: bool = True
     photon_flux_range: tuple = (20.0, 2000.0)
     image_loss_weight: float = 0.0
+    image_loss: str = "l2"  # "l1", "l2", "ms-ssim" or a sum such as "l1+ms-ssim"
     seed: int = 0
     checkpoint_every: int = 500
     data_dir: str = ""
@@ -62,11 +73,64 @@ def learning_rate(step: int, total: int, peak: float) -> float:
     return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+IMAGE_LOSSES = ("l1", "l2", "ms-ssim")
+
+
+def ms_ssim_window(side: int) -> int:
+    """The largest odd Gaussian window (at most 11) whose 4 downsamplings fit a side (64² faces: 3)."""
+    return min(11, (side - 1) // 16 // 2 * 2 + 1)
+
+
+def measure(x_sum, patterns, photon_flux: float | None, rng: torch.Generator) -> torch.Tensor:
+    """Channel-summed images (B, H·W) in [0, 3] -> detector counts (B, M)."""
+    y = x_sum @ patterns.T
+    if photon_flux is None:
+        return y
+    return PhotodiodeModel().with_photon_flux(photon_flux).sample_torch(y, rng).counts
+
+
+class LatentSpaceImager(torch.nn.Module):
+    """Straight-through binary patterns, detector and encoder: the part that learns (what DDP wraps)."""
+
+    def __init__(self, patterns: BinaryPatterns, encoder: MeasurementEncoder):
+        super().__init__()
+        self.patterns = patterns
+        self.encoder = encoder
+
+    def forward(self, x_sum, photon_flux: float | None, rng: torch.Generator) -> torch.Tensor:
+        return self.encoder.normalised(measure(x_sum, self.patterns(), photon_flux, rng))
+
+
+def join_process_group(device: str) -> str:
+    """Inside torchrun with WORLD_SIZE > 1: join the process group (nccl on CUDA, gloo on CPU).
+
+    Returns this rank's device (``cuda:<LOCAL_RANK>`` on CUDA); a no-op for a single process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return device
+    if torch.device(device).type == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+    return device
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir, device: str = "cpu"):
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
+        self.rank, self.world_size = (
+            (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        )
+        if config.batch_size % self.world_size:
+            raise ValueError(
+                f"batch size {config.batch_size} does not split over {self.world_size} processes"
+            )
+        unknown = set(config.image_loss.split("+")) - set(IMAGE_LOSSES)
+        if unknown:
+            raise ValueError(f"unknown image loss {sorted(unknown)}; choose from {IMAGE_LOSSES}, joined by +")
         root = config.data_dir or None
         faces = data.load(
             config.generator, 0, config.train_faces + config.validation_faces, root, config.truncation_psi
@@ -105,49 +169,89 @@ class Trainer:
         self.history = []
         self._image_net = None
         self._resume()
+        self.imager = LatentSpaceImager(self.patterns, self.encoder)
+        self.model = self.imager
+        if self.world_size > 1:
+            self.model = DistributedDataParallel(
+                self.imager,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                forward_sync_buffers=False,  # the latent mean and std never change
+            )
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (or the only process): validates, writes state and exports, shows progress."""
+        return self.rank == 0
 
     # -- one step -----------------------------------------------------------------------------
-    def measure(self, x_sum, patterns, photon_flux: float | None, rng: torch.Generator) -> torch.Tensor:
-        """Channel-summed images (B, H·W) in [0, 3] -> detector counts (B, M)."""
-        y = x_sum @ patterns.T
-        if photon_flux is None:
-            return y
-        return PhotodiodeModel().with_photon_flux(photon_flux).sample_torch(y, rng).counts
-
     def _photon_flux(self) -> float | None:
         if not self.config.noise:
             return None
         low, high = (math.log(v) for v in self.config.photon_flux_range)
         return math.exp(low + (high - low) * torch.rand((), generator=self.rng).item())
 
+    def _noise_rng(self) -> torch.Generator:
+        """The detector noise of this step: the training stream itself for one CPU process; else a
+        generator of (seed, step, rank) on the device, so ranks differ and a resume needs no state."""
+        if self.world_size == 1 and self.device.type == "cpu":
+            return self.rng
+        key = np.random.SeedSequence([self.config.seed, self.step, self.rank]).generate_state(1)[0]
+        return torch.Generator(self.device).manual_seed(int(key))
+
     def train_step(self) -> float:
+        """One optimiser step; returns the loss over the whole batch (all ranks)."""
         index = torch.randint(0, len(self.train_x), (self.config.batch_size,), generator=self.rng)
+        share = self.config.batch_size // self.world_size
+        index = index[self.rank * share : (self.rank + 1) * share]
         x = self.train_x[index].to(self.device, torch.float32) / 255.0
         w = self.train_w[index].to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, self.config.steps, group["peak"])
-        counts = self.measure(x, self.patterns(), self._photon_flux(), self.rng)
+        predicted = self.model(x, self._photon_flux(), self._noise_rng())
         target = (w - self.encoder.latent_mean) / self.encoder.latent_std
-        predicted = self.encoder.normalised(counts)
         loss = torch.nn.functional.mse_loss(predicted, target)
         if self.config.image_loss_weight:
-            loss = loss + self.config.image_loss_weight * self._image_loss(predicted, x)
+            loss = loss + self.config.image_loss_weight * self.image_loss(predicted, x)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step += 1
-        return float(loss.detach())
+        loss = loss.detach()
+        if self.world_size > 1:
+            dist.all_reduce(loss)
+            loss /= self.world_size
+        return float(loss)
 
-    def _image_loss(self, predicted: torch.Tensor, x_sum: torch.Tensor) -> torch.Tensor:
-        """Channel-sum image MSE through the frozen generator (the paper's image loss, on what we observe)."""
+    def image_net(self) -> torch.nn.Module:
+        """The frozen generator's differentiable torch path (loaded on first use)."""
         if self._image_net is None:
             from lsi_ros.models.generators import get_generator
 
             self._image_net = get_generator(self.config.generator).torch_synthesis().to(self.device)
+        return self._image_net
+
+    def image_loss(self, predicted: torch.Tensor, x_sum: torch.Tensor) -> torch.Tensor:
+        """``image_loss`` terms between the decoded face and the observed one, both grayscale in [0, 1]
+        at the training resolution: the photodiode sums the channels, so that is all training sees.
+
+        The generator is frozen; the gradient reaches the encoder and, through the straight-through
+        patterns, the DMD patterns."""
         w = self.encoder.latent_mean + self.encoder.latent_std * predicted
-        image = self._image_net(w)
-        image = torch.nn.functional.interpolate(image, size=(self.resolution, self.resolution), mode="area")
-        return torch.nn.functional.mse_loss(image.sum(1).flatten(1), x_sum)
+        decoded = self.image_net()(w).mean(1, keepdim=True)
+        size = (self.resolution, self.resolution)
+        if decoded.shape[-2:] != size:
+            decoded = torch.nn.functional.interpolate(decoded, size=size, mode="area")
+        truth = (x_sum / 3.0).reshape(len(x_sum), 1, *size)
+        loss = decoded.new_zeros(())
+        for term in self.config.image_loss.split("+"):
+            if term == "l1":
+                loss = loss + torch.nn.functional.l1_loss(decoded, truth)
+            elif term == "l2":
+                loss = loss + torch.nn.functional.mse_loss(decoded, truth)
+            else:
+                similarity = ms_ssim(decoded, truth, data_range=1.0, win_size=ms_ssim_window(size[0]))
+                loss = loss + (1.0 - similarity)
+        return loss
 
     @torch.no_grad()
     def validate(self, photon_flux: float | None = 200.0) -> float:
@@ -156,41 +260,68 @@ class Trainer:
         Its noise comes from a fixed generator: comparable across steps, and the training stream is
         untouched (a resumed run equals an uninterrupted one)."""
         self.encoder.eval()
-        rng = torch.Generator().manual_seed(12345)
+        rng = torch.Generator(self.device).manual_seed(12345)
         binary = self.patterns.binary().float()
         losses = []
         for start in range(0, len(self.val_x), 256):
             x = self.val_x[start : start + 256].to(self.device, torch.float32) / 255.0
             w = self.val_w[start : start + 256].to(self.device)
             flux = photon_flux if self.config.noise else None
-            predicted = self.encoder.normalised(self.measure(x, binary, flux, rng))
+            predicted = self.encoder.normalised(measure(x, binary, flux, rng))
             target = (w - self.encoder.latent_mean) / self.encoder.latent_std
             losses.append(torch.nn.functional.mse_loss(predicted, target, reduction="sum").item())
         self.encoder.train()
         return sum(losses) / (len(self.val_x) * self.val_w.shape[1])
 
+    @torch.no_grad()
+    def validate_image(self, faces: int = 64, photon_flux: float | None = 200.0) -> float:
+        """The image loss (``image_loss`` terms) on the first validation faces with the binary patterns."""
+        self.encoder.eval()
+        rng = torch.Generator(self.device).manual_seed(12345)
+        x = self.val_x[:faces].to(self.device, torch.float32) / 255.0
+        flux = photon_flux if self.config.noise else None
+        predicted = self.encoder.normalised(measure(x, self.patterns.binary().float(), flux, rng))
+        self.encoder.train()
+        return float(self.image_loss(predicted, x))
+
     # -- the loop, checkpoints, export ---------------------------------------------------------
     def fit(self) -> dict:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        """Train to ``steps``, validating and saving every ``checkpoint_every`` (rank 0); the last record."""
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
         with tqdm(
-            total=self.config.steps, initial=self.step, desc=self.config.model_id, unit="step"
+            total=self.config.steps,
+            initial=self.step,
+            desc=self.config.model_id,
+            unit="step",
+            disable=not self.is_main,
         ) as progress:
             while self.step < self.config.steps:
                 loss = self.train_step()
                 progress.update(1)
                 if self.step % 50 == 0:
                     progress.set_postfix(loss=f"{loss:.4f}")
-                if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
-                    val = self.validate()
-                    self.history.append({"step": self.step, "train_loss": loss, "val_latent_mse": val})
-                    progress.write(
-                        f"step {self.step}: train loss {loss:.4f}, validation latent MSE {val:.4f}"
-                    )
+                at_checkpoint = (
+                    self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps
+                )
+                if at_checkpoint and self.is_main:
+                    record = {"step": self.step, "train_loss": loss, "val_latent_mse": self.validate()}
+                    if self.config.image_loss_weight:
+                        record["val_image_loss"] = self.validate_image()
+                    self.history.append(record)
+                    message = f"step {self.step}: train loss {loss:.4f}, validation latent MSE "
+                    message += f"{record['val_latent_mse']:.4f}"
+                    if "val_image_loss" in record:
+                        message += f", validation image loss {record['val_image_loss']:.4f}"
+                    progress.write(message)
                     self._save_state()
         return self.history[-1] if self.history else {}
 
     def _save_state(self):
+        """Rank 0 writes the run's state (replicas are identical, so one copy is the state)."""
+        if not self.is_main:
+            return
         tensors = {f"patterns.{k}": v for k, v in self.patterns.state_dict().items()}
         tensors |= {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
         optimizer_state = self.optimizer.state_dict()
@@ -208,15 +339,36 @@ class Trainer:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
         tmp.replace(self.run_dir / "state.safetensors")
 
-    def _resume(self):
+    def _state_bytes(self) -> bytes | None:
+        """The saved state file's bytes; with several processes rank 0 reads it and sends it to all,
+        so only rank 0's machine needs the run folder."""
         path = self.run_dir / "state.safetensors"
-        if not path.is_file():
+        if self.world_size == 1:
+            return path.read_bytes() if path.is_file() else None
+        raw = path.read_bytes() if self.is_main and path.is_file() else b""
+        size = torch.tensor([len(raw)], dtype=torch.int64, device=self.device)
+        dist.broadcast(size, 0)
+        if not size.item():
+            return None
+        buffer = torch.empty(int(size.item()), dtype=torch.uint8, device=self.device)
+        if self.is_main:
+            buffer.copy_(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
+        dist.broadcast(buffer, 0)
+        return raw if self.is_main else buffer.cpu().numpy().tobytes()
+
+    def _resume(self):
+        raw = self._state_bytes()
+        if raw is None:
             return
-        with safe_open(str(path), "pt") as f:
-            header = f.metadata()
-        if json.loads(header["config"]) != json.loads(json.dumps(asdict(self.config))):
-            raise ValueError(f"{path} was trained with another configuration; use a new run folder")
-        tensors = load_file(str(path))
+        header_size = int.from_bytes(raw[:8], "little")  # safetensors: u64 header length, JSON header
+        header = json.loads(raw[8 : 8 + header_size])["__metadata__"]
+        saved = {**json.loads(json.dumps(asdict(TrainConfig()))), **json.loads(header["config"])}
+        if saved != json.loads(json.dumps(asdict(self.config))):
+            raise ValueError(
+                f"{self.run_dir / 'state.safetensors'} was trained with another configuration; "
+                "use a new run folder"
+            )
+        tensors = load(raw)
         self.patterns.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("patterns.")})
         self.encoder.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
         state = self.optimizer.state_dict()

@@ -1,0 +1,48 @@
+"""One rank of test_distributed_training: run by torch.distributed.run, writes what the test checks.
+
+argv: a TrainConfig JSON file, an output folder, the step to stop and save at. Each rank trains in a
+run folder of its own, so the test sees which rank wrote; then each builds a new Trainer from its
+folder (rank 1's is empty: the state must come from rank 0) and trains to the end.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import save_file
+
+from lsi_ros.training.train import TrainConfig, Trainer, join_process_group
+
+
+def weights(trainer: Trainer) -> dict:
+    return {name: p.detach().clone() for name, p in trainer.imager.named_parameters()}
+
+
+def main():
+    values = json.loads(Path(sys.argv[1]).read_text())
+    config = TrainConfig(**values | {"photon_flux_range": tuple(values["photon_flux_range"])})
+    out, stop_at = Path(sys.argv[2]), int(sys.argv[3])
+    torch.set_num_threads(1)
+    join_process_group("cpu")
+    rank = dist.get_rank()
+    run_dir = out / f"run-rank{rank}"
+    trainer = Trainer(config, run_dir)
+    trainer.train_step()
+    first = {f"grad.{name}": p.grad for name, p in trainer.imager.named_parameters()}
+    while trainer.step < stop_at:
+        trainer.train_step()
+    trainer._save_state()
+    saved = weights(trainer)
+    resumed = Trainer(config, run_dir)
+    same = all(torch.equal(saved[k], v) for k, v in weights(resumed).items())
+    metadata = {"resumed_step": str(resumed.step), "resumed_weights_equal": str(same)}
+    resumed.fit()
+    tensors = first | {f"final.{k}": v for k, v in weights(resumed).items()}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / f"rank{rank}.safetensors"), metadata)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
