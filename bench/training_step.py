@@ -1,7 +1,8 @@
-"""Time per training step on this machine: 1 process vs 2 data-parallel processes (gloo), and the
-cost of the image loss through MobileStyleGAN's torch path. Writes docs/results/training_bench.json.
+"""Training cost on this machine: time per step in 1 process vs 2 data-parallel processes (gloo),
+the cost of the image loss through MobileStyleGAN's torch path, and the wall time the shipped
+models' training and data took. Rows for docs/results/bench.json:
 
-    nice .venv/bin/python -m bench.training_step            # ~5 min on the shared 2-core CPU, ~4 GB
+    lsi bench --only training            # ~5 min on the 2-core CPU, ~4 GB
 
 Each configuration runs warm-up steps, then times ``--steps`` steps one by one on rank 0 (median:
 the machine is shared, and other jobs' bursts land on a few steps; the mean is kept too). Faces:
@@ -21,14 +22,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-
-COMMAND = "nice .venv/bin/python -m bench.training_step"
-OUT = Path("docs/results/training_bench.json")
-NOTE = (
-    "2 cores shared with other people's jobs (load_average_1min of each row, before and after it): "
-    "timings are this busy machine's, not an idle one's. M=128 at 256², MobileStyleGAN faces, "
-    "encoder width 1024 depth 2; ms_per_step is the median step time on rank 0."
-)
 
 
 def bench_config(image_loss: bool, batch_size: int, steps: int):
@@ -94,7 +87,10 @@ def measure(processes: int, threads: int, image_loss: bool, batch_size: int, ste
             args = launcher + args
         env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": str(threads)}
         load_before = os.getloadavg()[0]
-        done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, check=True)
+        repo = Path(__file__).resolve().parents[1]
+        done = subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, env=env, check=True, cwd=repo
+        )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     row = {
         "what": "train-step",
@@ -112,35 +108,72 @@ def measure(processes: int, threads: int, image_loss: bool, batch_size: int, ste
     return row
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--config", help=argparse.SUPPRESS)
-    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--steps", type=int, default=30, help="timed latent-loss steps per configuration")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--image-steps", type=int, default=2, help="timed steps with the image loss on")
-    parser.add_argument(
-        "--image-batch", type=int, default=2, help="batch of the image-loss rows (~1.5 GB a face)"
-    )
-    args = parser.parse_args()
-    if args.worker:
-        worker(args)
-        return 0
-    from bench.core import machine
+def data_generation_row(faces: int = 32) -> dict:
+    """Faces per second of `lsi data` (mapping + 256² synthesis, batches of 8) on this CPU."""
+    from lsi_ros.models.generators import get_generator
 
-    rows = [
-        measure(1, 1, False, 64, args.steps, args.warmup),
-        measure(1, 2, False, 64, args.steps, args.warmup),
-        measure(2, 1, False, 64, args.steps, args.warmup),
-        measure(1, 1, False, args.image_batch, args.steps, args.warmup),
-        measure(1, 1, True, args.image_batch, args.image_steps, 1),
+    generator = get_generator("mobilestylegan")
+    w = generator.sample_latents(list(range(3_000_000, 3_000_000 + faces)), truncation_psi=0.7)
+    generator.synthesize(w[:8])
+    start = time.perf_counter()
+    generator.synthesize(w)
+    rate = faces / (time.perf_counter() - start)
+    return {
+        "what": "data-generation",
+        "generator": "mobilestylegan",
+        "faces_per_s": round(rate, 2),
+        "device": "cpu",
+    }
+
+
+def shipped_training_rows(step_ms: float, faces_per_s: float) -> list:
+    """Wall time of each shipped model's training (its metadata's steps at the measured step time)
+    and of generating its training faces, on this machine."""
+    from lsi_ros.models.registry import find_model
+
+    rows = []
+    for name in ("m32", "m64", "m128", "m256"):
+        meta = json.loads(find_model(name).with_suffix(".json").read_text())
+        first, last = meta["validation_seeds"]
+        rows.append(
+            {
+                "what": "training",
+                "model": name,
+                "M": meta["M"],
+                "steps": meta["steps"],
+                "projected_train_min": round(meta["steps"] * step_ms / 60_000, 1),
+                "data_faces": last + 1,
+                "projected_data_min": round((last + 1) / faces_per_s / 60, 1),
+                "final_val_latent_mse": round(meta["history"][-1]["val_latent_mse"], 3),
+                "hardware": "this CPU, 1 process, 1 thread",
+            }
+        )
+    return rows
+
+
+def rows(steps: int = 30, warmup: int = 3, image_steps: int = 2, image_batch: int = 2) -> list:
+    """Step times (median on rank 0; the machine may be shared, so each row keeps the load average
+    before and after it), then the shipped models' projected training and data time."""
+    step_rows = [
+        measure(1, 1, False, 64, steps, warmup),
+        measure(1, 2, False, 64, steps, warmup),
+        measure(2, 1, False, 64, steps, warmup),
+        measure(1, 1, False, image_batch, steps, warmup),
+        measure(1, 1, True, image_batch, image_steps, 1),
     ]
-    results = {"rows": rows, "machine": machine(), "command": COMMAND, "note": NOTE}
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    data = data_generation_row()
+    return [*step_rows, data, *shipped_training_rows(step_rows[0]["ms_per_step"], data["faces_per_s"])]
+
+
+def main() -> int:
+    """Entry of each rank started by :func:`measure`."""
+    parser = argparse.ArgumentParser(description="one rank of a timed training run (see lsi bench)")
+    parser.add_argument("--worker", action="store_true")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    worker(parser.parse_args())
     return 0
 
 

@@ -6,7 +6,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lsi_ros.training.train import TrainConfig, Trainer, ms_ssim_window
+from lsi_ros.training.losses import ms_ssim_window
+from lsi_ros.training.train import TrainConfig, Trainer
 
 
 @pytest.fixture(autouse=True)

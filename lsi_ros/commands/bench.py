@@ -4,7 +4,7 @@ import json
 import sys
 from pathlib import Path
 
-SUITES = ("encoder", "decoder", "bytes", "reconstruction", "pipeline")
+SUITES = ("encoder", "decoder", "bytes", "reconstruction", "pipeline", "training")
 
 
 def add_parser(subparsers):
@@ -14,7 +14,8 @@ def add_parser(subparsers):
         description="Runs bench/ from a checkout (benchmarks are not part of the test suite) and writes "
         "rows to docs/results/bench.json. With --only, the other suites' rows already in the file are "
         "kept. 'pipeline' runs launch/sim.launch.py (one process per node) at the DMD-limited frame "
-        "rate for --duration seconds. Run it on an otherwise idle machine.",
+        "rate for --duration seconds; 'training' times training steps (1 and 2 processes, image loss) "
+        "and projects the shipped models' training time (~5 min, ~4 GB). Run it on an idle machine.",
     )
     parser.add_argument("--only", nargs="+", choices=SUITES, default=SUITES, help="suites (default all)")
     parser.add_argument("--model", default="m128", help="model of the pipeline run (default m128)")
@@ -33,18 +34,19 @@ def main(args) -> int:
         "bytes": core.bytes_rows,
         "reconstruction": core.reconstruction_rows,
         "pipeline": lambda: _pipeline(args),
+        "training": _training,
     }
     output = Path(args.output)
     kept = json.loads(output.read_text())["rows"] if output.exists() else []
-    what = {"bytes": "bytes_per_frame"}
-    rerun = {what.get(name, name) for name in args.only}
+    what = {"bytes": "bytes_per_frame", "training": ("train-step", "data-generation", "training")}
+    rerun = {kind for name in args.only for kind in _kinds(what.get(name, name))}
     rows = [row for row in kept if row["what"] not in rerun]
     for name in args.only:
         new = suites[name]()
         for row in new:
             print(row)
         rows += new
-    order = [what.get(name, name) for name in SUITES]
+    order = [kind for name in SUITES for kind in _kinds(what.get(name, name))]
     rows.sort(key=lambda row: order.index(row["what"]) if row["what"] in order else len(order))
     results = {"rows": rows, "machine": core.machine(), "command": "lsi bench (or make bench)"}
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -57,3 +59,13 @@ def _pipeline(args) -> list:
     from bench import pipeline
 
     return pipeline.pipeline_rows(model=args.model, duration_s=args.duration)
+
+
+def _kinds(what) -> tuple:
+    return what if isinstance(what, tuple) else (what,)
+
+
+def _training() -> list:
+    from bench import training_step
+
+    return training_step.rows()

@@ -9,7 +9,8 @@ import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from lsi_ros.training.train import IMAGE_LOSSES, TrainConfig
+from lsi_ros.training.losses import IMAGE_LOSSES
+from lsi_ros.training.train import TrainConfig
 
 
 def add_parser(subparsers):

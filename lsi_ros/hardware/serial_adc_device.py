@@ -35,8 +35,8 @@ from lsi_ros.hardware.serial_adc import (
     AdcFrame,
     encode_frame,
 )
-from lsi_ros.hardware.sim import scene_on_dmd
 from lsi_ros.optics.forward import ForwardModel
+from lsi_ros.optics.objective import scene_on_dmd
 from lsi_ros.optics.photodiode import PhotodiodeModel
 
 OUTPUT_BUFFER_LIMIT = 64 * 1024

@@ -26,9 +26,9 @@ import torch
 from tqdm import tqdm
 
 from lsi_ros.evaluation.latent_imaging import _score as score_image
-from lsi_ros.hardware.sim import scene_on_dmd
 from lsi_ros.models.checkpoint import LsiModel
 from lsi_ros.optics import ForwardModel, PhotodiodeModel
+from lsi_ros.optics.objective import scene_on_dmd
 from lsi_ros.training.train import learning_rate
 
 DEFAULT_TOLERANCE_S = 0.02

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pytorch_msssim import ms_ssim, ssim
 from safetensors import safe_open
 from safetensors.numpy import save_file
 from tqdm import tqdm
 
-from lsi_ros.evaluation.latent_imaging import MS_SSIM_MIN_SIZE, encode_faces
 from lsi_ros.evaluation.latent_imaging import _score as score_image
+from lsi_ros.evaluation.latent_imaging import encode_faces
 from lsi_ros.optics import PhotodiodeModel
 from lsi_ros.training.data import default_data_dir
+from lsi_ros.training.losses import image_loss
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class TeacherConfig:
     lr: float = 0.05  # Adam step in units of the latent's per-dimension std
     l2_weight: float = 1.0
     l1_weight: float = 0.5
-    ssim_weight: float = 0.5  # on 1 - MS-SSIM (plain SSIM below MS_SSIM_MIN_SIZE pixels)
+    ssim_weight: float = 0.5  # on 1 - MS-SSIM (window shrunk to fit small images)
     prior_weight: float = 1e-3  # mean squared offset from the mean latent, normalised units
     init: str = "encoder"  # "encoder": the model's noiseless encoding; "mean": the mean latent
     batch_size: int = 4
@@ -103,7 +103,7 @@ class LatentTeacher:
     def _initial(self, images: np.ndarray) -> np.ndarray:
         if self.config.init == "mean":
             return np.repeat(self.latent_mean.numpy()[None], len(images), axis=0)
-        from lsi_ros.hardware.sim import scene_on_dmd
+        from lsi_ros.optics.objective import scene_on_dmd
 
         side = self.model.pattern_set.resolution[0]
         on_dmd = np.stack([scene_on_dmd(image, side) for image in images])
@@ -112,14 +112,7 @@ class LatentTeacher:
     def _image_loss(self, decoded: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss per image (N,)."""
         c = self.config
-        loss = c.l2_weight * (decoded - target).pow(2).mean((1, 2, 3))
-        loss = loss + c.l1_weight * (decoded - target).abs().mean((1, 2, 3))
-        if c.ssim_weight:
-            similarity = ms_ssim if target.shape[-1] > MS_SSIM_MIN_SIZE else ssim
-            loss = loss + c.ssim_weight * (
-                1 - similarity(decoded, target, data_range=1.0, size_average=False)
-            )
-        return loss
+        return image_loss(decoded, target, {"l2": c.l2_weight, "l1": c.l1_weight, "ms-ssim": c.ssim_weight})
 
     def _invert(self, images: np.ndarray, start: np.ndarray, bar) -> np.ndarray:
         net = self.generator.torch_synthesis()

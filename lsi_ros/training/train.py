@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from pytorch_msssim import ms_ssim
 from safetensors.torch import load, save_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -33,7 +32,7 @@ from lsi_ros.models.checkpoint import LsiModel, save_model
 from lsi_ros.models.encoder import BinaryPatterns, MeasurementEncoder
 from lsi_ros.optics.patterns import learned_patterns
 from lsi_ros.optics.photodiode import PhotodiodeModel
-from lsi_ros.training import data
+from lsi_ros.training import data, losses
 
 
 @dataclass
@@ -71,14 +70,6 @@ def learning_rate(step: int, total: int, peak: float) -> float:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-IMAGE_LOSSES = ("l1", "l2", "ms-ssim")
-
-
-def ms_ssim_window(side: int) -> int:
-    """The largest odd Gaussian window (at most 11) whose 4 downsamplings fit a side (64² faces: 3)."""
-    return min(11, (side - 1) // 16 // 2 * 2 + 1)
 
 
 def measure(x_sum, patterns, photon_flux: float | None, rng: torch.Generator) -> torch.Tensor:
@@ -128,9 +119,11 @@ class Trainer:
             raise ValueError(
                 f"batch size {config.batch_size} does not split over {self.world_size} processes"
             )
-        unknown = set(config.image_loss.split("+")) - set(IMAGE_LOSSES)
+        unknown = set(config.image_loss.split("+")) - set(losses.IMAGE_LOSSES)
         if unknown:
-            raise ValueError(f"unknown image loss {sorted(unknown)}; choose from {IMAGE_LOSSES}, joined by +")
+            raise ValueError(
+                f"unknown image loss {sorted(unknown)}; choose from {losses.IMAGE_LOSSES}, joined by +"
+            )
         root = config.data_dir or None
         faces = data.load(
             config.generator, 0, config.train_faces + config.validation_faces, root, config.truncation_psi
@@ -242,16 +235,8 @@ class Trainer:
         if decoded.shape[-2:] != size:
             decoded = torch.nn.functional.interpolate(decoded, size=size, mode="area")
         truth = (x_sum / 3.0).reshape(len(x_sum), 1, *size)
-        loss = decoded.new_zeros(())
-        for term in self.config.image_loss.split("+"):
-            if term == "l1":
-                loss = loss + torch.nn.functional.l1_loss(decoded, truth)
-            elif term == "l2":
-                loss = loss + torch.nn.functional.mse_loss(decoded, truth)
-            else:
-                similarity = ms_ssim(decoded, truth, data_range=1.0, win_size=ms_ssim_window(size[0]))
-                loss = loss + (1.0 - similarity)
-        return loss
+        terms = dict.fromkeys(self.config.image_loss.split("+"), 1.0)
+        return losses.image_loss(decoded, truth, terms).mean()
 
     @torch.no_grad()
     def validate(self, photon_flux: float | None = 200.0) -> float:
