@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 
-def bench_config(image_loss: bool, batch_size: int, steps: int):
+def bench_config(image_loss: bool, batch_size: int, steps: int, num_measurements: int = 128):
     from lsi_ros.training.train import TrainConfig
 
     return TrainConfig(
-        num_measurements=128,
+        num_measurements=num_measurements,
         generator="mobilestylegan",
         train_faces=1024,
         validation_faces=256,
@@ -73,12 +73,21 @@ def worker(args) -> None:
         dist.destroy_process_group()
 
 
-def measure(processes: int, threads: int, image_loss: bool, batch_size: int, steps: int, warmup: int) -> dict:
+def measure(
+    processes: int,
+    threads: int,
+    image_loss: bool,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    num_measurements: int = 128,
+) -> dict:
     from lsi_ros.commands.train import free_loopback_port
 
+    config = bench_config(image_loss, batch_size, steps, num_measurements)
     with tempfile.TemporaryDirectory() as folder:
         config_path = Path(folder) / "config.json"
-        config_path.write_text(json.dumps(asdict(bench_config(image_loss, batch_size, steps))))
+        config_path.write_text(json.dumps(asdict(config)))
         args = ["-m", "bench.training_step", "--worker", "--config", str(config_path)]
         args += ["--threads", str(threads), "--steps", str(steps), "--warmup", str(warmup)]
         if processes > 1:
@@ -97,7 +106,7 @@ def measure(processes: int, threads: int, image_loss: bool, batch_size: int, ste
         "processes": processes,
         "threads_per_process": threads,
         "image_loss": "l1+ms-ssim" if image_loss else None,
-        "M": 128,
+        "M": num_measurements,
         "batch_size": batch_size,
         "steps_timed": steps,
         **result,
@@ -126,21 +135,25 @@ def data_generation_row(faces: int = 32) -> dict:
     }
 
 
-def shipped_training_rows(step_ms: float, faces_per_s: float) -> list:
-    """Wall time of each shipped model's training (its metadata's steps at the measured step time)
-    and of generating its training faces, on this machine."""
+def shipped_training_rows(faces_per_s: float, steps: int = 10, warmup: int = 2) -> list:
+    """Each shipped model's step time (its M, batch 64, 1 process, 1 thread), the wall time of its
+    training (its metadata's steps at that step time) and of generating its faces, on this machine."""
     from lsi_ros.models.registry import find_model
 
     rows = []
     for name in ("m32", "m64", "m128", "m256"):
         meta = json.loads(find_model(name).with_suffix(".json").read_text())
-        first, last = meta["validation_seeds"]
+        _, last = meta["validation_seeds"]
+        step = measure(1, 1, False, 64, steps, warmup, num_measurements=meta["M"])
+        step_ms = step["ms_per_step"]
+        rows.append(step)
         rows.append(
             {
                 "what": "training",
                 "model": name,
                 "M": meta["M"],
                 "steps": meta["steps"],
+                "ms_per_step": step_ms,
                 "projected_train_min": round(meta["steps"] * step_ms / 60_000, 1),
                 "data_faces": last + 1,
                 "projected_data_min": round((last + 1) / faces_per_s / 60, 1),
@@ -162,7 +175,7 @@ def rows(steps: int = 30, warmup: int = 3, image_steps: int = 2, image_batch: in
         measure(1, 1, True, image_batch, image_steps, 1),
     ]
     data = data_generation_row()
-    return [*step_rows, data, *shipped_training_rows(step_rows[0]["ms_per_step"], data["faces_per_s"])]
+    return [*step_rows, data, *shipped_training_rows(data["faces_per_s"])]
 
 
 def main() -> int:

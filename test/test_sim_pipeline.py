@@ -46,7 +46,8 @@ def test_sim_pipeline_end_to_end(dcgan_model, tmp_path):
     assert (output / "frames.png").stat().st_size > 1000
     with AnyReader([output / "bag"]) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
-    # The recorder is its own process and may join a few frames after the in-process monitor
-    # (the exact count is test_recorder's job); it must hold the stream, not a stray message.
-    assert summary["latent_messages"] - 12 <= counts["/latent"] <= summary["latent_messages"] + 2
+    # The recorder is its own process: it may join a few frames after the in-process monitor, and
+    # under load it keeps codes a lagging monitor's depth-10 queue dropped (the exact count is
+    # test_recorder's job). It holds the stream, and never more codes than there were scenes.
+    assert summary["latent_messages"] - 12 <= counts["/latent"] <= summary["scenes"] + 2
     assert counts["/measurements"] >= 1 and counts["/image"] >= 1
