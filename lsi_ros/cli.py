@@ -5,7 +5,7 @@ import importlib
 import sys
 
 # Subcommands, in the order a newcomer meets them; each lives in lsi_ros/commands/<name>.py.
-SUBCOMMANDS = ("run", "data", "train", "eval", "bench", "smoke", "launch")
+SUBCOMMANDS = ("run", "data", "train", "eval", "bench", "smoke", "launch", "label", "attributes")
 
 
 def build_parser() -> argparse.ArgumentParser:
