@@ -40,7 +40,9 @@ def fit_boundaries(latents: np.ndarray, attributes: dict[str, np.ndarray], gener
     z = (latents - mean) / std
     weights, biases = [], []
     for target in attributes.values():
-        classifier = LogisticRegressionCV(Cs=6, cv=5, scoring="neg_log_loss", max_iter=2000)
+        classifier = LogisticRegressionCV(
+            Cs=6, cv=5, scoring="neg_log_loss", max_iter=2000, l1_ratios=(0.0,), use_legacy_attributes=False
+        )
         classifier.fit(z, target.astype(int))
         a = classifier.coef_[0] / std
         weights.append(a)

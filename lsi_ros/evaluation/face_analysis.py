@@ -239,7 +239,7 @@ class FaceAnalyzer:
     # -- analysis of face crops ----------------------------------------------------------------
     @staticmethod
     def crop(images: np.ndarray, boxes: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Square crops around the boxes (side = the longer box side), resampled to 112².
+        """The boxes cut out, zero-padded to centred squares and resampled to 112², as face-api does.
 
         Returns the (N, 3, 112, 112) batch and each crop's (x0, y0, side) for mapping points back."""
         batch = torch.tensor(np.asarray(images)).permute(0, 3, 1, 2).float()
@@ -258,31 +258,43 @@ class FaceAnalyzer:
         crops = functional.grid_sample(
             batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
+        # Zero outside the box: the square is the box padded with zeros, not more of the image.
+        centres = (torch.arange(FACE_INPUT) + 0.5) / FACE_INPUT
+        xs = x0[:, None] + centres * side[:, None]
+        ys = y0[:, None] + centres * side[:, None]
+        inside_x = (xs >= boxes[:, :1]) & (xs <= boxes[:, 2:3])
+        inside_y = (ys >= boxes[:, 1:2]) & (ys <= boxes[:, 3:4])
+        crops = crops * (inside_y[:, None, :, None] & inside_x[:, None, None, :])
         return crops, torch.stack([x0, y0, side], 1).numpy()
 
     @torch.inference_mode()
-    def analyse_crops(self, crops: torch.Tensor) -> dict[str, np.ndarray]:
-        """(N, 3, 112, 112) face crops in 0..255 -> age, p_male, expressions, landmarks in [0, 1]."""
+    def landmarks(self, crops: torch.Tensor) -> np.ndarray:
+        """(N, 3, 112, 112) face crops in 0..255 -> (N, 68, 2) landmarks in crop units [0, 1]."""
+        lm = self.params["face_landmark_68_model"]
+        out = _dense_features(_normalise(crops, FACE_MEAN_RGB), lm) @ lm["fc/weights"] + lm["fc/bias"]
+        return out.reshape(-1, 68, 2).numpy()
+
+    @torch.inference_mode()
+    def attributes(self, crops: torch.Tensor) -> dict[str, np.ndarray]:
+        """(N, 3, 112, 112) aligned face crops in 0..255 -> age, p_male, expression probabilities."""
         x = _normalise(crops, FACE_MEAN_RGB)
         ag = self.params["age_gender_model"]
         features = _xception_features(x, ag)
         age = features @ ag["fc/age/weights"] + ag["fc/age/bias"]
         gender = torch.softmax(features @ ag["fc/gender/weights"] + ag["fc/gender/bias"], 1)
-        lm = self.params["face_landmark_68_model"]
-        landmarks = _dense_features(x, lm) @ lm["fc/weights"] + lm["fc/bias"]
         ex = self.params["face_expression_model"]
         expressions = torch.softmax(_dense_features(x, ex) @ ex["fc/weights"] + ex["fc/bias"], 1)
-        return {
-            "age": age[:, 0].numpy(),
-            "p_male": gender[:, 0].numpy(),
-            "expressions": expressions.numpy(),
-            "landmarks": landmarks.reshape(-1, 68, 2).numpy(),
-        }
+        return {"age": age[:, 0].numpy(), "p_male": gender[:, 0].numpy(), "expressions": expressions.numpy()}
 
     def label(self, images: np.ndarray, input_size: int = 416) -> FaceLabels:
-        """Detect the main face of each (N, H, W, 3) uint8 image and analyse it."""
+        """Detect the main face of each (N, H, W, 3) uint8 image, find its landmarks in the detector
+        box, then age, gender and expression in the landmarks' box padded by 20 % (face-api's
+        aligned rectangle)."""
         boxes, scores = self.detect(images, input_size)
         crops, frames = self.crop(images, boxes)
-        out = self.analyse_crops(crops)
-        landmarks = frames[:, None, :2] + out["landmarks"] * frames[:, None, 2:3]
+        landmarks = frames[:, None, :2] + self.landmarks(crops) * frames[:, None, 2:3]
+        low, high = landmarks.min(1), landmarks.max(1)
+        pad = 0.1 * (high - low)
+        aligned, _ = self.crop(images, np.concatenate([low - pad, high + pad], 1))
+        out = self.attributes(aligned)
         return FaceLabels(boxes, scores, out["age"], out["p_male"], out["expressions"], landmarks)
