@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from lsi_ros.evaluation.face_analysis import (
 from lsi_ros.evaluation.images import TEST_IMAGES
 
 MODEL_DIR = default_face_api_dir()
+DATA = Path(__file__).parent / "data"
 pytestmark = pytest.mark.skipif(
     not all((MODEL_DIR / f"{n}-weights_manifest.json").is_file() for n in NETWORKS),
     reason=f"face-api weights not cached in {MODEL_DIR}: run `lsi label --fetch` once (needs npm)",
@@ -56,6 +58,23 @@ def test_truncated_shard_and_missing_manifest_are_clear_errors(tmp_path):
         read_tfjs_weights(tmp_path / "face_landmark_68_model-weights_manifest.json")
     with pytest.raises(FaceApiMissingError, match="lsi label --fetch"):
         read_tfjs_weights(tmp_path / "nothing-weights_manifest.json")
+
+
+def test_port_equals_the_original_tfjs_networks(analyzer):
+    """Reference outputs of face-api itself (TF.js cpu backend, scripts/face_api_reference.mjs) on a
+    fixed 112² face crop: every network of the port agrees to float32 rounding."""
+    reference = json.loads((DATA / "face_api_reference.json").read_text())
+    crop = np.load(DATA / "face_api_astronaut_crop.npy", allow_pickle=False)
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float()
+    out = analyzer.attributes(x)
+    assert out["age"][0] == pytest.approx(reference["age"][0], abs=1e-3)
+    assert out["p_male"][0] == pytest.approx(reference["gender"][0], abs=1e-5)
+    assert np.allclose(out["expressions"][0], reference["expressions"], atol=1e-5)
+    assert np.allclose(analyzer.landmarks(x).ravel(), reference["landmarks"], atol=1e-5)
+    x2 = torch.from_numpy(crop.repeat(2, 0).repeat(2, 1)).permute(2, 0, 1)[None].float()
+    detector = analyzer.detector_map(x2).permute(0, 2, 3, 1).numpy()  # NHWC, as TF.js
+    assert list(detector.shape) == reference["detector_shape"]
+    assert np.allclose(detector.ravel(), reference["detector"], atol=1e-3)
 
 
 def test_tf_same_padding_puts_the_odd_pixel_after():

@@ -203,24 +203,26 @@ class FaceAnalyzer:
 
     # -- detection -----------------------------------------------------------------------------
     @torch.inference_mode()
+    def detector_map(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) images in 0..255 -> the detector's raw (N, 25, S/32, S/32) box map."""
+        p = self.params["tiny_face_detector_model"]
+        x = functional.leaky_relu(_conv(_normalise(batch, DETECTOR_MEAN_RGB), p, "conv0", same=False), 0.1)
+        for index in range(1, 6):
+            x = _max_pool_same(x, 2, 2)
+            x = functional.leaky_relu(_separable(x, p, f"conv{index}"), 0.1)
+        return _conv(_max_pool_same(x, 2, 1), p, "conv8", same=False)
+
+    @torch.inference_mode()
     def detect(self, images: np.ndarray, input_size: int = 416) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, W, 3) uint8 -> the best face box per image (N, 4) in pixels, and its score (N,).
 
         Each image is zero-padded to a square at the bottom/right and resized, as face-api does."""
-        p = self.params["tiny_face_detector_model"]
         n, h, w = images.shape[:3]
         side = max(h, w)
         batch = torch.zeros(n, 3, side, side)
         batch[:, :, :h, :w] = torch.tensor(np.asarray(images)).permute(0, 3, 1, 2).float()
-        x = _normalise(
-            functional.interpolate(batch, size=(input_size, input_size), mode="bilinear"), DETECTOR_MEAN_RGB
-        )
-        x = functional.leaky_relu(_conv(x, p, "conv0", same=False), 0.1)
-        for index in range(1, 6):
-            x = _max_pool_same(x, 2, 2)
-            x = functional.leaky_relu(_separable(x, p, f"conv{index}"), 0.1)
-        x = _max_pool_same(x, 2, 1)
-        out = _conv(x, p, "conv8", same=False)  # (N, 25, S, S)
+        batch = functional.interpolate(batch, size=(input_size, input_size), mode="bilinear")
+        out = self.detector_map(batch)
         cells = out.shape[-1]
         out = out.reshape(n, len(DETECTOR_ANCHORS), 5, cells, cells).permute(0, 3, 4, 1, 2)
         scores = torch.sigmoid(out[..., 4]).reshape(n, -1)
