@@ -35,15 +35,20 @@ function load(net, name) {
 const input = JSON.parse(fs.readFileSync(inputPath));
 const x = tf.tensor4d(input.pixels, [1, input.size, input.size, 3]);
 const x2 = x.resizeNearestNeighbor([2 * input.size, 2 * input.size]);
+const border = (150 - input.size) / 2; // the descriptor net's 150² input: the crop with a zero border
+const x150 = x.pad([[0, 0], [border, border], [border, border], [0, 0]]);
 load(faceapi.nets.ageGenderNet, 'age_gender_model');
 load(faceapi.nets.faceLandmark68Net, 'face_landmark_68_model');
 load(faceapi.nets.faceExpressionNet, 'face_expression_model');
 load(faceapi.nets.tinyFaceDetector, 'tiny_face_detector_model');
+load(faceapi.nets.faceRecognitionNet, 'face_recognition_model');
 const ag = faceapi.nets.ageGenderNet.forwardInput(await faceapi.toNetInput(x));
 const landmarks = faceapi.nets.faceLandmark68Net.forwardInput(await faceapi.toNetInput(x));
 const expressions = faceapi.nets.faceExpressionNet.forwardInput(await faceapi.toNetInput(x));
 const detector = faceapi.nets.tinyFaceDetector.forwardInput(await faceapi.toNetInput(x2), 2 * input.size);
+const descriptor = faceapi.nets.faceRecognitionNet.forwardInput(await faceapi.toNetInput(x150));
 console.log(JSON.stringify({
+  descriptor: Array.from(descriptor.dataSync()),
   age: Array.from(ag.age.dataSync()),
   gender: Array.from(ag.gender.dataSync()),
   landmarks: Array.from(landmarks.dataSync()),

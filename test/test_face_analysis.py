@@ -75,6 +75,17 @@ def test_port_equals_the_original_tfjs_networks(analyzer):
     detector = analyzer.detector_map(x2).permute(0, 2, 3, 1).numpy()  # NHWC, as TF.js
     assert list(detector.shape) == reference["detector_shape"]
     assert np.allclose(detector.ravel(), reference["detector"], atol=1e-3)
+    x150 = torch.nn.functional.pad(x, (19, 19, 19, 19))
+    assert np.allclose(analyzer.descriptors(x150).ravel(), reference["descriptor"], atol=1e-4)
+
+
+def test_descriptor_tells_the_same_person_from_another(analyzer):
+    astronaut = np.asarray(TEST_IMAGES["astronaut"]())
+    hopper = np.asarray(TEST_IMAGES["grace_hopper"]())[:512]  # same size as the astronaut for one batch
+    faces = np.stack([astronaut, np.ascontiguousarray(astronaut[:, ::-1]), hopper])
+    d = analyzer.describe(faces)
+    assert d.shape == (3, 128)
+    assert np.linalg.norm(d[0] - d[1]) < 0.6 < np.linalg.norm(d[0] - d[2])
 
 
 def test_tf_same_padding_puts_the_odd_pixel_after():

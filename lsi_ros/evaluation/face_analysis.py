@@ -33,7 +33,14 @@ DETECTOR_ANCHORS = ((1.603231, 2.094468), (6.041143, 7.080126), (2.882459, 3.518
 DETECTOR_MEAN_RGB = (117.001, 114.697, 97.404)
 FACE_MEAN_RGB = (122.782, 117.001, 104.298)
 FACE_INPUT = 112
-NETWORKS = ("tiny_face_detector_model", "face_landmark_68_model", "age_gender_model", "face_expression_model")
+DESCRIPTOR_INPUT = 150
+NETWORKS = (
+    "tiny_face_detector_model",
+    "face_landmark_68_model",
+    "age_gender_model",
+    "face_expression_model",
+    "face_recognition_model",
+)
 
 
 class FaceApiMissingError(FileNotFoundError):
@@ -178,6 +185,37 @@ def _xception_features(x: torch.Tensor, p: dict) -> torch.Tensor:
     return functional.avg_pool2d(x, 7, 2).flatten(1)
 
 
+def _scaled_conv(x, p: dict, name: str, stride: int = 1, relu: bool = True):
+    """Conv + bias + per-channel scale layer of the recognition net; 'valid' when strided, else 'same'."""
+    w = p[f"{name}/conv/filters"]
+    if stride == 1:
+        x = _pad_same(x, w.shape[-1], 1)
+    x = functional.conv2d(x, w, p[f"{name}/conv/bias"], stride)
+    x = x * p[f"{name}/scale/weights"][:, None, None] + p[f"{name}/scale/biases"][:, None, None]
+    return functional.relu(x) if relu else x
+
+
+def _residual(x, p: dict, name: str, down: bool = False):
+    out = _scaled_conv(x, p, f"{name}/conv1", 2 if down else 1)
+    out = _scaled_conv(out, p, f"{name}/conv2", relu=False)
+    if down:
+        x = functional.avg_pool2d(x, 2, 2)
+        # Odd sizes: the strided branch is one short; TF.js pads it with zeros below and right.
+        out = functional.pad(out, (0, x.shape[-1] - out.shape[-1], 0, x.shape[-2] - out.shape[-2]))
+        x = functional.pad(x, (0, 0, 0, 0, 0, out.shape[1] - x.shape[1]))
+    return functional.relu(out + x)
+
+
+def _descriptor(x: torch.Tensor, p: dict) -> torch.Tensor:
+    """The 128-d face descriptor (dlib's ResNet-34-like metric net), 150² -> (N, 128)."""
+    x = functional.max_pool2d(_scaled_conv(x, p, "conv32_down", 2), 3, 2)
+    for name in ("conv32_1", "conv32_2", "conv32_3", "conv64_down", "conv64_1", "conv64_2", "conv64_3",
+                 "conv128_down", "conv128_1", "conv128_2", "conv256_down", "conv256_1", "conv256_2",
+                 "conv256_down_out"):  # fmt: skip
+        x = _residual(x, p, name, down=name.endswith(("down", "down_out")))
+    return x.mean((2, 3)) @ p["fc"]
+
+
 @dataclass(frozen=True)
 class FaceLabels:
     """Per face: detector box (x0, y0, x1, y1) and score, age in years, p(male), expression
@@ -240,10 +278,12 @@ class FaceAnalyzer:
 
     # -- analysis of face crops ----------------------------------------------------------------
     @staticmethod
-    def crop(images: np.ndarray, boxes: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """The boxes cut out, zero-padded to centred squares and resampled to 112², as face-api does.
+    def crop(
+        images: np.ndarray, boxes: np.ndarray, size: int = FACE_INPUT
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """The boxes cut out, zero-padded to centred squares and resampled to size², as face-api does.
 
-        Returns the (N, 3, 112, 112) batch and each crop's (x0, y0, side) for mapping points back."""
+        Returns the (N, 3, size, size) batch and each crop's (x0, y0, side) for mapping points back."""
         batch = torch.tensor(np.asarray(images)).permute(0, 3, 1, 2).float()
         h, w = batch.shape[-2:]
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
@@ -256,12 +296,12 @@ class FaceAnalyzer:
         theta[:, 1, 1] = side / h
         theta[:, 0, 2] = (2 * x0 + side) / w - 1
         theta[:, 1, 2] = (2 * y0 + side) / h - 1
-        grid = functional.affine_grid(theta, [len(boxes), 3, FACE_INPUT, FACE_INPUT], align_corners=False)
+        grid = functional.affine_grid(theta, [len(boxes), 3, size, size], align_corners=False)
         crops = functional.grid_sample(
             batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
         # Zero outside the box: the square is the box padded with zeros, not more of the image.
-        centres = (torch.arange(FACE_INPUT) + 0.5) / FACE_INPUT
+        centres = (torch.arange(size) + 0.5) / size
         xs = x0[:, None] + centres * side[:, None]
         ys = y0[:, None] + centres * side[:, None]
         inside_x = (xs >= boxes[:, :1]) & (xs <= boxes[:, 2:3])
@@ -288,6 +328,28 @@ class FaceAnalyzer:
         expressions = torch.softmax(_dense_features(x, ex) @ ex["fc/weights"] + ex["fc/bias"], 1)
         return {"age": age[:, 0].numpy(), "p_male": gender[:, 0].numpy(), "expressions": expressions.numpy()}
 
+    @torch.inference_mode()
+    def descriptors(self, crops: torch.Tensor) -> np.ndarray:
+        """(N, 3, 150, 150) aligned face crops in 0..255 -> (N, 128) descriptors; faces of one person
+        lie within a Euclidean distance of about 0.6 (face-api's matching threshold)."""
+        x = _normalise(crops, FACE_MEAN_RGB)
+        return _descriptor(x, self.params["face_recognition_model"]).numpy()
+
+    def describe(self, images: np.ndarray, input_size: int = 416) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> the (N, 128) descriptor of each image's main face (detector,
+        landmarks, aligned box), for identity: ``np.linalg.norm(a - b) < 0.6`` means the same person."""
+        boxes, _ = self.detect(images, input_size)
+        crops, frames = self.crop(images, boxes)
+        landmarks = frames[:, None, :2] + self.landmarks(crops) * frames[:, None, 2:3]
+        aligned, _ = self.crop(images, self.aligned_boxes(landmarks), DESCRIPTOR_INPUT)
+        return self.descriptors(aligned)
+
+    def aligned_boxes(self, landmarks: np.ndarray) -> np.ndarray:
+        """face-api's aligned rectangle: the landmarks' bounding box padded by 20 %."""
+        low, high = landmarks.min(1), landmarks.max(1)
+        pad = 0.1 * (high - low)
+        return np.concatenate([low - pad, high + pad], 1)
+
     def label(self, images: np.ndarray, input_size: int = 416) -> FaceLabels:
         """Detect the main face of each (N, H, W, 3) uint8 image, find its landmarks in the detector
         box, then age, gender and expression in the landmarks' box padded by 20 % (face-api's
@@ -295,8 +357,6 @@ class FaceAnalyzer:
         boxes, scores = self.detect(images, input_size)
         crops, frames = self.crop(images, boxes)
         landmarks = frames[:, None, :2] + self.landmarks(crops) * frames[:, None, 2:3]
-        low, high = landmarks.min(1), landmarks.max(1)
-        pad = 0.1 * (high - low)
-        aligned, _ = self.crop(images, np.concatenate([low - pad, high + pad], 1))
+        aligned, _ = self.crop(images, self.aligned_boxes(landmarks))
         out = self.attributes(aligned)
         return FaceLabels(boxes, scores, out["age"], out["p_male"], out["expressions"], landmarks)
