@@ -46,33 +46,32 @@ def test_block_measurements_equal_full_resolution_measurements():
         downstream.block_matrix(bernoulli_patterns(4, 64), 4)
 
 
-def _faces_with_bright_left_half(n, rng, size=32):
-    """Faces whose attribute is 'left half brighter than right half' (a task 4 patterns can see)."""
+def _faces_with_bright_top_half(n, rng, size=32):
+    """Faces whose attribute is 'top half brighter than bottom half': a task 4 patterns can see, and
+    one that survives a left-right mirror like the face attributes."""
     images = rng.integers(40, 200, size=(n, size, size, 3)).astype(np.float32)
     target = rng.random(n) < 0.5
-    images[target, :, : size // 2] += 50
-    images[~target, :, size // 2 :] += 50
+    images[target, : size // 2] += 50
+    images[~target, size // 2 :] += 50
     return np.clip(images, 0, 255).astype(np.uint8), target
 
 
 def test_task_patterns_learn_a_binary_attribute_through_the_photodiode(tmp_path):
     torch.set_num_threads(1)
     rng = np.random.default_rng(2)
-    images, target = _faces_with_bright_left_half(400, rng)
+    images, target = _faces_with_bright_top_half(400, rng)
     sums = downstream.channel_sums(images, 2)
     model = downstream.train_task_patterns(
-        sums, target, 4, "left", block=2, resolution=32, steps=150, batch=128, progress=False
+        sums, target, 4, "top", block=2, resolution=32, steps=150, batch=128, progress=False
     )
     assert model.pattern_set.resolution == (32, 32) and model.num_measurements == 4
-    test_images, test_target = _faces_with_bright_left_half(200, rng)
+    test_images, test_target = _faces_with_bright_top_half(200, rng)
     dim = PhotodiodeModel().with_photon_flux(20.0)
     counts = downstream.measure_task(model, test_images, dim, seed=5)
     assert downstream.accuracy(model.probabilities(counts), test_target) > 0.9
     path = save_task_model(model, tmp_path / "task.safetensors")
     loaded = load_task_model(path)
-    assert (
-        loaded.attribute == "left" and loaded.pattern_set.pattern_set_id == model.pattern_set.pattern_set_id
-    )
+    assert loaded.attribute == "top" and loaded.pattern_set.pattern_set_id == model.pattern_set.pattern_set_id
     assert np.allclose(loaded.probabilities(counts), model.probabilities(counts), atol=1e-6)
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ValueError):
@@ -81,8 +80,8 @@ def test_task_patterns_learn_a_binary_attribute_through_the_photodiode(tmp_path)
 
 def test_hadamard_probe_reads_the_same_task_from_split_counts():
     rng = np.random.default_rng(3)
-    images, target = _faces_with_bright_left_half(400, rng)
-    forward = ForwardModel(hadamard_split_patterns(4, 32))
+    images, target = _faces_with_bright_top_half(400, rng)
+    forward = ForwardModel(hadamard_split_patterns(6, 32))  # DC and the first two Walsh functions
     counts = PhotodiodeModel().sample(forward.measure(images), np.random.default_rng(0)).counts
     probabilities = downstream.hadamard_probe(counts[:300], target[:300], counts[300:])
     assert downstream.accuracy(probabilities, target[300:]) > 0.9

@@ -151,7 +151,11 @@ def train_task_patterns(
             group["lr"] = learning_rate(step, steps, group["peak"])
         index = torch.randint(0, len(x_all), (batch,), generator=rng)
         flux = math.exp(low + (high - low) * torch.rand((), generator=rng).item())
-        y = x_all[index] @ patterns().T
+        x = x_all[index]
+        # Left-right mirrored faces keep their attributes: half of each batch is mirrored.
+        mirror = torch.rand(batch, generator=rng) < 0.5
+        x[mirror] = x[mirror].view(-1, coarse, coarse).flip(-1).reshape(-1, coarse * coarse)
+        y = x @ patterns().T
         counts = PhotodiodeModel().with_photon_flux(flux).sample_torch(y, rng).counts
         loss = torch.nn.functional.binary_cross_entropy_with_logits(head(counts), t_all[index])
         optimizer.zero_grad(set_to_none=True)
