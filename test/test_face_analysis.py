@@ -130,3 +130,37 @@ def test_batch_equals_single_faces(analyzer):
     # The mirrored face: the same age within a few years, landmarks mirrored.
     assert abs(batch.age[0] - batch.age[1]) < 5
     assert abs(batch.landmarks[0, :, 0].mean() - (256 - batch.landmarks[1, :, 0].mean())) < 8
+
+
+def test_lsi_label_writes_labels_next_to_the_faces(dcgan_data):
+    import subprocess
+    import sys
+
+    from lsi_ros.evaluation import face_labels
+    from lsi_ros.training import data
+
+    command = [
+        sys.executable,
+        "-m",
+        "lsi_ros.cli",
+        "label",
+        "--generator",
+        "dcgan",
+        "--data-dir",
+        str(dcgan_data),
+    ]
+    result = subprocess.run(
+        [*command, "--train", "16", "--held-out", "8", "--batch", "16"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    seeds = np.concatenate([np.arange(16), data.HELD_OUT_SEED_START + np.arange(8)])
+    labels = face_labels.load_labels("dcgan", seeds[::-1], dcgan_data)
+    assert labels["landmarks"].shape == (24, 68, 2) and np.isfinite(labels["landmarks"]).all()
+    assert np.all((labels["p_male"] >= 0) & (labels["p_male"] <= 1))
+    assert np.allclose(labels["expressions"].sum(1), 1, atol=1e-5)
+    assert set(face_labels.binary_attributes(labels)) == set(face_labels.ATTRIBUTES)
+    with pytest.raises(ValueError, match="lsi label"):
+        face_labels.load_labels("dcgan", np.array([16]), dcgan_data)
