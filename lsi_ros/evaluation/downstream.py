@@ -245,6 +245,9 @@ def plot_comparison(results: dict, path) -> None:
                 ax.axhline(row["accuracy"], color="black", ls="--", lw=1, label="labeller on mirrored image")
             if row["source"] == "true-latent":
                 ax.axhline(row["accuracy"], color="gray", ls=":", lw=1.5, label="boundary on true latent")
+        majority = results.get("majority_class_accuracy", {}).get(name)
+        if majority is not None:
+            ax.axhline(majority, color="tab:olive", ls="-.", lw=1, label="majority class (chance)")
         for source, color in colors.items():
             curve = sorted((r["M"], r["accuracy"]) for r in rows if r["source"] == source)
             if curve:
@@ -258,6 +261,9 @@ def plot_comparison(results: dict, path) -> None:
     ax = axes[-1]
     nme = [r for r in results["rows"] if "nme" in r]
     curve = sorted((r["M"], r["nme"]) for r in nme if r["source"] == "lsi-latent")
+    for row in nme:
+        if row["source"] == "mean-landmarks":
+            ax.axhline(row["nme"], color="black", ls="--", lw=1, label="mean shape (nothing measured)")
     if curve:
         ax.plot(*zip(*curve, strict=True), "o-", color="tab:red", label="lsi-latent -> ridge")
     for row in nme:
