@@ -109,3 +109,16 @@ def test_labels_file_is_read_by_seed_and_refuses_unlabelled_seeds(tmp_path):
     assert binary["age_over_40"].tolist() == [False, False]
     with pytest.raises(ValueError, match="not in"):
         face_labels.load_labels("mobilestylegan", np.array([6]), tmp_path)
+
+
+def test_commands_say_what_to_run_when_faces_labels_or_weights_are_missing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    lsi = [sys.executable, "-m", "lsi_ros.cli"]
+    result = subprocess.run([*lsi, "attributes", "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 1 and "lsi data" in result.stderr
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    result = subprocess.run([*lsi, "label"], capture_output=True, text=True, env=env)
+    assert result.returncode == 1 and "lsi label --fetch" in result.stderr

@@ -1,6 +1,7 @@
 """``lsi attributes``: attribute boundaries in the latent space, task patterns, and the comparison table."""
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -65,10 +66,14 @@ def main(args) -> int:
 
     torch.set_num_threads(args.threads)
     timings = {}
-    train = data.load(args.generator, 0, args.train, args.data_dir)
-    test = data.load(args.generator, data.HELD_OUT_SEED_START, args.held_out, args.data_dir)
-    train_labels = face_labels.load_labels(args.generator, train.seeds, args.data_dir)
-    test_labels = face_labels.load_labels(args.generator, test.seeds, args.data_dir)
+    try:
+        train = data.load(args.generator, 0, args.train, args.data_dir)
+        test = data.load(args.generator, data.HELD_OUT_SEED_START, args.held_out, args.data_dir)
+        train_labels = face_labels.load_labels(args.generator, train.seeds, args.data_dir)
+        test_labels = face_labels.load_labels(args.generator, test.seeds, args.data_dir)
+    except (FileNotFoundError, ValueError) as error:  # faces or labels missing: says which command to run
+        print(f"lsi attributes: {error}", file=sys.stderr)
+        return 1
     train_y = face_labels.binary_attributes(train_labels)
     test_y = face_labels.binary_attributes(test_labels)
     photodiode = PhotodiodeModel()

@@ -1,5 +1,7 @@
 """``lsi label``: label the cached generated faces with the ported face-api networks."""
 
+import sys
+
 from lsi_ros.training import data
 
 
@@ -32,16 +34,24 @@ def main(args) -> int:
     from lsi_ros.evaluation import face_analysis, face_labels
 
     torch.set_num_threads(args.threads)
-    if args.fetch:
-        print(f"face-api weights in {face_analysis.fetch_face_api()}")
-    analyzer = face_analysis.FaceAnalyzer()
+    try:
+        if args.fetch:
+            print(f"face-api weights in {face_analysis.fetch_face_api()}")
+        analyzer = face_analysis.FaceAnalyzer()
+    except face_analysis.FaceApiMissingError as error:
+        print(f"lsi label: {error}", file=sys.stderr)
+        return 1
     if args.check:
         results = face_labels.check_portraits(analyzer, args.check)
         for name, result in results.items():
             print(f"{name}: {result}")
         return 0
-    path = face_labels.label_dataset(
-        analyzer, args.generator, args.train, args.held_out, args.data_dir, batch=args.batch
-    )
+    try:
+        path = face_labels.label_dataset(
+            analyzer, args.generator, args.train, args.held_out, args.data_dir, batch=args.batch
+        )
+    except FileNotFoundError as error:  # faces not generated yet
+        print(f"lsi label: {error}", file=sys.stderr)
+        return 1
     print(f"labels of {args.train} + {args.held_out} faces in {path}")
     return 0
