@@ -139,6 +139,6 @@ def check_portraits(analyzer: FaceAnalyzer, path) -> dict[str, str]:
     )
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=70)
     plt.close(fig)
     return results
