@@ -13,7 +13,7 @@ export ROS_DOMAIN_ID ?= $(shell $(PYTHON) -c 'import random; print(random.randin
 export ROS_LOG_DIR ?= $(shell mktemp -d -t lsi_ros_log.XXXXXX)
 export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
 
-.PHONY: setup run smoke test bench lint format clean help
+.PHONY: setup run smoke test bench lint format clean help face-api
 
 help:
 	@echo "make run    set up if needed, then run the main job (lsi run: the simulated camera, 30 s)"
@@ -56,6 +56,11 @@ lint: $(STAMPS)/deps
 format: $(STAMPS)/deps
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The face labeller's weights (npm pack @vladmandic/face-api, cached in ~/.cache/lsi_ros/face-api) and
+# its check on the offline portraits; needed by `lsi label`, never by the nodes.
+face-api: setup
+	$(VENV)/bin/lsi label --fetch --check docs/results/face_analysis_check.png
 
 clean:
 	rm -rf $(VENV) build install log runs

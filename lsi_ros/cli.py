@@ -5,7 +5,19 @@ import importlib
 import sys
 
 # Subcommands, in the order a newcomer meets them; each lives in lsi_ros/commands/<name>.py.
-SUBCOMMANDS = ("run", "data", "train", "finetune", "eval", "calibrate", "bench", "smoke", "launch")
+SUBCOMMANDS = (
+    "run",
+    "data",
+    "train",
+    "finetune",
+    "eval",
+    "label",
+    "attributes",
+    "calibrate",
+    "bench",
+    "smoke",
+    "launch",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

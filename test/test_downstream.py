@@ -1,0 +1,124 @@
+"""Downstream tasks: latent boundaries, landmark NME, block-exact measurements, task patterns, files."""
+
+import numpy as np
+import pytest
+import torch
+
+from lsi_ros.evaluation import downstream, face_labels
+from lsi_ros.models.attributes import load_boundaries, save_boundaries
+from lsi_ros.models.task import load_task_model, save_task_model
+from lsi_ros.optics import ForwardModel, PhotodiodeModel
+from lsi_ros.optics.patterns import bernoulli_patterns, hadamard_split_patterns
+
+
+def test_boundaries_recover_a_linear_rule_and_survive_the_file(tmp_path):
+    rng = np.random.default_rng(0)
+    latents = rng.normal(3.0, 2.0, size=(1200, 16)).astype(np.float32)  # offset, scaled: folded back
+    direction = rng.normal(size=16)
+    labels = {"a": latents @ direction > 3.0 * direction.sum(), "b": latents[:, 0] > 3.5}
+    boundaries = downstream.fit_boundaries(latents[:1000], {k: v[:1000] for k, v in labels.items()}, "gen")
+    probabilities = boundaries.probabilities(latents[1000:])
+    assert boundaries.names == ("a", "b") and boundaries.weight.shape == (2, 16)
+    for k, name in enumerate(boundaries.names):
+        assert downstream.accuracy(probabilities[:, k], labels[name][1000:]) > 0.95
+    loaded = load_boundaries(save_boundaries(boundaries, tmp_path / "attributes.safetensors"))
+    assert np.allclose(loaded.probabilities(latents[1000:]), probabilities, atol=1e-4)
+
+
+def test_calibration_error_and_nme_on_known_values():
+    target = np.array([1, 1, 0, 0], bool)
+    assert downstream.expected_calibration_error(np.array([1.0, 1.0, 0.0, 0.0]), target) == 0.0
+    assert downstream.expected_calibration_error(np.full(4, 0.9), target) == pytest.approx(0.4)
+    truth = np.zeros((2, 68, 2))
+    truth[:, 36], truth[:, 45] = [0.0, 0.0], [10.0, 0.0]  # inter-ocular distance 10
+    assert downstream.landmark_nme(truth + [3.0, 4.0], truth) == pytest.approx(0.5)
+
+
+def test_block_measurements_equal_full_resolution_measurements():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)
+    split = hadamard_split_patterns(8, 64)
+    coarse = downstream.block_matrix(split, 4)
+    assert coarse.shape == (8, 16 * 16)
+    full = ForwardModel(split).measure(images)
+    assert np.allclose(downstream.channel_sums(images, 4) @ coarse.T, full, rtol=1e-5)
+    with pytest.raises(ValueError, match="not constant"):
+        downstream.block_matrix(bernoulli_patterns(4, 64), 4)
+
+
+def _faces_with_bright_top_half(n, rng, size=32):
+    """Faces whose attribute is 'top half brighter than bottom half': a task 4 patterns can see, and
+    one that survives a left-right mirror like the face attributes."""
+    images = rng.integers(40, 200, size=(n, size, size, 3)).astype(np.float32)
+    target = rng.random(n) < 0.5
+    images[target, : size // 2] += 50
+    images[~target, size // 2 :] += 50
+    return np.clip(images, 0, 255).astype(np.uint8), target
+
+
+def test_task_patterns_learn_a_binary_attribute_through_the_photodiode(tmp_path):
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(2)
+    images, target = _faces_with_bright_top_half(400, rng)
+    sums = downstream.channel_sums(images, 2)
+    model = downstream.train_task_patterns(
+        sums, target, 4, "top", block=2, resolution=32, steps=150, batch=128, progress=False
+    )
+    assert model.pattern_set.resolution == (32, 32) and model.num_measurements == 4
+    test_images, test_target = _faces_with_bright_top_half(200, rng)
+    dim = PhotodiodeModel().with_photon_flux(20.0)
+    counts = downstream.measure_task(model, test_images, dim, seed=5)
+    assert downstream.accuracy(model.probabilities(counts), test_target) > 0.9
+    path = save_task_model(model, tmp_path / "task.safetensors")
+    loaded = load_task_model(path)
+    assert loaded.attribute == "top" and loaded.pattern_set.pattern_set_id == model.pattern_set.pattern_set_id
+    assert np.allclose(loaded.probabilities(counts), model.probabilities(counts), atol=1e-6)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError):
+        load_task_model(path)
+
+
+def test_hadamard_probe_reads_the_same_task_from_split_counts():
+    rng = np.random.default_rng(3)
+    images, target = _faces_with_bright_top_half(400, rng)
+    forward = ForwardModel(hadamard_split_patterns(6, 32))  # DC and the first two Walsh functions
+    counts = PhotodiodeModel().sample(forward.measure(images), np.random.default_rng(0)).counts
+    probabilities = downstream.hadamard_probe(counts[:300], target[:300], counts[300:])
+    assert downstream.accuracy(probabilities, target[300:]) > 0.9
+
+
+def test_labels_file_is_read_by_seed_and_refuses_unlabelled_seeds(tmp_path):
+    from safetensors.numpy import save_file
+
+    folder = tmp_path / "mobilestylegan-psi0.7"
+    folder.mkdir()
+    seeds = np.array([5, 7, 9], np.int64)
+    labels = {
+        "seed": seeds,
+        "age": np.array([20.0, 50.0, 30.0], np.float32),
+        "p_male": np.array([0.9, 0.2, 0.6], np.float32),
+        "expressions": np.eye(7, dtype=np.float32)[[1, 0, 1]],
+    }
+    save_file(
+        labels, str(folder / face_labels.LABELS_FILE), metadata={"labeller": face_labels.FACE_API_PACKAGE}
+    )
+    loaded = face_labels.load_labels("mobilestylegan", np.array([9, 5]), tmp_path)
+    assert loaded["age"].tolist() == [30.0, 20.0]
+    binary = face_labels.binary_attributes(loaded)
+    assert binary["male"].tolist() == [True, True] and binary["smiling"].tolist() == [True, True]
+    assert binary["age_over_40"].tolist() == [False, False]
+    with pytest.raises(ValueError, match="not in"):
+        face_labels.load_labels("mobilestylegan", np.array([6]), tmp_path)
+
+
+def test_commands_say_what_to_run_when_faces_labels_or_weights_are_missing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    lsi = [sys.executable, "-m", "lsi_ros.cli"]
+    result = subprocess.run([*lsi, "attributes", "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 1 and "lsi data" in result.stderr
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    result = subprocess.run([*lsi, "label"], capture_output=True, text=True, env=env)
+    assert result.returncode == 1 and "lsi label --fetch" in result.stderr
