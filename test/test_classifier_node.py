@@ -97,3 +97,22 @@ def test_bad_boundaries_files_are_refused(tmp_path):
         "smiling",
         "male",
     )
+
+
+def test_shipped_boundaries_by_name_give_calibrated_probabilities_of_a_face(probe):
+    from lsi_ros.models.registry import find_model
+
+    codes, received = probe
+    shipped = load_boundaries(find_model("attributes"))
+    w = np.random.default_rng(3).normal(0.0, 1.0, (1, shipped.latent_dim)).astype(np.float32)
+    process = start("attributes")
+    try:
+        msg = latent.to_msg(w, model_id="lsi-mobilestylegan-m128", pattern_set_id="p")
+        assert wait_for(lambda: codes.publish(msg) or received["attributes"], timeout=30, period=0.3)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    published = received["attributes"][0]
+    assert list(published.names) == list(shipped.names) and len(shipped.names) >= 3
+    np.testing.assert_allclose(published.scores, shipped.probabilities(w[0]), rtol=1e-5)
+    assert all(0.0 < p < 1.0 for p in published.scores)

@@ -9,11 +9,18 @@ import numpy as np
 from rclpy.node import Node
 
 from lsi_ros.models.attributes import BoundariesError, load_boundaries
+from lsi_ros.models.registry import find_model
 from lsi_ros.msg import Attributes, LatentCode
 from lsi_ros.ros import diagnostics, latent, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
 
-PARAMS = (Param("boundaries", "", "Attribute boundaries file (.safetensors); empty: none configured."),)
+PARAMS = (
+    Param(
+        "boundaries",
+        "",
+        "Attribute boundaries: a file (.safetensors) or a shipped name ('attributes'); empty: none.",
+    ),
+)
 
 
 class LatentClassifier(Node):
@@ -26,9 +33,9 @@ class LatentClassifier(Node):
         self.status = "no boundaries file configured: publishing nothing"
         if self.config["boundaries"]:
             try:
-                self.boundaries = load_boundaries(self.config["boundaries"])
+                self.boundaries = load_boundaries(find_model(self.config["boundaries"]))
                 self.status = f"attributes: {', '.join(self.boundaries.names)}"
-            except BoundariesError as error:
+            except (BoundariesError, FileNotFoundError) as error:
                 self.status = f"cannot load boundaries: {error}"
         if self.boundaries is None:
             self.get_logger().warning(self.status)
