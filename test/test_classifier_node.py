@@ -100,11 +100,12 @@ def test_bad_boundaries_files_are_refused(tmp_path):
 
 
 def test_shipped_boundaries_by_name_give_calibrated_probabilities_of_a_face(probe):
+    from lsi_ros.models.generators import get_generator
     from lsi_ros.models.registry import find_model
 
     codes, received = probe
     shipped = load_boundaries(find_model("attributes"))
-    w = np.random.default_rng(3).normal(0.0, 1.0, (1, shipped.latent_dim)).astype(np.float32)
+    w = get_generator("mobilestylegan").sample_latents([1_000_000], truncation_psi=0.7).astype(np.float32)
     process = start("attributes")
     try:
         msg = latent.to_msg(w, model_id="lsi-mobilestylegan-m128", pattern_set_id="p")
