@@ -167,3 +167,30 @@ def test_sampler_applies_a_calibration_file_or_reports_why_not(tmp_path, probe, 
     else:
         np.testing.assert_allclose(values, raw, rtol=1e-5)
         assert sampler.level == DiagnosticStatus.WARN and "calibration not applied" in sampler.message
+
+
+def test_task_model_runs_through_the_same_nodes(tmp_path, probe):
+    """model:=task-male-m4: the DMD shows its 4 patterns, the encoder reads p(male) off the counts."""
+    from lsi_ros.models.registry import find_model
+    from lsi_ros.models.task import load_task_model
+    from lsi_ros.msg import Attributes
+
+    node, scenes, received = probe
+    attributes = []
+    node.create_subscription(Attributes, "attributes", attributes.append, qos.RELIABLE)
+    task = load_task_model(find_model("task-male-m4"))
+    process = start_capture(tmp_path, model="task-male-m4")
+    try:
+        assert wait_for(lambda: received["info"], timeout=30)
+        assert received["info"][0].pattern_set_id == task.pattern_set.pattern_set_id
+        face = np.random.default_rng(5).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+        scene = image.array_to_image(face, "rgb8")
+        assert wait_for(lambda: scenes.publish(scene) or attributes, timeout=30, period=0.3)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    frames = {(f.header.stamp.sec, f.header.stamp.nanosec): f for f in received["frames"]}
+    published = attributes[0]
+    frame = frames[(published.header.stamp.sec, published.header.stamp.nanosec)]
+    assert len(frame.values) == 4 and list(published.names) == ["male"]
+    np.testing.assert_allclose(published.scores, [task.probabilities(np.asarray(frame.values))], rtol=1e-5)

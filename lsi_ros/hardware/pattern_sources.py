@@ -22,14 +22,16 @@ def default_cache_dir() -> Path:
 
 
 def resolve(spec: str, resolution: int = 256, cache_dir=None) -> tuple[patterns.PatternSet, Path]:
-    """``spec``: a pattern-set file, ``model:<name or file>`` (the model's learned patterns), or
-    ``<family>:<P>[:seed]``. Returns the set and the file every process can read it from."""
+    """``spec``: a pattern-set file, ``model:<name or file>`` (the learned patterns of a model or a
+    task model), or ``<family>:<P>[:seed]``. Returns the set and the file every process can read it from."""
     family, _, rest = spec.partition(":")
     if family == "model":
         from lsi_ros.models.checkpoint import load_model
         from lsi_ros.models.registry import find_model
+        from lsi_ros.models.task import is_task_model, load_task_model
 
-        pattern_set = load_model(find_model(rest)).pattern_set
+        path = find_model(rest)
+        pattern_set = (load_task_model(path) if is_task_model(path) else load_model(path)).pattern_set
     elif family in FAMILIES:
         count, _, seed = rest.partition(":")
         try:

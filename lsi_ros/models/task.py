@@ -81,6 +81,15 @@ def save_task_model(model: TaskModel, path) -> Path:
     return path
 
 
+def is_task_model(path) -> bool:
+    """Whether a ``.safetensors`` file says it is a task model (model files say otherwise)."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}).get("format") == FILE_FORMAT
+    except (SafetensorError, OSError):
+        return False
+
+
 def load_task_model(path) -> TaskModel:
     """Read and validate a task model file; any defect raises ValueError naming the file."""
     path = Path(path)

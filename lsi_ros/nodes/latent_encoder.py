@@ -4,8 +4,12 @@ A frame is refused (no output, counted and reported) when its pattern set is not
 when it holds the wrong number of values, or when a value is not finite. The node keeps running
 and reports a missing or corrupt model file as an ERROR.
 
+Task mode: given a task model (``model:=task-male-m4``: patterns learned for one attribute and a
+tiny head, no latent), the same frames become that attribute's probability on ``attributes``.
+
 Subscribes: ``measurements`` (lsi_ros/Measurements, sensor-data QoS). Publishes: ``latent``
-(lsi_ros/LatentCode, reliable), ``/diagnostics``.
+(lsi_ros/LatentCode, reliable) or, in task mode, ``attributes`` (lsi_ros/Attributes, reliable);
+``/diagnostics``.
 """
 
 import time
@@ -16,12 +20,18 @@ from rclpy.node import Node
 
 from lsi_ros.models.checkpoint import ModelFileError, load_model
 from lsi_ros.models.registry import find_model
-from lsi_ros.msg import LatentCode, Measurements
+from lsi_ros.models.task import is_task_model, load_task_model
+from lsi_ros.msg import Attributes, LatentCode, Measurements
 from lsi_ros.ros import diagnostics, latent, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
 
 PARAMS = (
-    Param("model", "m128", "Model name (looked up in models/ and share/lsi_ros/models) or model file."),
+    Param(
+        "model",
+        "m128",
+        "Model name (looked up in models/ and share/lsi_ros/models) or file; a task model "
+        "(task-male-m4) switches to task mode.",
+    ),
     Param("device", "auto", "Torch device for the encoder.", choices=("auto", "cpu", "cuda")),
     Param(
         "threads",
@@ -44,18 +54,27 @@ class LatentEncoder(Node):
         self.latencies_ms = []
         self.error = ""
         self.model = None
+        self.task = None
         try:
-            self.model = load_model(find_model(self.config["model"]), device=self.device)
-        except (FileNotFoundError, ModelFileError) as error:
+            path = find_model(self.config["model"])
+            if is_task_model(path):
+                self.task = self.model = load_task_model(path)
+            else:
+                self.model = load_model(path, device=self.device)
+        except (FileNotFoundError, ModelFileError, ValueError) as error:
             self.error = f"cannot load model '{self.config['model']}': {error}"
             self.get_logger().error(self.error)
         else:
+            mode = f"task mode: p({self.task.attribute})" if self.task else f"on {self.device}"
             self.get_logger().info(
-                f"model {self.model.model_id}: M = {self.model.num_measurements}, "
-                f"pattern set {self.model.pattern_set.pattern_set_id}, on {self.device}"
+                f"model {self.model.pattern_set.model_id}: M = {self.model.num_measurements}, "
+                f"pattern set {self.model.pattern_set.pattern_set_id}, {mode}"
             )
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
-        self._publisher = self.create_publisher(LatentCode, "latent", qos.RELIABLE)
+        if self.task is None:
+            self._publisher = self.create_publisher(LatentCode, "latent", qos.RELIABLE)
+        else:
+            self._publisher = self.create_publisher(Attributes, "attributes", qos.RELIABLE)
         self.create_subscription(Measurements, "measurements", self._on_frame, qos.SENSOR_DATA)
         self.create_timer(1.0, self._report)
 
@@ -71,7 +90,7 @@ class LatentEncoder(Node):
             self._refuse(
                 "refused_pattern_set",
                 f"frame {frame.sequence} was measured with pattern set {frame.pattern_set_id}; "
-                f"model {self.model.model_id} needs {expected}",
+                f"model {self.model.pattern_set.model_id} needs {expected}",
             )
             return
         values = np.asarray(frame.values, dtype=np.float32)
@@ -85,12 +104,21 @@ class LatentEncoder(Node):
             self._refuse("refused_nonfinite", f"frame {frame.sequence} holds NaN or infinite values")
             return
         start = time.perf_counter()
-        with torch.inference_mode():
-            code = self.model.encoder(torch.from_numpy(values).to(self.device)[None])[0].cpu().numpy()
+        if self.task is not None:
+            probability = self.task.probabilities(values)
+            msg = Attributes(
+                header=frame.header,
+                model_id=self.task.pattern_set.model_id,
+                names=[self.task.attribute],
+                scores=np.atleast_1d(probability).astype(np.float32),
+            )
+        else:
+            with torch.inference_mode():
+                code = self.model.encoder(torch.from_numpy(values).to(self.device)[None])[0].cpu().numpy()
+            msg = latent.to_msg(
+                code, header=frame.header, model_id=self.model.model_id, pattern_set_id=frame.pattern_set_id
+            )
         self.latencies_ms.append(1e3 * (time.perf_counter() - start))
-        msg = latent.to_msg(
-            code, header=frame.header, model_id=self.model.model_id, pattern_set_id=frame.pattern_set_id
-        )
         self._publisher.publish(msg)
         self.counters["encoded"] += 1
 
