@@ -34,6 +34,14 @@ def add_parser(subparsers):
         "decoded vs image, and vs the latent teacher's reconstruction; writes "
         "docs/results/quality_images.json unless --output is given",
     )
+    parser.add_argument(
+        "--identity",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: same person? face-descriptor distance (face-api port, `make face-api`) of N "
+        "held-out faces to their LSI and Hadamard reconstructions -> docs/results/identity.json",
+    )
     parser.add_argument("--teacher-steps", type=int, default=100, help="--images: GAN inversion steps")
     parser.add_argument("--teacher-exit", choices=("exact", "fast"), default="exact", help="--images")
     parser.add_argument("--cache-dir", default=None, help="--images: teacher cache")
@@ -59,6 +67,8 @@ def main(args) -> int:
     photodiodes = quality.default_photodiodes()
     if args.images:
         return main_images(args, photodiodes)
+    if args.identity:
+        return main_identity(args, photodiodes[1])
     args.output = args.output or "docs/results/quality.json"
     args.examples = "docs/results/examples.png" if args.examples is None else args.examples
     faces = data.load(args.generator, data.HELD_OUT_SEED_START, args.faces, args.data_dir)
@@ -160,4 +170,36 @@ def main_images(args, photodiodes) -> int:
             f"{row['psnr']:6.2f} dB  SSIM {row['ssim']:.3f}{extra}  ({row['n_images']} images)"
         )
     print(f"wrote {output}, {figure or '-'}")
+    return 0
+
+
+def main_identity(args, photodiode) -> int:
+    from lsi_ros.evaluation import face_analysis, identity
+    from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.models.registry import find_model
+
+    try:
+        analyzer = face_analysis.FaceAnalyzer()
+    except face_analysis.FaceApiMissingError as error:
+        print(f"lsi eval: {error}", file=sys.stderr)
+        return 1
+    faces = data.load(args.generator, data.HELD_OUT_SEED_START, args.identity, args.data_dir)
+    models = [load_model(find_model(name)) for name in args.models]
+    rows = identity.identity_rows(
+        analyzer, models, get_generator(args.generator), faces.images / 255.0, photodiode
+    )
+    output = Path(args.output or "docs/results/identity.json")
+    results = {
+        "rows": rows,
+        "command": f"lsi eval --identity {args.identity}",
+        "faces": f"held-out generated faces, seeds {faces.seeds[0]}..{faces.seeds[-1]}",
+        "metric": "Euclidean distance of face-api 128-d descriptors to the face's own; same person "
+        f"below {identity.SAME_PERSON_DISTANCE} (face-api's threshold)",
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    for row in rows:
+        print(row)
+    print(f"wrote {output}")
     return 0
