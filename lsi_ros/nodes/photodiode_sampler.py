@@ -4,9 +4,11 @@ The ``sim`` backend images a scene topic (any camera driver, a bag, scene_source
 sampling grid and measures it through the photodiode model. The ``serial_adc`` backend reads the
 samples a microcontroller streams over serial (lsi_ros.hardware.serial_adc) on a reader thread,
 stamped with the host time the first pattern's sample arrived; the node keeps running while the
-device is absent or reconnecting (ERROR diagnostics). Frames that are incomplete, out of order,
-from another pattern set or span missed triggers or a reconnection are dropped and counted in
-diagnostics, never published.
+device is absent or reconnecting (ERROR diagnostics). The ``nidaqmx`` backend
+(lsi_ros.hardware.nidaq) reads an NI DAQ analog input clocked by the DMD's trigger-out the same
+way; without the nidaqmx package or NI's driver it reports ERROR and keeps running. Frames that
+are incomplete, out of order, from another pattern set or span missed triggers or a reconnection
+are dropped and counted in diagnostics, never published.
 
 Subscribes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local), ``scene``
 (sensor_msgs/Image, sim backend). Publishes: ``measurements`` (lsi_ros/Measurements, sensor-data
@@ -14,7 +16,8 @@ QoS), ``/diagnostics`` (frame counters; serial_adc: connected, frames, crc_error
 missed_triggers, timeouts, reconnects, last_error).
 
 Parameters: backend, frame_trigger, noise, photon_flux, seed (sim); port, baud_rate,
-read_timeout_s, reconnect_max_backoff_s (serial_adc); calibration, frame_id. With a calibration
+read_timeout_s, reconnect_max_backoff_s (serial_adc, nidaqmx); daq_channel, daq_clock_source,
+daq_start_trigger, daq_range_v, daq_terminal_config (nidaqmx); calibration, frame_id. With a calibration
 file (``lsi calibrate``) frames carry photo-electrons (dark level and ambient subtracted, divided
 by the gain) instead of raw ADC counts; a file that cannot be used is reported and raw counts flow.
 """
@@ -35,7 +38,7 @@ from lsi_ros.ros import diagnostics, image, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
 
 PARAMS = (
-    Param("backend", "sim", "Detector backend.", choices=("sim", "serial_adc")),
+    Param("backend", "sim", "Detector backend.", choices=("sim", "serial_adc", "nidaqmx")),
     Param(
         "frame_trigger",
         "per_scene",
@@ -63,16 +66,43 @@ PARAMS = (
     Param(
         "read_timeout_s",
         0.5,
-        "serial_adc: read timeout; must exceed the trigger period (a timeout is counted).",
+        "serial_adc, nidaqmx: read timeout (nidaqmx: beyond a chunk's M / pattern rate); must exceed "
+        "the trigger period (a timeout is counted).",
         min=0.01,
         max=10.0,
     ),
     Param(
         "reconnect_max_backoff_s",
         5.0,
-        "serial_adc: longest wait between reconnection attempts (backoff doubles from 50 ms).",
+        "serial_adc, nidaqmx: longest wait between reconnection attempts (backoff doubles from 50 ms).",
         min=0.05,
         max=300.0,
+    ),
+    Param("daq_channel", "Dev1/ai0", "nidaqmx: analog-input channel of the photodiode amplifier."),
+    Param(
+        "daq_clock_source",
+        "/Dev1/PFI0",
+        "nidaqmx: terminal wired to the DMD's trigger-out, the external sample clock "
+        "(one sample per pattern).",
+    ),
+    Param(
+        "daq_start_trigger",
+        "/Dev1/PFI1",
+        "nidaqmx: terminal wired to the DMD's frame-start trigger, so sample 0 is pattern 0 "
+        "(empty: count patterns from when the task is armed; arm it before the DMD starts).",
+    ),
+    Param(
+        "daq_range_v",
+        10.0,
+        "nidaqmx: input range ±V; samples at its limits count as saturated.",
+        min=0.01,
+        max=100.0,
+    ),
+    Param(
+        "daq_terminal_config",
+        "DEFAULT",
+        "nidaqmx: input terminal configuration.",
+        choices=("DEFAULT", "RSE", "NRSE", "DIFF", "PSEUDO_DIFF"),
     ),
     Param(
         "calibration",
@@ -101,7 +131,7 @@ class PhotodiodeSampler(Node):
         if self.config["backend"] == "sim":
             self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA)
         else:
-            self._reader = threading.Thread(target=self._read_samples, name="serial_adc_reader", daemon=True)
+            self._reader = threading.Thread(target=self._read_samples, name="detector_reader", daemon=True)
             self._reader.start()
         self.create_timer(1.0, self._report)
 
@@ -112,6 +142,16 @@ class PhotodiodeSampler(Node):
             if not self.config["noise"]:
                 model = PhotodiodeModel.noiseless()
             return backend(model=model, seed=self.config["seed"])
+        if self.config["backend"] == "nidaqmx":
+            return backend(
+                channel=self.config["daq_channel"],
+                clock_source=self.config["daq_clock_source"],
+                start_trigger=self.config["daq_start_trigger"],
+                range_v=self.config["daq_range_v"],
+                terminal_config=self.config["daq_terminal_config"],
+                read_timeout_s=self.config["read_timeout_s"],
+                reconnect_max_backoff_s=self.config["reconnect_max_backoff_s"],
+            )
         return backend(
             port=self.config["port"],
             baud_rate=self.config["baud_rate"],
@@ -134,6 +174,8 @@ class PhotodiodeSampler(Node):
         except (ValueError, OSError) as error:
             self._fail(f"cannot use announced pattern set {info.pattern_set_id}: {error}")
             return
+        if self.config["backend"] == "nidaqmx":
+            self.detector.set_pattern_rate(info.pattern_rate_hz)
         self.detector.set_pattern_set(pattern_set)
         self.assembler = FrameAssembler(pattern_set.pattern_set_id, pattern_set.num_patterns)
         self.get_logger().info(
@@ -169,7 +211,7 @@ class PhotodiodeSampler(Node):
                 self._publish(frame)
 
     def _read_samples(self):
-        """serial_adc: feed every arriving sample to the current assembler (the detector blocks at
+        """serial_adc, nidaqmx: feed every arriving sample to the current assembler (the detector blocks at
         most a read timeout, reconnects by itself and never raises)."""
         while not self._stop_reading.is_set():
             assembler = self.assembler
@@ -217,7 +259,8 @@ class PhotodiodeSampler(Node):
             **self.detector.status(),
         }
         if not values.get("connected", True):
-            message = f"detector not connected ({values['port']}): {values['last_error'] or 'connecting'}"
+            where = values.get("port") or values.get("channel")
+            message = f"detector not connected ({where}): {values['last_error'] or 'connecting'}"
             self._diagnostics.publish(diagnostics.ERROR, message, values)
             return
         if self.assembler is None:
