@@ -10,6 +10,11 @@ way; without the nidaqmx package or NI's driver it reports ERROR and keeps runni
 are incomplete, out of order, from another pattern set or span missed triggers or a reconnection
 are dropped and counted in diagnostics, never published.
 
+Service ``~/measure_dark`` (std_srvs/Trigger): with the objective covered, averages the next
+``dark_frames`` frames into the dark level and read noise of the calibration in use (or of one made
+from the photodiode model's nominal parameters), saves it to ``calibration`` when that is set and
+answers with the numbers.
+
 Subscribes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local), ``scene``
 (sensor_msgs/Image, sim backend). Publishes: ``measurements`` (lsi_ros/Measurements, sensor-data
 QoS), ``/diagnostics`` (frame counters; serial_adc: connected, frames, crc_errors, bytes_skipped,
@@ -17,22 +22,27 @@ missed_triggers, timeouts, reconnects, last_error).
 
 Parameters: backend, frame_trigger, noise, photon_flux, seed (sim); port, baud_rate,
 read_timeout_s, reconnect_max_backoff_s (serial_adc, nidaqmx); daq_channel, daq_clock_source,
-daq_start_trigger, daq_range_v, daq_terminal_config (nidaqmx); calibration, frame_id. With a calibration
-file (``lsi calibrate``) frames carry photo-electrons (dark level and ambient subtracted, divided
-by the gain) instead of raw ADC counts; a file that cannot be used is reported and raw counts flow.
+daq_start_trigger, daq_range_v, daq_terminal_config (nidaqmx); calibration, dark_frames,
+dark_timeout_s, frame_id. With a calibration file (``lsi calibrate``) frames carry photo-electrons
+(dark level and ambient subtracted, divided by the gain) instead of raw ADC counts; a file that
+cannot be used is reported and raw counts flow.
 """
 
 import threading
+from dataclasses import replace
 
 import numpy as np
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.task import Future
 from rclpy.time import Time
 from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
 
 from lsi_ros.hardware import detector_backends, pattern_sources
 from lsi_ros.hardware.frames import FrameAssembler
 from lsi_ros.msg import Measurements, PatternSetInfo
-from lsi_ros.optics.calibration import CalibrationError, DetectorCalibration
+from lsi_ros.optics.calibration import CalibrationError, DetectorCalibration, estimate_dark
 from lsi_ros.optics.photodiode import PhotodiodeModel
 from lsi_ros.ros import diagnostics, image, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
@@ -109,6 +119,20 @@ PARAMS = (
         "",
         "Detector calibration JSON from `lsi calibrate` (empty: publish raw ADC counts).",
     ),
+    Param(
+        "dark_frames",
+        50,
+        "~/measure_dark: frames averaged into the dark level and read noise (objective covered).",
+        min=2,
+        max=1_000_000,
+    ),
+    Param(
+        "dark_timeout_s",
+        60.0,
+        "~/measure_dark: give up when the frames have not arrived within this time.",
+        min=0.1,
+        max=3600.0,
+    ),
     Param("frame_id", "lsi_camera", "header.frame_id of the measurement frames."),
 )
 
@@ -125,6 +149,13 @@ class PhotodiodeSampler(Node):
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
         self.calibration = self._load_calibration()
         self._publisher = self.create_publisher(Measurements, "measurements", qos.SENSOR_DATA)
+        self._dark_lock = threading.Lock()
+        self._dark_frames: list | None = None
+        self._dark_done: Future | None = None
+        # its own group: the pending call awaits frames the default group's callbacks deliver
+        self.create_service(
+            Trigger, "~/measure_dark", self._on_measure_dark, callback_group=ReentrantCallbackGroup()
+        )
         self.create_subscription(PatternSetInfo, "pattern_set", self._on_pattern_set, qos.LATCHED)
         self._stop_reading = threading.Event()
         self._reader = None
@@ -235,7 +266,80 @@ class PhotodiodeSampler(Node):
             self.detector.close()
         return super().destroy_node()
 
+    async def _on_measure_dark(self, request, response):
+        """Average the next ``dark_frames`` raw frames (the operator has covered the objective) into
+        the dark level and read noise of the calibration in use; save it where it was loaded from."""
+        if self.assembler is None:
+            response.message = "no pattern set announced yet: no frames to measure"
+            return response
+        with self._dark_lock:
+            if self._dark_done is not None:
+                response.message = "a dark measurement is already running"
+                return response
+            done = self._dark_done = Future()
+            self._dark_frames = []
+        timer = self.create_timer(self.config["dark_timeout_s"], self._end_dark_collection)
+        try:
+            frames = await done
+        finally:
+            self.destroy_timer(timer)
+            with self._dark_lock:
+                self._dark_done = self._dark_frames = None
+        if frames is None:
+            response.message = (
+                f"no {self.config['dark_frames']} frames within {self.config['dark_timeout_s']} s: "
+                "is the DMD running (and, sim, a scene arriving)?"
+            )
+            return response
+        try:
+            response.message = self._apply_dark(np.stack(frames))
+        except (CalibrationError, OSError) as error:
+            response.message = f"dark measurement failed: {error}"
+            self._fail(response.message)
+            return response
+        response.success = True
+        self.get_logger().info(response.message)
+        return response
+
+    def _apply_dark(self, counts: np.ndarray) -> str:
+        calibration = self.calibration
+        if calibration is None:
+            # nominal model parameters; the stray light a covered camera still sees goes into the
+            # dark level, so the ambient offset starts at 0 until `lsi calibrate` measures it
+            model = self.detector.model if self.config["backend"] == "sim" else PhotodiodeModel()
+            calibration = replace(
+                DetectorCalibration.from_model(model, source="photodiode_sampler"), ambient=0.0
+            )
+        dark = estimate_dark(counts, calibration.gain, calibration.uncertainties.get("gain", 0.0))
+        frames, patterns = counts.shape
+        calibration = calibration.with_dark(
+            dark, f"dark: {frames} frames x {patterns} patterns, objective covered (~/measure_dark)"
+        )
+        saved = ""
+        if self.config["calibration"]:
+            saved = f", saved to {calibration.save(self.config['calibration'])}"
+        self.calibration = calibration
+        return (
+            f"dark level {dark.dark_level:.3f} ± {dark.dark_level_se:.3f} counts, read noise "
+            f"{dark.read_noise:.1f} ± {dark.read_noise_se:.1f} e- ({frames} frames x {patterns} patterns)"
+            f"{saved}"
+        )
+
+    def _end_dark_collection(self) -> None:
+        with self._dark_lock:
+            if self._dark_done is not None and not self._dark_done.done():
+                self._dark_done.set_result(None)
+
+    def _collect_dark(self, values: np.ndarray) -> None:
+        with self._dark_lock:
+            if self._dark_frames is None or self._dark_done.done():
+                return
+            self._dark_frames.append(np.array(values, dtype=np.float64))
+            if len(self._dark_frames) >= self.config["dark_frames"]:
+                self._dark_done.set_result(self._dark_frames)
+
     def _publish(self, frame):
+        self._collect_dark(frame.values)
         values = frame.values if self.calibration is None else self.calibration.calibrate_frame(frame.values)
         msg = Measurements(
             pattern_set_id=frame.pattern_set_id,
@@ -255,7 +359,9 @@ class PhotodiodeSampler(Node):
     def _report(self):
         values = {
             "rejected_scenes": self.rejected_scenes,
-            "calibration": self.config["calibration"] if self.calibration else "none (raw ADC counts)",
+            "calibration": (self.config["calibration"] or "measured dark (~/measure_dark), not saved")
+            if self.calibration
+            else "none (raw ADC counts)",
             **self.detector.status(),
         }
         if not values.get("connected", True):
