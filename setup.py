@@ -31,6 +31,7 @@ setup(
         if line.split("#")[0].strip()
     ],
     # ViALUX ALP-4 DMDs (backend alp4): pip install lsi_ros[alp4]; also needs ViALUX's ALP library.
-    extras_require={"alp4": ["alp4lib==1.1.0"]},
+    # NI DAQ photodiode (backend nidaqmx): pip install lsi_ros[nidaq]; also needs NI's NI-DAQmx driver.
+    extras_require={"alp4": ["alp4lib==1.1.0"], "nidaq": ["nidaqmx==1.7.0"]},
     entry_points={"console_scripts": ["lsi = lsi_ros.cli:main", *node_scripts()]},
 )

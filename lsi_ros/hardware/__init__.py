@@ -62,7 +62,8 @@ def projector_backends() -> dict:
 
 
 def detector_backends() -> dict:
+    from lsi_ros.hardware.nidaq import NidaqPhotodiode
     from lsi_ros.hardware.serial_adc import SerialAdcPhotodiode
     from lsi_ros.hardware.sim import SimulatedPhotodiode
 
-    return {"sim": SimulatedPhotodiode, "serial_adc": SerialAdcPhotodiode}
+    return {"sim": SimulatedPhotodiode, "serial_adc": SerialAdcPhotodiode, "nidaqmx": NidaqPhotodiode}

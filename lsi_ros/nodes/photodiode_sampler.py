@@ -4,9 +4,16 @@ The ``sim`` backend images a scene topic (any camera driver, a bag, scene_source
 sampling grid and measures it through the photodiode model. The ``serial_adc`` backend reads the
 samples a microcontroller streams over serial (lsi_ros.hardware.serial_adc) on a reader thread,
 stamped with the host time the first pattern's sample arrived; the node keeps running while the
-device is absent or reconnecting (ERROR diagnostics). Frames that are incomplete, out of order,
-from another pattern set or span missed triggers or a reconnection are dropped and counted in
-diagnostics, never published.
+device is absent or reconnecting (ERROR diagnostics). The ``nidaqmx`` backend
+(lsi_ros.hardware.nidaq) reads an NI DAQ analog input clocked by the DMD's trigger-out the same
+way; without the nidaqmx package or NI's driver it reports ERROR and keeps running. Frames that
+are incomplete, out of order, from another pattern set or span missed triggers or a reconnection
+are dropped and counted in diagnostics, never published.
+
+Service ``~/measure_dark`` (std_srvs/Trigger): with the objective covered, averages the next
+``dark_frames`` frames into the dark level and read noise of the calibration in use (or of one made
+from the photodiode model's nominal parameters), saves it to ``calibration`` when that is set and
+answers with the numbers.
 
 Subscribes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local), ``scene``
 (sensor_msgs/Image, sim backend). Publishes: ``measurements`` (lsi_ros/Measurements, sensor-data
@@ -14,28 +21,34 @@ QoS), ``/diagnostics`` (frame counters; serial_adc: connected, frames, crc_error
 missed_triggers, timeouts, reconnects, last_error).
 
 Parameters: backend, frame_trigger, noise, photon_flux, seed (sim); port, baud_rate,
-read_timeout_s, reconnect_max_backoff_s (serial_adc); calibration, frame_id. With a calibration
-file (``lsi calibrate``) frames carry photo-electrons (dark level and ambient subtracted, divided
-by the gain) instead of raw ADC counts; a file that cannot be used is reported and raw counts flow.
+read_timeout_s, reconnect_max_backoff_s (serial_adc, nidaqmx); daq_channel, daq_clock_source,
+daq_start_trigger, daq_range_v, daq_terminal_config (nidaqmx); calibration, dark_frames,
+dark_timeout_s, frame_id. With a calibration file (``lsi calibrate``) frames carry photo-electrons
+(dark level and ambient subtracted, divided by the gain) instead of raw ADC counts; a file that
+cannot be used is reported and raw counts flow.
 """
 
 import threading
+from dataclasses import replace
 
 import numpy as np
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.task import Future
 from rclpy.time import Time
 from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
 
 from lsi_ros.hardware import detector_backends, pattern_sources
 from lsi_ros.hardware.frames import FrameAssembler
 from lsi_ros.msg import Measurements, PatternSetInfo
-from lsi_ros.optics.calibration import CalibrationError, DetectorCalibration
+from lsi_ros.optics.calibration import CalibrationError, DetectorCalibration, estimate_dark
 from lsi_ros.optics.photodiode import PhotodiodeModel
 from lsi_ros.ros import diagnostics, image, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
 
 PARAMS = (
-    Param("backend", "sim", "Detector backend.", choices=("sim", "serial_adc")),
+    Param("backend", "sim", "Detector backend.", choices=("sim", "serial_adc", "nidaqmx")),
     Param(
         "frame_trigger",
         "per_scene",
@@ -63,21 +76,62 @@ PARAMS = (
     Param(
         "read_timeout_s",
         0.5,
-        "serial_adc: read timeout; must exceed the trigger period (a timeout is counted).",
+        "serial_adc, nidaqmx: read timeout (nidaqmx: beyond a chunk's M / pattern rate); must exceed "
+        "the trigger period (a timeout is counted).",
         min=0.01,
         max=10.0,
     ),
     Param(
         "reconnect_max_backoff_s",
         5.0,
-        "serial_adc: longest wait between reconnection attempts (backoff doubles from 50 ms).",
+        "serial_adc, nidaqmx: longest wait between reconnection attempts (backoff doubles from 50 ms).",
         min=0.05,
         max=300.0,
+    ),
+    Param("daq_channel", "Dev1/ai0", "nidaqmx: analog-input channel of the photodiode amplifier."),
+    Param(
+        "daq_clock_source",
+        "/Dev1/PFI0",
+        "nidaqmx: terminal wired to the DMD's trigger-out, the external sample clock "
+        "(one sample per pattern).",
+    ),
+    Param(
+        "daq_start_trigger",
+        "/Dev1/PFI1",
+        "nidaqmx: terminal wired to the DMD's frame-start trigger, so sample 0 is pattern 0 "
+        "(empty: count patterns from when the task is armed; arm it before the DMD starts).",
+    ),
+    Param(
+        "daq_range_v",
+        10.0,
+        "nidaqmx: input range ±V; samples at its limits count as saturated.",
+        min=0.01,
+        max=100.0,
+    ),
+    Param(
+        "daq_terminal_config",
+        "DEFAULT",
+        "nidaqmx: input terminal configuration.",
+        choices=("DEFAULT", "RSE", "NRSE", "DIFF", "PSEUDO_DIFF"),
     ),
     Param(
         "calibration",
         "",
         "Detector calibration JSON from `lsi calibrate` (empty: publish raw ADC counts).",
+    ),
+    Param(
+        "dark_frames",
+        50,
+        "~/measure_dark: frames averaged into the dark level and read noise (objective covered).",
+        min=2,
+        max=1_000_000,
+    ),
+    Param(
+        "dark_timeout_s",
+        60.0,
+        "~/measure_dark: give up when the frames have not arrived within this time.",
+        min=0.1,
+        max=3600.0,
     ),
     Param("frame_id", "lsi_camera", "header.frame_id of the measurement frames."),
 )
@@ -95,13 +149,20 @@ class PhotodiodeSampler(Node):
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
         self.calibration = self._load_calibration()
         self._publisher = self.create_publisher(Measurements, "measurements", qos.SENSOR_DATA)
+        self._dark_lock = threading.Lock()
+        self._dark_frames: list | None = None
+        self._dark_done: Future | None = None
+        # its own group: the pending call awaits frames the default group's callbacks deliver
+        self.create_service(
+            Trigger, "~/measure_dark", self._on_measure_dark, callback_group=ReentrantCallbackGroup()
+        )
         self.create_subscription(PatternSetInfo, "pattern_set", self._on_pattern_set, qos.LATCHED)
         self._stop_reading = threading.Event()
         self._reader = None
         if self.config["backend"] == "sim":
             self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA)
         else:
-            self._reader = threading.Thread(target=self._read_samples, name="serial_adc_reader", daemon=True)
+            self._reader = threading.Thread(target=self._read_samples, name="detector_reader", daemon=True)
             self._reader.start()
         self.create_timer(1.0, self._report)
 
@@ -112,6 +173,16 @@ class PhotodiodeSampler(Node):
             if not self.config["noise"]:
                 model = PhotodiodeModel.noiseless()
             return backend(model=model, seed=self.config["seed"])
+        if self.config["backend"] == "nidaqmx":
+            return backend(
+                channel=self.config["daq_channel"],
+                clock_source=self.config["daq_clock_source"],
+                start_trigger=self.config["daq_start_trigger"],
+                range_v=self.config["daq_range_v"],
+                terminal_config=self.config["daq_terminal_config"],
+                read_timeout_s=self.config["read_timeout_s"],
+                reconnect_max_backoff_s=self.config["reconnect_max_backoff_s"],
+            )
         return backend(
             port=self.config["port"],
             baud_rate=self.config["baud_rate"],
@@ -134,6 +205,8 @@ class PhotodiodeSampler(Node):
         except (ValueError, OSError) as error:
             self._fail(f"cannot use announced pattern set {info.pattern_set_id}: {error}")
             return
+        if self.config["backend"] == "nidaqmx":
+            self.detector.set_pattern_rate(info.pattern_rate_hz)
         self.detector.set_pattern_set(pattern_set)
         self.assembler = FrameAssembler(pattern_set.pattern_set_id, pattern_set.num_patterns)
         self.get_logger().info(
@@ -169,7 +242,7 @@ class PhotodiodeSampler(Node):
                 self._publish(frame)
 
     def _read_samples(self):
-        """serial_adc: feed every arriving sample to the current assembler (the detector blocks at
+        """serial_adc, nidaqmx: feed every arriving sample to the current assembler (the detector blocks at
         most a read timeout, reconnects by itself and never raises)."""
         while not self._stop_reading.is_set():
             assembler = self.assembler
@@ -193,7 +266,80 @@ class PhotodiodeSampler(Node):
             self.detector.close()
         return super().destroy_node()
 
+    async def _on_measure_dark(self, request, response):
+        """Average the next ``dark_frames`` raw frames (the operator has covered the objective) into
+        the dark level and read noise of the calibration in use; save it where it was loaded from."""
+        if self.assembler is None:
+            response.message = "no pattern set announced yet: no frames to measure"
+            return response
+        with self._dark_lock:
+            if self._dark_done is not None:
+                response.message = "a dark measurement is already running"
+                return response
+            done = self._dark_done = Future()
+            self._dark_frames = []
+        timer = self.create_timer(self.config["dark_timeout_s"], self._end_dark_collection)
+        try:
+            frames = await done
+        finally:
+            self.destroy_timer(timer)
+            with self._dark_lock:
+                self._dark_done = self._dark_frames = None
+        if frames is None:
+            response.message = (
+                f"no {self.config['dark_frames']} frames within {self.config['dark_timeout_s']} s: "
+                "is the DMD running (and, sim, a scene arriving)?"
+            )
+            return response
+        try:
+            response.message = self._apply_dark(np.stack(frames))
+        except (CalibrationError, OSError) as error:
+            response.message = f"dark measurement failed: {error}"
+            self._fail(response.message)
+            return response
+        response.success = True
+        self.get_logger().info(response.message)
+        return response
+
+    def _apply_dark(self, counts: np.ndarray) -> str:
+        calibration = self.calibration
+        if calibration is None:
+            # nominal model parameters; the stray light a covered camera still sees goes into the
+            # dark level, so the ambient offset starts at 0 until `lsi calibrate` measures it
+            model = self.detector.model if self.config["backend"] == "sim" else PhotodiodeModel()
+            calibration = replace(
+                DetectorCalibration.from_model(model, source="photodiode_sampler"), ambient=0.0
+            )
+        dark = estimate_dark(counts, calibration.gain, calibration.uncertainties.get("gain", 0.0))
+        frames, patterns = counts.shape
+        calibration = calibration.with_dark(
+            dark, f"dark: {frames} frames x {patterns} patterns, objective covered (~/measure_dark)"
+        )
+        saved = ""
+        if self.config["calibration"]:
+            saved = f", saved to {calibration.save(self.config['calibration'])}"
+        self.calibration = calibration
+        return (
+            f"dark level {dark.dark_level:.3f} ± {dark.dark_level_se:.3f} counts, read noise "
+            f"{dark.read_noise:.1f} ± {dark.read_noise_se:.1f} e- ({frames} frames x {patterns} patterns)"
+            f"{saved}"
+        )
+
+    def _end_dark_collection(self) -> None:
+        with self._dark_lock:
+            if self._dark_done is not None and not self._dark_done.done():
+                self._dark_done.set_result(None)
+
+    def _collect_dark(self, values: np.ndarray) -> None:
+        with self._dark_lock:
+            if self._dark_frames is None or self._dark_done.done():
+                return
+            self._dark_frames.append(np.array(values, dtype=np.float64))
+            if len(self._dark_frames) >= self.config["dark_frames"]:
+                self._dark_done.set_result(self._dark_frames)
+
     def _publish(self, frame):
+        self._collect_dark(frame.values)
         values = frame.values if self.calibration is None else self.calibration.calibrate_frame(frame.values)
         msg = Measurements(
             pattern_set_id=frame.pattern_set_id,
@@ -213,11 +359,14 @@ class PhotodiodeSampler(Node):
     def _report(self):
         values = {
             "rejected_scenes": self.rejected_scenes,
-            "calibration": self.config["calibration"] if self.calibration else "none (raw ADC counts)",
+            "calibration": (self.config["calibration"] or "measured dark (~/measure_dark), not saved")
+            if self.calibration
+            else "none (raw ADC counts)",
             **self.detector.status(),
         }
         if not values.get("connected", True):
-            message = f"detector not connected ({values['port']}): {values['last_error'] or 'connecting'}"
+            where = values.get("port") or values.get("channel")
+            message = f"detector not connected ({where}): {values['last_error'] or 'connecting'}"
             self._diagnostics.publish(diagnostics.ERROR, message, values)
             return
         if self.assembler is None:

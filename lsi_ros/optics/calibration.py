@@ -29,7 +29,7 @@ import json
 import math
 import os
 import zipfile
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,6 +87,37 @@ def temporal_stats(counts: np.ndarray) -> TemporalStats:
         dof=patterns * (frames - 1),
         samples=counts.size,
     )
+
+
+@dataclass(frozen=True)
+class DarkEstimate:
+    """Dark level (counts) and read noise (electrons) from frames taken with the objective covered."""
+
+    stats: TemporalStats
+    read_noise: float
+    read_noise_se: float
+
+    @property
+    def dark_level(self) -> float:
+        return self.stats.mean
+
+    @property
+    def dark_level_se(self) -> float:
+        return self.stats.mean_se
+
+
+def estimate_dark(counts: np.ndarray, gain: float, gain_se: float = 0.0) -> DarkEstimate:
+    """``(frames, patterns)`` dark counts → dark level ``μ`` and read noise ``σ = √(Var − 1/12) / g``."""
+    dark = temporal_stats(counts)
+    read_var = dark.variance - QUANTISATION_VARIANCE
+    if read_var <= 0:
+        raise CalibrationError(
+            f"dark variance {dark.variance:.3g} counts² is at the quantisation floor: "
+            "read noise not measurable"
+        )
+    read_noise = math.sqrt(read_var) / gain
+    read_se = read_noise * math.hypot(dark.variance_se / (2 * read_var), gain_se / gain)
+    return DarkEstimate(dark, read_noise, read_se)
 
 
 @dataclass(frozen=True)
@@ -433,6 +464,36 @@ class DetectorCalibration:
         object.__setattr__(self, "shift", tuple(float(v) for v in shift))
         object.__setattr__(self, "uncertainties", {k: float(v) for k, v in dict(self.uncertainties).items()})
 
+    @classmethod
+    def from_model(cls, model: PhotodiodeModel, source: str = "") -> DetectorCalibration:
+        """A calibration holding a photodiode model's parameters (nominal, not measured)."""
+        return cls(
+            dark_level=model.dark_level,
+            read_noise=model.read_noise,
+            gain=model.conversion_gain,
+            ambient=model.ambient,
+            full_scale=model.full_scale,
+            photon_flux=model.photon_flux,
+            date=datetime.now(UTC).isoformat(timespec="seconds"),
+            method="nominal photodiode model parameters",
+            source=source,
+        )
+
+    def with_dark(self, dark: DarkEstimate, method: str) -> DetectorCalibration:
+        """This calibration with a newly measured dark level and read noise (the rest kept)."""
+        uncertainties = self.uncertainties | {
+            "dark_level": dark.dark_level_se,
+            "read_noise": dark.read_noise_se,
+        }
+        return replace(
+            self,
+            dark_level=dark.dark_level,
+            read_noise=dark.read_noise,
+            uncertainties=uncertainties,
+            date=datetime.now(UTC).isoformat(timespec="seconds"),
+            method=f"{self.method}; {method}" if self.method else method,
+        )
+
     @property
     def ambient_counts(self) -> float:
         return self.gain * self.ambient
@@ -520,15 +581,8 @@ def calibrate(captures: CalibrationCaptures) -> CalibrationResult:
     ambient = temporal_stats(captures.ambient)
     ptc = photon_transfer(captures.ptc_counts, captures.ptc_light, dark, captures.adc_full_scale)
     gain, gain_se = ptc.gain, ptc.gain_se
-    read_var = dark.variance - QUANTISATION_VARIANCE
-    if read_var <= 0:
-        raise CalibrationError(
-            f"dark variance {dark.variance:.3g} counts² is at the quantisation floor: "
-            "read noise not measurable"
-        )
-    read_counts = math.sqrt(read_var)
-    read_noise = read_counts / gain
-    read_se = read_noise * math.hypot(dark.variance_se / (2 * read_var), gain_se / gain)
+    dark_estimate = estimate_dark(captures.dark, gain, gain_se)
+    read_noise, read_se = dark_estimate.read_noise, dark_estimate.read_noise_se
     ambient_counts = ambient.mean - dark.mean
     ambient_counts_se = math.hypot(ambient.mean_se, dark.mean_se)
     ambient_e = ambient_counts / gain
