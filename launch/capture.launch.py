@@ -36,7 +36,7 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "detector_backend",
                 default_value=backend,
-                description="photodiode_sampler backend: sim, serial_adc.",
+                description="photodiode_sampler backend: sim, serial_adc, nidaqmx.",
             ),
             DeclareLaunchArgument(
                 "model", default_value="m128", description="Model name or file (m32 ... m256)."
