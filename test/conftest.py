@@ -41,6 +41,17 @@ def wait_for(predicate, timeout=10.0, period=0.02):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread for training tests: on a 2-core machine more threads only contend."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def ros_context():
     """A private rclpy context for one test, shut down afterwards."""
     import rclpy

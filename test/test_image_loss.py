@@ -9,14 +9,7 @@ import torch
 from lsi_ros.training.losses import ms_ssim_window
 from lsi_ros.training.train import TrainConfig, Trainer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on the shared 2-core machine more threads only contend (10x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def config(dcgan_data, **changes) -> TrainConfig:
