@@ -135,47 +135,51 @@ def data_generation_row(faces: int = 32) -> dict:
     }
 
 
-def shipped_training_rows(faces_per_s: float, steps: int = 10, warmup: int = 2) -> list:
-    """Each shipped model's step time (its M, batch 64, 1 process, 1 thread), the wall time of its
-    training (its metadata's steps at that step time) and of generating its faces, on this machine."""
-    from lsi_ros.models.registry import find_model
+SHIPPED = ("m32", "m64", "m128", "m256")
 
-    rows = []
-    for name in ("m32", "m64", "m128", "m256"):
-        meta = json.loads(find_model(name).with_suffix(".json").read_text())
-        _, last = meta["validation_seeds"]
-        step = measure(1, 1, False, 64, steps, warmup, num_measurements=meta["M"])
-        step_ms = step["ms_per_step"]
-        rows.append(step)
-        rows.append(
-            {
-                "what": "training",
-                "model": name,
-                "M": meta["M"],
-                "steps": meta["steps"],
-                "ms_per_step": step_ms,
-                "projected_train_min": round(meta["steps"] * step_ms / 60_000, 1),
-                "data_faces": last + 1,
-                "projected_data_min": round((last + 1) / faces_per_s / 60, 1),
-                "final_val_latent_mse": round(meta["history"][-1]["val_latent_mse"], 3),
-                "hardware": "this CPU, 1 process, 1 thread",
-            }
-        )
-    return rows
+
+def shipped_training_row(name: str, meta: dict, step_ms: float, faces_per_s: float) -> dict:
+    """The wall time of a shipped model's training (its metadata's steps at the measured step time,
+    its M, batch 64, 1 process, 1 thread) and of generating its faces, on this machine."""
+    faces = meta["validation_seeds"][1] + 1
+    return {
+        "what": "training",
+        "model": name,
+        "M": meta["M"],
+        "steps": meta["steps"],
+        "ms_per_step": step_ms,
+        "projected_train_min": round(meta["steps"] * step_ms / 60_000, 1),
+        "data_faces": faces,
+        "projected_data_min": round(faces / faces_per_s / 60, 1),
+        "final_val_latent_mse": round(meta["history"][-1]["val_latent_mse"], 3),
+        "hardware": "this CPU, 1 process, 1 thread",
+    }
 
 
 def rows(steps: int = 30, warmup: int = 3, image_steps: int = 2, image_batch: int = 2) -> list:
     """Step times (median on rank 0; the machine may be shared, so each row keeps the load average
-    before and after it), then the shipped models' projected training and data time."""
+    before and after it): one process and thread at each shipped M, then at M = 128 two threads, two
+    processes, batch 2 and the image loss; then the shipped models' projected training and data time."""
+    from lsi_ros.models.registry import find_model
+
+    metas = {name: json.loads(find_model(name).with_suffix(".json").read_text()) for name in SHIPPED}
+    per_model = {
+        name: measure(1, 1, False, 64, steps, warmup, num_measurements=meta["M"])
+        for name, meta in metas.items()
+    }
     step_rows = [
-        measure(1, 1, False, 64, steps, warmup),
+        *per_model.values(),
         measure(1, 2, False, 64, steps, warmup),
         measure(2, 1, False, 64, steps, warmup),
         measure(1, 1, False, image_batch, steps, warmup),
         measure(1, 1, True, image_batch, image_steps, 1),
     ]
     data = data_generation_row()
-    return [*step_rows, data, *shipped_training_rows(data["faces_per_s"])]
+    training = [
+        shipped_training_row(name, metas[name], row["ms_per_step"], data["faces_per_s"])
+        for name, row in per_model.items()
+    ]
+    return [*step_rows, data, *training]
 
 
 def main() -> int:

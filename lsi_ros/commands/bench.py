@@ -4,7 +4,15 @@ import json
 import sys
 from pathlib import Path
 
-SUITES = ("encoder", "decoder", "bytes", "reconstruction", "pipeline", "training")
+# Each suite and the kinds of rows ("what") it writes, in the file's order.
+SUITES = {
+    "encoder": ("encoder",),
+    "decoder": ("decoder",),
+    "bytes": ("bytes_per_frame",),
+    "reconstruction": ("reconstruction",),
+    "pipeline": ("pipeline",),
+    "training": ("train-step", "data-generation", "training"),
+}
 
 
 def add_parser(subparsers):
@@ -17,7 +25,9 @@ def add_parser(subparsers):
         "rate for --duration seconds; 'training' times training steps (1 and 2 processes, image loss) "
         "and projects the shipped models' training time (~5 min, ~4 GB). Run it on an idle machine.",
     )
-    parser.add_argument("--only", nargs="+", choices=SUITES, default=SUITES, help="suites (default all)")
+    parser.add_argument(
+        "--only", nargs="+", choices=tuple(SUITES), default=tuple(SUITES), help="suites (default all)"
+    )
     parser.add_argument("--model", default="m128", help="model of the pipeline run (default m128)")
     parser.add_argument("--duration", type=float, default=60.0, help="pipeline window, s (default 60)")
     parser.add_argument("--output", default="docs/results/bench.json")
@@ -38,15 +48,14 @@ def main(args) -> int:
     }
     output = Path(args.output)
     kept = json.loads(output.read_text())["rows"] if output.exists() else []
-    what = {"bytes": "bytes_per_frame", "training": ("train-step", "data-generation", "training")}
-    rerun = {kind for name in args.only for kind in _kinds(what.get(name, name))}
+    rerun = {kind for name in args.only for kind in SUITES[name]}
     rows = [row for row in kept if row["what"] not in rerun]
     for name in args.only:
         new = suites[name]()
         for row in new:
             print(row)
         rows += new
-    order = [kind for name in SUITES for kind in _kinds(what.get(name, name))]
+    order = [kind for kinds in SUITES.values() for kind in kinds]
     rows.sort(key=lambda row: order.index(row["what"]) if row["what"] in order else len(order))
     results = {"rows": rows, "machine": core.machine(), "command": "lsi bench (or make bench)"}
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -59,10 +68,6 @@ def _pipeline(args) -> list:
     from bench import pipeline
 
     return pipeline.pipeline_rows(model=args.model, duration_s=args.duration)
-
-
-def _kinds(what) -> tuple:
-    return what if isinstance(what, tuple) else (what,)
 
 
 def _training() -> list:
