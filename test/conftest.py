@@ -96,22 +96,39 @@ def dcgan_data(tmp_path_factory):
     return root
 
 
+def dcgan_config(dcgan_data, **changes):
+    """A small training run on the DCGAN test double's faces (M = 16, one step unless changed)."""
+    from lsi_ros.training.train import TrainConfig
+
+    values = dict(
+        num_measurements=16,
+        generator="dcgan",
+        train_faces=256,
+        validation_faces=64,
+        steps=1,
+        batch_size=16,
+        width=64,
+        depth=1,
+        checkpoint_every=1,
+        data_dir=str(dcgan_data),
+    )
+    return TrainConfig(**values | changes)
+
+
 @pytest.fixture(scope="session")
 def dcgan_model(dcgan_data):
     """A small M = 32 model trained on the DCGAN faces for a few hundred steps (~15 s)."""
-    from lsi_ros.training.train import TrainConfig, Trainer
+    from lsi_ros.training.train import Trainer
 
-    config = TrainConfig(
+    config = dcgan_config(
+        dcgan_data,
         num_measurements=32,
-        generator="dcgan",
         train_faces=896,
         validation_faces=128,
         steps=400,
         batch_size=64,
         width=256,
-        depth=1,
         checkpoint_every=400,
-        data_dir=str(dcgan_data),
     )
     trainer = Trainer(config, dcgan_data / "run")
     trainer.fit()

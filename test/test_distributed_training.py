@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import dcgan_config
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from lsi_ros.commands.train import free_loopback_port
 from lsi_ros.models.checkpoint import load_model
-from lsi_ros.training.train import TrainConfig, Trainer
+from lsi_ros.training.train import Trainer
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
@@ -26,21 +27,11 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def config(dcgan_data, **changes) -> TrainConfig:
-    values = dict(
-        num_measurements=16,
-        generator="dcgan",
-        train_faces=256,
-        validation_faces=64,
-        steps=6,
-        batch_size=32,
-        width=64,
-        depth=1,
-        checkpoint_every=3,
-        noise=False,
-        data_dir=str(dcgan_data),
+def config(dcgan_data, **changes):
+    """Noiseless, so one process and two see the same measurements."""
+    return dcgan_config(
+        dcgan_data, **{"steps": 6, "batch_size": 32, "checkpoint_every": 3, "noise": False} | changes
     )
-    return TrainConfig(**values | changes)
 
 
 def torchrun(*args, cwd=None) -> subprocess.CompletedProcess:

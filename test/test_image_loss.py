@@ -5,27 +5,12 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import dcgan_config
 
 from lsi_ros.training.losses import ms_ssim_window
 from lsi_ros.training.train import TrainConfig, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def config(dcgan_data, **changes) -> TrainConfig:
-    values = dict(
-        num_measurements=16,
-        generator="dcgan",
-        train_faces=256,
-        validation_faces=64,
-        steps=1,
-        batch_size=16,
-        width=64,
-        depth=1,
-        checkpoint_every=1,
-        data_dir=str(dcgan_data),
-    )
-    return TrainConfig(**values | changes)
 
 
 def gradients(trainer: Trainer) -> dict:
@@ -35,9 +20,9 @@ def gradients(trainer: Trainer) -> dict:
 
 @pytest.mark.parametrize("kind", ["l1", "l2", "ms-ssim"])
 def test_image_loss_reaches_the_encoder_and_the_patterns(dcgan_data, tmp_path, kind):
-    latent_only = gradients(Trainer(config(dcgan_data), tmp_path / "a"))
+    latent_only = gradients(Trainer(dcgan_config(dcgan_data), tmp_path / "a"))
     with_image = gradients(
-        Trainer(config(dcgan_data, image_loss_weight=1.0, image_loss=kind), tmp_path / "b")
+        Trainer(dcgan_config(dcgan_data, image_loss_weight=1.0, image_loss=kind), tmp_path / "b")
     )
     for name in ("patterns.weight", "encoder.net.1.weight"):
         difference = (with_image[name] - latent_only[name]).abs().max()
@@ -45,7 +30,9 @@ def test_image_loss_reaches_the_encoder_and_the_patterns(dcgan_data, tmp_path, k
 
 
 def test_generator_stays_frozen_and_a_few_steps_lower_the_image_loss(dcgan_data, tmp_path):
-    cfg = config(dcgan_data, steps=10, checkpoint_every=10, image_loss_weight=1.0, image_loss="l1+ms-ssim")
+    cfg = dcgan_config(
+        dcgan_data, steps=10, checkpoint_every=10, image_loss_weight=1.0, image_loss="l1+ms-ssim"
+    )
     trainer = Trainer(cfg, tmp_path / "run")
     generator = trainer.image_net()
     before_weights = {k: v.clone() for k, v in generator.state_dict().items()}

@@ -3,24 +3,16 @@
 import numpy as np
 import pytest
 import torch
+from conftest import dcgan_config
 
 from lsi_ros.models.checkpoint import load_model
 from lsi_ros.training import data
-from lsi_ros.training.train import TrainConfig, Trainer
+from lsi_ros.training.train import Trainer
 
 
 def config(dcgan_data, steps):
-    return TrainConfig(
-        num_measurements=16,
-        generator="dcgan",
-        train_faces=384,
-        validation_faces=128,
-        steps=steps,
-        batch_size=32,
-        width=64,
-        depth=1,
-        checkpoint_every=20,
-        data_dir=str(dcgan_data),
+    return dcgan_config(
+        dcgan_data, train_faces=384, validation_faces=128, steps=steps, batch_size=32, checkpoint_every=20
     )
 
 
