@@ -20,7 +20,8 @@ from lsi_ros.optics import ForwardModel, PhotodiodeModel
 MS_SSIM_MIN_SIZE = 160
 
 
-def _score(truth_rgb: np.ndarray, decoded_rgb: np.ndarray) -> dict:
+def score_image(truth_rgb: np.ndarray, decoded_rgb: np.ndarray) -> dict:
+    """Grayscale PSNR/SSIM (MS-SSIM above 160 px) and RGB PSNR of a decoded image against the truth."""
     truth, decoded = grayscale(truth_rgb), grayscale(np.clip(decoded_rgb, 0, 1))
     psnr, ssim = quality_metrics(truth, decoded)
     rgb_mse = float(np.mean((np.clip(decoded_rgb, 0, 1) - truth_rgb) ** 2))
@@ -47,7 +48,7 @@ def evaluate(models, generator, faces, photodiodes, batch: int = 16, progress: b
     truth = faces.images.astype(np.float32) / 255.0
     rows = []
     mean_image = generator.synthesize(generator.mean_latent()[None])[0]
-    scores = [_score(t, mean_image) for t in truth]
+    scores = [score_image(t, mean_image) for t in truth]
     rows.append(_row("mean-latent", 0, 0, "none", scores, faces))
     total = len(models) * len(photodiodes) * len(truth)
     with tqdm(total=total, desc="lsi eval", unit="face", disable=not progress) as bar:
@@ -59,7 +60,7 @@ def evaluate(models, generator, faces, photodiodes, batch: int = 16, progress: b
                 for start in range(0, len(truth), batch):
                     decoded = generator.synthesize(latents[start : start + batch])
                     scores += [
-                        _score(t, d) for t, d in zip(truth[start : start + batch], decoded, strict=True)
+                        score_image(t, d) for t, d in zip(truth[start : start + batch], decoded, strict=True)
                     ]
                     bar.update(len(decoded))
                 latent_error = float(np.mean(((latents - faces.latents) / std) ** 2))

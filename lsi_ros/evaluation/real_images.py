@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lsi_ros.evaluation.latent_imaging import _score as score_image
+from lsi_ros.evaluation.latent_imaging import score_image
 from lsi_ros.training.finetune import references_for, simulate_measurements
 
 

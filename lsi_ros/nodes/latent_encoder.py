@@ -20,7 +20,7 @@ from rclpy.node import Node
 
 from lsi_ros.models.checkpoint import ModelFileError, load_model
 from lsi_ros.models.registry import find_model
-from lsi_ros.models.task import is_task_model, load_task_model
+from lsi_ros.models.task import TaskModel, is_task_model, load_task_model
 from lsi_ros.msg import Attributes, LatentCode, Measurements
 from lsi_ros.ros import diagnostics, latent, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
@@ -54,13 +54,10 @@ class LatentEncoder(Node):
         self.latencies_ms = []
         self.error = ""
         self.model = None
-        self.task = None
         try:
             path = find_model(self.config["model"])
-            if is_task_model(path):
-                self.task = self.model = load_task_model(path)
-            else:
-                self.model = load_model(path, device=self.device)
+            is_task = is_task_model(path)
+            self.model = load_task_model(path) if is_task else load_model(path, device=self.device)
         except (FileNotFoundError, ModelFileError, ValueError) as error:
             self.error = f"cannot load model '{self.config['model']}': {error}"
             self.get_logger().error(self.error)
@@ -77,6 +74,11 @@ class LatentEncoder(Node):
             self._publisher = self.create_publisher(Attributes, "attributes", qos.RELIABLE)
         self.create_subscription(Measurements, "measurements", self._on_frame, qos.SENSOR_DATA)
         self.create_timer(1.0, self._report)
+
+    @property
+    def task(self) -> TaskModel | None:
+        """The task model in task mode (frames -> one attribute's probability), else None."""
+        return self.model if isinstance(self.model, TaskModel) else None
 
     def _refuse(self, counter: str, message: str):
         self.counters[counter] += 1

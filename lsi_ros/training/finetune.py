@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lsi_ros.evaluation.latent_imaging import _score as score_image
+from lsi_ros.evaluation.latent_imaging import score_image
 from lsi_ros.models.checkpoint import LsiModel
 from lsi_ros.optics import ForwardModel, PhotodiodeModel
 from lsi_ros.optics.objective import scene_on_dmd

@@ -19,8 +19,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from tqdm import tqdm
 
-from lsi_ros.evaluation.latent_imaging import _score as score_image
-from lsi_ros.evaluation.latent_imaging import encode_faces
+from lsi_ros.evaluation.latent_imaging import encode_faces, score_image
 from lsi_ros.optics import PhotodiodeModel
 from lsi_ros.training.data import default_data_dir
 from lsi_ros.training.losses import image_loss
