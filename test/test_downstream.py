@@ -32,6 +32,20 @@ def test_calibration_error_and_nme_on_known_values():
     truth = np.zeros((2, 68, 2))
     truth[:, 36], truth[:, 45] = [0.0, 0.0], [10.0, 0.0]  # inter-ocular distance 10
     assert downstream.landmark_nme(truth + [3.0, 4.0], truth) == pytest.approx(0.5)
+    predicted = truth + [[[3.0, 4.0]], [[30.0, 40.0]]]  # face errors 0.5 and 5.0
+    row = downstream.nme_row(4, "lsi-latent", np.concatenate([predicted, predicted[:1]]), truth[[0, 1, 0]])
+    assert row["nme"] == pytest.approx(2.0) and row["nme_median"] == pytest.approx(0.5)
+
+
+def test_accuracy_rows_carry_the_wilson_interval():
+    assert downstream.wilson_interval(90, 100) == pytest.approx((0.8256, 0.9448), abs=1e-4)
+    low, high = downstream.wilson_interval(0, 50)
+    assert low == pytest.approx(0.0, abs=1e-12) and 0.05 < high < 0.08  # never a [0, 0] interval
+    target = np.arange(512) % 2 == 0
+    probabilities = np.where(np.arange(512) < 461, target, ~target).astype(float)  # 461 of 512 right
+    row = downstream.accuracy_row("a", 4, "task-patterns", probabilities, target)
+    assert row["accuracy"] == pytest.approx(461 / 512, abs=1e-4) and row["n_images"] == 512
+    assert row["ci95"][0] < row["accuracy"] < row["ci95"][1] and row["ci95"][1] - row["ci95"][0] > 0.04
 
 
 def test_block_measurements_equal_full_resolution_measurements():
@@ -44,6 +58,18 @@ def test_block_measurements_equal_full_resolution_measurements():
     assert np.allclose(downstream.channel_sums(images, 4) @ coarse.T, full, rtol=1e-5)
     with pytest.raises(ValueError, match="not constant"):
         downstream.block_matrix(bernoulli_patterns(4, 64), 4)
+
+
+def test_panchromatic_view_is_what_the_photodiode_sees():
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    gray = downstream.panchromatic(images)
+    assert gray.dtype == np.uint8 and gray.shape == images.shape
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    patterns = ForwardModel(bernoulli_patterns(16, 32)).matrix
+    # Same light on the detector up to the rounding to 8 bits (≤ 0.5/255 per mirror and channel).
+    difference = (downstream.channel_sums(gray) - downstream.channel_sums(images)) @ patterns.T
+    assert np.abs(difference).max() <= 32 * 32 * 3 * 0.5 / 255 and not np.array_equal(gray, images)
 
 
 def _faces_with_bright_top_half(n, rng, size=32):

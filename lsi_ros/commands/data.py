@@ -13,7 +13,12 @@ def add_parser(subparsers):
     )
     parser.add_argument("--generator", default="mobilestylegan", choices=("mobilestylegan", "dcgan"))
     parser.add_argument("--train", type=int, default=8448, help="training + validation faces (default 8448)")
-    parser.add_argument("--held-out", type=int, default=512, help="held-out evaluation faces (default 512)")
+    parser.add_argument(
+        "--held-out",
+        type=int,
+        default=2048,
+        help="held-out faces (default 2048; `lsi eval` uses the first 512)",
+    )
     parser.add_argument("--psi", type=float, default=data.DEFAULT_PSI, help="truncation psi (default 0.7)")
     parser.add_argument("--data-dir", default=None, help=f"cache folder (default {data.default_data_dir()})")
     parser.set_defaults(func=main)

@@ -18,7 +18,7 @@ def add_parser(subparsers):
     parser.add_argument("--fetch", action="store_true", help="fetch the face-api weights with npm if missing")
     parser.add_argument("--generator", default="mobilestylegan", choices=("mobilestylegan", "dcgan"))
     parser.add_argument("--train", type=int, default=8448, help="training faces to label (default 8448)")
-    parser.add_argument("--held-out", type=int, default=512, help="held-out faces to label (default 512)")
+    parser.add_argument("--held-out", type=int, default=2048, help="held-out faces to label (default 2048)")
     parser.add_argument("--data-dir", default=None, help="cache folder of `lsi data`")
     parser.add_argument("--batch", type=int, default=64, help="faces per forward pass (default 64)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
