@@ -55,7 +55,12 @@ def fit_boundaries(latents: np.ndarray, attributes: dict[str, np.ndarray], gener
 
 
 def accuracy(probabilities: np.ndarray, target: np.ndarray) -> float:
-    return float(np.mean((probabilities > 0.5) == target.astype(bool)))
+    return float(np.mean(correct(probabilities, target)))
+
+
+def correct(probabilities: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per face: does p > 0.5 agree with the label?"""
+    return (probabilities > 0.5) == target.astype(bool)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -201,8 +206,9 @@ def measure_task(model: TaskModel, images: np.ndarray, photodiode: PhotodiodeMod
 
 
 def accuracy_row(attribute: str, m, source: str, probabilities, target, **extra) -> dict:
-    value = accuracy(probabilities, target)
-    low, high = wilson_interval(round(value * len(target)), len(target))
+    right = int(correct(probabilities, target).sum())
+    value = right / len(target)
+    low, high = wilson_interval(right, len(target))
     return {
         "attribute": attribute,
         "M": m,
