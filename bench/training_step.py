@@ -45,7 +45,8 @@ def worker(args) -> None:
     import torch
     import torch.distributed as dist
 
-    from lsi_ros.training.train import TrainConfig, Trainer, join_process_group
+    from lsi_ros.training.distributed import join_process_group
+    from lsi_ros.training.train import TrainConfig, Trainer
 
     torch.set_num_threads(args.threads)
     join_process_group("cpu")
@@ -82,7 +83,7 @@ def measure(
     warmup: int,
     num_measurements: int = 128,
 ) -> dict:
-    from lsi_ros.commands.train import free_loopback_port
+    from lsi_ros.training.distributed import run_local_ranks
 
     config = bench_config(image_loss, batch_size, steps, num_measurements)
     with tempfile.TemporaryDirectory() as folder:
@@ -90,16 +91,19 @@ def measure(
         config_path.write_text(json.dumps(asdict(config)))
         args = ["-m", "bench.training_step", "--worker", "--config", str(config_path)]
         args += ["--threads", str(threads), "--steps", str(steps), "--warmup", str(warmup)]
-        if processes > 1:
-            launcher = ["-m", "torch.distributed.run", "--nproc-per-node", str(processes)]
-            launcher += ["--master-addr", "127.0.0.1", "--master-port", str(free_loopback_port())]
-            args = launcher + args
-        env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": str(threads)}
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         load_before = os.getloadavg()[0]
         repo = Path(__file__).resolve().parents[1]
-        done = subprocess.run(
-            [sys.executable, *args], capture_output=True, text=True, env=env, check=True, cwd=repo
-        )
+        if processes > 1:
+            ranks = run_local_ranks(processes, args, env=env, cwd=repo, capture_output=True)
+        else:
+            ranks = [
+                subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=repo)
+            ]
+        for rank in ranks:
+            if rank.returncode:
+                raise subprocess.CalledProcessError(rank.returncode, rank.args, rank.stdout, rank.stderr)
+        done = ranks[0]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     row = {
         "what": "train-step",

@@ -2,8 +2,6 @@
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, fields
@@ -19,9 +17,9 @@ def add_parser(subparsers):
         help="jointly learn DMD patterns and the measurement encoder (resumable), export models/<name>",
         description="Trains on faces from `lsi data`. The run folder keeps config.json and "
         "state.safetensors; running the same command again resumes. Uses CUDA when present. "
-        "--nproc N trains data-parallel in N processes on this machine (torchrun: gloo on CPU, nccl "
-        "on CUDA); for several machines start `torchrun --nnodes ... -m lsi_ros.cli train ...` "
-        "on each yourself.",
+        "--nproc N trains data-parallel in N processes on this machine (gloo on CPU, nccl on CUDA; "
+        "rendezvous on 127.0.0.1); for several machines start `torchrun --nnodes ... -m "
+        "lsi_ros.cli train ...` on each yourself.",
     )
     parser.add_argument("--config", help="JSON file of TrainConfig fields (command-line flags override it)")
     parser.add_argument("-M", "--measurements", type=int, dest="num_measurements", help="patterns per frame")
@@ -57,7 +55,7 @@ def add_parser(subparsers):
         "--nproc",
         type=int,
         default=1,
-        help="data-parallel processes on this machine, started through torchrun (default 1)",
+        help="data-parallel processes on this machine (default 1)",
     )
     parser.set_defaults(func=main)
 
@@ -72,39 +70,29 @@ def build_config(args) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def free_loopback_port() -> int:
-    """A port nobody listens on now at 127.0.0.1 (for the rendezvous of one machine's ranks)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(args, config: TrainConfig, run_dir: Path, export: str) -> int:
-    """Start ``args.nproc`` ranks of this command with torch.distributed.run on 127.0.0.1."""
+    """Start ``args.nproc`` ranks of this command on this machine, every socket on 127.0.0.1."""
+    from lsi_ros.training.distributed import run_local_ranks
+
     with tempfile.TemporaryDirectory(prefix="lsi_train_") as folder:
         config_path = Path(folder) / "config.json"
         config_path.write_text(json.dumps(asdict(config)))
-        command = [
-            sys.executable, "-m", "torch.distributed.run",
-            "--nproc-per-node", str(args.nproc),
-            "--master-addr", "127.0.0.1", "--master-port", str(free_loopback_port()),
-            "-m", "lsi_ros.cli", "train",
-            "--config", str(config_path), "--run-dir", str(run_dir), "--export", export,
-        ]  # fmt: skip
+        command = ["-m", "lsi_ros.cli", "train", "--config", str(config_path)]
+        command += ["--run-dir", str(run_dir), "--export", export]
         if args.device:
             command += ["--device", args.device]
         if args.threads:
             command += ["--threads", str(args.threads)]
-        # gloo's own sockets on the loopback interface (one machine)
-        env = {"GLOO_SOCKET_IFNAME": "lo", **os.environ}
-        return subprocess.run(command, env=env).returncode
+        ranks = run_local_ranks(args.nproc, command)
+        return next((r.returncode for r in ranks if r.returncode), 0)
 
 
 def main(args) -> int:
     import torch
     import torch.distributed as dist
 
-    from lsi_ros.training.train import Trainer, join_process_group
+    from lsi_ros.training.distributed import join_process_group
+    from lsi_ros.training.train import Trainer
 
     config = build_config(args)
     run_dir = Path(args.run_dir or f"runs/train/{config.model_id}")
@@ -112,7 +100,7 @@ def main(args) -> int:
     if args.nproc < 1:
         print("lsi train: --nproc must be at least 1", file=sys.stderr)
         return 2
-    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+    if args.nproc > 1 and "RANK" not in os.environ:
         if config.batch_size % args.nproc:
             print(
                 f"lsi train: batch size {config.batch_size} does not split over {args.nproc} processes",

@@ -8,7 +8,7 @@ binary patterns -> ideal measurements -> the photodiode/ADC model at a random li
 the observed one; costly on a CPU, off by default). Deterministic from ``seed``; resumable from the run
 folder's ``state.safetensors``.
 
-Data-parallel across processes when started by torchrun (``lsi train --nproc N``): every rank draws
+Data-parallel across processes (``lsi train --nproc N``, lsi_ros.training.distributed): every rank draws
 the same batch from the shared seed and keeps its own slice, DistributedDataParallel averages the
 gradients, and rank 0 alone validates, writes the state and exports. One process trains exactly as
 before; with N processes (or on CUDA) the detector noise of a step comes from a generator of
@@ -17,7 +17,6 @@ before; with N processes (or on CUDA) the detector noise of a step comes from a 
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -90,21 +89,6 @@ class LatentSpaceImager(torch.nn.Module):
 
     def forward(self, x_sum, photon_flux: float | None, rng: torch.Generator) -> torch.Tensor:
         return self.encoder.normalised(measure(x_sum, self.patterns(), photon_flux, rng))
-
-
-def join_process_group(device: str) -> str:
-    """Inside torchrun with WORLD_SIZE > 1: join the process group (nccl on CUDA, gloo on CPU).
-
-    Returns this rank's device (``cuda:<LOCAL_RANK>`` on CUDA); a no-op for a single process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return device
-    if torch.device(device).type == "cuda":
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        torch.cuda.set_device(device)
-        dist.init_process_group("nccl")
-    else:
-        dist.init_process_group("gloo")
-    return device
 
 
 class Trainer:
