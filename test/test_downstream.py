@@ -35,6 +35,8 @@ def test_calibration_error_and_nme_on_known_values():
     predicted = truth + [[[3.0, 4.0]], [[30.0, 40.0]]]  # face errors 0.5 and 5.0
     row = downstream.nme_row(4, "lsi-latent", np.concatenate([predicted, predicted[:1]]), truth[[0, 1, 0]])
     assert row["nme"] == pytest.approx(2.0) and row["nme_median"] == pytest.approx(0.5)
+    scale = np.array([1.0, 2.0])
+    assert downstream.latent_error(np.array([[1.0, 2.0]]), np.zeros((1, 2)), scale) == pytest.approx(1.0)
 
 
 def test_accuracy_rows_carry_the_wilson_interval():
@@ -148,3 +150,20 @@ def test_commands_say_what_to_run_when_faces_labels_or_weights_are_missing(tmp_p
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     result = subprocess.run([*lsi, "label"], capture_output=True, text=True, env=env)
     assert result.returncode == 1 and "lsi label --fetch" in result.stderr
+
+
+def test_image_latent_regression_recovers_a_linear_latent_and_picks_alpha_on_training_faces():
+    """Images that are a known linear function of the latent plus pixel noise: the ridge readout,
+    fitted with more pixels than faces, recovers held-out latents far better than their mean, and the
+    alpha it keeps is the one with the lowest error on its own validation faces."""
+    rng = np.random.default_rng(3)
+    mixing = rng.normal(size=(8, 600))
+    latents = rng.normal(size=(500, 8)) * 2.0 + 5.0
+    sums = latents @ mixing + rng.normal(scale=0.5, size=(500, 600))
+    model = downstream.fit_image_latents(sums[:400], latents[:400], alphas=(1e-3, 1e2, 1e7), validation=100)
+    predicted = model(sums[400:])
+    error = np.mean((predicted - latents[400:]) ** 2) / np.var(latents[400:])
+    assert error < 0.01 and model.alpha == 1e2  # 1e7 shrinks to the mean; 1e-3 fits the pixel noise
+    assert predicted.shape == (100, 8) and predicted.dtype == np.float32
+    with pytest.raises(ValueError, match="validation"):
+        downstream.fit_image_latents(sums[:50], latents[:50], validation=50)

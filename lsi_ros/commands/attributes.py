@@ -115,13 +115,35 @@ def main(args) -> int:
             rows.append(downstream.accuracy_row(name, pixels, source, value.astype(float), test_y[name]))
     timings["label_mirrored_s"] = round(time.perf_counter() - start, 1)
 
+    # The full grayscale image read out like LSI's M values: image -> latent (ridge) -> boundaries.
+    start = time.perf_counter()
+    pool = 2
+    image_latent = downstream.fit_image_latents(downstream.channel_sums(train.images, pool), train.latents)
+    latents = image_latent(downstream.channel_sums(test.images, pool))
+    scale = train.latents.std(0)
+    readout = {
+        "pool": pool,
+        "ridge_alpha": image_latent.alpha,
+        "latent_mse": round(downstream.latent_error(latents, test.latents, scale), 4),
+    }
+    rows += downstream.latent_rows(boundaries, latents, test_y, "image-latent", pixels, **readout)
+    rows.append(
+        downstream.nme_row(
+            pixels, "image-latent", landmarks_from(latents), test_labels["landmarks"], **readout
+        )
+    )
+    timings["image_latent_s"] = round(time.perf_counter() - start, 1)
+
     start = time.perf_counter()
     images = test.images.astype(np.float32) / 255.0
     for name in args.models:
         model = load_model(find_model(name))
         latents = encode_faces(model, images, photodiode)
         m = model.num_measurements
-        rows += downstream.latent_rows(boundaries, latents, test_y, "lsi-latent", m, model=name, **noise)
+        error = {"latent_mse": round(downstream.latent_error(latents, test.latents, scale), 4)}
+        rows += downstream.latent_rows(
+            boundaries, latents, test_y, "lsi-latent", m, model=name, **noise, **error
+        )
         predicted = landmarks_from(latents)
         rows.append(
             downstream.nme_row(m, "lsi-latent", predicted, test_labels["landmarks"], model=name, **noise)
@@ -180,6 +202,9 @@ def main(args) -> int:
             "the labeller's own consistency, the ceiling for any camera",
             "image-grayscale": "the labeller on the mirrored face as a panchromatic detector sees it "
             "(channel mean): the full 256² image of this single-pixel camera with M = 65536 measurements",
+            "image-latent": "boundaries on the latent that ridge regression (trained on the same "
+            "training faces) estimates from the full grayscale image, 2x2-pooled to 128²: the full "
+            "image read out like LSI",
             "true-latent": "boundaries on the true latent of the face (nothing measured)",
             "lsi-latent": "boundaries on the latent the LSI model encodes from M photodiode values",
             "task-patterns": "M learned binary patterns + a tiny head trained for the attribute",

@@ -8,6 +8,10 @@ faces, each scored against the labeller's label on the clean 256² face:
   label-preserving change (left-right mirror) is the ceiling any camera can reach against these labels.
 - ``image-grayscale``: the same on the mirrored face in gray (channel mean): the full image of this
   camera, whose photodiode sums the channels, raster-scanned with M = 256² measurements.
+- ``image-latent``: the boundaries on a latent estimated from the full grayscale image (every pixel
+  of this camera, 2×2-pooled to 128²) by ridge regression trained on the same training faces as the
+  LSI encoders: the full image read out the way LSI reads its M values, so the gap to ``lsi-latent``
+  is what measuring M values instead of the image costs a latent readout.
 - ``true-latent``: the linear boundaries on the face's true latent (M = none: nothing measured).
 - ``lsi-latent``: the boundaries on the latent the LSI model m32..m256 encodes from its M photodiode
   values (learned patterns, photodiode noise model).
@@ -90,6 +94,48 @@ def fit_landmarks(latents: np.ndarray, landmarks: np.ndarray, alpha: float = 10.
 
     regressor = Ridge(alpha=alpha).fit(latents, landmarks.reshape(len(landmarks), -1))
     return lambda w: regressor.predict(w).reshape(len(w), 68, 2)
+
+
+class ImageLatentRegression:
+    """Full image (channel sums, (N, P)) -> latent, linear: ``w = w_mean + w_std · (x − x_mean) @ B``."""
+
+    def __init__(self, image_mean: np.ndarray, projection: np.ndarray, latent_mean, latent_std, alpha: float):
+        self.image_mean, self.projection = image_mean, projection
+        self.latent_mean, self.latent_std, self.alpha = latent_mean, latent_std, alpha
+
+    def __call__(self, sums: np.ndarray) -> np.ndarray:
+        offset = (sums - self.image_mean) @ self.projection
+        return (self.latent_mean + self.latent_std * offset).astype(np.float32)
+
+
+def latent_error(latents: np.ndarray, truth: np.ndarray, scale: np.ndarray) -> float:
+    """Mean squared latent error per dimension in units of ``scale`` (the training latents' std, as
+    the encoders' normalised latent loss measures it)."""
+    return float(np.mean(((latents - truth) / scale) ** 2))
+
+
+def fit_image_latents(
+    sums: np.ndarray, latents: np.ndarray, alphas=(1e3, 3e3, 1e4, 3e4, 1e5), validation: int = 1024
+) -> ImageLatentRegression:
+    """Ridge regression from images to normalised latents, solved in the dual (an N × N kernel: fewer
+    faces than pixels). ``alpha`` is the one with the lowest latent error on the last ``validation``
+    training faces, fitted on the others; the returned model is refitted on all of them."""
+    if not 0 < validation < len(sums):
+        raise ValueError(f"validation faces {validation} must be between 0 and {len(sums)}")
+    image_mean = sums.mean(0)
+    centred = (sums - image_mean).astype(np.float32)
+    latent_mean, latent_std = latents.mean(0), latents.std(0) + 1e-8
+    target = (latents - latent_mean) / latent_std
+    kernel = (centred @ centred.T).astype(np.float64)
+    fit = len(sums) - validation
+    errors = {}
+    for alpha in alphas:
+        dual = np.linalg.solve(kernel[:fit, :fit] + alpha * np.eye(fit), target[:fit])
+        errors[alpha] = float(np.mean((kernel[fit:, :fit] @ dual - target[fit:]) ** 2))
+    alpha = min(errors, key=errors.get)
+    dual = np.linalg.solve(kernel + alpha * np.eye(len(sums)), target)
+    projection = (centred.T @ dual.astype(np.float32)).astype(np.float32)
+    return ImageLatentRegression(image_mean, projection, latent_mean, latent_std, alpha)
 
 
 def face_nme(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -260,7 +306,8 @@ def nme_row(m, source, predicted, truth, **extra) -> dict:
 
 
 def plot_comparison(results: dict, path) -> None:
-    """Accuracy against M per attribute and source (ceiling lines for image and true latent), and NME."""
+    """Accuracy against M per attribute and source (lines for the image, image-latent and true-latent
+    references), and NME."""
     from pathlib import Path
 
     import matplotlib
@@ -281,6 +328,10 @@ def plot_comparison(results: dict, path) -> None:
                 ax.axhline(row["accuracy"], color="tab:brown", ls="--", lw=1, label="... on its grayscale")
             if row["source"] == "true-latent":
                 ax.axhline(row["accuracy"], color="gray", ls=":", lw=1.5, label="boundary on true latent")
+            if row["source"] == "image-latent":
+                ax.axhline(
+                    row["accuracy"], color="tab:green", ls="-.", lw=1.5, label="full gray image → latent"
+                )
         majority = results.get("majority_class_accuracy", {}).get(name)
         if majority is not None:
             ax.axhline(majority, color="tab:olive", ls="-.", lw=1, label="majority class (chance)")
@@ -306,6 +357,10 @@ def plot_comparison(results: dict, path) -> None:
                 ax.axhline(row[statistic], color="black", ls=style, lw=1, label=f"mean shape, {statistic}")
             if row["source"] == "true-latent":
                 ax.axhline(row[statistic], color="gray", ls=style, lw=1.5, label=f"true latent, {statistic}")
+            if row["source"] == "image-latent":
+                ax.axhline(
+                    row[statistic], color="tab:green", ls=style, lw=1, label=f"image → latent, {statistic}"
+                )
         if curve:
             ax.plot(*zip(*curve, strict=True), "o" + style, color="tab:red", label=f"lsi-latent, {statistic}")
     ax.set_xscale("log", base=2)
