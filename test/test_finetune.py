@@ -21,7 +21,9 @@ from lsi_ros.training.finetune import (
     pairs_from_bag,
     read_capture_pairs,
     simulate_measurements,
+    split_pairs,
     split_scenes,
+    time_blocks,
 )
 from lsi_ros.training.teacher import LatentTeacher, TeacherConfig
 
@@ -160,6 +162,13 @@ def test_bag_pairs_by_stamp_skip_and_count_the_unmatched(dcgan_data, dcgan_model
     pairs = pairs_from_bag(model, teacher, tmp_path / "bag", tolerance_s=0.01, progress=False)
     assert pairs.values.shape == (4, 32) and pairs.latents.shape == (4, 100) and len(pairs.names) == 4
     assert pairs.source["paired"] == 4 and pairs.source["max_abs_offset_ms"] == 9.0
+    # 0.3 s of frames fall into one default 5 s block: no honest held-out set, so a clear error
+    assert list(pairs.split_groups) == [0, 0, 0, 0] and pairs.source["split_blocks"] == 1
+    with pytest.raises(ValueError, match="split block"):
+        split_pairs(pairs, 0.25)
+    assert list(time_blocks(capture.stamps_ns, 0.25)) == [0, 0, 0, 1]  # frames at 0, 0.1, 0.2, 0.3 s
+    with pytest.raises(ValueError, match="positive"):
+        time_blocks(capture.stamps_ns, 0.0)
     with pytest.raises(ValueError, match="no topic /camera/other"):
         read_capture_pairs(tmp_path / "bag", "/measurements", "/camera/other")
 
@@ -246,3 +255,26 @@ def test_finetune_and_eval_commands_on_an_image_folder(dcgan_data, dcgan_model, 
     assert teacher["n_images"] == 8 and teacher["psnr_rgb"] > mean["psnr_rgb"]
     assert all(r["vs_teacher_psnr"] > 0 and r["latent_mse_vs_teacher"] >= 0 for r in by_method["lsi"])
     assert examples.stat().st_size > 10_000
+
+
+def test_split_groups_stay_whole_on_one_side_of_the_split():
+    """Frames recorded close together (one group) must never be on both sides of the split."""
+    groups = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3, 3])
+    pairs = MeasurementPairs(
+        np.zeros((10, 4), np.float32),
+        np.zeros((10, 2), np.float32),
+        np.arange(10),
+        np.zeros((10, 2, 2, 3), np.float32),
+        [f"frame{k}" for k in range(10)],
+        split_groups=groups,
+    )
+    for seed in range(5):
+        train, held = split_pairs(pairs, 0.5, seed)
+        assert sorted([*train, *held]) == list(range(10))
+        assert not set(groups[train]) & set(groups[held]) and len(set(groups[held])) == 2
+        assert list(pairs.subset(held).split_groups) == list(groups[held])
+    plain = MeasurementPairs(
+        *(getattr(pairs, f) for f in ("values", "latents", "scenes", "references", "names"))
+    )
+    train, held = split_pairs(plain, 0.3, 0)  # no groups: each scene its own, as split_scenes does
+    assert [list(train), list(held)] == [list(x) for x in split_scenes(10, 0.3, 0)]

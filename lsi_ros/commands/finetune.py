@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from lsi_ros.training.finetune import DEFAULT_TOLERANCE_S
+from lsi_ros.training.finetune import DEFAULT_SPLIT_BLOCK_S, DEFAULT_TOLERANCE_S
 
 
 def add_parser(subparsers):
@@ -38,6 +38,13 @@ def add_parser(subparsers):
         type=float,
         default=1e3 * DEFAULT_TOLERANCE_S,
         help="bag: largest stamp difference of a frame and its reference image (default %(default)g ms)",
+    )
+    parser.add_argument(
+        "--split-block-s",
+        type=float,
+        default=DEFAULT_SPLIT_BLOCK_S,
+        help="bag: frames go to the training or held-out set in whole blocks of this many seconds, since "
+        "neighbouring frames see the same scene (default %(default)g s)",
     )
     parser.add_argument("--model", default="m128", help="model name or file to start from (default m128)")
     parser.add_argument(
@@ -124,6 +131,7 @@ def run(args) -> int:
             args.measurements_topic,
             args.reference_topic,
             args.tolerance_ms / 1e3,
+            split_block_s=args.split_block_s,
         )
         counted = ("frames", "paired", "unmatched_frames", "unmatched_references", "refused_frames")
         print("bag pairs: " + ", ".join(f"{k} {pairs.source[k]}" for k in counted))

@@ -13,8 +13,9 @@ Training pairs are (measurement frame values, target latent w):
 
 Only the encoder learns, so the DMD keeps showing the same patterns and the exported model keeps
 its ``pattern_set_id``. Scenes are split into training and held-out sets (every frame of one scene
-on one side); latent error and decoded-image PSNR/SSIM on the held-out scenes are reported before
-and after, next to the teacher's own reconstruction (the ceiling a perfect encoder would reach).
+on one side; a bag's frames in blocks of time); latent error and decoded-image PSNR/SSIM on the
+held-out scenes are reported before and after, next to the teacher's own reconstruction (the
+ceiling a perfect encoder would reach).
 """
 
 import copy
@@ -32,6 +33,7 @@ from lsi_ros.optics.objective import scene_on_dmd
 from lsi_ros.training.train import learning_rate
 
 DEFAULT_TOLERANCE_S = 0.02
+DEFAULT_SPLIT_BLOCK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class MeasurementPairs:
     names: list[str]
     source: dict = field(default_factory=dict)
     teacher_quality: list[dict] | None = None  # per scene, from the teacher
+    # per scene: scenes of one group go to the same side of the train/held-out split (None: each its own)
+    split_groups: np.ndarray | None = None
 
     def __post_init__(self):
         if not (len(self.values) == len(self.latents) == len(self.scenes)):
@@ -76,6 +80,7 @@ class MeasurementPairs:
             [self.names[s] for s in scene_indices],
             self.source,
             None if quality is None else [quality[s] for s in scene_indices],
+            None if self.split_groups is None else self.split_groups[scene_indices],
         )
 
 
@@ -86,6 +91,30 @@ def split_scenes(num_scenes: int, held_out_fraction: float, seed: int = 0) -> tu
     order = np.random.default_rng(seed).permutation(num_scenes)
     held = min(num_scenes - 1, max(1, round(held_out_fraction * num_scenes)))
     return np.sort(order[held:]), np.sort(order[:held])
+
+
+def split_pairs(pairs: MeasurementPairs, held_out_fraction: float, seed: int = 0):
+    """Scene indices (training, held-out), whole split groups on each side."""
+    groups = np.arange(len(pairs.names)) if pairs.split_groups is None else np.asarray(pairs.split_groups)
+    inverse = np.unique(groups, return_inverse=True)[1]
+    if pairs.split_groups is not None and inverse.max() < 1:
+        raise ValueError(
+            "the recording falls into one split block: record longer or pass a shorter --split-block-s"
+        )
+    train_groups, held_groups = split_scenes(int(inverse.max()) + 1, held_out_fraction, seed)
+    return np.flatnonzero(np.isin(inverse, train_groups)), np.flatnonzero(np.isin(inverse, held_groups))
+
+
+def time_blocks(stamps_ns: np.ndarray, block_s: float) -> np.ndarray:
+    """Consecutive block index (0, 1, ...) of each stamp in blocks of ``block_s`` seconds.
+
+    Neighbouring frames of a recording see nearly the same scene; holding out single frames would
+    test the encoder on frames it has all but trained on, so a bag is split in stretches of time."""
+    if not block_s > 0:
+        raise ValueError(f"split block must be positive, got {block_s} s")
+    stamps_ns = np.asarray(stamps_ns, dtype=np.int64)
+    blocks = (stamps_ns - stamps_ns.min()) // int(round(block_s * 1e9))
+    return np.unique(blocks, return_inverse=True)[1]
 
 
 def generator_for(model: LsiModel, **kwargs):
@@ -242,8 +271,10 @@ def pairs_from_bag(
     reference_topic: str = "/camera/image",
     tolerance_s: float = DEFAULT_TOLERANCE_S,
     progress: bool = True,
+    split_block_s: float = DEFAULT_SPLIT_BLOCK_S,
 ) -> MeasurementPairs:
-    """Recorded frames as inputs, the teacher's inversion of each paired reference image as target."""
+    """Recorded frames as inputs, the teacher's inversion of each paired reference image as target;
+    frames are split into training and held-out sets in blocks of ``split_block_s`` seconds."""
     capture = read_capture_pairs(
         bag,
         measurements_topic,
@@ -254,6 +285,7 @@ def pairs_from_bag(
     )
     if not capture.counts["paired"]:
         raise ValueError(f"{bag}: no measurement frame has a reference image within {tolerance_s} s")
+    blocks = time_blocks(capture.stamps_ns, split_block_s)  # before the costly inversion
     references = references_for(teacher.generator, capture.references)
     taught = teacher.invert(references, progress=progress)
     source = {
@@ -267,7 +299,10 @@ def pairs_from_bag(
     }
     names = [f"frame@{s}" for s in capture.stamps_ns]
     scenes = np.arange(len(names))
-    return MeasurementPairs(capture.values, taught.latents, scenes, references, names, source, taught.quality)
+    source |= {"split_block_s": split_block_s, "split_blocks": int(blocks.max()) + 1}
+    return MeasurementPairs(
+        capture.values, taught.latents, scenes, references, names, source, taught.quality, blocks
+    )
 
 
 # -- evaluation and training -------------------------------------------------------------------
@@ -338,7 +373,7 @@ def finetune(
     progress=True,
 ) -> FinetuneResult:
     """Fine-tune a copy of ``model``'s encoder on the training scenes; metrics on the held-out scenes."""
-    train_index, held_index = split_scenes(len(pairs.names), config.held_out_fraction, config.seed)
+    train_index, held_index = split_pairs(pairs, config.held_out_fraction, config.seed)
     train, held = pairs.subset(train_index), pairs.subset(held_index)
     encoder = copy.deepcopy(model.encoder).float().cpu()
     for parameter in encoder.parameters():
