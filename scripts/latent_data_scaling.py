@@ -12,7 +12,6 @@ encoder from the same measurements. Needs `lsi data --train 24576` (about 75 min
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -28,9 +27,9 @@ from lsi_ros.models.encoder import MeasurementEncoder
 from lsi_ros.models.registry import find_model
 from lsi_ros.optics import ForwardModel, PhotodiodeModel
 from lsi_ros.training import data
-from lsi_ros.training.train import learning_rate
+from lsi_ros.training.train import TrainConfig, learning_rate, log_uniform_flux
 
-FLUX_RANGE = (20.0, 2000.0)
+FLUX_RANGE = TrainConfig().photon_flux_range  # as `lsi train`
 
 
 def measurements(matrix: np.ndarray, start: int, count: int, chunk: int = 2048):
@@ -56,12 +55,11 @@ def train_encoder(y: np.ndarray, w: np.ndarray, steps: int, batch: int, seed: in
     encoder.latent_mean.copy_(latents.mean(0))
     encoder.latent_std.copy_(latents.std(0))
     optimiser = torch.optim.AdamW(encoder.parameters(), weight_decay=1e-4)
-    low, high = (math.log(v) for v in FLUX_RANGE)
     for step in tqdm(range(steps), desc=f"encoder on {len(y)} faces", unit="step"):
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, steps, 1e-3)
         index = torch.randint(0, len(y), (batch,), generator=rng)
-        flux = math.exp(low + (high - low) * torch.rand((), generator=rng).item())
+        flux = log_uniform_flux(FLUX_RANGE, rng)
         counts = PhotodiodeModel().with_photon_flux(flux).sample_torch(ideal[index], rng).counts.float()
         target = (latents[index] - encoder.latent_mean) / encoder.latent_std
         loss = torch.nn.functional.mse_loss(encoder.normalised(counts), target)

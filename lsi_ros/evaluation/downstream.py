@@ -206,7 +206,7 @@ def train_task_patterns(
     block-summed channel sums ``sums`` (N, (R/block)²) against bool ``target`` with the photodiode
     (photon flux log-uniform in ``photon_flux_range``) in the loop; returns the model at ``resolution``."""
     from lsi_ros.models.encoder import BinaryPatterns
-    from lsi_ros.training.train import learning_rate
+    from lsi_ros.training.train import learning_rate, log_uniform_flux
 
     rng = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -220,12 +220,11 @@ def train_task_patterns(
     optimizer = torch.optim.AdamW(groups)
     x_all = torch.from_numpy(sums)
     t_all = torch.from_numpy(target.astype(np.float32))
-    low, high = (math.log(v) for v in photon_flux_range)
     for step in tqdm(range(steps), desc=f"task patterns M={num_measurements}", disable=not progress):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, group["peak"])
         index = torch.randint(0, len(x_all), (batch,), generator=rng)
-        flux = math.exp(low + (high - low) * torch.rand((), generator=rng).item())
+        flux = log_uniform_flux(photon_flux_range, rng)
         x = x_all[index]
         # Left-right mirrored faces keep their attributes: half of each batch is mirrored.
         mirror = torch.rand(batch, generator=rng) < 0.5

@@ -62,6 +62,12 @@ class TrainConfig:
         return f"lsi-{self.generator}-m{self.num_measurements}"
 
 
+def log_uniform_flux(flux_range: tuple, generator: torch.Generator) -> float:
+    """A photon flux drawn log-uniformly from ``flux_range``: one model for dim to bright scenes."""
+    low, high = (math.log(v) for v in flux_range)
+    return math.exp(low + (high - low) * torch.rand((), generator=generator).item())
+
+
 def learning_rate(step: int, total: int, peak: float) -> float:
     """Linear warm-up over 5 % of the steps, then cosine decay to 1 % of the peak."""
     warmup = max(1, total // 20)
@@ -164,8 +170,7 @@ class Trainer:
     def _photon_flux(self) -> float | None:
         if not self.config.noise:
             return None
-        low, high = (math.log(v) for v in self.config.photon_flux_range)
-        return math.exp(low + (high - low) * torch.rand((), generator=self.rng).item())
+        return log_uniform_flux(self.config.photon_flux_range, self.rng)
 
     def _noise_rng(self) -> torch.Generator:
         """The detector noise of this step: the training stream itself for one CPU process; else a
