@@ -10,9 +10,15 @@ from lsi_ros.training import data
 from lsi_ros.training.train import Trainer
 
 
-def config(dcgan_data, steps):
+def config(dcgan_data, steps, **changes):
     return dcgan_config(
-        dcgan_data, train_faces=384, validation_faces=128, steps=steps, batch_size=32, checkpoint_every=20
+        dcgan_data,
+        train_faces=384,
+        validation_faces=128,
+        steps=steps,
+        batch_size=32,
+        checkpoint_every=20,
+        **changes,
     )
 
 
@@ -53,3 +59,36 @@ def test_training_reduces_the_latent_error_and_exports_a_loadable_model(dcgan_da
     assert model.pattern_set.resolution == (64, 64) and model.pattern_set.kind == "learned"
     with pytest.raises(ValueError, match="another configuration"):
         Trainer(config(dcgan_data, 999), tmp_path / "run")
+
+
+def test_keep_best_exports_the_checkpoint_of_lowest_validation_error(dcgan_data, tmp_path):
+    """Early stopping: a run that goes bad after step 40 still exports its best checkpoint, the
+    training state keeps the last weights, and a resumed trainer knows the same best checkpoint."""
+    trainer = Trainer(config(dcgan_data, 40, keep_best=True), tmp_path / "run")
+    trainer.fit()
+    with torch.no_grad():  # the run diverges: every encoder weight is thrown far off
+        for parameter in trainer.encoder.parameters():
+            parameter.add_(10.0 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
+    trainer.config.steps = 60
+    trainer.fit()
+    errors = {r["step"]: r["val_latent_mse"] for r in trainer.history}
+    assert sorted(errors) == [20, 40, 60]
+    best_step = min(errors, key=errors.get)
+    assert trainer.best["step"] == best_step <= 40 and errors[60] > errors[best_step]
+    last = {k: v.clone() for k, v in trainer.encoder.state_dict().items()}
+
+    model = load_model(trainer.export(tmp_path / "best.safetensors"))
+    assert model.info["exported_step"] == best_step and model.info["steps"] == 60
+    exported = model.encoder.state_dict()
+    for name, value in trainer.best["tensors"].items():
+        if name.startswith("encoder."):
+            torch.testing.assert_close(exported[name[8:]], value, rtol=1e-3, atol=1e-3)  # fp16 file
+    weights = [k for k in exported if not k.startswith("latent_")]
+    assert any(not torch.allclose(exported[k], last[k], atol=1.0) for k in weights)
+    for name, value in trainer.encoder.state_dict().items():
+        assert torch.equal(value, last[name]), f"export changed the training state's {name}"
+
+    resumed = Trainer(trainer.config, tmp_path / "run")
+    assert resumed.step == 60 and resumed.best["step"] == best_step
+    for name, value in trainer.best["tensors"].items():
+        assert torch.equal(resumed.best["tensors"][name], value)

@@ -32,6 +32,13 @@ def add_parser(subparsers):
         "--no-noise", action="store_const", const=False, dest="noise", help="noiseless training"
     )
     parser.add_argument(
+        "--keep-best",
+        action="store_const",
+        const=True,
+        dest="keep_best",
+        help="early stopping: export the checkpoint with the lowest validation latent error, not the last",
+    )
+    parser.add_argument(
         "--image-loss-weight",
         type=float,
         dest="image_loss_weight",
@@ -117,6 +124,11 @@ def main(args) -> int:
         if trainer.is_main:
             path = trainer.export(export)
             print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB); last validation: {result}")
+            if trainer.best is not None:
+                print(
+                    f"exported the best checkpoint: step {trainer.best['step']}, "
+                    f"validation latent MSE {trainer.best['val_latent_mse']:.4f}"
+                )
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

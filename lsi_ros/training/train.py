@@ -6,7 +6,8 @@ binary patterns -> ideal measurements -> the photodiode/ADC model at a random li
 -> latent loss against the known w of each face. Image losses through the frozen generator are optional
 (``image_loss_weight`` × ``image_loss``: L1, L2 and/or MS-SSIM of the decoded face's grayscale against
 the observed one; costly on a CPU, off by default). Deterministic from ``seed``; resumable from the run
-folder's ``state.safetensors``.
+folder's ``state.safetensors``. With ``keep_best`` (``lsi train --keep-best``) the export is the checkpoint
+of lowest validation latent error: early stopping without cutting the learning-rate schedule short.
 
 Data-parallel across processes (``lsi train --nproc N``, lsi_ros.training.distributed): every rank draws
 the same batch from the shared seed and keeps its own slice, DistributedDataParallel averages the
@@ -54,6 +55,7 @@ class TrainConfig:
     image_loss: str = "l2"  # "l1", "l2", "ms-ssim" or a sum such as "l1+ms-ssim"
     seed: int = 0
     checkpoint_every: int = 500
+    keep_best: bool = False  # export the checkpoint with the lowest validation latent MSE (early stopping)
     data_dir: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -150,6 +152,7 @@ class Trainer:
         )
         self.step = 0
         self.history = []
+        self.best: dict | None = None  # {"step", "val_latent_mse", "tensors"}: the best checkpoint so far
         self._image_net = None
         self._resume()
         self.imager = LatentSpaceImager(self.patterns, self.encoder)
@@ -284,6 +287,7 @@ class Trainer:
                     if self.config.image_loss_weight:
                         record["val_image_loss"] = self.validate_image()
                     self.history.append(record)
+                    self._remember_if_best(record)
                     message = f"step {self.step}: train loss {loss:.4f}, validation latent MSE "
                     message += f"{record['val_latent_mse']:.4f}"
                     if "val_image_loss" in record:
@@ -292,12 +296,34 @@ class Trainer:
                     self._save_state()
         return self.history[-1] if self.history else {}
 
+    def _weights(self) -> dict:
+        """Patterns and encoder as one flat dict of tensors (what a checkpoint or an export needs)."""
+        tensors = {f"patterns.{k}": v for k, v in self.patterns.state_dict().items()}
+        return tensors | {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+
+    def _load_weights(self, tensors: dict):
+        self.patterns.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("patterns.")})
+        self.encoder.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
+
+    def _remember_if_best(self, record: dict):
+        """Early stopping: with ``keep_best``, hold on to the weights of the lowest validation error."""
+        if not self.config.keep_best:
+            return
+        if self.best is None or record["val_latent_mse"] < self.best["val_latent_mse"]:
+            tensors = {k: v.detach().cpu().clone() for k, v in self._weights().items()}
+            self.best = {
+                "step": record["step"],
+                "val_latent_mse": record["val_latent_mse"],
+                "tensors": tensors,
+            }
+
     def _save_state(self):
         """Rank 0 writes the run's state (replicas are identical, so one copy is the state)."""
         if not self.is_main:
             return
-        tensors = {f"patterns.{k}": v for k, v in self.patterns.state_dict().items()}
-        tensors |= {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+        tensors = dict(self._weights())
+        if self.best is not None:
+            tensors |= {f"best.{k}": v for k, v in self.best["tensors"].items()}
         optimizer_state = self.optimizer.state_dict()
         for index, state in optimizer_state["state"].items():
             for key, value in state.items():
@@ -308,6 +334,8 @@ class Trainer:
             "history": json.dumps(self.history),
             "config": json.dumps(asdict(self.config)),
         }
+        if self.best is not None:
+            metadata["best"] = json.dumps({k: self.best[k] for k in ("step", "val_latent_mse")})
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.run_dir / "state.tmp"
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
@@ -343,8 +371,10 @@ class Trainer:
                 "use a new run folder"
             )
         tensors = load(raw)
-        self.patterns.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("patterns.")})
-        self.encoder.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
+        self._load_weights(tensors)
+        if "best" in header:
+            best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+            self.best = json.loads(header["best"]) | {"tensors": best}
         state = self.optimizer.state_dict()
         for key, value in tensors.items():
             if key.startswith("optimizer."):
@@ -356,7 +386,20 @@ class Trainer:
         self.history = json.loads(header["history"])
 
     def export(self, path) -> Path:
-        """The shipped model: binary patterns (bit-packed) + encoder, with provenance."""
+        """The shipped model: binary patterns (bit-packed) + encoder, with provenance. With
+        ``keep_best`` it is the checkpoint of lowest validation error; training state is left as is."""
+        last = None
+        if self.config.keep_best and self.best is not None:
+            last = {k: v.detach().cpu().clone() for k, v in self._weights().items()}
+            self._load_weights(self.best["tensors"])
+        try:
+            return self._export(path)
+        finally:
+            if last is not None:
+                self._load_weights(last)
+
+    def _export(self, path) -> Path:
+        exported_step = self.best["step"] if self.config.keep_best and self.best else self.step
         pattern_set = learned_patterns(
             self.patterns.binary().cpu().numpy().reshape(-1, self.resolution, self.resolution),
             model_id=self.config.model_id,
@@ -370,6 +413,7 @@ class Trainer:
                 self.config.train_faces + self.config.validation_faces - 1,
             ],
             "steps": self.step,
+            "exported_step": exported_step,
             "noise_model": f"PhotodiodeModel, photon_flux log-uniform {list(self.config.photon_flux_range)}"
             if self.config.noise
             else "none",
