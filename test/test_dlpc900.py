@@ -204,6 +204,20 @@ def test_controller_decodes_the_pattern_set_bit_for_bit(device):
     assert controller.sequencer == p.Sequencer.STOP
 
 
+def test_a_registered_upload_shows_the_patterns_moved_onto_the_scene():
+    """What the controller decodes is the registered placement, mirror for mirror (DLP9000: both halves)."""
+    pattern_set = patterns.bernoulli_patterns(30, 32, seed=3)
+    registration = dmd.GridRegistration(shift=(0.25, -1.5), scale=0.98)  # 32² fills its rows
+    controller = SimulatedDlpc900("DLP9000")
+    projector = p.Dlpc900Projector(device="DLP9000", transport=controller)
+    projector.upload(pattern_set, registration)
+    projector.start()
+    place = dmd.placement(dmd.DLP9000, 32, registration)
+    expected = np.stack([place.place(pattern) for pattern in pattern_set.dense()])
+    np.testing.assert_array_equal(controller.displayed_patterns(), expected)
+    assert not np.array_equal(expected, placed(pattern_set, dmd.DLP9000)[:])
+
+
 def test_sets_larger_than_the_pattern_memory_are_uploaded_in_batches():
     pattern_set = patterns.bernoulli_patterns(410, 8, seed=4)
     controller = SimulatedDlpc900()

@@ -19,8 +19,9 @@ class PatternProjector(ABC):
     """A DMD: upload a pattern set, display it cyclically, report status."""
 
     @abstractmethod
-    def upload(self, pattern_set) -> None:
-        """Load the patterns into the device (all at once or in batches that fit its memory)."""
+    def upload(self, pattern_set, registration=None) -> None:
+        """Load the patterns into the device (all at once or in batches that fit its memory), moved
+        and scaled onto the scene by ``registration`` (lsi_ros.optics.dmd.GridRegistration) if given."""
 
     @abstractmethod
     def start(self) -> None: ...

@@ -70,8 +70,8 @@ class Alp4Projector(PatternProjector):
             )
         return alp
 
-    def upload(self, pattern_set) -> None:
-        placement = dmd_geometry.placement(self.geometry, pattern_set.resolution)
+    def upload(self, pattern_set, registration=None) -> None:
+        placement = dmd_geometry.placement(self.geometry, pattern_set.resolution, registration)
         if pattern_set.num_patterns > self.timing.pattern_memory:
             raise ValueError(
                 f"{pattern_set.num_patterns} patterns exceed the ALP's {self.timing.pattern_memory}"

@@ -691,8 +691,8 @@ class Dlpc900Projector(PatternProjector):
                 self.close()
             raise
 
-    def upload(self, pattern_set) -> None:
-        self.placement = dmd_geometry.placement(self.geometry, pattern_set.resolution)
+    def upload(self, pattern_set, registration=None) -> None:
+        self.placement = dmd_geometry.placement(self.geometry, pattern_set.resolution, registration)
         self.pattern_set = pattern_set
         m = pattern_set.num_patterns
         self.batches = [range(s, min(s + self.pattern_memory, m)) for s in range(0, m, self.pattern_memory)]

@@ -27,8 +27,8 @@ class SimulatedDmd(PatternProjector):
         self.pattern_set = None
         self.running = False
 
-    def upload(self, pattern_set) -> None:
-        self.placement = dmd_geometry.placement(self.geometry, pattern_set.resolution)
+    def upload(self, pattern_set, registration=None) -> None:
+        self.placement = dmd_geometry.placement(self.geometry, pattern_set.resolution, registration)
         self.pattern_set = pattern_set
 
     def start(self) -> None:

@@ -166,8 +166,8 @@ class VideoModeProjector(PatternProjector):
         self.state = "idle"
         self.fault = ""
 
-    def upload(self, pattern_set) -> None:
-        self.placement = dmd_geometry.placement(self.geometry, pattern_set.resolution)
+    def upload(self, pattern_set, registration=None) -> None:
+        self.placement = dmd_geometry.placement(self.geometry, pattern_set.resolution, registration)
         planes = pack_video_frames(pattern_set.dense())  # (F, H, W, 3) at sampling resolution
         self.frames = np.stack([self.placement.place_values(frame) for frame in planes])
         self.pattern_set = pattern_set

@@ -5,6 +5,11 @@ Backends (``backend``): ``sim`` (simulated DMD), ``dlpc900`` (TI LightCrafter 65
 ALP-4 through ALP4lib; ``alp_version``, ``alp_lib_dir``), ``video`` (24 patterns per RGB frame on a
 display output or into an image folder; ``video_output``).
 
+With ``calibration`` (a JSON file from ``lsi calibrate``) the patterns are moved and scaled onto the
+scene by its measured registration (shift, scale; lsi_ros.optics.dmd.GridRegistration); the announced
+pattern set is unchanged, because the measurements still mean the same scene points. A calibration
+that cannot be read or used is reported (ERROR) and the patterns are shown unregistered.
+
 Publishes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local: late joiners get it, sent once
 the backend displays the set), ``/diagnostics``. A pattern set that cannot be loaded is reported
 (ERROR) and the node keeps running, so a fixed file or parameter can be retried without restarting
@@ -19,6 +24,7 @@ from rclpy.node import Node
 from lsi_ros.hardware import HardwareError, pattern_sources, projector_backends
 from lsi_ros.msg import PatternSetInfo
 from lsi_ros.optics import dmd as dmd_geometry
+from lsi_ros.optics.calibration import CalibrationError, DetectorCalibration
 from lsi_ros.ros import diagnostics, node_main, qos
 from lsi_ros.ros.parameters import Param, ParameterError, declare
 
@@ -46,6 +52,12 @@ PARAMS = (
     Param("resolution", 256, "Sampling resolution of generated pattern sets.", min=8, max=1024),
     Param("pattern_rate_hz", 9500.0, "Binary pattern rate of the DMD.", min=1.0, max=50000.0),
     Param("cache_dir", "", "Where generated pattern sets are written (empty: ~/.cache/lsi_ros/patterns)."),
+    Param(
+        "calibration",
+        "",
+        "Calibration JSON from `lsi calibrate`: its registration moves the patterns onto the scene "
+        "(empty: none).",
+    ),
     Param("frame_id", "lsi_camera", "header.frame_id of the announcement."),
     Param(
         "exposure_us",
@@ -91,6 +103,8 @@ class DmdDriver(Node):
         except ValueError as error:
             raise ParameterError(f"backend '{backend}': {error}") from error
         self.error = ""
+        self.registration = dmd_geometry.GridRegistration()
+        self.registration_error = ""
         self._retry_delay = 0.0
         self._retry_at = None
         self._start()
@@ -103,7 +117,7 @@ class DmdDriver(Node):
             pattern_set, path = pattern_sources.resolve(
                 self.config["pattern_set"], self.config["resolution"], self.config["cache_dir"] or None
             )
-            self.projector.upload(pattern_set)
+            self.projector.upload(pattern_set, self._registration(pattern_set))
             self.projector.start()
         except HardwareError as error:
             self._schedule_retry(str(error))
@@ -132,6 +146,23 @@ class DmdDriver(Node):
             f"({pattern_set.num_patterns} patterns at {info.pattern_rate_hz:.0f} Hz)"
         )
 
+    def _registration(self, pattern_set) -> dmd_geometry.GridRegistration:
+        """The calibration's registration for this pattern set, or none (and an error) when the file
+        cannot be read or moves the patterns off the mirror array."""
+        self.registration, self.registration_error = dmd_geometry.GridRegistration(), ""
+        if not self.config["calibration"]:
+            return self.registration
+        try:
+            calibration = DetectorCalibration.load(self.config["calibration"])
+            registration = calibration.grid_registration(pattern_set.resolution[0])
+            dmd_geometry.placement(self.projector.geometry, pattern_set.resolution, registration)
+        except (CalibrationError, ValueError, OSError) as error:
+            self.registration_error = f"registration not applied, patterns shown unregistered: {error}"
+            self.get_logger().error(self.registration_error)
+            return self.registration
+        self.registration = registration
+        return registration
+
     def _schedule_retry(self, reason: str):
         self._retry_delay = min(max(2 * self._retry_delay, 1.0), self.config["retry_max_s"])
         self._retry_at = time.monotonic() + self._retry_delay
@@ -150,8 +181,13 @@ class DmdDriver(Node):
             and self._retry_at is None
         ):
             self._schedule_retry(status.get("error", "device disconnected"))  # lost while displaying
-        if self.error or status.get("error"):
-            self._diagnostics.publish(diagnostics.ERROR, self.error or status["error"], status)
+        status |= {
+            "registration_shift_px": "{:.3f}, {:.3f}".format(*self.registration.shift),
+            "registration_scale": f"{self.registration.scale:.4f}",
+        }
+        error = self.error or status.get("error") or self.registration_error
+        if error:
+            self._diagnostics.publish(diagnostics.ERROR, error, status)
         else:
             self._diagnostics.publish(diagnostics.OK, "displaying", status)
 

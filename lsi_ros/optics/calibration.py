@@ -38,6 +38,7 @@ import numpy as np
 from safetensors import SafetensorError
 from scipy.optimize import minimize
 
+from lsi_ros.optics.dmd import GridRegistration
 from lsi_ros.optics.patterns import PatternSet, hadamard_reference_patterns
 from lsi_ros.optics.photodiode import PhotodiodeModel
 
@@ -493,6 +494,14 @@ class DetectorCalibration:
             date=datetime.now(UTC).isoformat(timespec="seconds"),
             method=f"{self.method}; {method}" if self.method else method,
         )
+
+    def grid_registration(self, resolution: int) -> GridRegistration:
+        """The measured shift and scale for patterns at ``resolution``² (the shift was measured in
+        sampling pixels of the calibration's own resolution); what ``dmd_driver`` displays with."""
+        if self.shift != (0.0, 0.0) and self.resolution <= 0:
+            raise CalibrationError("the calibration has a shift but no resolution it was measured at")
+        factor = resolution / self.resolution if self.resolution > 0 else 1.0
+        return GridRegistration((self.shift[0] * factor, self.shift[1] * factor), self.scale)
 
     @property
     def ambient_counts(self) -> float:

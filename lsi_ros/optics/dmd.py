@@ -4,6 +4,10 @@ A ``H × W`` sampling pattern is shown as square blocks of ``b × b`` mirrors, w
 integer ``b`` that fits (``b = floor(min(rows / H, cols / W))``), centred on the array; all other
 mirrors are off (they tilt light away from the photodiode). Example: 256² on a 1920×1080 DLP6500
 → b = 4, a 1024×1024 active area at column 448, row 28.
+
+When the objective puts the scene off the grid (``lsi calibrate`` measures the shift and scale), a
+:class:`GridRegistration` moves and scales the patterns with it, to the nearest mirror: the patterns
+then meet the scene points the model was trained on.
 """
 
 from __future__ import annotations
@@ -30,11 +34,36 @@ MIRROR_ARRAYS = {dmd.name: dmd for dmd in (DLP6500, DLP7000, DLP9000)}
 
 
 @dataclass(frozen=True)
+class GridRegistration:
+    """Where the scene lies on the sampling grid: the scene point the patterns expect at ``p``
+    sampling pixels from the grid centre falls at ``scale·p + shift`` (rows, columns), as
+    ``lsi_ros.optics.calibration.estimate_registration`` reports it."""
+
+    shift: tuple[float, float] = (0.0, 0.0)
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        shift = tuple(float(v) for v in self.shift)
+        if len(shift) != 2 or not all(math.isfinite(v) for v in shift):
+            raise ValueError(f"registration shift must be two finite numbers, got {self.shift!r}")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"registration scale must be positive, got {self.scale!r}")
+        object.__setattr__(self, "shift", shift)
+        object.__setattr__(self, "scale", float(self.scale))
+
+    @property
+    def is_identity(self) -> bool:
+        return self.shift == (0.0, 0.0) and self.scale == 1.0
+
+
+@dataclass(frozen=True)
 class Placement:
     """Exact mapping of a sampling pattern onto a mirror array.
 
     Sampling pixel ``(i, j)`` covers mirror rows ``row_offset + b·i .. row_offset + b·i + b − 1``
-    and mirror columns ``col_offset + b·j .. col_offset + b·j + b − 1``, with ``b = block``.
+    and mirror columns ``col_offset + b·j .. col_offset + b·j + b − 1``, with ``b = block``; with a
+    ``registration`` it covers the mirrors whose centres fall in that pixel once the grid is moved
+    and scaled as the registration says.
     """
 
     geometry: DmdGeometry
@@ -42,19 +71,30 @@ class Placement:
     block: int
     row_offset: int
     col_offset: int
+    registration: GridRegistration = GridRegistration()
 
     @property
     def active_shape(self) -> tuple[int, int]:
         return self.block * self.resolution[0], self.block * self.resolution[1]
 
+    def _pixel_coordinates(self, axis: int) -> np.ndarray:
+        """Sampling pixel (row or column) under each mirror row or column; out of range outside."""
+        size = self.resolution[axis]
+        mirrors = np.arange((self.geometry.rows, self.geometry.cols)[axis])
+        offset = (self.row_offset, self.col_offset)[axis]
+        if self.registration.is_identity:
+            return (mirrors - offset) // self.block
+        centre = size / 2  # the grid's centre, about which the registration scales
+        grid = (mirrors + 0.5 - offset) / self.block  # each mirror's centre in grid pixels
+        return np.floor((grid - centre - self.registration.shift[axis]) / self.registration.scale + centre)
+
     def pixel_index_map(self) -> np.ndarray:
         """``(rows, cols)`` int array: flat sampling-pixel index under each mirror, −1 outside."""
         h, w = self.resolution
-        rows = np.arange(self.geometry.rows) - self.row_offset
-        cols = np.arange(self.geometry.cols) - self.col_offset
-        row_in = (rows >= 0) & (rows < self.block * h)
-        col_in = (cols >= 0) & (cols < self.block * w)
-        index = (rows // self.block)[:, None] * w + (cols // self.block)[None, :]
+        rows, cols = self._pixel_coordinates(0).astype(int), self._pixel_coordinates(1).astype(int)
+        row_in = (rows >= 0) & (rows < h)
+        col_in = (cols >= 0) & (cols < w)
+        index = rows[:, None] * w + cols[None, :]
         return np.where(row_in[:, None] & col_in[None, :], index, -1)
 
     def place(self, pattern: np.ndarray) -> np.ndarray:
@@ -72,6 +112,12 @@ class Placement:
             raise ValueError(
                 f"values of shape {values.shape} do not start with the placement's {self.resolution}"
             )
+        if not self.registration.is_identity:
+            index = self.pixel_index_map()
+            flat = values.reshape(-1, *values.shape[2:])
+            image = flat[np.maximum(index, 0)]
+            image[index < 0] = 0
+            return image
         image = np.zeros((self.geometry.rows, self.geometry.cols, *values.shape[2:]), dtype=values.dtype)
         r0, c0 = self.row_offset, self.col_offset
         rh, cw = self.active_shape
@@ -79,19 +125,42 @@ class Placement:
         return image
 
 
-def placement(geometry: DmdGeometry, resolution: int | tuple[int, int] = 256) -> Placement:
-    """Largest integer mirror block that fits, centred (offsets rounded down)."""
+def placement(
+    geometry: DmdGeometry,
+    resolution: int | tuple[int, int] = 256,
+    registration: GridRegistration | None = None,
+) -> Placement:
+    """Largest integer mirror block that fits, centred (offsets rounded down), moved and scaled by
+    ``registration``. A registration that pushes part of the grid off the array raises ValueError:
+    the measurements would silently miss those pixels."""
     h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
     block = min(geometry.rows // h, geometry.cols // w)
     if block < 1:
         raise ValueError(f"{geometry.name} ({geometry.cols}x{geometry.rows}) is smaller than {w}x{h}")
-    return Placement(
+    place = Placement(
         geometry=geometry,
         resolution=(h, w),
         block=block,
         row_offset=(geometry.rows - block * h) // 2,
         col_offset=(geometry.cols - block * w) // 2,
+        registration=registration or GridRegistration(),
     )
+    if not place.registration.is_identity:
+        for axis, size in enumerate((h, w)):
+            offset, mirrors = (
+                (place.row_offset, geometry.rows) if axis == 0 else (place.col_offset, geometry.cols)
+            )
+            shift, scale = place.registration.shift[axis], place.registration.scale
+            # the registered grid's edges in mirrors; nearest-mirror rounding forgives half a mirror
+            edges = [offset + block * (size / 2 + scale * side * size / 2 + shift) for side in (-1, 1)]
+            missing = np.setdiff1d(np.arange(size), place._pixel_coordinates(axis))
+            if edges[0] < -0.5 or edges[1] > mirrors + 0.5 or missing.size:
+                raise ValueError(
+                    f"registration {place.registration} moves sampling {('rows', 'columns')[axis]} "
+                    f"off the {geometry.name} mirror array (registered grid spans mirrors "
+                    f"{edges[0]:.1f}..{edges[1]:.1f} of {mirrors}, {missing.size} pixels without a mirror)"
+                )
+    return place
 
 
 def place_pattern(pattern: np.ndarray, geometry: DmdGeometry) -> np.ndarray:
