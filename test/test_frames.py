@@ -3,8 +3,9 @@
 import math
 
 import numpy as np
+import pytest
 
-from lsi_ros.hardware.frames import INTERRUPTED, MISSED_TRIGGER, FrameAssembler, Sample
+from lsi_ros.hardware.frames import INTERRUPTED, MISSED_TRIGGER, DeviceClock, FrameAssembler, Sample
 
 
 def feed(assembler, indices, set_id="A", values=None, stamp=0):
@@ -55,3 +56,40 @@ def test_a_gap_in_the_sample_stream_drops_the_frame_once_and_resyncs_at_pattern_
     frames = feed(assembler, [1, 2, 3])
     assert len(frames) == 1 and frames[0].stamp_ns == 20 and frames[0].values[0] == 5.0
     assert assembler.counters.dropped == 2
+
+
+def usb_arrivals(trigger_s: np.ndarray, rng) -> np.ndarray:
+    """When a host sees samples taken at ``trigger_s``: handed over in 16 ms USB/driver chunks, then
+    a scheduling delay of 0.2 ms plus an exponential tail (mean 1 ms)."""
+    chunk = 0.016
+    return np.ceil(trigger_s / chunk) * chunk + 2e-4 + rng.exponential(1e-3, len(trigger_s))
+
+
+@pytest.mark.parametrize("drift_ppm", [80.0, -80.0])
+def test_device_clock_stamps_samples_when_taken_not_when_handed_over(drift_ppm):
+    """1 kHz triggers for 20 s, the device crystal 80 ppm fast or slow and its clock an hour off the
+    host's: after 0.1 s the arrival time is up to 16 ms late, the mapped device time late only by
+    the fixed 0.2 ms latency (which no timestamp can reveal) plus under 0.3 ms, never after arrival."""
+    rng = np.random.default_rng(0)
+    host_s = np.arange(20_000) * 1e-3 + 5.0
+    device_ns = np.rint((host_s * (1 + drift_ppm * 1e-6) - 3600.0) * 1e9).astype(np.int64) + 10**13
+    arrival_ns = np.rint(usb_arrivals(host_s, rng) * 1e9).astype(np.int64)
+    clock = DeviceClock()
+    stamps = np.array([clock.to_host(int(d), int(a)) for d, a in zip(device_ns, arrival_ns, strict=True)])
+    true_ns = host_s * 1e9
+    late_arrival = (arrival_ns - true_ns)[100:]
+    late_stamp = (stamps - true_ns)[100:] - 0.2e6
+    assert late_arrival.max() > 15e6 and late_arrival.mean() > 7e6  # what arrival stamps carry
+    assert late_stamp.min() > -0.01e6 and late_stamp.max() < 0.3e6, late_stamp.max() / 1e6
+    assert np.all(stamps <= arrival_ns)
+
+
+def test_device_clock_learns_a_new_clock_after_an_interruption_and_passes_samples_without_one():
+    clock = DeviceClock()
+    assert clock.stamp(Sample("p", 0, 1.0, device_time_ns=1_000), arrival_ns=5_000) == 1_000 + 4_000
+    assert clock.stamp(Sample("p", 1, 1.0, device_time_ns=2_000), arrival_ns=5_500) == 2_000 + 3_500
+    # the device restarted: its clock began again near zero, the old offset would be wildly wrong
+    restarted = Sample("p", 0, 1.0, gap_before=INTERRUPTED, device_time_ns=10)
+    assert clock.stamp(restarted, arrival_ns=9_000_000) == 9_000_000
+    assert clock.offset_ns == 9_000_000 - 10
+    assert clock.stamp(Sample("p", 0, 1.0), arrival_ns=123) == 123  # no device time: its arrival

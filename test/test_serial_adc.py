@@ -2,6 +2,7 @@
 photodiode_sampler node against the simulated device on a real pseudo-terminal (no hardware here).
 """
 
+import itertools
 import subprocess
 import sys
 import time
@@ -318,3 +319,13 @@ def test_sampler_node_publishes_serial_frames_and_reports_counters(
         any(np.array_equal(msg.values, values) for _, values in device.passes) for msg in received["frames"]
     ]
     assert all(matched)
+    # stamped by the device's clock: passes that follow each other are one frame time apart (16
+    # patterns at 2 kHz), however the pseudo-terminal and the reader thread batched the samples
+    first_sequence = {values.tobytes(): sequence for sequence, values in device.passes}
+    frames = [
+        (first_sequence[np.asarray(msg.values).astype(np.uint32).tobytes()], stamp)
+        for msg, stamp in zip(received["frames"], stamps, strict=True)
+    ]
+    spacing = [b[1] - a[1] for a, b in itertools.pairwise(frames) if b[0] - a[0] == M]
+    assert len(spacing) >= 5 and np.median(np.abs(np.array(spacing) - M / 2000.0)) < 1e-4, spacing
+    assert float(values["device_clock_offset_s"]) != 0.0

@@ -21,6 +21,9 @@ class Sample:
     gap_before: str = ""
     """Why samples may be missing just before this one: "" (none), ``MISSED_TRIGGER`` (the
     detector's trigger count jumped) or ``INTERRUPTED`` (device lost, restarted or stalled)."""
+    device_time_ns: int | None = None
+    """The detector's own clock when the pattern was shown (unwrapped, continuous while the stream
+    runs; a new stream after ``INTERRUPTED`` may start anywhere), if it has one: see DeviceClock."""
 
 
 MISSED_TRIGGER = "missed_trigger"
@@ -58,6 +61,46 @@ class FrameCounters:
             + self.dropped_missed_trigger
             + self.dropped_interrupted
         )
+
+
+@dataclass
+class DeviceClock:
+    """Host time of a sample from the detector's own timestamp, so a frame's stamp is when its first
+    pattern was shown, not when a USB or driver buffer happened to hand the sample over.
+
+    Every sample arrives after it was taken: ``arrival − device time`` is the clock offset plus a
+    delay that is never negative. The estimate is the smallest such difference seen, allowed to rise
+    by ``drift_ppm`` of the elapsed device time, so the two crystals may drift apart. Until a
+    sample with little delay has arrived, stamps are late by at most the first samples' delay; they
+    are never later than the arrival itself."""
+
+    drift_ppm: float = 200.0
+    _offset_ns: int | None = None
+    _last_device_ns: int = 0
+
+    @property
+    def offset_ns(self) -> int | None:
+        """Host time minus device time (None before the first sample)."""
+        return self._offset_ns
+
+    def to_host(self, device_ns: int, arrival_ns: int) -> int:
+        observed = arrival_ns - device_ns
+        if self._offset_ns is None:
+            self._offset_ns = observed
+        else:
+            elapsed = max(0, device_ns - self._last_device_ns)
+            self._offset_ns = min(self._offset_ns + int(elapsed * self.drift_ppm * 1e-6), observed)
+        self._last_device_ns = device_ns
+        return device_ns + self._offset_ns
+
+    def stamp(self, sample: Sample, arrival_ns: int) -> int:
+        """The host time a sample was taken: from its device time when it has one, else its arrival.
+        A stream that restarted (``INTERRUPTED``) has a new device clock, learnt afresh."""
+        if sample.gap_before == INTERRUPTED:
+            self._offset_ns = None
+        if sample.device_time_ns is None:
+            return arrival_ns
+        return self.to_host(sample.device_time_ns, arrival_ns)
 
 
 @dataclass

@@ -180,6 +180,8 @@ class SerialAdcPhotodiode(Detector):
         self._streaming_set = None
         self._last_sequence: int | None = None
         self._pending_gap = ""
+        self._last_device_us: int | None = None
+        self._device_wraps = 0
         self._backoff_s = 0.0
         self._retry_at = 0.0
         self._last_data_at = 0.0
@@ -248,7 +250,17 @@ class SerialAdcPhotodiode(Detector):
             float(frame.adc_value),
             frame.saturated,
             gap_before=gap,
+            device_time_ns=self._unwrapped_device_ns(frame.device_time_us, restarted=gap == INTERRUPTED),
         )
+
+    def _unwrapped_device_ns(self, device_time_us: int, restarted: bool) -> int:
+        """The device's 32-bit microsecond clock, continued across its wrap (every ~71.6 min)."""
+        if restarted or self._last_device_us is None:
+            self._device_wraps = 0
+        elif device_time_us < self._last_device_us - 2**31:
+            self._device_wraps += 1
+        self._last_device_us = device_time_us
+        return (self._device_wraps * 2**32 + device_time_us) * 1000
 
     def _ready(self) -> bool:
         """Connected and streaming the current pattern count; otherwise try to get there (after the

@@ -88,6 +88,8 @@ class SimulatedSerialAdc:
             link = Path(tempfile.mkdtemp(prefix="lsi_serial_adc_")) / "ttyADC"
         self.link = Path(link)
         self.counters = DeviceCounters()
+        # its micros() epoch: powered up a while ago, on its own clock (not the host's)
+        self._powered_at = time.monotonic() - float(np.random.default_rng(seed + 2).uniform(0, 3600))
         self.passes: list[tuple[int, np.ndarray]] = []
         self.vanished_in_passes: list[int] = []
         self._lock = threading.Lock()
@@ -245,10 +247,12 @@ class SimulatedSerialAdc:
         if now - self._next_trigger > 1.0:  # stalled (machine busy): skip, like a DMD we never saw
             self._next_trigger = now
         while self.streaming and self._master is not None and self._next_trigger <= now:
+            self._trigger(self._next_trigger)
             self._next_trigger += self.period_s
-            self._trigger()
 
-    def _trigger(self) -> None:
+    def _trigger(self, at: float) -> None:
+        """The trigger due at monotonic time ``at``: stamped then by the device's own clock, which
+        started at its power-up (``micros()``), whenever the host gets around to reading it."""
         index = self.index
         if index == 0:
             counts = self.model.sample(self.ideal, self.rng).counts
@@ -258,7 +262,7 @@ class SimulatedSerialAdc:
         frame = AdcFrame(
             pattern_index=index,
             trigger_sequence=self.sequence,
-            device_time_us=int(time.monotonic() * 1e6),
+            device_time_us=int((at - self._powered_at) * 1e6) % 2**32,
             adc_value=int(self._values[index]),
             saturated=bool(self._saturated[index]),
         )
@@ -320,6 +324,7 @@ class SimulatedSerialAdc:
         with self._lock:
             self._disconnect_at = None
             self._back_at = time.monotonic() + self._downtime_s
+            self._powered_at = self._back_at  # it comes back from a reset: micros() starts at 0
         self.counters.disconnects += 1
         if self.streaming:
             self.vanished_in_passes.append(len(self.passes) - 1)

@@ -2,8 +2,9 @@
 
 The ``sim`` backend images a scene topic (any camera driver, a bag, scene_source) onto the DMD's
 sampling grid and measures it through the photodiode model. The ``serial_adc`` backend reads the
-samples a microcontroller streams over serial (lsi_ros.hardware.serial_adc) on a reader thread,
-stamped with the host time the first pattern's sample arrived; the node keeps running while the
+samples a microcontroller streams over serial (lsi_ros.hardware.serial_adc) on a reader thread;
+a frame is stamped with the time its first pattern was shown, from the device's own timestamps
+mapped onto the host clock (lsi_ros.hardware.frames.DeviceClock); the node keeps running while the
 device is absent or reconnecting (ERROR diagnostics). The ``nidaqmx`` backend
 (lsi_ros.hardware.nidaq) reads an NI DAQ analog input clocked by the DMD's trigger-out the same
 way; without the nidaqmx package or NI's driver it reports ERROR and keeps running. Frames that
@@ -40,7 +41,7 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from lsi_ros.hardware import detector_backends, pattern_sources
-from lsi_ros.hardware.frames import FrameAssembler
+from lsi_ros.hardware.frames import DeviceClock, FrameAssembler
 from lsi_ros.msg import Measurements, PatternSetInfo
 from lsi_ros.optics.calibration import CalibrationError, DetectorCalibration, estimate_dark
 from lsi_ros.optics.photodiode import PhotodiodeModel
@@ -159,6 +160,7 @@ class PhotodiodeSampler(Node):
         self.create_subscription(PatternSetInfo, "pattern_set", self._on_pattern_set, qos.LATCHED)
         self._stop_reading = threading.Event()
         self._reader = None
+        self.device_clock = DeviceClock()
         if self.config["backend"] == "sim":
             self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA)
         else:
@@ -249,7 +251,8 @@ class PhotodiodeSampler(Node):
             for sample in self.detector.acquire_frame():
                 if assembler is None or assembler is not self.assembler:
                     break
-                frame = assembler.add(sample, self.get_clock().now().nanoseconds)
+                stamp_ns = self.device_clock.stamp(sample, self.get_clock().now().nanoseconds)
+                frame = assembler.add(sample, stamp_ns)
                 if frame is None:
                     continue
                 try:
@@ -364,6 +367,8 @@ class PhotodiodeSampler(Node):
             else "none (raw ADC counts)",
             **self.detector.status(),
         }
+        if self.device_clock.offset_ns is not None:
+            values["device_clock_offset_s"] = f"{self.device_clock.offset_ns * 1e-9:.6f}"
         if not values.get("connected", True):
             where = values.get("port") or values.get("channel")
             message = f"detector not connected ({where}): {values['last_error'] or 'connecting'}"
