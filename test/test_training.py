@@ -7,7 +7,7 @@ from conftest import dcgan_config
 
 from lsi_ros.models.checkpoint import load_model
 from lsi_ros.training import data
-from lsi_ros.training.train import Trainer
+from lsi_ros.training.train import TrainConfig, Trainer
 
 
 def config(dcgan_data, steps, **changes):
@@ -92,3 +92,15 @@ def test_keep_best_exports_the_checkpoint_of_lowest_validation_error(dcgan_data,
     assert resumed.step == 60 and resumed.best["step"] == best_step
     for name, value in trainer.best["tensors"].items():
         assert torch.equal(resumed.best["tensors"][name], value)
+
+
+def test_lsi_train_last_exports_the_final_step(dcgan_data, tmp_path):
+    from lsi_ros.cli import build_parser
+    from lsi_ros.commands.train import build_config
+
+    args = build_parser().parse_args(["train", "--last", "--data-dir", str(dcgan_data)])
+    assert build_config(args).keep_best is False and TrainConfig().keep_best is True
+    trainer = Trainer(config(dcgan_data, 40, keep_best=False), tmp_path / "run")
+    trainer.fit()
+    assert trainer.best is None
+    assert load_model(trainer.export(tmp_path / "last.safetensors")).info["exported_step"] == 40

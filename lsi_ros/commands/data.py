@@ -12,7 +12,13 @@ def add_parser(subparsers):
         f"{data.SHARD_SIZE} under --data-dir; interrupted runs resume where they stopped.",
     )
     parser.add_argument("--generator", default="mobilestylegan", choices=("mobilestylegan", "dcgan"))
-    parser.add_argument("--train", type=int, default=8448, help="training + validation faces (default 8448)")
+    parser.add_argument(
+        "--train",
+        type=int,
+        default=24832,
+        help="training + validation faces (default 24832: what `lsi train` uses; label and attributes "
+        "use the first 8448)",
+    )
     parser.add_argument(
         "--held-out",
         type=int,

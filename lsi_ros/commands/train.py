@@ -32,11 +32,12 @@ def add_parser(subparsers):
         "--no-noise", action="store_const", const=False, dest="noise", help="noiseless training"
     )
     parser.add_argument(
-        "--keep-best",
+        "--last",
         action="store_const",
-        const=True,
+        const=False,
         dest="keep_best",
-        help="early stopping: export the checkpoint with the lowest validation latent error, not the last",
+        help="export the last checkpoint (default: the one with the lowest validation latent error, "
+        "i.e. early stopping)",
     )
     parser.add_argument(
         "--image-loss-weight",

@@ -6,8 +6,9 @@ binary patterns -> ideal measurements -> the photodiode/ADC model at a random li
 -> latent loss against the known w of each face. Image losses through the frozen generator are optional
 (``image_loss_weight`` × ``image_loss``: L1, L2 and/or MS-SSIM of the decoded face's grayscale against
 the observed one; costly on a CPU, off by default). Deterministic from ``seed``; resumable from the run
-folder's ``state.safetensors``. With ``keep_best`` (``lsi train --keep-best``) the export is the checkpoint
-of lowest validation latent error: early stopping without cutting the learning-rate schedule short.
+folder's ``state.safetensors``. With ``keep_best`` (the default; ``lsi train --last`` turns it off)
+the export is the checkpoint of lowest validation latent error: early stopping without cutting the
+learning-rate schedule short.
 
 Data-parallel across processes (``lsi train --nproc N``, lsi_ros.training.distributed): every rank draws
 the same batch from the shared seed and keeps its own slice, DistributedDataParallel averages the
@@ -40,9 +41,9 @@ class TrainConfig:
     num_measurements: int = 128
     generator: str = "mobilestylegan"
     truncation_psi: float = data.DEFAULT_PSI
-    train_faces: int = 8192
+    train_faces: int = 24576
     validation_faces: int = 256
-    steps: int = 3000
+    steps: int = 8000
     batch_size: int = 64
     lr: float = 1e-3
     pattern_lr: float = 2e-3
@@ -55,7 +56,7 @@ class TrainConfig:
     image_loss: str = "l2"  # "l1", "l2", "ms-ssim" or a sum such as "l1+ms-ssim"
     seed: int = 0
     checkpoint_every: int = 500
-    keep_best: bool = False  # export the checkpoint with the lowest validation latent MSE (early stopping)
+    keep_best: bool = True  # export the checkpoint with the lowest validation latent MSE (early stopping)
     data_dir: str = ""
     extra: dict = field(default_factory=dict)
 
