@@ -124,12 +124,13 @@ def main(args) -> int:
         result = trainer.fit()
         if trainer.is_main:
             path = trainer.export(export)
-            print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB); last validation: {result}")
+            chosen = f"last validation: {result}"
             if trainer.best is not None:
-                print(
-                    f"exported the best checkpoint: step {trainer.best['step']}, "
-                    f"validation latent MSE {trainer.best['val_latent_mse']:.4f}"
+                chosen = (
+                    f"best checkpoint (early stopping): step {trainer.best['step']}, validation latent "
+                    f"MSE {trainer.best['val_latent_mse']:.4f}; {chosen}"
                 )
+            print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB); {chosen}")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
