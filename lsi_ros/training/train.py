@@ -297,10 +297,12 @@ class Trainer:
                     self._save_state()
         return self.history[-1] if self.history else {}
 
-    def _weights(self) -> dict:
-        """Patterns and encoder as one flat dict of tensors (what a checkpoint or an export needs)."""
+    def _weights(self, copy: bool = False) -> dict:
+        """Patterns and encoder as one flat dict of tensors (what a checkpoint or an export needs);
+        ``copy``: detached CPU copies that later steps leave alone."""
         tensors = {f"patterns.{k}": v for k, v in self.patterns.state_dict().items()}
-        return tensors | {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+        tensors |= {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+        return {k: v.detach().cpu().clone() for k, v in tensors.items()} if copy else tensors
 
     def _load_weights(self, tensors: dict):
         self.patterns.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("patterns.")})
@@ -311,18 +313,17 @@ class Trainer:
         if not self.config.keep_best:
             return
         if self.best is None or record["val_latent_mse"] < self.best["val_latent_mse"]:
-            tensors = {k: v.detach().cpu().clone() for k, v in self._weights().items()}
             self.best = {
                 "step": record["step"],
                 "val_latent_mse": record["val_latent_mse"],
-                "tensors": tensors,
+                "tensors": self._weights(copy=True),
             }
 
     def _save_state(self):
         """Rank 0 writes the run's state (replicas are identical, so one copy is the state)."""
         if not self.is_main:
             return
-        tensors = dict(self._weights())
+        tensors = self._weights()
         if self.best is not None:
             tensors |= {f"best.{k}": v for k, v in self.best["tensors"].items()}
         optimizer_state = self.optimizer.state_dict()
@@ -390,8 +391,8 @@ class Trainer:
         """The shipped model: binary patterns (bit-packed) + encoder, with provenance. With
         ``keep_best`` it is the checkpoint of lowest validation error; training state is left as is."""
         last = None
-        if self.config.keep_best and self.best is not None:
-            last = {k: v.detach().cpu().clone() for k, v in self._weights().items()}
+        if self.best is not None:  # only kept with keep_best
+            last = self._weights(copy=True)
             self._load_weights(self.best["tensors"])
         try:
             return self._export(path)
@@ -400,7 +401,7 @@ class Trainer:
                 self._load_weights(last)
 
     def _export(self, path) -> Path:
-        exported_step = self.best["step"] if self.config.keep_best and self.best else self.step
+        exported_step = self.best["step"] if self.best is not None else self.step
         pattern_set = learned_patterns(
             self.patterns.binary().cpu().numpy().reshape(-1, self.resolution, self.resolution),
             model_id=self.config.model_id,
