@@ -20,8 +20,9 @@ BOUNDARIES = AttributeBoundaries(
 )
 
 
-def start(boundaries: str):
-    return subprocess.Popen(node_command("latent_classifier", "-p", f"boundaries:={boundaries}"))
+def start(boundaries: str, *params: str):
+    extra = [arg for p in params for arg in ("-p", p)]
+    return subprocess.Popen(node_command("latent_classifier", "-p", f"boundaries:={boundaries}", *extra))
 
 
 @pytest.fixture
@@ -117,3 +118,70 @@ def test_shipped_boundaries_by_name_give_calibrated_probabilities_of_a_face(prob
     assert list(published.names) == list(shipped.names) and len(shipped.names) >= 3
     np.testing.assert_allclose(published.scores, shipped.probabilities(w[0]), rtol=1e-5)
     assert all(0.0 < p < 1.0 for p in published.scores)
+
+
+def test_codes_of_a_model_with_estimate_boundaries_are_read_by_them(tmp_path, probe):
+    """A code whose pattern set has boundaries fitted on its model's estimates is read by those; any
+    other code by the generic ones; boundaries without a pattern set are refused as estimate boundaries."""
+    import dataclasses
+
+    codes, received = probe
+    fitted = dataclasses.replace(
+        BOUNDARIES, bias=np.array([3.0, -3.0], np.float32), pattern_set_id="sha256:ab"
+    )
+    generic = save_boundaries(BOUNDARIES, tmp_path / "generic.safetensors")
+    estimate = save_boundaries(fitted, tmp_path / "fitted.safetensors")
+    process = start(str(generic), f"estimate_boundaries:={estimate}")
+    code = np.zeros((1, 8), np.float32)
+    try:
+        ours = latent.to_msg(code, model_id="m128", pattern_set_id="sha256:ab")
+        other = latent.to_msg(code, model_id="m64", pattern_set_id="sha256:cd")
+
+        def both():
+            codes.publish(ours)
+            codes.publish(other)
+            return {m.model_id for m in received["attributes"]} == {"m128", "m64"}
+
+        assert wait_for(both, timeout=30, period=0.3)
+        assert wait_for(
+            lambda: any(
+                kv.key == "read_by_estimate_boundaries" and int(kv.value) > 0
+                for s in received["status"]
+                for kv in s.values
+            ),
+            timeout=10,
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    scores = {m.model_id: np.array(m.scores) for m in received["attributes"]}
+    np.testing.assert_allclose(scores["m128"], fitted.probabilities(code[0]), rtol=1e-6)
+    np.testing.assert_allclose(scores["m64"], BOUNDARIES.probabilities(code[0]), rtol=1e-6)
+
+    received["status"].clear()
+    process = start(str(generic), f"estimate_boundaries:={generic}")
+    try:
+        assert wait_for(
+            lambda: any(
+                s.level == DiagnosticStatus.WARN and "names no pattern set" in s.message
+                for s in received["status"]
+            ),
+            timeout=30,
+        )
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_shipped_estimate_boundaries_belong_to_the_shipped_m128():
+    """config/decode.yaml reads m128 codes with attributes-m128: it must name m128's pattern set."""
+    from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.models.registry import find_model
+
+    fitted = load_boundaries(find_model("attributes-m128"))
+    generic = load_boundaries(find_model("attributes"))
+    model = load_model(find_model("m128"))
+    assert fitted.pattern_set_id == model.pattern_set.pattern_set_id
+    assert fitted.names == generic.names and fitted.generator_id == model.info["generator_id"]
+    assert not generic.pattern_set_id

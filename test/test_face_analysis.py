@@ -164,3 +164,13 @@ def test_lsi_label_writes_labels_next_to_the_faces(dcgan_data):
     assert set(face_labels.binary_attributes(labels)) == set(face_labels.ATTRIBUTES)
     with pytest.raises(ValueError, match="lsi label"):
         face_labels.load_labels("dcgan", np.array([16]), dcgan_data)
+
+
+def test_torch_batches_label_like_numpy_arrays(analyzer):
+    """Faces already in torch (rendered on a GPU, say) get the labels their numpy copy gets."""
+    faces = np.stack([np.asarray(TEST_IMAGES["astronaut"]())[::2, ::2]] * 2)
+    faces[1] = faces[1, :, ::-1]
+    from_numpy = analyzer.label(faces, 256)
+    from_torch = analyzer.label(torch.from_numpy(faces), 256)
+    for field in ("boxes", "age", "p_male", "expressions", "landmarks"):
+        np.testing.assert_allclose(getattr(from_torch, field), getattr(from_numpy, field), atol=1e-4)

@@ -163,3 +163,25 @@ def test_dcgan_torch_module_is_differentiable(dcgan):
     images.mean().backward()
     assert latent_grad_ok(z.grad)
     assert not any(p.requires_grad for p in dcgan.torch_synthesis().parameters())
+
+
+def test_exported_generator_renders_the_same_faces_without_openvino(msg, tmp_path):
+    """The export a GPU machine with torch alone renders from: same w and, to one grey level, the
+    same stored faces for the same seeds; the graph files hold tensors and JSON, no pickle."""
+    from safetensors import safe_open
+
+    from lsi_ros.models.torch_generator import ExportedMobileStyleGAN
+
+    folder = msg.export_torch(tmp_path / "export")
+    exported = ExportedMobileStyleGAN(folder)
+    assert exported.generator_id == msg.generator_id
+    seeds = [3, 1_000_000]
+    w = msg.sample_latents(seeds, truncation_psi=0.7)
+    w_torch = exported.sample_latents(seeds, truncation_psi=0.7)
+    np.testing.assert_allclose(w_torch.numpy(), w, atol=1e-4)
+    faces = exported.render(w_torch)
+    assert faces.dtype == torch.uint8 and faces.shape == (2, 256, 256, 3)
+    stored = np.rint(msg.synthesize(w) * 255).astype(np.int16)
+    assert np.abs(faces.numpy().astype(np.int16) - stored).max() <= 1
+    with safe_open(str(folder / "synthesis.safetensors"), "pt") as f:
+        assert "graph" in f.metadata()

@@ -104,3 +104,22 @@ def test_lsi_train_last_exports_the_final_step(dcgan_data, tmp_path):
     trainer.fit()
     assert trainer.best is None
     assert load_model(trainer.export(tmp_path / "last.safetensors")).info["exported_step"] == 40
+
+
+def test_faces_in_memory_train_as_the_cached_ones(dcgan_data, tmp_path):
+    """Faces handed over in memory (rendered on a GPU, say) give the run the cache gives; a count that
+    does not match the configuration is refused."""
+    cfg = config(dcgan_data, 3)
+    faces = data.load("dcgan", 0, cfg.train_faces + cfg.validation_faces, dcgan_data)
+    cached = Trainer(cfg, tmp_path / "cached")
+    handed = Trainer(cfg, tmp_path / "handed", faces=faces)
+    in_torch = data.FaceData(
+        faces.seeds, torch.from_numpy(faces.latents), torch.from_numpy(faces.images), faces.generator_id, 0.7
+    )
+    tensors = Trainer(cfg, tmp_path / "tensors", faces=in_torch)
+    losses = [[t.train_step() for _ in range(3)] for t in (cached, handed, tensors)]
+    assert losses[0] == losses[1]
+    np.testing.assert_allclose(losses[2], losses[0], rtol=1e-5)
+    short = data.FaceData(faces.seeds[:-1], faces.latents[:-1], faces.images[:-1], faces.generator_id, 0.7)
+    with pytest.raises(ValueError, match="faces given"):
+        Trainer(cfg, tmp_path / "short", faces=short)

@@ -29,6 +29,14 @@ def add_parser(subparsers):
         "--models", nargs="*", default=["m32", "m64", "m128", "m256"], help="LSI models to read latents from"
     )
     parser.add_argument(
+        "--estimate-boundaries",
+        nargs="*",
+        default=["m128=models/attributes-m128.safetensors"],
+        metavar="MODEL=FILE",
+        help="boundaries fitted on a model's own latent estimates (scripts/device_scaling.py), scored on "
+        "that model's latents as source lsi-latent-fitted (skipped when the file is absent)",
+    )
+    parser.add_argument(
         "--task-attributes",
         nargs="*",
         default=["male", "smiling", "age_over_40"],
@@ -57,7 +65,7 @@ def main(args) -> int:
     from lsi_ros.evaluation import downstream, face_labels
     from lsi_ros.evaluation.face_analysis import FaceAnalyzer
     from lsi_ros.evaluation.latent_imaging import encode_faces
-    from lsi_ros.models.attributes import save_boundaries
+    from lsi_ros.models.attributes import load_boundaries, save_boundaries
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.registry import find_model
     from lsi_ros.models.task import save_task_model
@@ -66,6 +74,13 @@ def main(args) -> int:
 
     torch.set_num_threads(args.threads)
     timings = {}
+    malformed = [item for item in args.estimate_boundaries if "=" not in item]
+    if malformed:
+        print(
+            f"lsi attributes: --estimate-boundaries takes MODEL=FILE, got {malformed[0]!r}", file=sys.stderr
+        )
+        return 2
+    estimate_boundaries = dict(item.split("=", 1) for item in args.estimate_boundaries)
     try:
         train = data.load(args.generator, 0, args.train, args.data_dir)
         test = data.load(args.generator, data.HELD_OUT_SEED_START, args.held_out, args.data_dir)
@@ -144,6 +159,19 @@ def main(args) -> int:
         rows += downstream.latent_rows(
             boundaries, latents, test_y, "lsi-latent", m, model=name, **noise, **error
         )
+        fitted = estimate_boundaries.get(name)
+        if fitted is not None and Path(fitted).is_file():
+            rows += downstream.latent_rows(
+                load_boundaries(fitted),
+                latents,
+                test_y,
+                "lsi-latent-fitted",
+                m,
+                model=name,
+                boundaries_file=str(fitted),
+                **noise,
+                **error,
+            )
         predicted = landmarks_from(latents)
         rows.append(
             downstream.nme_row(m, "lsi-latent", predicted, test_labels["landmarks"], model=name, **noise)
@@ -207,6 +235,8 @@ def main(args) -> int:
             "image read out like LSI",
             "true-latent": "boundaries on the true latent of the face (nothing measured)",
             "lsi-latent": "boundaries on the latent the LSI model encodes from M photodiode values",
+            "lsi-latent-fitted": "the same latent, read by boundaries fitted on that model's own estimates "
+            "of held-back training faces (the read-out the estimator needs, not the true latent's)",
             "task-patterns": "M learned binary patterns + a tiny head trained for the attribute",
             "hadamard": "M low-sequency Walsh-Hadamard split patterns + logistic regression on the counts",
         },

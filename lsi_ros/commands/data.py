@@ -1,5 +1,7 @@
 """``lsi data``: generate the (latent, face) pairs that training and evaluation use."""
 
+import sys
+
 from lsi_ros.training import data
 
 
@@ -27,6 +29,13 @@ def add_parser(subparsers):
     )
     parser.add_argument("--psi", type=float, default=data.DEFAULT_PSI, help="truncation psi (default 0.7)")
     parser.add_argument("--data-dir", default=None, help=f"cache folder (default {data.default_data_dir()})")
+    parser.add_argument(
+        "--export-torch",
+        metavar="DIR",
+        default=None,
+        help="instead: write MobileStyleGAN as files torch alone runs (no OpenVINO), for rendering on a "
+        "GPU machine (scripts/device_scaling.py --export DIR)",
+    )
     parser.set_defaults(func=main)
 
 
@@ -34,6 +43,14 @@ def main(args) -> int:
     from lsi_ros.models.generators import get_generator
 
     generator = get_generator(args.generator)
+    if args.export_torch:
+        if args.generator != "mobilestylegan":
+            print(
+                "lsi data: --export-torch is for mobilestylegan (the DCGAN is torch already)", file=sys.stderr
+            )
+            return 2
+        print(f"{generator.generator_id} for torch in {generator.export_torch(args.export_torch)}")
+        return 0
     for start, count in ((0, args.train), (data.HELD_OUT_SEED_START, args.held_out)):
         folder = data.generate(generator, args.generator, start, count, args.data_dir, args.psi)
     print(f"faces of {generator.generator_id} (psi {args.psi}) in {folder}")

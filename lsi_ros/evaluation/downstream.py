@@ -316,7 +316,12 @@ def plot_comparison(results: dict, path) -> None:
 
     names = list(results["attributes"])
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.2 * (len(names) + 1), 4), layout="constrained")
-    colors = {"lsi-latent": "tab:red", "task-patterns": "tab:purple", "hadamard": "tab:blue"}
+    colors = {
+        "lsi-latent": "tab:red",
+        "lsi-latent-fitted": "tab:orange",
+        "task-patterns": "tab:purple",
+        "hadamard": "tab:blue",
+    }
     accuracy_rows = [r for r in results["rows"] if "accuracy" in r]
     for ax, name in zip(axes, names, strict=False):
         rows = [r for r in accuracy_rows if r["attribute"] == name]

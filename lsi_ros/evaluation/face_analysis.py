@@ -146,7 +146,7 @@ def _max_pool_same(x, kernel: int, stride: int):
 
 def _normalise(batch: torch.Tensor, mean_rgb) -> torch.Tensor:
     """(N, 3, H, W) in 0..255 -> the nets' input: mean RGB removed, /255."""
-    return (batch - torch.tensor(mean_rgb, dtype=batch.dtype)[:, None, None]) / 255.0
+    return (batch - torch.tensor(mean_rgb, dtype=batch.dtype, device=batch.device)[:, None, None]) / 255.0
 
 
 def _dense_features(x: torch.Tensor, p: dict) -> torch.Tensor:
@@ -230,14 +230,27 @@ class FaceLabels:
 
 
 class FaceAnalyzer:
-    """The four face-api networks with their weights, ready for batches of RGB uint8 images."""
+    """The face-api networks with their weights, ready for batches of RGB uint8 images (numpy
+    arrays, or torch tensors already on ``device``, where the networks run)."""
 
-    def __init__(self, model_dir=None):
+    def __init__(self, model_dir=None, device: str | torch.device = "cpu", networks=NETWORKS):
+        """``networks``: the subset of ``NETWORKS`` to load (labels need no face descriptor)."""
         model_dir = Path(model_dir or default_face_api_dir())
+        self.device = torch.device(device)
         self.params = {
-            name: _torch_weights(read_tfjs_weights(model_dir / f"{name}-weights_manifest.json"))
-            for name in NETWORKS
+            name: {
+                k: v.to(self.device)
+                for k, v in _torch_weights(
+                    read_tfjs_weights(model_dir / f"{name}-weights_manifest.json")
+                ).items()
+            }
+            for name in networks
         }
+
+    def _batch(self, images) -> torch.Tensor:
+        """(N, H, W, 3) uint8 -> (N, 3, H, W) float on the analyser's device."""
+        images = images if isinstance(images, torch.Tensor) else torch.tensor(np.asarray(images))
+        return images.to(self.device).permute(0, 3, 1, 2).float()
 
     # -- detection -----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -257,41 +270,47 @@ class FaceAnalyzer:
         Each image is zero-padded to a square at the bottom/right and resized, as face-api does."""
         n, h, w = images.shape[:3]
         side = max(h, w)
-        batch = torch.zeros(n, 3, side, side)
-        batch[:, :, :h, :w] = torch.tensor(np.asarray(images)).permute(0, 3, 1, 2).float()
+        batch = torch.zeros(n, 3, side, side, device=self.device)
+        batch[:, :, :h, :w] = self._batch(images)
         batch = functional.interpolate(batch, size=(input_size, input_size), mode="bilinear")
         out = self.detector_map(batch)
         cells = out.shape[-1]
         out = out.reshape(n, len(DETECTOR_ANCHORS), 5, cells, cells).permute(0, 3, 4, 1, 2)
         scores = torch.sigmoid(out[..., 4]).reshape(n, -1)
         best = scores.argmax(1)
-        rows = torch.arange(cells)[:, None, None].expand(cells, cells, len(DETECTOR_ANCHORS)).reshape(-1)
-        cols = torch.arange(cells)[None, :, None].expand(cells, cells, len(DETECTOR_ANCHORS)).reshape(-1)
-        anchors = torch.tensor(DETECTOR_ANCHORS).repeat(cells * cells, 1)
-        flat = out[..., :4].reshape(n, -1, 4)[torch.arange(n), best]
+        rows = (
+            torch.arange(cells, device=self.device)[:, None, None]
+            .expand(cells, cells, len(DETECTOR_ANCHORS))
+            .reshape(-1)
+        )
+        cols = (
+            torch.arange(cells, device=self.device)[None, :, None]
+            .expand(cells, cells, len(DETECTOR_ANCHORS))
+            .reshape(-1)
+        )
+        anchors = torch.tensor(DETECTOR_ANCHORS, device=self.device).repeat(cells * cells, 1)
+        every = torch.arange(n, device=self.device)
+        flat = out[..., :4].reshape(n, -1, 4)[every, best]
         cx = (cols[best] + torch.sigmoid(flat[:, 0])) / cells
         cy = (rows[best] + torch.sigmoid(flat[:, 1])) / cells
         bw = torch.exp(flat[:, 2]) * anchors[best, 0] / cells
         bh = torch.exp(flat[:, 3]) * anchors[best, 1] / cells
         boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1) * side
-        return boxes.numpy(), scores[torch.arange(n), best].numpy()
+        return boxes.cpu().numpy(), scores[every, best].cpu().numpy()
 
     # -- analysis of face crops ----------------------------------------------------------------
-    @staticmethod
-    def crop(
-        images: np.ndarray, boxes: np.ndarray, size: int = FACE_INPUT
-    ) -> tuple[torch.Tensor, np.ndarray]:
+    def crop(self, images, boxes: np.ndarray, size: int = FACE_INPUT) -> tuple[torch.Tensor, np.ndarray]:
         """The boxes cut out, zero-padded to centred squares and resampled to size², as face-api does.
 
         Returns the (N, 3, size, size) batch and each crop's (x0, y0, side) for mapping points back."""
-        batch = torch.tensor(np.asarray(images)).permute(0, 3, 1, 2).float()
+        batch = self._batch(images)
         h, w = batch.shape[-2:]
-        boxes = torch.as_tensor(boxes, dtype=torch.float32)
+        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=self.device)
         side = torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         x0 = (boxes[:, 0] + boxes[:, 2] - side) / 2
         y0 = (boxes[:, 1] + boxes[:, 3] - side) / 2
         # An affine grid samples the square (zeros outside the image) at the net's input size.
-        theta = torch.zeros(len(boxes), 2, 3)
+        theta = torch.zeros(len(boxes), 2, 3, device=self.device)
         theta[:, 0, 0] = side / w
         theta[:, 1, 1] = side / h
         theta[:, 0, 2] = (2 * x0 + side) / w - 1
@@ -301,20 +320,20 @@ class FaceAnalyzer:
             batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
         # Zero outside the box: the square is the box padded with zeros, not more of the image.
-        centres = (torch.arange(size) + 0.5) / size
+        centres = (torch.arange(size, device=self.device) + 0.5) / size
         xs = x0[:, None] + centres * side[:, None]
         ys = y0[:, None] + centres * side[:, None]
         inside_x = (xs >= boxes[:, :1]) & (xs <= boxes[:, 2:3])
         inside_y = (ys >= boxes[:, 1:2]) & (ys <= boxes[:, 3:4])
         crops = crops * (inside_y[:, None, :, None] & inside_x[:, None, None, :])
-        return crops, torch.stack([x0, y0, side], 1).numpy()
+        return crops, torch.stack([x0, y0, side], 1).cpu().numpy()
 
     @torch.inference_mode()
     def landmarks(self, crops: torch.Tensor) -> np.ndarray:
         """(N, 3, 112, 112) face crops in 0..255 -> (N, 68, 2) landmarks in crop units [0, 1]."""
         lm = self.params["face_landmark_68_model"]
         out = _dense_features(_normalise(crops, FACE_MEAN_RGB), lm) @ lm["fc/weights"] + lm["fc/bias"]
-        return out.reshape(-1, 68, 2).numpy()
+        return out.reshape(-1, 68, 2).cpu().numpy()
 
     @torch.inference_mode()
     def attributes(self, crops: torch.Tensor) -> dict[str, np.ndarray]:
@@ -326,14 +345,18 @@ class FaceAnalyzer:
         gender = torch.softmax(features @ ag["fc/gender/weights"] + ag["fc/gender/bias"], 1)
         ex = self.params["face_expression_model"]
         expressions = torch.softmax(_dense_features(x, ex) @ ex["fc/weights"] + ex["fc/bias"], 1)
-        return {"age": age[:, 0].numpy(), "p_male": gender[:, 0].numpy(), "expressions": expressions.numpy()}
+        return {
+            "age": age[:, 0].cpu().numpy(),
+            "p_male": gender[:, 0].cpu().numpy(),
+            "expressions": expressions.cpu().numpy(),
+        }
 
     @torch.inference_mode()
     def descriptors(self, crops: torch.Tensor) -> np.ndarray:
         """(N, 3, 150, 150) aligned face crops in 0..255 -> (N, 128) descriptors; faces of one person
         lie within a Euclidean distance of about 0.6 (face-api's matching threshold)."""
         x = _normalise(crops, FACE_MEAN_RGB)
-        return _descriptor(x, self.params["face_recognition_model"]).numpy()
+        return _descriptor(x, self.params["face_recognition_model"]).cpu().numpy()
 
     def describe(self, images: np.ndarray, input_size: int = 416) -> np.ndarray:
         """(N, H, W, 3) uint8 -> the (N, 128) descriptor of each image's main face (detector,

@@ -33,11 +33,17 @@ def labels_path(generator_name: str, root=None, truncation_psi: float = data.DEF
 
 
 def label_faces(
-    analyzer: FaceAnalyzer, images: np.ndarray, batch: int = 64, desc: str = "", input_size: int = 256
+    analyzer: FaceAnalyzer,
+    images: np.ndarray,
+    batch: int = 64,
+    desc: str = "",
+    input_size: int = 256,
+    progress: bool = True,
 ) -> dict:
     """(N, H, W, 3) uint8 -> label arrays, in batches with a progress bar (detector at ``input_size``²)."""
     parts = []
-    for start in tqdm(range(0, len(images), batch), desc=desc or "labelling", unit="batch"):
+    starts = range(0, len(images), batch)
+    for start in tqdm(starts, desc=desc or "labelling", unit="batch", disable=not progress):
         labels = analyzer.label(images[start : start + batch], input_size)
         parts.append(
             {

@@ -3,7 +3,10 @@
 The latent space of a StyleGAN is close to linearly separable for face attributes, so one linear
 layer reads them off a latent code (the paper's downstream heads). A boundaries file is one
 ``.safetensors`` with ``weight`` (K, D) and ``bias`` (K) float32, and metadata ``format``,
-``names`` (JSON list of K names) and ``generator_id``.
+``names`` (JSON list of K names), ``generator_id`` and ``pattern_set_id``: empty for boundaries fitted
+on true latents; else the pattern set of the LSI model whose own latent estimates they were fitted on
+(an estimate is shrunk towards the mean where the measurements say little; boundaries fitted on the
+estimates weigh each direction by how well that model reads it, so they suit its codes best).
 """
 
 import json
@@ -27,6 +30,7 @@ class AttributeBoundaries:
     weight: np.ndarray
     bias: np.ndarray
     generator_id: str = ""
+    pattern_set_id: str = ""
 
     @property
     def latent_dim(self) -> int:
@@ -46,6 +50,7 @@ def save_boundaries(boundaries: AttributeBoundaries, path) -> Path:
         "format": FILE_FORMAT,
         "names": json.dumps(list(boundaries.names)),
         "generator_id": boundaries.generator_id,
+        "pattern_set_id": boundaries.pattern_set_id,
     }
     save_file(tensors, str(path), metadata=metadata)
     return path
@@ -72,4 +77,6 @@ def load_boundaries(path) -> AttributeBoundaries:
         raise BoundariesError(
             f"{path}: {len(names)} names, weight {weight.shape}, bias {bias.shape} disagree"
         )
-    return AttributeBoundaries(names, weight, bias, metadata.get("generator_id", ""))
+    return AttributeBoundaries(
+        names, weight, bias, metadata.get("generator_id", ""), metadata.get("pattern_set_id", "")
+    )

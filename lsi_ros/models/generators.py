@@ -11,6 +11,7 @@ returns RGB (N, resolution, resolution, 3) float32 in [0, 1].
 import importlib.metadata
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import openvino as ov
@@ -19,6 +20,7 @@ import torch
 from lsi_ros.models import mobilestylegan_ir
 from lsi_ros.models._packages import wheel_dir
 from lsi_ros.models.ov_torch import OpenVINOModule
+from lsi_ros.models.torch_generator import latent_noise, truncate, write_export
 
 SeedsOrN = int | Sequence[int]
 
@@ -45,14 +47,9 @@ class Generator(ABC):
         """Latents (N, latent_dim). A seed list gives one z per seed from its own default_rng(seed), so a
         face depends on its seed alone; an int n draws n z's from ``rng``. Truncation pulls w towards
         mean_latent(): w_avg + psi * (w - w_avg)."""
-        if isinstance(seeds_or_n, int | np.integer):
-            z = np.random.default_rng(rng).standard_normal((int(seeds_or_n), self.latent_dim))
-        else:
-            z = np.stack([np.random.default_rng(s).standard_normal(self.latent_dim) for s in seeds_or_n])
-        w = self._map(z.astype(np.float32))
+        w = self._map(latent_noise(seeds_or_n, self.latent_dim, rng))
         if truncation_psi != 1.0:
-            w_avg = self.mean_latent()
-            w = w_avg + np.float32(truncation_psi) * (w - w_avg)
+            w = truncate(w, self.mean_latent(), np.float32(truncation_psi))
         return w.astype(np.float32)
 
     def synthesize(self, w: np.ndarray) -> np.ndarray:
@@ -160,9 +157,18 @@ class MobileStyleGAN(Generator):
             return np.zeros((0, self.resolution, self.resolution, 3), np.float32)
         return _unit_range(np.concatenate(images).transpose(0, 2, 3, 1)).astype(np.float32)
 
+    def export_torch(self, folder) -> Path:
+        """Mapping, 256² synthesis and truncation centre as files torch alone can run
+        (``torch_generator.ExportedMobileStyleGAN``): rendering on a GPU machine without OpenVINO."""
+        mapping = OpenVINOModule.from_openvino(mobilestylegan_ir.read_mapping(self._core))
+        synthesis = OpenVINOModule.from_openvino(self._synthesis)
+        return write_export(
+            folder, self.generator_id, mapping, synthesis, self.mean_latent(), self.num_ws, self.resolution
+        )
+
     def torch_synthesis(self) -> torch.nn.Module:
         if self._torch is None:
-            net = OpenVINOModule(self._synthesis)
+            net = OpenVINOModule.from_openvino(self._synthesis)
             self._torch = _WPlusToUnitImage(net, self.num_ws, self.latent_dim)
         return self._torch
 

@@ -2,7 +2,9 @@
 
 Subscribes: ``latent`` (lsi_ros/LatentCode). Publishes: ``attributes`` (lsi_ros/Attributes,
 reliable), ``/diagnostics``. Without a boundaries file it says so (WARN) and publishes nothing; a
-code of another width than the boundaries' is refused and counted.
+code of another width than the boundaries' is refused and counted. Boundaries fitted on one LSI
+model's own estimates (``estimate_boundaries``) read the codes of that model's pattern set; every
+other code goes to ``boundaries``.
 """
 
 import numpy as np
@@ -20,6 +22,12 @@ PARAMS = (
         "",
         "Attribute boundaries: a file (.safetensors) or a shipped name ('attributes'); empty: none.",
     ),
+    Param(
+        "estimate_boundaries",
+        "",
+        "Boundaries fitted on LSI models' own latent estimates, comma-separated files or shipped names "
+        "('attributes-m128'): a code whose pattern_set_id is theirs is read by them instead.",
+    ),
 )
 
 
@@ -29,6 +37,7 @@ class LatentClassifier(Node):
         self.config = declare(self, PARAMS)
         self.classified = 0
         self.refused = 0
+        self.by_estimate = 0
         self.boundaries = None
         self.status = "no boundaries file configured: publishing nothing"
         if self.config["boundaries"]:
@@ -37,7 +46,16 @@ class LatentClassifier(Node):
                 self.status = f"attributes: {', '.join(self.boundaries.names)}"
             except (BoundariesError, FileNotFoundError) as error:
                 self.status = f"cannot load boundaries: {error}"
-        if self.boundaries is None:
+        self.estimate_boundaries = {}  # pattern_set_id -> boundaries fitted on that model's estimates
+        for name in filter(None, (n.strip() for n in self.config["estimate_boundaries"].split(","))):
+            try:
+                fitted = load_boundaries(find_model(name))
+                if not fitted.pattern_set_id:
+                    raise BoundariesError(f"{name} was fitted on true latents: it names no pattern set")
+                self.estimate_boundaries[fitted.pattern_set_id] = fitted
+            except (BoundariesError, FileNotFoundError) as error:
+                self.status = f"cannot load estimate boundaries: {error}"
+        if self.boundaries is None or self.status.startswith("cannot"):
             self.get_logger().warning(self.status)
         else:
             self.get_logger().info(self.status)
@@ -47,30 +65,37 @@ class LatentClassifier(Node):
         self.create_timer(1.0, self._report)
 
     def _on_latent(self, msg: LatentCode):
-        if self.boundaries is None:
+        boundaries = self.estimate_boundaries.get(msg.pattern_set_id, self.boundaries)
+        if boundaries is None:
             return
         try:
             code = latent.from_msg(msg)
-            if code.shape[-1] != self.boundaries.latent_dim:
+            if code.shape[-1] != boundaries.latent_dim:
                 raise latent.LatentCodeError(
-                    f"latent width {code.shape[-1]} is not the boundaries' {self.boundaries.latent_dim}"
+                    f"latent width {code.shape[-1]} is not the boundaries' {boundaries.latent_dim}"
                 )
         except latent.LatentCodeError as error:
             self.refused += 1
             self.get_logger().warning(f"latent code refused: {error}", throttle_duration_sec=5.0)
             return
         # W+ codes: the boundaries live in W, so the layers' mean stands for the code.
-        scores = self.boundaries.probabilities(code.mean(axis=0))
+        scores = boundaries.probabilities(code.mean(axis=0))
         out = Attributes(
-            model_id=msg.model_id, names=list(self.boundaries.names), scores=scores.astype(np.float32)
+            model_id=msg.model_id, names=list(boundaries.names), scores=scores.astype(np.float32)
         )
         out.header = msg.header
         self._publisher.publish(out)
         self.classified += 1
+        self.by_estimate += boundaries is not self.boundaries
 
     def _report(self):
-        values = {"classified": self.classified, "refused": self.refused}
-        level = diagnostics.OK if self.boundaries is not None and not self.refused else diagnostics.WARN
+        values = {
+            "classified": self.classified,
+            "read_by_estimate_boundaries": self.by_estimate,
+            "refused": self.refused,
+        }
+        healthy = self.boundaries is not None and not self.refused and not self.status.startswith("cannot")
+        level = diagnostics.OK if healthy else diagnostics.WARN
         self._diagnostics.publish(level, self.status, values)
 
 

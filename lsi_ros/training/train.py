@@ -101,7 +101,9 @@ class LatentSpaceImager(torch.nn.Module):
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, run_dir, device: str = "cpu"):
+    def __init__(self, config: TrainConfig, run_dir, device: str = "cpu", faces: data.FaceData | None = None):
+        """``faces``: the training then validation faces in memory (say, rendered on a GPU); by default
+        seeds [0, train_faces + validation_faces) are read from the ``lsi data`` cache."""
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
@@ -117,17 +119,22 @@ class Trainer:
             raise ValueError(
                 f"unknown image loss {sorted(unknown)}; choose from {losses.IMAGE_LOSSES}, joined by +"
             )
-        root = config.data_dir or None
-        faces = data.load(
-            config.generator, 0, config.train_faces + config.validation_faces, root, config.truncation_psi
-        )
+        count = config.train_faces + config.validation_faces
+        if faces is None:
+            faces = data.load(config.generator, 0, count, config.data_dir or None, config.truncation_psi)
+        if len(faces.seeds) != count:
+            raise ValueError(f"{len(faces.seeds)} faces given, the configuration needs {count}")
         self.generator_id = faces.generator_id
         self.resolution = faces.images.shape[1]
-        # Channel sums as float16 keep 10k faces at 256² in ~1.3 GB; measurements only see the sum.
-        sums = torch.from_numpy(faces.images.sum(axis=-1, dtype=np.uint16).reshape(len(faces.images), -1))
+        # Channel sums as 16-bit integers keep 10k faces at 256² in ~1.3 GB; measurements only see the sum.
+        if isinstance(faces.images, torch.Tensor):  # faces rendered on the device stay there
+            chunks = faces.images.split(4096)  # summed chunk by chunk: no int16 copy of every face at once
+            sums = torch.cat([c.sum(-1, dtype=torch.int16).reshape(len(c), -1) for c in chunks])
+        else:
+            sums = torch.from_numpy(faces.images.sum(axis=-1, dtype=np.uint16).reshape(len(faces.images), -1))
         split = config.train_faces
         self.train_x, self.val_x = sums[:split], sums[split:]
-        latents = torch.from_numpy(faces.latents)
+        latents = torch.as_tensor(faces.latents)
         self.train_w, self.val_w = latents[:split], latents[split:]
         self.train_seeds = (int(faces.seeds[0]), int(faces.seeds[split - 1]))
 
