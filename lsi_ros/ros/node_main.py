@@ -5,12 +5,19 @@ import sys
 import rclpy
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation
 
 from lsi_ros.ros.parameters import ParameterError
 
+RCLError = rclpy_implementation.RCLError  # the C extension's error type, the same on Jazzy and Kilted
+
 
 def run(node_factory, args=None) -> int:
-    """Init rclpy, build the node, spin until Ctrl-C or shutdown; exit 2 on a bad parameter."""
+    """Init rclpy, build the node, spin until Ctrl-C or shutdown; exit 2 on a bad parameter.
+
+    Ctrl-C can land between the executor's check that the context is alive and its building of the
+    next wait set; rclpy then raises RCLError ("the given context is not valid") instead of
+    ExternalShutdownException. With the context shut down that is a normal stop, not a failure."""
     rclpy.init(args=args)
     node = None
     try:
@@ -21,6 +28,9 @@ def run(node_factory, args=None) -> int:
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()
