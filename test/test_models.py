@@ -62,6 +62,19 @@ def test_corrupt_truncated_missing_and_tampered_files_are_refused(tmp_path):
         load_model(tmp_path / "tampered.safetensors")
 
 
+def test_each_loader_refuses_the_other_kinds_of_file(tmp_path):
+    from lsi_ros.models.attributes import BoundariesError, load_boundaries
+    from lsi_ros.models.task import load_task_model
+
+    path = save_model(make_model(), tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match="format is 'lsi_ros.model', not lsi_ros.task_model"):
+        load_task_model(path)
+    with pytest.raises(BoundariesError, match="not lsi_ros.attribute_boundaries"):
+        load_boundaries(path)
+    with pytest.raises(FileNotFoundError, match="task model file not found"):
+        load_task_model(tmp_path / "none.safetensors")
+
+
 def test_find_model_by_name_and_path(tmp_path, monkeypatch):
     path = save_model(make_model(), tmp_path / "mine.safetensors")
     monkeypatch.setenv("LSI_ROS_MODELS", str(tmp_path))

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
+
+from lsi_ros.models.files import read_safetensors
 
 FILE_FORMAT = "lsi_ros.attribute_boundaries"
 
@@ -57,17 +58,7 @@ def save_boundaries(boundaries: AttributeBoundaries, path) -> Path:
 
 
 def load_boundaries(path) -> AttributeBoundaries:
-    path = Path(path)
-    if not path.is_file():
-        raise BoundariesError(f"boundaries file not found: {path}")
-    try:
-        with safe_open(str(path), "np") as f:
-            metadata = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise BoundariesError(f"{path}: not a readable safetensors file ({error})") from error
-    if metadata.get("format") != FILE_FORMAT:
-        raise BoundariesError(f"{path}: format is {metadata.get('format')!r}, not {FILE_FORMAT}")
+    metadata, tensors = read_safetensors(path, FILE_FORMAT, BoundariesError, "boundaries", framework="np")
     try:
         names = tuple(json.loads(metadata["names"]))
         weight, bias = tensors["weight"], tensors["bias"]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from lsi_ros.models.encoder import MeasurementEncoder
+from lsi_ros.models.files import read_safetensors, stored_pattern_set
 from lsi_ros.optics.patterns import PatternSet, PatternSetError
 
 FILE_FORMAT = "lsi_ros.model"
@@ -77,31 +77,10 @@ def save_model(model: LsiModel, path) -> Path:
 
 def load_model(path, device: str = "cpu") -> LsiModel:
     """Read and validate a model file; any defect raises ModelFileError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file not found: {path}")
+    metadata, tensors = read_safetensors(path, FILE_FORMAT, ModelFileError, "model")
     try:
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from error
-    if metadata.get("format") != FILE_FORMAT:
-        raise ModelFileError(f"{path}: format is {metadata.get('format')!r}, not {FILE_FORMAT}")
-    try:
-        info = json.loads(metadata["info"])
+        pattern_set, info = stored_pattern_set(tensors, metadata, path, ModelFileError)
         arch = info["architecture"]
-        pattern_set = PatternSet(
-            bits=tensors.pop("patterns.bits").numpy(),
-            resolution=tuple(info["resolution"]),
-            kind="learned",
-            model_id=metadata["model_id"],
-        )
-        if pattern_set.pattern_set_id != metadata["pattern_set_id"]:
-            raise ModelFileError(
-                f"{path}: patterns hash to {pattern_set.pattern_set_id}, "
-                f"the file names {metadata['pattern_set_id']}"
-            )
         encoder = MeasurementEncoder(
             pattern_set.num_patterns, arch["latent_dim"], arch["width"], arch["depth"]
         )

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from lsi_ros.models.files import read_safetensors, stored_pattern_set
 from lsi_ros.optics.patterns import PatternSet, PatternSetError
 
 FILE_FORMAT = "lsi_ros.task_model"
@@ -92,27 +93,11 @@ def is_task_model(path) -> bool:
 
 def load_task_model(path) -> TaskModel:
     """Read and validate a task model file; any defect raises ValueError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"task model file not found: {path}")
+    metadata, tensors = read_safetensors(
+        path, FILE_FORMAT, ValueError, "task model", missing=FileNotFoundError
+    )
     try:
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path}: not a readable safetensors file ({error})") from error
-    if metadata.get("format") != FILE_FORMAT:
-        raise ValueError(f"{path}: format is {metadata.get('format')!r}, not {FILE_FORMAT}")
-    try:
-        info = json.loads(metadata["info"])
-        pattern_set = PatternSet(
-            bits=tensors.pop("patterns.bits").numpy(),
-            resolution=tuple(info["resolution"]),
-            kind="learned",
-            model_id=metadata["model_id"],
-        )
-        if pattern_set.pattern_set_id != metadata["pattern_set_id"]:
-            raise ValueError(f"{path}: patterns hash to {pattern_set.pattern_set_id}, not the file's id")
+        pattern_set, info = stored_pattern_set(tensors, metadata, path, ValueError)
         head = TaskHead(pattern_set.num_patterns, info["head_width"])
         head.load_state_dict({k.removeprefix("head."): v for k, v in tensors.items()}, strict=True)
     except (KeyError, TypeError, RuntimeError, PatternSetError, json.JSONDecodeError) as error:
