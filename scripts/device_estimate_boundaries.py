@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from device_scaling import accuracy, choose_and_fit, encode, log, render_and_label
+from device_scaling import accuracy, encode, log, open_device, render_and_label
 
-from lsi_ros.evaluation import face_analysis, face_labels
+from lsi_ros.evaluation import face_labels
+from lsi_ros.evaluation.downstream import fit_boundary_torch
 from lsi_ros.models.attributes import AttributeBoundaries, save_boundaries
 from lsi_ros.models.checkpoint import load_model
-from lsi_ros.models.torch_generator import ExportedMobileStyleGAN
 from lsi_ros.training import data
 
 
@@ -75,11 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = False  # faces as the CPU renders them, to float rounding
-    torch.backends.cudnn.allow_tf32 = False
-    generator = ExportedMobileStyleGAN(args.export, device)
-    analyzer = face_analysis.FaceAnalyzer(args.face_api, device, face_analysis.NETWORKS[:4])
+    device, generator, analyzer = open_device(args)
     model = load_model(args.model)
     held = np.arange(data.HELD_OUT_SEED_START, data.HELD_OUT_SEED_START + args.held_out)
     test_w, test_images, test_labels = render_and_label(
@@ -89,8 +85,8 @@ def main() -> None:
     fit_w, fit_images, fit_labels = render_and_label(
         generator, analyzer, seeds, args.chunk, args.budget_s, "held-back"
     )
-    fit_hat = encode(model, fit_images, 200.0, device, 1)
-    test_hat = encode(model, test_images, 200.0, device)
+    fit_hat = encode(model, fit_images, 1)
+    test_hat = encode(model, test_images)
     targets = {
         k: torch.as_tensor(v, dtype=torch.float32, device=device)
         for k, v in face_labels.binary_attributes(fit_labels).items()
@@ -101,7 +97,7 @@ def main() -> None:
     }
     rows, fits = [], []
     for name, y in targets.items():
-        (weight, bias), l2 = choose_and_fit(fit_hat, y)
+        weight, bias, l2 = fit_boundary_torch(fit_hat, y)
         fits.append((weight, bias))
         row = {
             "attribute": name,

@@ -35,19 +35,34 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from lsi_ros.evaluation import face_analysis, face_labels
+from lsi_ros.evaluation.downstream import fit_boundary_torch
 from lsi_ros.evaluation.face_analysis import FaceAnalyzer
+from lsi_ros.evaluation.latent_imaging import encode_faces
 from lsi_ros.models.attributes import AttributeBoundaries, save_boundaries
 from lsi_ros.models.checkpoint import load_model
 from lsi_ros.models.torch_generator import ExportedMobileStyleGAN
+from lsi_ros.optics import PhotodiodeModel
 from lsi_ros.training import data
-from lsi_ros.training.train import TrainConfig, Trainer, measure
+from lsi_ros.training.train import TrainConfig, Trainer
 
 ATTRIBUTES = list(face_labels.ATTRIBUTES)
+PHOTODIODE = PhotodiodeModel().with_photon_flux(200.0)
 START = time.perf_counter()
 
 
 def log(message: str) -> None:
     print(f"[{time.perf_counter() - START:6.1f} s] {message}", flush=True)
+
+
+def open_device(args):
+    """The device, and the exported generator and the labeller's four networks on it."""
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = False  # faces as the CPU renders them, to float rounding
+    torch.backends.cudnn.allow_tf32 = False
+    generator = ExportedMobileStyleGAN(args.export, device)
+    analyzer = FaceAnalyzer(args.face_api, device, face_analysis.NETWORKS[:4])
+    log(f"generator {generator.generator_id} and labeller on {device}")
+    return device, generator, analyzer
 
 
 def render_and_label(generator, analyzer, seeds, chunk: int, budget_s: float, desc: str):
@@ -70,49 +85,9 @@ def render_and_label(generator, analyzer, seeds, chunk: int, budget_s: float, de
 
 
 @torch.inference_mode()
-def encode(
-    model, images: torch.Tensor, flux: float, device, seed: int = 0, chunk: int = 2048
-) -> torch.Tensor:
-    """ŵ of uint8 faces through the model's binary patterns, the photodiode at ``flux`` and the encoder."""
-    patterns = torch.as_tensor(model.pattern_set.matrix(), dtype=torch.float32, device=device)
-    encoder = model.encoder.to(device).eval()
-    rng = torch.Generator(device).manual_seed(seed)
-    out = []
-    for i in range(0, len(images), chunk):
-        x = images[i : i + chunk].sum(-1).flatten(1).float() / 255.0
-        out.append(encoder(measure(x, patterns, flux, rng)))
-    return torch.cat(out)
-
-
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, steps: int = 200):
-    """Full-batch L-BFGS logistic regression on standardised x; returns (weight, bias) on raw x."""
-    mean, std = x.mean(0), x.std(0) + 1e-8
-    z = (x - mean) / std
-    w = torch.zeros(x.shape[1], device=x.device, requires_grad=True)
-    b = torch.zeros((), device=x.device, requires_grad=True)
-    optimiser = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimiser.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, y) + l2 * (w @ w) / 2
-        loss.backward()
-        return loss
-
-    optimiser.step(closure)
-    weight = (w / std).detach()
-    return weight, (b - weight @ mean).detach()
-
-
-def choose_and_fit(x: torch.Tensor, y: torch.Tensor):
-    """L2 strength by log loss on the last 10 % of the training rows, then refit on all of them."""
-    cut = int(len(x) * 0.9)
-    best = None
-    for l2 in (1e-4, 1e-3, 1e-2, 1e-1):
-        weight, bias = fit_logistic(x[:cut], y[:cut], l2)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x[cut:] @ weight + bias, y[cut:]).item()
-        if best is None or loss < best[0]:
-            best = (loss, l2)
-    return fit_logistic(x, y, best[1]), best[1]
+def encode(model, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """ŵ of uint8 faces on the device through the model's patterns and the photodiode at flux 200."""
+    return encode_faces(model, images, PHOTODIODE, seed)
 
 
 def accuracy(weight, bias, x, y) -> float:
@@ -143,16 +118,10 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = False  # faces as the CPU renders them, to float rounding
-    torch.backends.cudnn.allow_tf32 = False
+    device, generator, analyzer = open_device(args)
     results = {"command": "python scripts/device_scaling.py", "args": vars(args)}
     if device.type == "cuda":
         results["device_name"] = torch.cuda.get_device_name(device)
-
-    generator = ExportedMobileStyleGAN(args.export, device)
-    analyzer = FaceAnalyzer(args.face_api, device, face_analysis.NETWORKS[:4])
-    log(f"generator {generator.generator_id} and labeller on {device}")
     held_seeds = np.arange(data.HELD_OUT_SEED_START, data.HELD_OUT_SEED_START + args.held_out)
     test_w, test_images, test_labels = render_and_label(
         generator, analyzer, held_seeds, args.chunk, float("inf"), "held-out"
@@ -222,13 +191,13 @@ def main() -> None:
     new = load_model(model_path)
     latents = {
         "new": (
-            encode(new, train_images[n_model:], 200.0, device, 1),
-            encode(new, test_images, 200.0, device),
+            encode(new, train_images[n_model:], 1),
+            encode(new, test_images),
         )
     }
     if Path(args.shipped).is_file():
         shipped = load_model(args.shipped)
-        latents["shipped"] = (None, encode(shipped, test_images, 200.0, device))
+        latents["shipped"] = (None, encode(shipped, test_images))
     results["latent_mse"] = {
         name: float((((test_hat - test_w) / scale) ** 2).mean()) for name, (_, test_hat) in latents.items()
     }
@@ -236,13 +205,13 @@ def main() -> None:
     for name in ATTRIBUTES:
         row = {"attribute": name, "chance": float(max(yte[name].mean(), 1 - yte[name].mean()))}
         for label, count in (("w8448", args.boundary_faces), ("wall", n)):
-            (weight, bias), l2 = choose_and_fit(train_w[:count], ytr[name][:count])
+            weight, bias, l2 = fit_boundary_torch(train_w[:count], ytr[name][:count])
             row[f"true_latent_{label}"] = accuracy(weight, bias, test_w, yte[name])
             if label == "wall":
                 fitted["w"].append((weight, bias))
             for model_name, (_, test_hat) in latents.items():
                 row[f"{model_name}_latent_{label}"] = accuracy(weight, bias, test_hat, yte[name])
-        (weight, bias), l2 = choose_and_fit(latents["new"][0], ytr[name][n_model:])
+        weight, bias, l2 = fit_boundary_torch(latents["new"][0], ytr[name][n_model:])
         row["new_latent_fit_on_hat_w"] = accuracy(weight, bias, latents["new"][1], yte[name])
         row["l2_hat_w"] = l2
         fitted["hat-w"].append((weight, bias))

@@ -25,6 +25,27 @@ def test_boundaries_recover_a_linear_rule_and_survive_the_file(tmp_path):
     assert np.allclose(loaded.probabilities(latents[1000:]), probabilities, atol=1e-4)
 
 
+def test_torch_boundary_agrees_with_the_scikit_learn_boundaries_on_noisy_labels():
+    """The GPU scripts' torch twin of fit_boundaries: same rule, same held-out accuracy, raw-latent units."""
+    rng = np.random.default_rng(1)
+    latents = rng.normal(-2.0, 3.0, size=(3000, 24)).astype(np.float32)
+    logits = (latents + 2.0) @ rng.normal(size=24) / 3.0
+    labels = rng.random(3000) < 1 / (1 + np.exp(-2.0 * logits))  # 10-20 % of labels flipped near the rule
+    sklearn = downstream.fit_boundaries(latents[:2500], {"a": labels[:2500]})
+    weight, bias, l2 = downstream.fit_boundary_torch(
+        torch.from_numpy(latents[:2500]), torch.from_numpy(labels[:2500].astype(np.float32))
+    )
+    assert l2 in (1e-4, 1e-3, 1e-2, 1e-1)
+    torch_p = torch.sigmoid(torch.from_numpy(latents[2500:]) @ weight + bias).numpy()
+    sklearn_p = sklearn.probabilities(latents[2500:])[:, 0]
+    assert np.mean((torch_p > 0.5) == (sklearn_p > 0.5)) > 0.97
+    assert (
+        abs(downstream.accuracy(torch_p, labels[2500:]) - downstream.accuracy(sklearn_p, labels[2500:]))
+        < 0.02
+    )
+    assert downstream.accuracy(torch_p, labels[2500:]) > 0.75
+
+
 def test_calibration_error_and_nme_on_known_values():
     target = np.array([1, 1, 0, 0], bool)
     assert downstream.expected_calibration_error(np.array([1.0, 1.0, 0.0, 0.0]), target) == 0.0
@@ -167,3 +188,44 @@ def test_image_latent_regression_recovers_a_linear_latent_and_picks_alpha_on_tra
     assert predicted.shape == (100, 8) and predicted.dtype == np.float32
     with pytest.raises(ValueError, match="validation"):
         downstream.fit_image_latents(sums[:50], latents[:50], validation=50)
+
+
+def test_boundaries_fitted_on_a_models_own_estimates_name_its_pattern_set(dcgan_data, dcgan_model, tmp_path):
+    """lsi attributes --fit-estimates: a boundary on the model's estimates of the training faces
+    reads held-out faces, and the file says which pattern set it reads."""
+    from lsi_ros.commands.attributes import fit_estimate_boundaries
+    from lsi_ros.evaluation.latent_imaging import encode_faces
+    from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.training import data
+
+    model = load_model(dcgan_model)
+    train = data.load("dcgan", 0, 1024, dcgan_data)
+    test = data.load("dcgan", data.HELD_OUT_SEED_START, 256, dcgan_data)
+    threshold = np.median(train.images.mean((1, 2, 3)))  # a property the patterns see: brightness
+    train_y = {"bright": train.images.mean((1, 2, 3)) > threshold}
+    path = fit_estimate_boundaries(
+        model, "m32", train, train_y, PhotodiodeModel(), tmp_path / "attributes.safetensors"
+    )
+    assert path == tmp_path / "attributes-m32.safetensors"
+    fitted = load_boundaries(path)
+    assert fitted.pattern_set_id == model.pattern_set.pattern_set_id and fitted.names == ("bright",)
+    estimates = encode_faces(model, test.images.astype(np.float32) / 255.0, PhotodiodeModel())
+    target = test.images.mean((1, 2, 3)) > threshold
+    accuracy = downstream.accuracy(fitted.probabilities(estimates)[:, 0], target)
+    assert accuracy > 0.6  # a median split: chance is 0.5; the small test model reads 0.66
+
+
+def test_attributes_refuses_a_model_both_fitted_here_and_given_a_file():
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "lsi_ros.cli",
+        "attributes",
+        "--estimate-boundaries",
+        "m32=x.safetensors",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2 and "m32" in result.stderr and "--fit-estimates" in result.stderr

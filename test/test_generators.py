@@ -7,6 +7,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from lsi_ros.evaluation.latent_imaging import decode_faces
 from lsi_ros.models import mobilestylegan_ir
 from lsi_ros.models.generators import DCGAN, MobileStyleGAN, get_generator
 
@@ -112,6 +113,17 @@ def test_batch_equals_single_calls(generator):
     batched = generator.synthesize(w)
     singles = np.concatenate([generator.synthesize(w[i : i + 1]) for i in range(len(w))])
     np.testing.assert_allclose(batched, singles, atol=1e-4)
+
+
+def test_decoded_faces_are_the_synthesized_faces_as_the_labeller_reads_them(generator):
+    """decode_faces batches (with a short last batch) and rounds to uint8 without losing a face."""
+    w = generator.sample_latents([11, 12, 13], truncation_psi=0.7)
+    decoded = decode_faces(generator, w, batch=2, progress=False)
+    side = generator.resolution
+    assert decoded.dtype == np.uint8 and decoded.shape == (3, side, side, 3)
+    expected = np.floor(generator.synthesize(w) * 255.0 + 0.5)
+    assert np.abs(decoded.astype(np.int16) - expected).max() <= 1
+    assert len({face.tobytes() for face in decoded}) == 3
 
 
 def test_w_plus_with_equal_layers_equals_w_and_mixing_changes_the_image(msg):

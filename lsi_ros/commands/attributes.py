@@ -3,6 +3,7 @@
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from lsi_ros.training import data
@@ -33,8 +34,26 @@ def add_parser(subparsers):
         nargs="*",
         default=["m128=models/attributes-m128.safetensors"],
         metavar="MODEL=FILE",
-        help="boundaries fitted on a model's own latent estimates (scripts/device_scaling.py), scored on "
+        help="boundaries fitted on a model's own latent estimates (scripts/device_estimate_boundaries.py), "
+        "scored on "
         "that model's latents as source lsi-latent-fitted (skipped when the file is absent)",
+    )
+    parser.add_argument(
+        "--fit-estimates",
+        nargs="*",
+        default=["m32", "m64", "m256"],
+        metavar="MODEL",
+        help="models whose boundaries are fitted here on their own estimates of the training faces (fresh "
+        "photon noise) and written beside --boundaries as attributes-MODEL.safetensors; scored as "
+        "lsi-latent-fitted (a model may not also have an --estimate-boundaries file)",
+    )
+    parser.add_argument(
+        "--decoded",
+        nargs="*",
+        default=["m128"],
+        metavar="MODEL",
+        help="models whose latents are also decoded by the generator and read by the labeller, as source "
+        "lsi-decoded (about 8 min per model on 2 cores; default m128)",
     )
     parser.add_argument(
         "--task-attributes",
@@ -58,15 +77,39 @@ def add_parser(subparsers):
     parser.set_defaults(func=main)
 
 
+def fit_estimate_boundaries(model, name: str, train, train_y: dict, photodiode, boundaries_path) -> Path:
+    """Boundaries fitted on ``model``'s own estimates of the labelled training faces (fresh noise,
+    1,024 faces at a time), named by its pattern set, saved as attributes-<name> beside the others."""
+    import numpy as np
+
+    from lsi_ros.evaluation import downstream
+    from lsi_ros.evaluation.latent_imaging import encode_faces
+    from lsi_ros.models.attributes import save_boundaries
+
+    chunk = 1024
+    estimates = np.concatenate(
+        [
+            encode_faces(
+                model, train.images[i : i + chunk].astype(np.float32) / 255.0, photodiode, seed=100 + i
+            )
+            for i in range(0, len(train.images), chunk)
+        ]
+    )
+    fitted = downstream.fit_boundaries(estimates, train_y, train.generator_id)
+    fitted = replace(fitted, pattern_set_id=model.pattern_set.pattern_set_id)
+    return save_boundaries(fitted, Path(boundaries_path).with_name(f"attributes-{name}.safetensors"))
+
+
 def main(args) -> int:
     import numpy as np
     import torch
 
     from lsi_ros.evaluation import downstream, face_labels
     from lsi_ros.evaluation.face_analysis import FaceAnalyzer
-    from lsi_ros.evaluation.latent_imaging import encode_faces
+    from lsi_ros.evaluation.latent_imaging import decode_faces, encode_faces
     from lsi_ros.models.attributes import load_boundaries, save_boundaries
     from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.models.generators import get_generator
     from lsi_ros.models.registry import find_model
     from lsi_ros.models.task import save_task_model
     from lsi_ros.optics import PhotodiodeModel
@@ -81,6 +124,13 @@ def main(args) -> int:
         )
         return 2
     estimate_boundaries = dict(item.split("=", 1) for item in args.estimate_boundaries)
+    both = sorted(set(estimate_boundaries) & set(args.fit_estimates))
+    if both:
+        print(
+            f"lsi attributes: {both[0]} has an --estimate-boundaries file and is in --fit-estimates",
+            file=sys.stderr,
+        )
+        return 2
     try:
         train = data.load(args.generator, 0, args.train, args.data_dir)
         test = data.load(args.generator, data.HELD_OUT_SEED_START, args.held_out, args.data_dir)
@@ -160,6 +210,10 @@ def main(args) -> int:
             boundaries, latents, test_y, "lsi-latent", m, model=name, **noise, **error
         )
         fitted = estimate_boundaries.get(name)
+        if name in args.fit_estimates:
+            fit_start = time.perf_counter()
+            fitted = fit_estimate_boundaries(model, name, train, train_y, photodiode, args.boundaries)
+            timings[f"fit_estimates_{name}_s"] = round(time.perf_counter() - fit_start, 1)
         if fitted is not None and Path(fitted).is_file():
             rows += downstream.latent_rows(
                 load_boundaries(fitted),
@@ -169,6 +223,7 @@ def main(args) -> int:
                 m,
                 model=name,
                 boundaries_file=str(fitted),
+                fitted_on="training faces" if name in args.fit_estimates else "held-back faces",
                 **noise,
                 **error,
             )
@@ -176,6 +231,23 @@ def main(args) -> int:
         rows.append(
             downstream.nme_row(m, "lsi-latent", predicted, test_labels["landmarks"], model=name, **noise)
         )
+        if name in args.decoded:
+            decoded_start = time.perf_counter()
+            decoded = decode_faces(get_generator(args.generator), latents, desc=f"decoding ({name})")
+            labels = face_labels.label_faces(analyzer, decoded, desc=f"labelling (lsi-decoded {name})")
+            for attribute, value in face_labels.binary_attributes(labels).items():
+                rows.append(
+                    downstream.accuracy_row(
+                        attribute,
+                        m,
+                        "lsi-decoded",
+                        value.astype(float),
+                        test_y[attribute],
+                        model=name,
+                        **noise,
+                    )
+                )
+            timings[f"lsi_decoded_{name}_s"] = round(time.perf_counter() - decoded_start, 1)
     timings["lsi_latent_s"] = round(time.perf_counter() - start, 1)
     del images
 
@@ -236,7 +308,11 @@ def main(args) -> int:
             "true-latent": "boundaries on the true latent of the face (nothing measured)",
             "lsi-latent": "boundaries on the latent the LSI model encodes from M photodiode values",
             "lsi-latent-fitted": "the same latent, read by boundaries fitted on that model's own estimates "
-            "of held-back training faces (the read-out the estimator needs, not the true latent's)",
+            "(the read-out the estimator needs, not the true latent's): m128's on 33,792 faces it never "
+            "saw (scripts/device_estimate_boundaries.py, boundaries_file), the others' here on their "
+            "estimates of the labelled training faces with fresh photon noise",
+            "lsi-decoded": "the labeller on the colour face the generator decodes from that model's latent "
+            "(what the latent_decoder shows), against its label on the true face",
             "task-patterns": "M learned binary patterns + a tiny head trained for the attribute",
             "hadamard": "M low-sequency Walsh-Hadamard split patterns + logistic regression on the counts",
         },

@@ -58,6 +58,41 @@ def fit_boundaries(latents: np.ndarray, attributes: dict[str, np.ndarray], gener
     )
 
 
+def fit_boundary_torch(
+    latents: torch.Tensor, target: torch.Tensor, l2_grid=(1e-4, 1e-3, 1e-2, 1e-1), steps: int = 200
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One attribute's boundary like ``fit_boundaries``, in torch where the latents lie (a GPU machine
+    without scikit-learn, tens of thousands of faces): full-batch L-BFGS logistic regression on
+    standardised latents, L2 strength by log loss on the last 10 % of rows, then refit on all.
+    Returns (weight, bias) on raw latents and the chosen L2."""
+    cut = int(len(latents) * 0.9)
+    losses = {}
+    for l2 in l2_grid:
+        weight, bias = _logistic_torch(latents[:cut], target[:cut], l2, steps)
+        logits = latents[cut:] @ weight + bias
+        losses[l2] = torch.nn.functional.binary_cross_entropy_with_logits(logits, target[cut:]).item()
+    l2 = min(losses, key=losses.get)
+    return (*_logistic_torch(latents, target, l2, steps), l2)
+
+
+def _logistic_torch(x: torch.Tensor, y: torch.Tensor, l2: float, steps: int):
+    mean, std = x.mean(0), x.std(0) + 1e-8
+    z = (x - mean) / std
+    w = torch.zeros(x.shape[1], device=x.device, requires_grad=True)
+    b = torch.zeros((), device=x.device, requires_grad=True)
+    optimiser = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, y) + l2 * (w @ w) / 2
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    weight = (w / std).detach()
+    return weight, (b - weight @ mean).detach()
+
+
 def accuracy(probabilities: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean(correct(probabilities, target)))
 
@@ -319,6 +354,7 @@ def plot_comparison(results: dict, path) -> None:
     colors = {
         "lsi-latent": "tab:red",
         "lsi-latent-fitted": "tab:orange",
+        "lsi-decoded": "tab:pink",
         "task-patterns": "tab:purple",
         "hadamard": "tab:blue",
     }

@@ -34,13 +34,39 @@ def score_image(truth_rgb: np.ndarray, decoded_rgb: np.ndarray) -> dict:
     return scores
 
 
-def encode_faces(model, images: np.ndarray, photodiode: PhotodiodeModel, seed: int = 0) -> np.ndarray:
-    """Faces (N, R, R, 3) in [0, 1] -> latents (N, D) through patterns, detector and encoder."""
-    counts = photodiode.sample(
-        ForwardModel(model.pattern_set).measure(images), np.random.default_rng(seed)
-    ).counts
+def encode_faces(
+    model, images, photodiode: PhotodiodeModel, seed: int = 0, chunk: int = 2048
+) -> np.ndarray | torch.Tensor:
+    """Faces (N, R, R, 3) -> latents (N, D) through patterns, detector and encoder.
+
+    Numpy faces in [0, 1] are measured with numpy noise; a uint8 torch tensor is measured and encoded
+    where it lies (a GPU's faces stay there), in chunks, with torch noise, and gives a tensor."""
+    if not isinstance(images, torch.Tensor):
+        counts = photodiode.sample(
+            ForwardModel(model.pattern_set).measure(images), np.random.default_rng(seed)
+        ).counts
+        with torch.inference_mode():
+            return model.encoder(torch.from_numpy(counts.astype(np.float32))).numpy()
+    forward = ForwardModel(model.pattern_set, np.float32)
+    encoder = model.encoder.to(images.device).eval()
+    rng = torch.Generator(images.device).manual_seed(seed)
+    latents = []
     with torch.inference_mode():
-        return model.encoder(torch.from_numpy(counts.astype(np.float32))).numpy()
+        for start in range(0, len(images), chunk):
+            faces = images[start : start + chunk].permute(0, 3, 1, 2).float() / 255.0
+            latents.append(encoder(photodiode.sample_torch(forward.measure_torch(faces), rng).counts))
+    return torch.cat(latents)
+
+
+def decode_faces(
+    generator, latents: np.ndarray, batch: int = 16, desc: str = "decoding", progress: bool = True
+):
+    """Latents (N, D) -> the generator's faces (N, R, R, 3) uint8, the form the face labeller reads."""
+    parts = [
+        (generator.synthesize(latents[start : start + batch]) * 255.0 + 0.5).astype(np.uint8)
+        for start in tqdm(range(0, len(latents), batch), desc=desc, unit="batch", disable=not progress)
+    ]
+    return np.concatenate(parts)
 
 
 def evaluate(models, generator, faces, photodiodes, batch: int = 16, progress: bool = True) -> list[dict]:
