@@ -21,7 +21,7 @@ pytorch-msssim installed):
 On a CPU with tiny sizes it checks itself:
 
     python scripts/device_scaling.py --device cpu --faces 128 --held-out 32 --chunk 32 \
-        --reserve 32 --steps 30 --batch-size 16 --out /tmp/ds      # ~4 min
+        --reserve 32 --steps 30 --batch-size 16 --out /tmp/ds --run-dir /tmp/ds/run   # ~4 min
 """
 
 import argparse

@@ -174,14 +174,23 @@ def test_codes_of_a_model_with_estimate_boundaries_are_read_by_them(tmp_path, pr
         process.wait(timeout=20)
 
 
-def test_shipped_estimate_boundaries_belong_to_the_shipped_m128():
-    """config/decode.yaml reads m128 codes with attributes-m128: it must name m128's pattern set."""
+def test_shipped_estimate_boundaries_belong_to_the_shipped_models():
+    """config/decode.yaml reads LSI models' codes with attributes-<model>: every file it names must
+    name that shipped model's pattern set and its generator."""
+    from pathlib import Path
+
+    import yaml
+
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.registry import find_model
 
-    fitted = load_boundaries(find_model("attributes-m128"))
+    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "decode.yaml").read_text())
+    names = config["latent_classifier"]["ros__parameters"]["estimate_boundaries"].split(",")
+    assert "attributes-m128" in [n.strip() for n in names]
     generic = load_boundaries(find_model("attributes"))
-    model = load_model(find_model("m128"))
-    assert fitted.pattern_set_id == model.pattern_set.pattern_set_id
-    assert fitted.names == generic.names and fitted.generator_id == model.info["generator_id"]
     assert not generic.pattern_set_id
+    for name in names:
+        fitted = load_boundaries(find_model(name.strip()))
+        model = load_model(find_model(name.strip().removeprefix("attributes-")))
+        assert fitted.pattern_set_id == model.pattern_set.pattern_set_id
+        assert fitted.names == generic.names and fitted.generator_id == model.info["generator_id"]
