@@ -224,6 +224,8 @@ def test_attributes_refuses_a_model_both_fitted_here_and_given_a_file():
         "-m",
         "lsi_ros.cli",
         "attributes",
+        "--fit-estimates",
+        "m32",
         "--estimate-boundaries",
         "m32=x.safetensors",
     ]
