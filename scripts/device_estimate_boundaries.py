@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from device_scaling import accuracy, encode, log, open_device, render_and_label
+from device_scaling import accuracy, encode, log, open_device, render_and_label, save_torch_boundaries
 
 from lsi_ros.evaluation import face_labels
 from lsi_ros.evaluation.downstream import fit_boundary_torch
-from lsi_ros.models.attributes import AttributeBoundaries, save_boundaries
 from lsi_ros.models.checkpoint import load_model
 from lsi_ros.training import data
 
@@ -109,15 +108,8 @@ def main() -> None:
             row["mlp_on_true_latents"] = mlp_accuracy(fit_w, y, test_w, test_targets[name], args.mlp_steps)
         rows.append(row)
         log(json.dumps(row))
-    boundaries = AttributeBoundaries(
-        tuple(targets),
-        torch.stack([w for w, _ in fits]).cpu().numpy(),
-        torch.stack([b for _, b in fits]).cpu().numpy(),
-        generator.generator_id,
-        model.pattern_set.pattern_set_id,
-    )
-    name = Path(args.model).stem
-    save_boundaries(boundaries, out / f"attributes-{name}.safetensors")
+    path = out / f"attributes-{Path(args.model).stem}.safetensors"
+    save_torch_boundaries(fits, generator.generator_id, model.pattern_set.pattern_set_id, path)
     results = {
         "command": "python scripts/device_estimate_boundaries.py",
         "args": vars(args),

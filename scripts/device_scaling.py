@@ -84,10 +84,16 @@ def render_and_label(generator, analyzer, seeds, chunk: int, budget_s: float, de
     return torch.cat(ws), torch.cat(images), merged
 
 
-@torch.inference_mode()
 def encode(model, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """ŵ of uint8 faces on the device through the model's patterns and the photodiode at flux 200."""
     return encode_faces(model, images, PHOTODIODE, seed)
+
+
+def save_torch_boundaries(pairs, generator_id: str, pattern_set_id: str, path) -> None:
+    """One (weight, bias) tensor pair per attribute of ATTRIBUTES -> a boundaries file."""
+    weight = torch.stack([w for w, _ in pairs]).cpu().numpy()
+    bias = torch.stack([b for _, b in pairs]).cpu().numpy()
+    save_boundaries(AttributeBoundaries(tuple(ATTRIBUTES), weight, bias, generator_id, pattern_set_id), path)
 
 
 def accuracy(weight, bias, x, y) -> float:
@@ -219,14 +225,9 @@ def main() -> None:
         log(json.dumps(row))
     results["rows"] = rows
     for kind, pairs in fitted.items():
-        boundaries = AttributeBoundaries(
-            tuple(ATTRIBUTES),
-            torch.stack([w for w, _ in pairs]).cpu().numpy(),
-            torch.stack([b for _, b in pairs]).cpu().numpy(),
-            generator.generator_id,
-            "" if kind == "w" else new.pattern_set.pattern_set_id,
-        )
-        save_boundaries(boundaries, out / f"boundaries-{kind}.safetensors")
+        pattern_set_id = "" if kind == "w" else new.pattern_set.pattern_set_id
+        path = out / f"boundaries-{kind}.safetensors"
+        save_torch_boundaries(pairs, generator.generator_id, pattern_set_id, path)
     results["seconds"] = round(time.perf_counter() - START, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     log("done")

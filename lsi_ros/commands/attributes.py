@@ -203,6 +203,7 @@ def main(args) -> int:
 
     start = time.perf_counter()
     images = test.images.astype(np.float32) / 255.0
+    generator = get_generator(args.generator) if args.decoded else None
     for name in args.models:
         model = load_model(find_model(name))
         latents = encode_faces(model, images, photodiode)
@@ -235,7 +236,7 @@ def main(args) -> int:
         )
         if name in args.decoded:
             decoded_start = time.perf_counter()
-            decoded = decode_faces(get_generator(args.generator), latents, desc=f"decoding ({name})")
+            decoded = decode_faces(generator, latents, desc=f"decoding ({name})")
             labels = face_labels.label_faces(analyzer, decoded, desc=f"labelling (lsi-decoded {name})")
             for attribute, value in face_labels.binary_attributes(labels).items():
                 rows.append(

@@ -26,14 +26,10 @@ def read_safetensors(
     path = Path(path)
     if not path.is_file():
         raise (missing or error)(f"{what} file not found: {path}")
-    if framework == "pt":
-        from safetensors.torch import load_file
-    else:
-        from safetensors.numpy import load_file
     try:
         with safe_open(str(path), framework) as f:
             metadata = f.metadata() or {}
-        tensors = load_file(str(path))
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError) as cause:
         raise error(f"{path}: not a readable safetensors file ({cause})") from cause
     if metadata.get("format") != file_format:
