@@ -231,3 +231,16 @@ def test_attributes_refuses_a_model_both_fitted_here_and_given_a_file():
     ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 2 and "m32" in result.stderr and "--fit-estimates" in result.stderr
+
+
+def test_attributes_refuses_to_fit_a_model_on_faces_it_trained_on():
+    """--fit-estimates fits on faces the model never saw: m32 trained on seeds 0..24575, so a range
+    inside them is refused before any face is read, naming the overlap."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "lsi_ros.cli", "attributes", "--fit-estimates", "m32"]
+    result = subprocess.run([*command, "--estimate-faces", "24000:1000"], capture_output=True, text=True)
+    assert result.returncode == 2 and "0..24575" in result.stderr and "never saw" in result.stderr
+    result = subprocess.run([*command, "--estimate-faces", "24000"], capture_output=True, text=True)
+    assert result.returncode == 2 and "FIRST:COUNT" in result.stderr

@@ -164,6 +164,19 @@ def test_lsi_label_writes_labels_next_to_the_faces(dcgan_data):
     assert set(face_labels.binary_attributes(labels)) == set(face_labels.ATTRIBUTES)
     with pytest.raises(ValueError, match="lsi label"):
         face_labels.load_labels("dcgan", np.array([16]), dcgan_data)
+    # A further range labels only its own faces and keeps the labels on file as they were.
+    result = subprocess.run(
+        [*command, "--train", "16", "--held-out", "8", "--batch", "16", "--seeds", "16:8"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and "8 labelled now" in result.stdout, result.stderr
+    again = face_labels.load_labels("dcgan", seeds[::-1], dcgan_data)
+    assert all(np.array_equal(again[key], labels[key]) for key in labels)
+    assert face_labels.load_labels("dcgan", np.arange(16, 24), dcgan_data)["age"].shape == (8,)
+    result = subprocess.run([*command, "--seeds", "16"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "FIRST:COUNT" in result.stderr
 
 
 def test_torch_batches_label_like_numpy_arrays(analyzer):

@@ -1,6 +1,7 @@
 """Model files: round trip, refusal of corrupt or inconsistent files, lookup by name."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -32,6 +33,34 @@ def test_round_trip_keeps_patterns_and_encoder(tmp_path):
         # Weights are stored in fp16: the loaded encoder agrees to fp16 precision.
         np.testing.assert_allclose(loaded.encoder(y), model.encoder(y), rtol=2e-2, atol=2e-2)
     assert (tmp_path / "m16.json").is_file()
+
+
+def test_saving_what_a_file_already_holds_leaves_it_untouched(tmp_path):
+    """A rerun that produces the same model or boundaries does not rewrite the file (safetensors'
+    metadata order is not stable, so a rewrite would change its bytes); a change is written."""
+    from dataclasses import replace
+
+    from lsi_ros.models.attributes import AttributeBoundaries, load_boundaries, save_boundaries
+
+    model = make_model()
+    boundaries = AttributeBoundaries(
+        names=("male",), weight=np.ones((1, 8), np.float32), bias=np.zeros(1, np.float32), generator_id="x"
+    )
+    paths = [save_model(model, tmp_path / "m16.safetensors")]
+    paths.append(save_boundaries(boundaries, tmp_path / "a.safetensors"))
+    before = [path.read_bytes() for path in paths]
+    for path in paths:
+        os.utime(path, ns=(0, 0))  # a rewrite would set the mtime to now
+    assert save_model(model, paths[0]) == paths[0] and save_boundaries(boundaries, paths[1]) == paths[1]
+    assert [path.stat().st_mtime_ns for path in paths] == [0, 0]
+    assert [path.read_bytes() for path in paths] == before
+    save_boundaries(replace(boundaries, bias=np.ones(1, np.float32)), paths[1])
+    assert load_boundaries(paths[1]).bias.tolist() == [1.0]
+    with torch.no_grad():
+        model.encoder.latent_mean.add_(1.0)
+    save_model(model, paths[0])
+    assert paths[0].read_bytes() != before[0]
+    np.testing.assert_allclose(load_model(paths[0]).encoder.latent_mean, model.encoder.latent_mean)
 
 
 def test_encoder_ignores_global_gain_and_offset():

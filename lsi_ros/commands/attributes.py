@@ -6,9 +6,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from lsi_ros.commands.label import seed_range
 from lsi_ros.training import data
 
 COMMAND = "lsi attributes"
+# Labelled faces m32, m64 and m256 never saw (they trained on seeds 0..24575, validated on
+# 24576..24831): what --fit-estimates fits their boundaries on.
+ESTIMATE_FACES = "24832:16640"
 
 
 def add_parser(subparsers):
@@ -41,13 +45,22 @@ def add_parser(subparsers):
     parser.add_argument(
         "--fit-estimates",
         nargs="*",
-        default=[],
+        default=["m32", "m64", "m256"],
         metavar="MODEL",
-        help="models whose boundaries are fitted here on their own estimates of the training faces (fresh "
-        "photon noise) and written beside --boundaries as attributes-MODEL.safetensors; scored as "
-        "lsi-latent-fitted (a model may not also have an --estimate-boundaries file). Measured for m32, "
-        "m64 and m256: no gain over the true latent's boundaries (estimates of faces the encoder was "
-        "trained on are too good); boundaries fitted on faces it never saw are what helps",
+        help="models whose boundaries are fitted here on their own estimates of the --estimate-faces "
+        "(fresh photon noise) and written beside --boundaries as attributes-MODEL.safetensors (default "
+        "m32 m64 m256; m128's is fitted on a GPU); scored as lsi-latent-fitted. A model may not also "
+        "have an --estimate-boundaries file, nor have trained or validated on any of those faces: an "
+        "encoder estimates its own training faces too well for a boundary fitted there to learn how it "
+        "shrinks new ones",
+    )
+    parser.add_argument(
+        "--estimate-faces",
+        type=seed_range,
+        default=seed_range(ESTIMATE_FACES),
+        metavar="FIRST:COUNT",
+        help=f"labelled cached faces --fit-estimates fits on (default {ESTIMATE_FACES}: the faces m32, m64 "
+        "and m256 never saw; `lsi data --train 24832+COUNT` and `lsi label --seeds FIRST:COUNT` make them)",
     )
     parser.add_argument(
         "--decoded",
@@ -79,9 +92,14 @@ def add_parser(subparsers):
     parser.set_defaults(func=main)
 
 
-def fit_estimate_boundaries(model, name: str, train, train_y: dict, photodiode, boundaries_path) -> Path:
-    """Boundaries fitted on ``model``'s own estimates of the labelled training faces (fresh noise,
-    1,024 faces at a time), named by its pattern set, saved as attributes-<name> beside the others."""
+def seen_seeds(model) -> list[tuple[int, int]]:
+    """The (first, last) seed ranges ``model`` trained and validated on, from its file's metadata."""
+    return [tuple(model.info[key]) for key in ("training_seeds", "validation_seeds") if key in model.info]
+
+
+def fit_estimate_boundaries(model, name: str, faces, faces_y: dict, photodiode, boundaries_path) -> Path:
+    """Boundaries fitted on ``model``'s own estimates of labelled faces (fresh noise, 1,024 faces at a
+    time), named by its pattern set, saved as attributes-<name> beside the others."""
     import numpy as np
 
     from lsi_ros.evaluation import downstream
@@ -92,12 +110,12 @@ def fit_estimate_boundaries(model, name: str, train, train_y: dict, photodiode, 
     estimates = np.concatenate(
         [
             encode_faces(
-                model, train.images[i : i + chunk].astype(np.float32) / 255.0, photodiode, seed=100 + i
+                model, faces.images[i : i + chunk].astype(np.float32) / 255.0, photodiode, seed=100 + i
             )
-            for i in range(0, len(train.images), chunk)
+            for i in range(0, len(faces.images), chunk)
         ]
     )
-    fitted = downstream.fit_boundaries(estimates, train_y, train.generator_id)
+    fitted = downstream.fit_boundaries(estimates, faces_y, faces.generator_id)
     fitted = replace(fitted, pattern_set_id=model.pattern_set.pattern_set_id)
     return save_boundaries(fitted, Path(boundaries_path).with_name(f"attributes-{name}.safetensors"))
 
@@ -133,11 +151,27 @@ def main(args) -> int:
             file=sys.stderr,
         )
         return 2
+    first, count = args.estimate_faces
+    fit_models = {name: load_model(find_model(name)) for name in args.fit_estimates}
+    for name, model in fit_models.items():
+        seen = [(a, b) for a, b in seen_seeds(model) if a < first + count and first <= b]
+        if seen:
+            print(
+                f"lsi attributes: {name} trained or validated on seeds {seen[0][0]}..{seen[0][1]}, inside "
+                f"--estimate-faces {first}:{count}; fit it on faces it never saw",
+                file=sys.stderr,
+            )
+            return 2
     try:
         train = data.load(args.generator, 0, args.train, args.data_dir)
         test = data.load(args.generator, data.HELD_OUT_SEED_START, args.held_out, args.data_dir)
         train_labels = face_labels.load_labels(args.generator, train.seeds, args.data_dir)
         test_labels = face_labels.load_labels(args.generator, test.seeds, args.data_dir)
+        if fit_models:
+            unseen = data.load(args.generator, first, count, args.data_dir)
+            unseen_y = face_labels.binary_attributes(
+                face_labels.load_labels(args.generator, unseen.seeds, args.data_dir)
+            )
     except (FileNotFoundError, ValueError) as error:  # faces or labels missing: says which command to run
         print(f"lsi attributes: {error}", file=sys.stderr)
         return 1
@@ -205,7 +239,7 @@ def main(args) -> int:
     images = test.images.astype(np.float32) / 255.0
     generator = get_generator(args.generator) if args.decoded else None
     for name in args.models:
-        model = load_model(find_model(name))
+        model = fit_models.get(name) or load_model(find_model(name))
         latents = encode_faces(model, images, photodiode)
         m = model.num_measurements
         error = {"latent_mse": round(downstream.latent_error(latents, test.latents, scale), 4)}
@@ -215,7 +249,7 @@ def main(args) -> int:
         fitted = estimate_boundaries.get(name)
         if name in args.fit_estimates:
             fit_start = time.perf_counter()
-            fitted = fit_estimate_boundaries(model, name, train, train_y, photodiode, args.boundaries)
+            fitted = fit_estimate_boundaries(model, name, unseen, unseen_y, photodiode, args.boundaries)
             timings[f"fit_estimates_{name}_s"] = round(time.perf_counter() - fit_start, 1)
         if fitted is not None and Path(fitted).is_file():
             rows += downstream.latent_rows(
@@ -226,7 +260,7 @@ def main(args) -> int:
                 m,
                 model=name,
                 boundaries_file=str(fitted),
-                fitted_on="training faces" if name in args.fit_estimates else "held-back faces",
+                fitted_on=f"seeds {first}..{first + count - 1}" if name in fit_models else "held-back faces",
                 **noise,
                 **error,
             )
@@ -313,7 +347,7 @@ def main(args) -> int:
             "lsi-latent-fitted": "the same latent, read by boundaries fitted on that model's own estimates "
             "(the read-out the estimator needs, not the true latent's): m128's on 33,792 faces it never "
             "saw (scripts/device_estimate_boundaries.py, boundaries_file); with --fit-estimates, others' "
-            "here on their estimates of the labelled training faces with fresh photon noise",
+            "here on their estimates of labelled faces they never saw (fitted_on), with fresh photon noise",
             "lsi-decoded": "the labeller on the colour face the generator decodes from that model's latent "
             "(what the latent_decoder shows), against its label on the true face",
             "task-patterns": "M learned binary patterns + a tiny head trained for the attribute",

@@ -1,5 +1,6 @@
 """``lsi label``: label the cached generated faces with the ported face-api networks."""
 
+import argparse
 import sys
 
 from lsi_ros.training import data
@@ -19,6 +20,18 @@ def add_parser(subparsers):
     parser.add_argument("--generator", default="mobilestylegan", choices=("mobilestylegan", "dcgan"))
     parser.add_argument("--train", type=int, default=8448, help="training faces to label (default 8448)")
     parser.add_argument("--held-out", type=int, default=2048, help="held-out faces to label (default 2048)")
+    parser.add_argument(
+        "--seeds",
+        action="append",
+        default=[],
+        type=seed_range,
+        metavar="FIRST:COUNT",
+        help="also label these cached seeds (repeatable), e.g. 24832:16640, the faces m32, m64 and m256 "
+        "never saw, on which `lsi attributes --fit-estimates` fits their boundaries",
+    )
+    parser.add_argument(
+        "--relabel", action="store_true", help="label every face again (default: keep the labels on file)"
+    )
     parser.add_argument("--data-dir", default=None, help="cache folder of `lsi data`")
     parser.add_argument("--batch", type=int, default=64, help="faces per forward pass (default 64)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -26,6 +39,17 @@ def add_parser(subparsers):
         "--check", default="", metavar="PNG", help="only write the portrait check figure to PNG"
     )
     parser.set_defaults(func=main)
+
+
+def seed_range(text: str) -> tuple[int, int]:
+    """FIRST:COUNT -> (first, count), for argparse."""
+    first, sep, count = text.partition(":")
+    try:
+        if not sep or int(count) < 1 or int(first) < 0:
+            raise ValueError
+        return int(first), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST:COUNT with COUNT >= 1, got {text!r}") from None
 
 
 def main(args) -> int:
@@ -47,11 +71,13 @@ def main(args) -> int:
             print(f"{name}: {result}")
         return 0
     try:
-        path = face_labels.label_dataset(
-            analyzer, args.generator, args.train, args.held_out, args.data_dir, batch=args.batch
+        ranges = [(0, args.train), (data.HELD_OUT_SEED_START, args.held_out), *args.seeds]
+        path, labelled = face_labels.label_dataset(
+            analyzer, args.generator, ranges, args.data_dir, batch=args.batch, relabel=args.relabel
         )
     except FileNotFoundError as error:  # faces not generated yet
         print(f"lsi label: {error}", file=sys.stderr)
         return 1
-    print(f"labels of {args.train} + {args.held_out} faces in {path}")
+    names = ", ".join(f"{first}..{first + count - 1}" for first, count in ranges)
+    print(f"labels of seeds {names} in {path} ({labelled} labelled now, the others were on file)")
     return 0

@@ -59,17 +59,39 @@ def label_faces(
 
 
 def label_dataset(
-    analyzer: FaceAnalyzer, generator_name: str, train: int, held_out: int, root=None, batch: int = 64
-) -> Path:
-    """Label the training seeds [0, train) and held-out seeds; one file, keyed by seed."""
+    analyzer: FaceAnalyzer,
+    generator_name: str,
+    ranges: list[tuple[int, int]],
+    root=None,
+    batch: int = 64,
+    relabel: bool = False,
+) -> tuple[Path, int]:
+    """Label the seeds of ``ranges`` ((first, count) pairs) into one file keyed by seed.
+
+    Labels already in the file are kept and their faces not labelled again (unless ``relabel``), so
+    a new range costs only its own faces; returns the file and how many faces were labelled now."""
     path = labels_path(generator_name, root)
-    tensors = {}
-    for start, count in ((0, train), (data.HELD_OUT_SEED_START, held_out)):
+    kept = {}
+    if path.is_file() and not relabel:
+        with safe_open(str(path), "np") as f:
+            if (f.metadata() or {}).get("labeller") == FACE_API_PACKAGE:
+                kept = {key: f.get_tensor(key) for key in f.keys()}
+    done = set(kept.get("seed", np.zeros(0, np.int64)).tolist())
+    tensors = {key: [value] for key, value in kept.items()}
+    labelled = 0
+    for start, count in ranges:
         faces = data.load(generator_name, start, count, root)
-        labels = label_faces(analyzer, faces.images, batch, desc=f"seeds {start}..{start + count - 1}")
-        labels["seed"] = faces.seeds.astype(np.int64)
+        todo = np.array([int(seed) not in done for seed in faces.seeds], bool)
+        if not todo.any():
+            continue
+        labels = label_faces(analyzer, faces.images[todo], batch, desc=f"seeds {start}..{start + count - 1}")
+        labels["seed"] = faces.seeds[todo].astype(np.int64)
+        done.update(labels["seed"].tolist())
+        labelled += int(todo.sum())
         for key, value in labels.items():
             tensors.setdefault(key, []).append(value)
+    if not labelled:
+        return path, 0
     tensors = {k: np.ascontiguousarray(np.concatenate(v)) for k, v in tensors.items()}
     metadata = {
         "labeller": FACE_API_PACKAGE,
@@ -79,7 +101,7 @@ def label_dataset(
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
-    return path
+    return path, labelled
 
 
 def load_labels(generator_name: str, seeds: np.ndarray, root=None) -> dict[str, np.ndarray]:

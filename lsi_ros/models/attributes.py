@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import save_file
 
-from lsi_ros.models.files import read_safetensors
+from lsi_ros.models.files import read_safetensors, write_safetensors
 
 FILE_FORMAT = "lsi_ros.attribute_boundaries"
 
@@ -44,8 +43,6 @@ class AttributeBoundaries:
 
 
 def save_boundaries(boundaries: AttributeBoundaries, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"weight": boundaries.weight.astype(np.float32), "bias": boundaries.bias.astype(np.float32)}
     metadata = {
         "format": FILE_FORMAT,
@@ -53,8 +50,7 @@ def save_boundaries(boundaries: AttributeBoundaries, path) -> Path:
         "generator_id": boundaries.generator_id,
         "pattern_set_id": boundaries.pattern_set_id,
     }
-    save_file(tensors, str(path), metadata=metadata)
-    return path
+    return write_safetensors(tensors, path, metadata, "np")
 
 
 def load_boundaries(path) -> AttributeBoundaries:

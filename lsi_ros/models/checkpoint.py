@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from lsi_ros.models.encoder import MeasurementEncoder
-from lsi_ros.models.files import read_safetensors, stored_pattern_set
+from lsi_ros.models.files import read_safetensors, stored_pattern_set, write_safetensors
 from lsi_ros.optics.patterns import PatternSet, PatternSetError
 
 FILE_FORMAT = "lsi_ros.model"
@@ -64,8 +63,7 @@ def save_model(model: LsiModel, path) -> Path:
         "pattern_set_id": model.pattern_set.pattern_set_id,
         "info": json.dumps(info),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    write_safetensors(tensors, path, metadata)
     path.with_suffix(".json").write_text(
         json.dumps(
             {"model_id": model.model_id, "pattern_set_id": model.pattern_set.pattern_set_id, **info}, indent=2

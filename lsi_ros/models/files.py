@@ -1,4 +1,4 @@
-"""Reading the project's safetensors files: one place that checks a file is what it says it is.
+"""Reading and writing the project's safetensors files: one place that checks a file is what it says.
 
 Model, task-model and boundaries files share the same first defences (missing, unreadable, another
 format) and models and task models store their pattern set the same way; each loader names its own
@@ -8,6 +8,7 @@ error type so a caller can tell a bad model from a bad boundaries file.
 import json
 from pathlib import Path
 
+import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from lsi_ros.optics.patterns import PatternSet
@@ -35,6 +36,44 @@ def read_safetensors(
     if metadata.get("format") != file_format:
         raise error(f"{path}: format is {metadata.get('format')!r}, not {file_format}")
     return metadata, tensors
+
+
+def write_safetensors(tensors: dict, path, metadata: dict, framework: str = "pt") -> Path:
+    """Save ``tensors`` (torch for "pt", numpy for "np") unless ``path`` already holds exactly them and
+    ``metadata``: safetensors writes metadata in hash order, so an unchanged rerun would otherwise
+    change the file's bytes and show a change in git that holds none."""
+    path = Path(path)
+    if framework == "pt":
+        from safetensors.torch import save_file
+    else:
+        from safetensors.numpy import save_file
+    tensors = {
+        name: value.contiguous() if framework == "pt" else np.ascontiguousarray(value)
+        for name, value in tensors.items()
+    }
+    if path.is_file():
+        try:
+            with safe_open(str(path), framework) as f:
+                same = (f.metadata() or {}) == metadata and set(f.keys()) == set(tensors)
+                same = same and all(_identical(f.get_tensor(name), tensors[name]) for name in tensors)
+        except (SafetensorError, OSError, ValueError):
+            same = False
+        if same:
+            return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def _identical(stored, value) -> bool:
+    """Same dtype, shape and bytes (torch or numpy)."""
+    if stored.dtype != value.dtype or tuple(stored.shape) != tuple(value.shape):
+        return False
+    if hasattr(stored, "numpy"):
+        import torch
+
+        return bool(torch.equal(stored, value))
+    return bool(np.array_equal(stored, value))
 
 
 def stored_pattern_set(

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from lsi_ros.models.files import read_safetensors, stored_pattern_set
+from lsi_ros.models.files import read_safetensors, stored_pattern_set, write_safetensors
 from lsi_ros.optics.patterns import PatternSet, PatternSetError
 
 FILE_FORMAT = "lsi_ros.task_model"
@@ -75,8 +74,7 @@ def save_task_model(model: TaskModel, path) -> Path:
         "pattern_set_id": model.pattern_set.pattern_set_id,
         "info": json.dumps(info),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    write_safetensors(tensors, path, metadata)
     summary = {k: metadata[k] for k in ("model_id", "attribute", "pattern_set_id")} | info
     path.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     return path
