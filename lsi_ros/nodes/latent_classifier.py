@@ -26,7 +26,7 @@ PARAMS = (
         "estimate_boundaries",
         "",
         "Boundaries fitted on LSI models' own latent estimates, comma-separated files or shipped names "
-        "('attributes-m128'): a code whose pattern_set_id is theirs is read by them instead.",
+        "('attributes-m128', ...): a code whose pattern_set_id is theirs is read by them instead.",
     ),
 )
 
