@@ -244,3 +244,8 @@ def test_attributes_refuses_to_fit_a_model_on_faces_it_trained_on():
     assert result.returncode == 2 and "0..24575" in result.stderr and "never saw" in result.stderr
     result = subprocess.run([*command, "--estimate-faces", "24000"], capture_output=True, text=True)
     assert result.returncode == 2 and "FIRST:COUNT" in result.stderr
+    result = subprocess.run([*command, "--models", "m64"], capture_output=True, text=True)
+    assert result.returncode == 2 and "m32 is in --fit-estimates but not in --models" in result.stderr
+    result = subprocess.run([*command, "--models", "m32", "m999"], capture_output=True, text=True)
+    assert result.returncode == 1 and "no model named 'm999'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -128,7 +128,7 @@ def main(args) -> int:
     from lsi_ros.evaluation.face_analysis import FaceAnalyzer
     from lsi_ros.evaluation.latent_imaging import decode_faces, encode_faces
     from lsi_ros.models.attributes import load_boundaries, save_boundaries
-    from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.models.checkpoint import ModelFileError, load_model
     from lsi_ros.models.generators import get_generator
     from lsi_ros.models.registry import find_model
     from lsi_ros.models.task import save_task_model
@@ -152,7 +152,16 @@ def main(args) -> int:
         )
         return 2
     first, count = args.estimate_faces
-    fit_models = {name: load_model(find_model(name)) for name in args.fit_estimates}
+    outside = sorted(set(args.fit_estimates) - set(args.models))
+    if outside:
+        print(f"lsi attributes: {outside[0]} is in --fit-estimates but not in --models", file=sys.stderr)
+        return 2
+    try:
+        models = {name: load_model(find_model(name)) for name in args.models}
+    except (FileNotFoundError, ModelFileError) as error:
+        print(f"lsi attributes: {error}", file=sys.stderr)
+        return 1
+    fit_models = {name: models[name] for name in args.fit_estimates}
     for name, model in fit_models.items():
         seen = [(a, b) for a, b in seen_seeds(model) if a < first + count and first <= b]
         if seen:
@@ -239,7 +248,7 @@ def main(args) -> int:
     images = test.images.astype(np.float32) / 255.0
     generator = get_generator(args.generator) if args.decoded else None
     for name in args.models:
-        model = fit_models.get(name) or load_model(find_model(name))
+        model = models[name]
         latents = encode_faces(model, images, photodiode)
         m = model.num_measurements
         error = {"latent_mse": round(downstream.latent_error(latents, test.latents, scale), 4)}
