@@ -19,8 +19,10 @@ def add_parser(subparsers):
     parser = subparsers.add_parser(
         "attributes",
         help="latent boundaries + task patterns for face attributes; accuracy table -> docs/results",
-        description="Needs `lsi data` and `lsi label`. Fits logistic-regression boundaries on the training "
-        "latents (seeds 0..--train) for the labeller's binary attributes (male, smiling, age over 40) and "
+        description="Needs `lsi data` and `lsi label`, and for the default --fit-estimates the faces of "
+        "`lsi data --train 41472` labelled by `lsi label --seeds 24832:16640`. Fits logistic-regression "
+        "boundaries on the training latents (seeds 0..--train) for the labeller's binary attributes "
+        "(male, smiling, age over 40) and "
         "writes them to --boundaries; scores them on the held-out faces from the true latent and from the "
         "latents of the LSI models; trains task patterns + a tiny head for each --task-attributes at "
         "--task-m and compares with Hadamard patterns + logistic regression at the same M; writes "
