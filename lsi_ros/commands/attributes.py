@@ -258,7 +258,7 @@ def main(args) -> int:
             boundaries, latents, test_y, "lsi-latent", m, model=name, **noise, **error
         )
         fitted = estimate_boundaries.get(name)
-        if name in args.fit_estimates:
+        if name in fit_models:
             fit_start = time.perf_counter()
             fitted = fit_estimate_boundaries(model, name, unseen, unseen_y, photodiode, args.boundaries)
             timings[f"fit_estimates_{name}_s"] = round(time.perf_counter() - fit_start, 1)

@@ -52,10 +52,14 @@ def write_safetensors(tensors: dict, path, metadata: dict, framework: str = "pt"
         for name, value in tensors.items()
     }
     if path.is_file():
+        arrays = {
+            name: value.detach().cpu().numpy() if framework == "pt" else value
+            for name, value in tensors.items()
+        }
         try:
-            with safe_open(str(path), framework) as f:
-                same = (f.metadata() or {}) == metadata and set(f.keys()) == set(tensors)
-                same = same and all(_identical(f.get_tensor(name), tensors[name]) for name in tensors)
+            with safe_open(str(path), "np") as f:
+                same = (f.metadata() or {}) == metadata and set(f.keys()) == set(arrays)
+                same = same and all(_equal(f.get_tensor(name), array) for name, array in arrays.items())
         except (SafetensorError, OSError, ValueError):
             same = False
         if same:
@@ -65,15 +69,8 @@ def write_safetensors(tensors: dict, path, metadata: dict, framework: str = "pt"
     return path
 
 
-def _identical(stored, value) -> bool:
-    """Same dtype, shape and bytes (torch or numpy)."""
-    if stored.dtype != value.dtype or tuple(stored.shape) != tuple(value.shape):
-        return False
-    if hasattr(stored, "numpy"):
-        import torch
-
-        return bool(torch.equal(stored, value))
-    return bool(np.array_equal(stored, value))
+def _equal(stored: np.ndarray, array: np.ndarray) -> bool:
+    return stored.dtype == array.dtype and np.array_equal(stored, array)
 
 
 def stored_pattern_set(
