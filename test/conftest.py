@@ -64,11 +64,20 @@ def ros_context():
 
 @pytest.fixture
 def spin(ros_context):
-    """spin(node): spin the node in a SingleThreadedExecutor on a background thread until teardown."""
+    """spin(*nodes): spin the nodes in a SingleThreadedExecutor on a background thread until teardown.
+
+    It returns ``stop``: after it no callback runs, so a node can be destroyed and what the probes
+    received read without a message arriving in between."""
     from rclpy.executors import SingleThreadedExecutor
 
     executor = SingleThreadedExecutor(context=ros_context)
     thread = None
+
+    def stop():
+        executor.shutdown(timeout_sec=2.0)
+        if thread is not None:
+            thread.join(timeout=5.0)
+            assert not thread.is_alive(), "the executor did not stop spinning"
 
     def start(*nodes):
         nonlocal thread
@@ -76,11 +85,10 @@ def spin(ros_context):
             executor.add_node(node)
         thread = threading.Thread(target=executor.spin, daemon=True)
         thread.start()
+        return stop
 
     yield start
-    executor.shutdown(timeout_sec=2.0)
-    if thread is not None:
-        thread.join(timeout=5.0)
+    stop()
 
 
 @pytest.fixture(scope="session")

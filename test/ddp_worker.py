@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import save_file
 
-from lsi_ros.training.distributed import join_process_group
+from lsi_ros.training.distributed import join_process_group, leave_process_group
 from lsi_ros.training.train import TrainConfig, Trainer
 
 
@@ -74,8 +74,8 @@ def main():
     resumed.fit()
     tensors = first | {f"final.{k}": v for k, v in weights(resumed).items()}
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / f"rank{rank}.safetensors"), metadata)
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main()
+    leave_process_group()  # after main: its trainers hold the group

@@ -51,7 +51,7 @@ def camera(tmp_path, ros_context, spin, request):
         overrides.append(Parameter("calibration", value=str(path)))
     sampler = PhotodiodeSampler(context=ros_context, parameter_overrides=overrides)
     client = probe.create_client(Trigger, "/photodiode_sampler/measure_dark")
-    spin(probe, sampler)
+    stop_spinning = spin(probe, sampler)
     info = PatternSetInfo(pattern_set_id=pattern_set.pattern_set_id, num_patterns=M, uri=str(uri))
     info.resolution, info.pattern_rate_hz, info.kind = 32, 2000.0, "hadamard-split"
     announce.publish(info)
@@ -68,7 +68,7 @@ def camera(tmp_path, ros_context, spin, request):
     yield sampler, client, frames
     stop.set()
     streamer.join(timeout=5)
-    sampler.executor.remove_node(sampler)
+    stop_spinning()
     sampler.destroy_node()
 
 

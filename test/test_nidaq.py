@@ -129,7 +129,7 @@ def test_sampler_with_nidaqmx_backend_keeps_running_and_reports_error(
         Parameter("reconnect_max_backoff_s", value=0.2),
     ]
     sampler = PhotodiodeSampler(context=ros_context, parameter_overrides=overrides)
-    spin(probe, sampler)
+    stop = spin(probe, sampler)
     try:
         info = PatternSetInfo(pattern_set_id=pattern_set.pattern_set_id, num_patterns=M, uri=str(uri))
         info.resolution, info.pattern_rate_hz, info.kind = 32, 2000.0, "hadamard-split"
@@ -143,7 +143,7 @@ def test_sampler_with_nidaqmx_backend_keeps_running_and_reports_error(
         assert wait_for(lambda: len(received) >= count + 2, timeout=5)  # still reporting every second
         assert sampler._reader.is_alive()
     finally:
-        sampler.executor.remove_node(sampler)
+        stop()
         sampler.destroy_node()
     last = received[-1]
     assert last.level == DiagnosticStatus.ERROR and "Dev7/ai3" in last.message

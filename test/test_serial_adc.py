@@ -281,7 +281,7 @@ def test_sampler_node_publishes_serial_frames_and_reports_counters(
         Parameter("reconnect_max_backoff_s", value=0.2),
     ]
     sampler = PhotodiodeSampler(context=ros_context, parameter_overrides=overrides)
-    spin(probe, sampler)
+    stop = spin(probe, sampler)
     try:
 
         def last_values():
@@ -302,29 +302,28 @@ def test_sampler_node_publishes_serial_frames_and_reports_counters(
         assert wait_for(lambda: len(received["frames"]) >= published + 5, timeout=15)
         assert wait_for(lambda: int(last_values().get("reconnects", 0)) == 1, timeout=5)
     finally:
-        sampler.executor.remove_node(sampler)
+        stop()  # no frame arrives after this: what the probe holds is what the node published
         sampler.destroy_node()
-    values = last_values()
+    messages, last_status = received["frames"], received["status"][-1]
+    values = {kv.key: kv.value for kv in last_status.values}
     assert values["connected"] == "True" and values["device"].startswith("LSI-SERIAL-ADC")
     assert int(values["frames"]) >= 10 * M and values["crc_errors"] == "0"
     assert int(values["frames_published"]) >= 10
     assert int(values["frames_dropped_interrupted"]) == 1
-    for msg in received["frames"]:
+    for msg in messages:
         assert msg.pattern_set_id == pattern_set.pattern_set_id and msg.header.frame_id == "lsi_camera"
-    sequences = [msg.sequence for msg in received["frames"]]
+    sequences = [msg.sequence for msg in messages]
     assert sequences == sorted(set(sequences))
-    stamps = [msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec for msg in received["frames"]]
+    stamps = [msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec for msg in messages]
     assert stamps == sorted(stamps) and abs(stamps[-1] - time.time()) < 10
-    matched = [
-        any(np.array_equal(msg.values, values) for _, values in device.passes) for msg in received["frames"]
-    ]
+    matched = [any(np.array_equal(msg.values, values) for _, values in device.passes) for msg in messages]
     assert all(matched)
     # stamped by the device's clock: passes that follow each other are one frame time apart (16
     # patterns at 2 kHz), however the pseudo-terminal and the reader thread batched the samples
     first_sequence = {values.tobytes(): sequence for sequence, values in device.passes}
     frames = [
         (first_sequence[np.asarray(msg.values).astype(np.uint32).tobytes()], stamp)
-        for msg, stamp in zip(received["frames"], stamps, strict=True)
+        for msg, stamp in zip(messages, stamps, strict=True)
     ]
     spacing = [b[1] - a[1] for a, b in itertools.pairwise(frames) if b[0] - a[0] == M]
     assert len(spacing) >= 5 and np.median(np.abs(np.array(spacing) - M / 2000.0)) < 1e-4, spacing

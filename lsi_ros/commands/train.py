@@ -8,7 +8,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from lsi_ros.training.losses import IMAGE_LOSSES
-from lsi_ros.training.train import TrainConfig
+from lsi_ros.training.train import TrainConfig, Trainer
 
 
 def add_parser(subparsers):
@@ -95,12 +95,25 @@ def launch(args, config: TrainConfig, run_dir: Path, export: str) -> int:
         return next((r.returncode for r in ranks if r.returncode), 0)
 
 
+def fit_and_export(config: TrainConfig, run_dir: Path, device: str, export: str) -> None:
+    """Train this rank; rank 0 exports the chosen weights and says which they are."""
+    trainer = Trainer(config, run_dir, device=device)
+    result = trainer.fit()
+    if trainer.is_main:
+        path = trainer.export(export)
+        chosen = f"last validation: {result}"
+        if trainer.best is not None:
+            chosen = (
+                f"best checkpoint (early stopping): step {trainer.best['step']}, validation latent "
+                f"MSE {trainer.best['val_latent_mse']:.4f}; {chosen}"
+            )
+        print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB); {chosen}")
+
+
 def main(args) -> int:
     import torch
-    import torch.distributed as dist
 
-    from lsi_ros.training.distributed import join_process_group
-    from lsi_ros.training.train import Trainer
+    from lsi_ros.training.distributed import join_process_group, leave_process_group
 
     config = build_config(args)
     run_dir = Path(args.run_dir or f"runs/train/{config.model_id}")
@@ -120,18 +133,7 @@ def main(args) -> int:
         torch.set_num_threads(args.threads)
     device = join_process_group(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
-        trainer = Trainer(config, run_dir, device=device)
-        result = trainer.fit()
-        if trainer.is_main:
-            path = trainer.export(export)
-            chosen = f"last validation: {result}"
-            if trainer.best is not None:
-                chosen = (
-                    f"best checkpoint (early stopping): step {trainer.best['step']}, validation latent "
-                    f"MSE {trainer.best['val_latent_mse']:.4f}; {chosen}"
-                )
-            print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB); {chosen}")
+        fit_and_export(config, run_dir, device, export)
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        leave_process_group()  # the trainer went with fit_and_export's frame
     return 0

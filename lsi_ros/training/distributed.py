@@ -10,6 +10,7 @@ says. ``run_local_ranks`` starts the ranks itself instead: it binds the store's 
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import socket
 import subprocess
@@ -150,3 +151,14 @@ def join_process_group(device: str) -> str:
         rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
     return device
+
+
+def leave_process_group() -> None:
+    """Destroy the process group, once nothing of the run refers to it any more.
+
+    Call it after the trainers are gone: DistributedDataParallel keeps the group, so a group destroyed
+    while a trainer lives is only torn down at interpreter exit, when its worker threads can no longer
+    take the GIL and the process aborts ("terminate called without an active exception")."""
+    gc.collect()
+    if dist.is_initialized():
+        dist.destroy_process_group()
