@@ -42,6 +42,11 @@ def main() -> None:
 
     model = load_model(find_model(args.model))
     boundaries = load_boundaries(args.boundaries or f"models/attributes-{args.model}.safetensors")
+    if boundaries.pattern_set_id not in ("", model.pattern_set.pattern_set_id):
+        parser.error(
+            f"the boundaries were fitted on pattern set {boundaries.pattern_set_id}, "
+            f"{args.model} measures with {model.pattern_set.pattern_set_id}"
+        )
     faces = data.load(args.generator, data.HELD_OUT_SEED_START, args.held_out)
     truth = face_labels.binary_attributes(face_labels.load_labels(args.generator, faces.seeds))
     images = faces.images.astype(np.float32) / 255.0
