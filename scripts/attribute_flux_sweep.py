@@ -54,11 +54,9 @@ def main() -> None:
     print("photon flux  " + "  ".join(f"{name:>12}" for name in boundaries.names))
     conditions = [(f"{flux:g}", PhotodiodeModel().with_photon_flux(flux)) for flux in args.fluxes]
     for label, photodiode in conditions + [("noiseless", PhotodiodeModel.noiseless())]:
-        probabilities = boundaries.probabilities(encode_faces(model, images, photodiode))
-        accuracies = [
-            downstream.accuracy(probabilities[:, j], truth[n]) for j, n in enumerate(boundaries.names)
-        ]
-        print(f"{label:>11}  " + "  ".join(f"{a:12.4f}" for a in accuracies), flush=True)
+        latents = encode_faces(model, images, photodiode)
+        rows = downstream.latent_rows(boundaries, latents, truth, "lsi-latent", model.num_measurements)
+        print(f"{label:>11}  " + "  ".join(f"{row['accuracy']:12.4f}" for row in rows), flush=True)
 
 
 if __name__ == "__main__":
