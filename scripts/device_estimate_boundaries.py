@@ -13,7 +13,7 @@ check of how much a nonlinear read-out would add. Same machine needs as scripts/
 On a CPU with tiny sizes it checks itself (~5 min):
 
     python scripts/device_estimate_boundaries.py --device cpu --held-out 16 --chunk 16 --budget-s 1 \\
-        --mlp --mlp-steps 250 --out /tmp/eb
+        --max-faces 64 --mlp --mlp-steps 250 --out /tmp/eb
 """
 
 import argparse
@@ -22,9 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from device_scaling import accuracy, encode, log, open_device, render_and_label, save_torch_boundaries
+from device_scaling import (
+    accuracy,
+    binary_targets,
+    encode,
+    log,
+    open_device,
+    render_faces,
+    save_torch_boundaries,
+)
 
-from lsi_ros.evaluation import face_labels
 from lsi_ros.evaluation.downstream import fit_boundary_torch
 from lsi_ros.models.checkpoint import load_model
 from lsi_ros.training import data
@@ -68,6 +75,7 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=2048)
     parser.add_argument("--chunk", type=int, default=512)
     parser.add_argument("--budget-s", type=float, default=75.0, help="rendering + labelling time")
+    parser.add_argument("--max-faces", type=int, default=131072, help="held-back faces, at most")
     parser.add_argument("--mlp", action="store_true", help="also score MLP read-outs")
     parser.add_argument("--mlp-steps", type=int, default=3000)
     parser.add_argument("--out", default="out")
@@ -77,23 +85,16 @@ def main() -> None:
     device, generator, analyzer = open_device(args)
     model = load_model(args.model)
     held = np.arange(data.HELD_OUT_SEED_START, data.HELD_OUT_SEED_START + args.held_out)
-    test_w, test_images, test_labels = render_and_label(
-        generator, analyzer, held, args.chunk, float("inf"), "held-out"
+    test_w, test_images, test_labels = render_faces(
+        generator, held, args.chunk, float("inf"), "held-out", analyzer
     )
-    seeds = np.arange(args.first_seed, args.first_seed + 1_000_000)
-    fit_w, fit_images, fit_labels = render_and_label(
-        generator, analyzer, seeds, args.chunk, args.budget_s, "held-back"
+    seeds = np.arange(args.first_seed, args.first_seed + args.max_faces)
+    fit_w, fit_images, fit_labels = render_faces(
+        generator, seeds, args.chunk, args.budget_s, "held-back", analyzer
     )
     fit_hat = encode(model, fit_images, 1)
     test_hat = encode(model, test_images)
-    targets = {
-        k: torch.as_tensor(v, dtype=torch.float32, device=device)
-        for k, v in face_labels.binary_attributes(fit_labels).items()
-    }
-    test_targets = {
-        k: torch.as_tensor(v, dtype=torch.float32, device=device)
-        for k, v in face_labels.binary_attributes(test_labels).items()
-    }
+    targets, test_targets = binary_targets(fit_labels, device), binary_targets(test_labels, device)
     rows, fits = [], []
     for name, y in targets.items():
         weight, bias, l2 = fit_boundary_torch(fit_hat, y)

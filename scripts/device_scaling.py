@@ -1,30 +1,35 @@
 """Attributes from the LSI latent with many more faces: a GPU run (issue #6's "far more faces").
 
-On one GPU, with torch and no OpenVINO: render faces from seeds with the exported MobileStyleGAN
-(`MobileStyleGAN.export_torch`), label them with the face-api port, train the M = 128 LSI model on
-them (the same `Trainer` as `lsi train`), then score attribute read-outs on the 2,048 held-out seeds:
+On one GPU, with torch and no OpenVINO, from the generator's torch export
+(`MobileStyleGAN.export_torch`) and the face-api port:
 
-- boundaries on the true latent w fitted on the first 8,448 labels (as `lsi attributes`) and on all;
-- the same boundaries applied to the LSI latent ŵ of the new model and of the shipped m128;
-- boundaries fitted on ŵ itself (the read-out the encoder's estimate actually needs).
+1. render and label the 2,048 held-out seeds (from 1,000,000) and, until --reserve-budget-s, faces
+   the encoder never sees (seeds from --reserve-first-seed), to fit read-outs on;
+2. render training faces (seeds 0, 1, ...; no labels needed) until --render-budget-s;
+3. train the M = 128 LSI model on them (the same `Trainer` as `lsi train`) for --train-budget-s, at
+   most --max-epochs passes, exported at its lowest validation latent error;
+4. score on the held-out faces (photon flux 200): boundaries on the true latent w, boundaries fitted
+   on the new model's own estimates ŵ of the reserve faces (what ships as attributes-m128), and the
+   shipped m128 read the same two ways (its shipped boundaries, and refitted on the same reserve).
 
-Rendering and training stop at their time budgets, so the run fits a fixed device lease. Writes the
-model, both boundaries files, compact labels (p_male, age, expressions per seed) and results.json to
---out. What the GPU machine needs besides the repository (torch, numpy, safetensors, tqdm and
-pytorch-msssim installed):
+Stages write to --out as they finish (model, boundaries, compact reserve labels, results.json), so a
+run cut short still returns what it made. What the GPU machine needs besides the repository (torch,
+numpy, safetensors, tqdm and pytorch-msssim installed):
 
     lsi data --export-torch .device/mobilestylegan       # the generator for torch alone (40 MB)
     mkdir -p .device/face-api && cp ~/.cache/lsi_ros/face-api/model/{tiny_face_detector,\
         face_landmark_68,age_gender,face_expression}_model* .device/face-api/
-    python scripts/device_scaling.py --out out --render-budget-s 190 --train-budget-s 170 --steps 60000
+    python scripts/device_scaling.py --out out --reserve-budget-s 100 --render-budget-s 150 \
+        --train-budget-s 150
 
 On a CPU with tiny sizes it checks itself:
 
-    python scripts/device_scaling.py --device cpu --faces 128 --held-out 32 --chunk 32 \
-        --reserve 32 --steps 30 --batch-size 16 --out /tmp/ds --run-dir /tmp/ds/run   # ~4 min
+    python scripts/device_scaling.py --device cpu --held-out 32 --chunk 32 --reserve 64 \
+        --faces 160 --steps 30 --batch-size 16 --validation 16 --out /tmp/ds --run-dir /tmp/ds/run
 """
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -38,7 +43,7 @@ from lsi_ros.evaluation import face_analysis, face_labels
 from lsi_ros.evaluation.downstream import fit_boundary_torch
 from lsi_ros.evaluation.face_analysis import FaceAnalyzer
 from lsi_ros.evaluation.latent_imaging import encode_faces
-from lsi_ros.models.attributes import AttributeBoundaries, save_boundaries
+from lsi_ros.models.attributes import AttributeBoundaries, load_boundaries, save_boundaries
 from lsi_ros.models.checkpoint import load_model
 from lsi_ros.models.torch_generator import ExportedMobileStyleGAN
 from lsi_ros.optics import PhotodiodeModel
@@ -65,23 +70,27 @@ def open_device(args):
     return device, generator, analyzer
 
 
-def render_and_label(generator, analyzer, seeds, chunk: int, budget_s: float, desc: str):
-    """w, uint8 faces (on the device) and labels of ``seeds``, chunk by chunk until the budget ends."""
-    ws, images, labels = [], [], []
+def render_faces(generator, seeds, chunk: int, budget_s: float, desc: str, analyzer=None):
+    """w, uint8 faces (on the device) and, given the labeller, labels of ``seeds``, chunk by chunk
+    until the budget ends."""
+    ws, images, labels, n = [], None, [], 0
     began = time.perf_counter()
     for first in tqdm(range(0, len(seeds), chunk), desc=desc, unit="chunk", mininterval=10):
         if time.perf_counter() - began > budget_s:
             break
         w = generator.sample_latents(seeds[first : first + chunk].tolist(), data.DEFAULT_PSI)
         faces = generator.render(w)
+        if images is None:  # one allocation for all: no second copy of every face when they are joined
+            images = torch.empty((len(seeds), *faces.shape[1:]), dtype=faces.dtype, device=faces.device)
+        images[n : n + len(faces)] = faces
+        n += len(faces)
         ws.append(w)
-        images.append(faces)
-        labels.append(face_labels.label_faces(analyzer, faces, chunk, input_size=256, progress=False))
-    n = sum(len(w) for w in ws)
+        if analyzer is not None:
+            labels.append(face_labels.label_faces(analyzer, faces, chunk, input_size=256, progress=False))
     rate = n / (time.perf_counter() - began)
-    log(f"{desc}: {n} faces rendered and labelled, {rate:.0f} faces/s")
-    merged = {k: np.concatenate([part[k] for part in labels]) for k in labels[0]}
-    return torch.cat(ws), torch.cat(images), merged
+    log(f"{desc}: {n} faces rendered{' and labelled' if analyzer else ''}, {rate:.0f} faces/s")
+    merged = {k: np.concatenate([part[k] for part in labels]) for k in labels[0]} if labels else {}
+    return torch.cat(ws), images[:n], merged
 
 
 def encode(model, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -96,8 +105,48 @@ def save_torch_boundaries(pairs, generator_id: str, pattern_set_id: str, path) -
     save_boundaries(AttributeBoundaries(tuple(ATTRIBUTES), weight, bias, generator_id, pattern_set_id), path)
 
 
+def binary_targets(labels: dict, device) -> dict:
+    """The binary attributes of labels, as 0/1 float tensors on the device."""
+    return {
+        k: torch.as_tensor(v, dtype=torch.float32, device=device)
+        for k, v in face_labels.binary_attributes(labels).items()
+    }
+
+
 def accuracy(weight, bias, x, y) -> float:
     return float(((x @ weight + bias > 0).float() == y).float().mean())
+
+
+def step_seconds(config: TrainConfig, faces: data.FaceData, run_dir: Path, device) -> float:
+    """Seconds per training step, timed on a small slice of the faces (no second copy of them all)."""
+    n = 4 * config.batch_size
+    probe_faces = data.FaceData(
+        faces.seeds[: n + 16],
+        faces.latents[: n + 16],
+        faces.images[: n + 16],
+        faces.generator_id,
+        faces.truncation_psi,
+    )
+    probe = Trainer(
+        dataclasses.replace(config, train_faces=n, validation_faces=16), run_dir, str(device), probe_faces
+    )
+    probe.train_step()
+    synchronize(device)
+    began = time.perf_counter()
+    for _ in range(50):
+        probe.train_step()
+    synchronize(device)
+    return (time.perf_counter() - began) / 50
+
+
+def synchronize(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def write_results(results: dict, out: Path) -> None:
+    results["seconds"] = round(time.perf_counter() - START, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def main() -> None:
@@ -107,21 +156,29 @@ def main() -> None:
     )
     parser.add_argument("--face-api", default=".device/face-api", help="face-api model folder")
     parser.add_argument("--shipped", default="models/m128.safetensors", help="shipped model to compare")
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--faces", type=int, default=262144, help="training + 256 validation faces, at most")
-    parser.add_argument("--held-out", type=int, default=2048)
-    parser.add_argument("--boundary-faces", type=int, default=8448, help="labels `lsi attributes` uses")
-    parser.add_argument("--chunk", type=int, default=512)
-    parser.add_argument("--render-budget-s", type=float, default=200.0)
-    parser.add_argument("--steps", type=int, default=30000)
-    parser.add_argument("--train-budget-s", type=float, default=200.0)
-    parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument(
-        "--reserve", type=int, default=16384, help="faces kept from the encoder to fit boundaries on its ŵ"
+        "--shipped-boundaries", default="models/attributes-m128.safetensors", help="its read-out"
     )
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--held-out", type=int, default=2048)
+    parser.add_argument(
+        "--reserve", type=int, default=65536, help="labelled faces to fit read-outs on, at most"
+    )
+    parser.add_argument("--reserve-first-seed", type=int, default=600_000)
+    parser.add_argument("--reserve-budget-s", type=float, default=100.0)
+    parser.add_argument("--faces", type=int, default=262144, help="training + validation faces, at most")
+    parser.add_argument("--validation", type=int, default=1024)
+    parser.add_argument("--chunk", type=int, default=512)
+    parser.add_argument("--render-budget-s", type=float, default=150.0)
+    parser.add_argument("--steps", type=int, default=100000)
+    parser.add_argument("--max-epochs", type=float, default=60.0)
+    parser.add_argument("--train-budget-s", type=float, default=150.0)
+    parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--out", default="out")
     parser.add_argument("--run-dir", default="/tmp/lsi-device-run", help="training state (not copied back)")
     args = parser.parse_args()
+    if args.faces > args.reserve_first_seed:
+        parser.error("training seeds [0, --faces) would reach the reserve's seeds")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device, generator, analyzer = open_device(args)
@@ -129,107 +186,99 @@ def main() -> None:
     if device.type == "cuda":
         results["device_name"] = torch.cuda.get_device_name(device)
     held_seeds = np.arange(data.HELD_OUT_SEED_START, data.HELD_OUT_SEED_START + args.held_out)
-    test_w, test_images, test_labels = render_and_label(
-        generator, analyzer, held_seeds, args.chunk, float("inf"), "held-out"
+    test_w, test_images, test_labels = render_faces(
+        generator, held_seeds, args.chunk, float("inf"), "held-out", analyzer
     )
-    train_w, train_images, train_labels = render_and_label(
-        generator, analyzer, np.arange(args.faces), args.chunk, args.render_budget_s, "training"
+    reserve_seeds = np.arange(args.reserve_first_seed, args.reserve_first_seed + args.reserve)
+    fit_w, fit_images, fit_labels = render_faces(
+        generator, reserve_seeds, args.chunk, args.reserve_budget_s, "reserve", analyzer
+    )
+    kept = ("age", "p_male", "expressions")  # what the binary attributes need
+    compact = {k: torch.from_numpy(np.ascontiguousarray(fit_labels[k])) for k in kept}
+    compact["seed"] = torch.from_numpy(reserve_seeds[: len(fit_w)].astype(np.int32))
+    save_file(compact, str(out / "labels.safetensors"), metadata={"labeller": face_labels.FACE_API_PACKAGE})
+    results["reserve_seeds"] = [args.reserve_first_seed, args.reserve_first_seed + len(fit_w) - 1]
+
+    train_w, train_images, _ = render_faces(
+        generator, np.arange(args.faces), args.chunk, args.render_budget_s, "training"
     )
     n = len(train_w)
-    kept = ("age", "p_male", "expressions")  # what the binary attributes need; under 16 MB for 262k faces
-    compact = {k: torch.from_numpy(np.ascontiguousarray(train_labels[k])) for k in kept}
-    compact["seed"] = torch.arange(n, dtype=torch.int32)
-    save_file(compact, str(out / "labels.safetensors"), metadata={"labeller": face_labels.FACE_API_PACKAGE})
-    results["faces"] = n
-    results["render_label_faces_per_s"] = round(n / (time.perf_counter() - START), 1)
-
-    reserve = min(args.reserve, n // 4)
-    n_model = n - reserve  # the encoder's training + validation faces; the rest fit boundaries on ŵ
-    validation = min(256, n_model // 4)
+    results["training_faces_rendered"] = n
+    write_results(results, out)
     config = TrainConfig(
         num_measurements=128,
-        train_faces=n_model - validation,
-        validation_faces=validation,
+        train_faces=n - args.validation,
+        validation_faces=args.validation,
         batch_size=args.batch_size,
-        checkpoint_every=1000,
         extra={"rendered": f"torch export on {results.get('device_name', args.device)}"},
     )
-    faces = data.FaceData(
-        np.arange(n_model),
-        train_w[:n_model],
-        train_images[:n_model],
-        generator.generator_id,
-        data.DEFAULT_PSI,
-    )
-    probe = Trainer(config, Path(args.run_dir) / "probe", str(device), faces)
-    probe.train_step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    began = time.perf_counter()
-    for _ in range(50):
-        probe.train_step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    step_s = (time.perf_counter() - began) / 50
-    del probe
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    steps = int(min(args.steps, max(20, args.train_budget_s / step_s)))
-    config.steps = steps
-    config.checkpoint_every = max(10, steps // 20)
+    faces = data.FaceData(np.arange(n), train_w, train_images, generator.generator_id, data.DEFAULT_PSI)
+    step_s = step_seconds(config, faces, Path(args.run_dir) / "probe", device)
+    by_time = args.train_budget_s / step_s
+    by_epochs = args.max_epochs * config.train_faces / args.batch_size
+    config.steps = int(max(20, min(args.steps, by_time, by_epochs)))
+    config.checkpoint_every = max(10, config.steps // 25)
     log(
-        f"training m128 on {n_model - validation} faces: {steps} steps at batch {args.batch_size} "
-        f"({step_s * 1e3:.1f} ms/step)"
+        f"training m128 on {config.train_faces} faces: {config.steps} steps at batch {args.batch_size} "
+        f"({step_s * 1e3:.1f} ms/step, {config.steps * args.batch_size / config.train_faces:.1f} epochs)"
     )
     trainer = Trainer(config, Path(args.run_dir) / "run", str(device), faces)
+    del faces, train_images  # the trainer keeps channel sums only
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     trainer.fit()
     model_path = trainer.export(out / "m128.safetensors")
-    results["reserved_for_hat_w_boundaries"] = reserve
-    results["training"] = {"steps": steps, "ms_per_step": round(step_s * 1e3, 2), "history": trainer.history}
+    results["training"] = {
+        "steps": config.steps,
+        "ms_per_step": round(step_s * 1e3, 2),
+        "exported_step": trainer.best["step"] if trainer.best else config.steps,
+        "history": trainer.history,
+    }
     del trainer
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    write_results(results, out)
     log(f"exported {model_path}")
 
-    targets_train = face_labels.binary_attributes(train_labels)
-    targets_test = face_labels.binary_attributes(test_labels)
-    ytr = {k: torch.as_tensor(v, dtype=torch.float32, device=device) for k, v in targets_train.items()}
-    yte = {k: torch.as_tensor(v, dtype=torch.float32, device=device) for k, v in targets_test.items()}
-    scale = train_w.std(0)
+    y_fit, y_test = binary_targets(fit_labels, device), binary_targets(test_labels, device)
     new = load_model(model_path)
-    latents = {
-        "new": (
-            encode(new, train_images[n_model:], 1),
-            encode(new, test_images),
-        )
-    }
+    models = {"new": new}
     if Path(args.shipped).is_file():
-        shipped = load_model(args.shipped)
-        latents["shipped"] = (None, encode(shipped, test_images))
+        models["shipped"] = load_model(args.shipped)
+    latents = {name: (encode(m, fit_images, 1), encode(m, test_images)) for name, m in models.items()}
+    scale = train_w.std(0)
     results["latent_mse"] = {
         name: float((((test_hat - test_w) / scale) ** 2).mean()) for name, (_, test_hat) in latents.items()
     }
-    rows, fitted = [], {"w": [], "hat-w": []}
+    shipped_boundaries = None
+    if "shipped" in models and Path(args.shipped_boundaries).is_file():
+        shipped_boundaries = load_boundaries(args.shipped_boundaries)
+    rows, fitted = [], []
     for name in ATTRIBUTES:
-        row = {"attribute": name, "chance": float(max(yte[name].mean(), 1 - yte[name].mean()))}
-        for label, count in (("w8448", args.boundary_faces), ("wall", n)):
-            weight, bias, l2 = fit_boundary_torch(train_w[:count], ytr[name][:count])
-            row[f"true_latent_{label}"] = accuracy(weight, bias, test_w, yte[name])
-            if label == "wall":
-                fitted["w"].append((weight, bias))
-            for model_name, (_, test_hat) in latents.items():
-                row[f"{model_name}_latent_{label}"] = accuracy(weight, bias, test_hat, yte[name])
-        weight, bias, l2 = fit_boundary_torch(latents["new"][0], ytr[name][n_model:])
-        row["new_latent_fit_on_hat_w"] = accuracy(weight, bias, latents["new"][1], yte[name])
-        row["l2_hat_w"] = l2
-        fitted["hat-w"].append((weight, bias))
+        row = {"attribute": name, "chance": float(max(y_test[name].mean(), 1 - y_test[name].mean()))}
+        weight, bias, _ = fit_boundary_torch(fit_w, y_fit[name])
+        row["true_latent"] = accuracy(weight, bias, test_w, y_test[name])
+        for model_name, (fit_hat, test_hat) in latents.items():
+            row[f"{model_name}_latent_true_boundaries"] = accuracy(weight, bias, test_hat, y_test[name])
+            hat_weight, hat_bias, l2 = fit_boundary_torch(fit_hat, y_fit[name])
+            row[f"{model_name}_latent_fit_on_hat_w"] = accuracy(hat_weight, hat_bias, test_hat, y_test[name])
+            row[f"{model_name}_l2"] = l2
+            if model_name == "new":
+                fitted.append((hat_weight, hat_bias))
+        if shipped_boundaries is not None:
+            index = shipped_boundaries.names.index(name)
+            shipped_weight = torch.as_tensor(shipped_boundaries.weight[index], device=device)
+            shipped_bias = torch.as_tensor(shipped_boundaries.bias[index], device=device)
+            row["shipped_latent_shipped_boundaries"] = accuracy(
+                shipped_weight, shipped_bias, latents["shipped"][1], y_test[name]
+            )
         rows.append(row)
         log(json.dumps(row))
     results["rows"] = rows
-    for kind, pairs in fitted.items():
-        pattern_set_id = "" if kind == "w" else new.pattern_set.pattern_set_id
-        path = out / f"boundaries-{kind}.safetensors"
-        save_torch_boundaries(pairs, generator.generator_id, pattern_set_id, path)
-    results["seconds"] = round(time.perf_counter() - START, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_torch_boundaries(
+        fitted, generator.generator_id, new.pattern_set.pattern_set_id, out / "attributes-m128.safetensors"
+    )
+    write_results(results, out)
     log("done")
 
 

@@ -128,8 +128,12 @@ class Trainer:
         self.resolution = faces.images.shape[1]
         # Channel sums as 16-bit integers keep 10k faces at 256² in ~1.3 GB; measurements only see the sum.
         if isinstance(faces.images, torch.Tensor):  # faces rendered on the device stay there
-            chunks = faces.images.split(4096)  # summed chunk by chunk: no int16 copy of every face at once
-            sums = torch.cat([c.sum(-1, dtype=torch.int16).reshape(len(c), -1) for c in chunks])
+            images = faces.images
+            sums = torch.empty((len(images), self.resolution**2), dtype=torch.int16, device=images.device)
+            for start in range(0, len(images), 4096):  # chunk by chunk: the sums are the only copy
+                sums[start : start + 4096] = (
+                    images[start : start + 4096].sum(-1, dtype=torch.int16).flatten(1)
+                )
         else:
             sums = torch.from_numpy(faces.images.sum(axis=-1, dtype=np.uint16).reshape(len(faces.images), -1))
         split = config.train_faces
