@@ -5,9 +5,10 @@ import pytest
 import torch
 from conftest import dcgan_config
 
-from lsi_ros.models.checkpoint import load_model
+from lsi_ros.models.checkpoint import load_model, save_model
+from lsi_ros.models.encoder import EncoderEnsemble
 from lsi_ros.training import data
-from lsi_ros.training.train import TrainConfig, Trainer
+from lsi_ros.training.train import TrainConfig, Trainer, fit_members
 
 
 def config(dcgan_data, steps, **changes):
@@ -123,3 +124,38 @@ def test_faces_in_memory_train_as_the_cached_ones(dcgan_data, tmp_path):
     short = data.FaceData(faces.seeds[:-1], faces.latents[:-1], faces.images[:-1], faces.generator_id, 0.7)
     with pytest.raises(ValueError, match="faces given"):
         Trainer(cfg, tmp_path / "short", faces=short)
+
+
+def test_members_on_fixed_patterns_are_exported_as_one_averaging_model(dcgan_data, tmp_path):
+    """An ensemble trains encoders only: the source's patterns are shown unchanged, each member has its
+    own seed and run folder, and the file's encoder is the mean of the members' estimates."""
+    source = Trainer(config(dcgan_data, 20), tmp_path / "source")
+    source.fit()
+    source_path = source.export(tmp_path / "source.safetensors")
+    ensemble_config = config(dcgan_data, 20, patterns_from=str(source_path), members=2)
+    model = fit_members(ensemble_config, tmp_path / "ensemble")
+    original = load_model(source_path)
+    assert model.pattern_set.pattern_set_id == original.pattern_set.pattern_set_id
+    assert isinstance(model.encoder, EncoderEnsemble) and len(model.encoder.members) == 2
+    assert [m["seed"] for m in model.info["members"]] == [0, 1]
+    assert model.info["patterns_from"]["pattern_set_id"] == original.pattern_set.pattern_set_id
+    assert (tmp_path / "ensemble" / "member-1" / "state.safetensors").is_file()
+    y = torch.rand(5, 16) * 100
+    with torch.no_grad():
+        members = [m(y) for m in model.encoder.members]
+        assert not torch.allclose(members[0], members[1])
+        torch.testing.assert_close(model.encoder(y), (members[0] + members[1]) / 2)
+        path = save_model(model, tmp_path / "ensemble.safetensors")
+        loaded = load_model(path)
+        assert loaded.info["architecture"]["members"] == 2
+        torch.testing.assert_close(loaded.encoder(y), model.encoder(y), atol=2e-2, rtol=2e-2)
+    assert 0 < model.info["val_latent_mse"] < max(m["val_latent_mse"] for m in model.info["members"])
+
+
+def test_members_need_fixed_patterns_of_the_right_count(dcgan_data, tmp_path):
+    with pytest.raises(ValueError, match="fixed patterns"):
+        fit_members(config(dcgan_data, 20, members=2), tmp_path / "run")
+    source = Trainer(config(dcgan_data, 1, num_measurements=8), tmp_path / "m8")
+    path = source.export(tmp_path / "m8.safetensors")
+    with pytest.raises(ValueError, match="8 patterns"):
+        Trainer(config(dcgan_data, 20, patterns_from=str(path)), tmp_path / "run")

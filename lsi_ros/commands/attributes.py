@@ -10,7 +10,7 @@ from lsi_ros.commands.label import seed_range
 from lsi_ros.training import data
 
 COMMAND = "lsi attributes"
-# Labelled faces m32, m64 and m256 never saw (they trained on seeds 0..24575, validated on
+# Labelled faces the shipped encoders never saw (they trained on seeds 0..24575, validated on
 # 24576..24831): what --fit-estimates fits their boundaries on.
 ESTIMATE_FACES = "24832:16640"
 
@@ -38,7 +38,7 @@ def add_parser(subparsers):
     parser.add_argument(
         "--estimate-boundaries",
         nargs="*",
-        default=["m128=models/attributes-m128.safetensors"],
+        default=[],
         metavar="MODEL=FILE",
         help="boundaries fitted on a model's own latent estimates (scripts/device_estimate_boundaries.py), "
         "scored on "
@@ -47,11 +47,11 @@ def add_parser(subparsers):
     parser.add_argument(
         "--fit-estimates",
         nargs="*",
-        default=["m32", "m64", "m256"],
+        default=["m32", "m64", "m128", "m256"],
         metavar="MODEL",
         help="models whose boundaries are fitted here on their own estimates of the --estimate-faces "
         "(fresh photon noise) and written beside --boundaries as attributes-MODEL.safetensors (default "
-        "m32 m64 m256; m128's is fitted on a GPU); scored as lsi-latent-fitted. A model may not also "
+        "m32 m64 m128 m256); scored as lsi-latent-fitted. A model may not also "
         "have an --estimate-boundaries file, nor have trained or validated on any of those faces: an "
         "encoder estimates its own training faces too well for a boundary fitted there to learn how it "
         "shrinks new ones",
@@ -61,8 +61,9 @@ def add_parser(subparsers):
         type=seed_range,
         default=seed_range(ESTIMATE_FACES),
         metavar="FIRST:COUNT",
-        help=f"labelled cached faces --fit-estimates fits on (default {ESTIMATE_FACES}: the faces m32, m64 "
-        "and m256 never saw; `lsi data --train 24832+COUNT` and `lsi label --seeds FIRST:COUNT` make them)",
+        help=f"labelled cached faces --fit-estimates fits on (default {ESTIMATE_FACES}: faces the "
+        "shipped encoders never saw; `lsi data --train 24832+COUNT` and `lsi label --seeds FIRST:COUNT` "
+        "make them)",
     )
     parser.add_argument(
         "--decoded",

@@ -7,8 +7,9 @@ import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from lsi_ros.models.checkpoint import save_model
 from lsi_ros.training.losses import IMAGE_LOSSES
-from lsi_ros.training.train import TrainConfig, Trainer
+from lsi_ros.training.train import TrainConfig, exported_record, fit_members
 
 
 def add_parser(subparsers):
@@ -50,6 +51,18 @@ def add_parser(subparsers):
         dest="image_loss",
         help=f"image loss terms, one of {', '.join(IMAGE_LOSSES)} or a sum like l1+ms-ssim (default l2)",
     )
+    parser.add_argument(
+        "--patterns-from",
+        dest="patterns_from",
+        help="model file whose DMD patterns stay as they are; only the encoder is trained",
+    )
+    parser.add_argument(
+        "--members",
+        type=int,
+        help="encoders trained one after another on the --patterns-from patterns (seeds --seed, "
+        "--seed + 1, ...), exported as one model that averages their estimates (default 1)",
+    )
+    parser.add_argument("--width", type=int, help="encoder width (default 1024)")
     parser.add_argument("--data-dir", dest="data_dir")
     parser.add_argument("--run-dir", default=None, help="run folder (default runs/train/<model id>)")
     parser.add_argument(
@@ -96,18 +109,23 @@ def launch(args, config: TrainConfig, run_dir: Path, export: str) -> int:
 
 
 def fit_and_export(config: TrainConfig, run_dir: Path, device: str, export: str) -> None:
-    """Train this rank; rank 0 exports the chosen weights and says which they are."""
-    trainer = Trainer(config, run_dir, device=device)
-    result = trainer.fit()
-    if trainer.is_main:
-        path = trainer.export(export)
-        chosen = f"last validation: {result}"
-        if trainer.best is not None:
-            chosen = (
-                f"best checkpoint (early stopping): step {trainer.best['step']}, validation latent "
-                f"MSE {trainer.best['val_latent_mse']:.4f}; {chosen}"
-            )
-        print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB); {chosen}")
+    """Train this rank (every member in turn); rank 0 exports the chosen weights and says which."""
+    model = fit_members(config, run_dir, device)
+    if model is None:
+        return
+    path = save_model(model, export)
+    if "members" in model.info:
+        chosen = (
+            f"{len(model.info['members'])} encoders averaged (steps "
+            f"{', '.join(str(m['exported_step']) for m in model.info['members'])}), validation latent "
+            f"MSE {model.info['val_latent_mse']:.4f}"
+        )
+    else:
+        record = exported_record(model.info)
+        chosen = f"step {model.info['exported_step']} of {model.info['steps']}"
+        if record is not None:
+            chosen += f", validation latent MSE {record['val_latent_mse']:.4f}"
+    print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB): {chosen}")
 
 
 def main(args) -> int:

@@ -1,7 +1,8 @@
 """Model files: one ``.safetensors`` (bit-packed patterns + encoder weights) with JSON metadata.
 
 Tensors: ``patterns.bits`` (uint8, the pattern-set format of lsi_ros.optics.patterns) and
-``encoder.<name>`` (weights in fp16, normalisation buffers in fp32). Metadata: ``format``,
+``encoder.<name>`` (weights in fp16, normalisation buffers in fp32; an ensemble's members under
+``encoder.members.<k>.``). Metadata: ``format``,
 ``version``, ``model_id``, ``pattern_set_id`` and ``info`` (JSON: M, resolution, generator id,
 architecture, training data seeds, metrics). A ``<name>.json`` copy of ``info`` sits beside the
 file for people; loading reads only the safetensors file and never unpickles anything.
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lsi_ros.models.encoder import MeasurementEncoder
+from lsi_ros.models.encoder import EncoderEnsemble, MeasurementEncoder, build_encoder
 from lsi_ros.models.files import read_safetensors, stored_pattern_set, write_safetensors
 from lsi_ros.optics.patterns import PatternSet, PatternSetError
 
@@ -32,7 +33,7 @@ class LsiModel:
 
     model_id: str
     pattern_set: PatternSet
-    encoder: MeasurementEncoder
+    encoder: MeasurementEncoder | EncoderEnsemble
     info: dict = field(default_factory=dict)
 
     @property
@@ -44,7 +45,7 @@ def save_model(model: LsiModel, path) -> Path:
     path = Path(path)
     tensors = {"patterns.bits": torch.from_numpy(np.array(model.pattern_set.bits))}
     for name, tensor in model.encoder.state_dict().items():
-        keep_fp32 = name.startswith("latent_")
+        keep_fp32 = name.rpartition(".")[2].startswith("latent_")
         tensors[f"encoder.{name}"] = tensor.detach().float() if keep_fp32 else tensor.detach().half()
     info = dict(model.info)
     info |= {
@@ -54,6 +55,7 @@ def save_model(model: LsiModel, path) -> Path:
             "latent_dim": model.encoder.latent_dim,
             "width": model.encoder.width,
             "depth": model.encoder.depth,
+            "members": len(model.encoder.members) if isinstance(model.encoder, EncoderEnsemble) else 1,
         },
     }
     metadata = {
@@ -79,8 +81,8 @@ def load_model(path, device: str = "cpu") -> LsiModel:
     try:
         pattern_set, info = stored_pattern_set(tensors, metadata, path, ModelFileError)
         arch = info["architecture"]
-        encoder = MeasurementEncoder(
-            pattern_set.num_patterns, arch["latent_dim"], arch["width"], arch["depth"]
+        encoder = build_encoder(
+            pattern_set.num_patterns, arch["latent_dim"], arch["width"], arch["depth"], arch.get("members", 1)
         )
         state = {k.removeprefix("encoder."): v.float() for k, v in tensors.items()}
         encoder.load_state_dict(state, strict=True)

@@ -53,6 +53,54 @@ class MeasurementEncoder(nn.Module):
         return self.latent_mean + self.latent_std * self.net(y)
 
 
+class EncoderEnsemble(nn.Module):
+    """Encoders of the same measurements, trained apart, their estimates averaged.
+
+    Each encoder alone overfits the faces it learnt from in its own way; the mean of their estimates
+    has a lower latent error than any of them. Same interface as ``MeasurementEncoder``; the latent
+    normalisation is shared (the members' buffers must agree)."""
+
+    def __init__(self, members: list[MeasurementEncoder]):
+        super().__init__()
+        first = members[0]
+        for member in members[1:]:
+            shape = (member.num_measurements, member.latent_dim, member.width, member.depth)
+            if shape != (first.num_measurements, first.latent_dim, first.width, first.depth):
+                raise ValueError("ensemble members differ in shape")
+            if not (
+                torch.equal(member.latent_mean, first.latent_mean)
+                and torch.equal(member.latent_std, first.latent_std)
+            ):
+                raise ValueError("ensemble members normalise the latent differently")
+        self.members = nn.ModuleList(members)
+        self.num_measurements = first.num_measurements
+        self.latent_dim = first.latent_dim
+        self.width = first.width
+        self.depth = first.depth
+
+    @property
+    def latent_mean(self) -> torch.Tensor:
+        return self.members[0].latent_mean
+
+    @property
+    def latent_std(self) -> torch.Tensor:
+        return self.members[0].latent_std
+
+    def normalised(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member.normalised(y) for member in self.members]).mean(0)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.latent_mean + self.latent_std * self.normalised(y)
+
+
+def build_encoder(
+    num_measurements: int, latent_dim: int, width: int, depth: int, members: int = 1
+) -> MeasurementEncoder | EncoderEnsemble:
+    """An untrained encoder of a model file's architecture (one network, or an ensemble of them)."""
+    networks = [MeasurementEncoder(num_measurements, latent_dim, width, depth) for _ in range(members)]
+    return networks[0] if members == 1 else EncoderEnsemble(networks)
+
+
 class BinaryPatterns(nn.Module):
     """Learnable DMD patterns: weights in [0, 1] shown as round(clamp(w)) with a straight-through gradient."""
 

@@ -10,6 +10,12 @@ folder's ``state.safetensors``. With ``keep_best`` (the default; ``lsi train --l
 the export is the checkpoint of lowest validation latent error: early stopping without cutting the
 learning-rate schedule short.
 
+With ``patterns_from`` the patterns of a model file are shown as they are and only the encoder learns;
+``members`` > 1 then trains that many encoders one after another (seeds ``seed``, ``seed + 1``, ...)
+and exports one model that averages their estimates (``EncoderEnsemble``): an encoder overfits the
+faces it learns from, each in its own way, and the mean of several has a lower latent error than any
+of them (``fit_members``).
+
 Data-parallel across processes (``lsi train --nproc N``, lsi_ros.training.distributed): every rank draws
 the same batch from the shared seed and keeps its own slice, DistributedDataParallel averages the
 gradients, and rank 0 alone validates, writes the state and exports. One process trains exactly as
@@ -17,9 +23,10 @@ before; with N processes (or on CUDA) the detector noise of a step comes from a 
 (seed, step, rank).
 """
 
+import copy
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +36,8 @@ from safetensors.torch import load, save_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from lsi_ros.models.checkpoint import LsiModel, save_model
-from lsi_ros.models.encoder import BinaryPatterns, MeasurementEncoder
+from lsi_ros.models.checkpoint import LsiModel, load_model, save_model
+from lsi_ros.models.encoder import BinaryPatterns, EncoderEnsemble, MeasurementEncoder
 from lsi_ros.optics.patterns import learned_patterns
 from lsi_ros.optics.photodiode import PhotodiodeModel
 from lsi_ros.training import data, losses
@@ -58,6 +65,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_best: bool = True  # export the checkpoint with the lowest validation latent MSE (early stopping)
     data_dir: str = ""
+    patterns_from: str = ""  # a model file whose patterns stay as they are: only the encoder learns
+    members: int = 1  # encoders trained one after another on fixed patterns, their estimates averaged
     extra: dict = field(default_factory=dict)
 
     @property
@@ -145,23 +154,23 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         self.patterns = BinaryPatterns(config.num_measurements, self.resolution, self.rng).to(self.device)
+        self.patterns_source = self._fix_patterns(config.patterns_from) if config.patterns_from else None
         self.encoder = MeasurementEncoder(
             config.num_measurements, latents.shape[1], config.width, config.depth
         ).to(self.device)
         self.encoder.latent_mean.copy_(self.train_w.mean(0))
         self.encoder.latent_std.copy_(self.train_w.std(0).clamp_min(1e-6))
-        self.optimizer = torch.optim.AdamW(
-            [
-                {"params": self.encoder.parameters(), "lr": config.lr, "peak": config.lr},
+        groups = [{"params": self.encoder.parameters(), "lr": config.lr, "peak": config.lr}]
+        if self.patterns_source is None:
+            groups.append(
                 {
                     "params": self.patterns.parameters(),
                     "lr": config.pattern_lr,
                     "peak": config.pattern_lr,
                     "weight_decay": 0.0,
-                },
-            ],
-            weight_decay=config.weight_decay,
-        )
+                }
+            )
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
         self.step = 0
         self.history = []
         self.best: dict | None = None  # {"step", "val_latent_mse", "tensors"}: the best checkpoint so far
@@ -175,6 +184,29 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 forward_sync_buffers=False,  # the latent mean and std never change
             )
+
+    def _fix_patterns(self, path) -> dict:
+        """Show a model file's binary patterns and freeze them; returns where they came from."""
+        source = load_model(path)
+        pattern_set = source.pattern_set
+        if pattern_set.num_patterns != self.config.num_measurements:
+            raise ValueError(
+                f"{path} has {pattern_set.num_patterns} patterns, the configuration "
+                f"{self.config.num_measurements}"
+            )
+        if tuple(pattern_set.resolution) != (self.resolution, self.resolution):
+            raise ValueError(
+                f"{path} has patterns at {pattern_set.resolution}, the faces are {self.resolution}²"
+            )
+        with torch.no_grad():
+            self.patterns.weight.copy_(torch.from_numpy(pattern_set.matrix()))
+        self.patterns.weight.requires_grad_(False)
+        return {
+            "file": str(path),
+            "model_id": source.model_id,
+            "pattern_set_id": pattern_set.pattern_set_id,
+            "training_seeds": source.info.get("training_seeds"),
+        }
 
     @property
     def is_main(self) -> bool:
@@ -243,12 +275,15 @@ class Trainer:
         return losses.image_loss(decoded, truth, terms).mean()
 
     @torch.no_grad()
-    def validate(self, photon_flux: float | None = 200.0) -> float:
-        """Latent MSE (normalised units) on the validation faces with the binary patterns.
+    def validate(self, photon_flux: float | None = 200.0, encoder=None) -> float:
+        """Latent MSE (normalised units) on the validation faces with the binary patterns, of the
+        encoder in training or of ``encoder`` (an ensemble of several runs, say).
 
         Its noise comes from a fixed generator: comparable across steps, and the training stream is
         untouched (a resumed run equals an uninterrupted one)."""
-        self.encoder.eval()
+        encoder = self.encoder if encoder is None else encoder.to(self.device)
+        was_training = encoder.training
+        encoder.eval()
         rng = torch.Generator(self.device).manual_seed(12345)
         binary = self.patterns.binary().float()
         losses = []
@@ -256,10 +291,10 @@ class Trainer:
             x = self.val_x[start : start + 256].to(self.device, torch.float32) / 255.0
             w = self.val_w[start : start + 256].to(self.device)
             flux = photon_flux if self.config.noise else None
-            predicted = self.encoder.normalised(measure(x, binary, flux, rng))
-            target = (w - self.encoder.latent_mean) / self.encoder.latent_std
+            predicted = encoder.normalised(measure(x, binary, flux, rng))
+            target = (w - encoder.latent_mean) / encoder.latent_std
             losses.append(torch.nn.functional.mse_loss(predicted, target, reduction="sum").item())
-        self.encoder.train()
+        encoder.train(was_training)
         return sum(losses) / (len(self.val_x) * self.val_w.shape[1])
 
     @torch.no_grad()
@@ -399,19 +434,23 @@ class Trainer:
         self.history = json.loads(header["history"])
 
     def export(self, path) -> Path:
-        """The shipped model: binary patterns (bit-packed) + encoder, with provenance. With
-        ``keep_best`` it is the checkpoint of lowest validation error; training state is left as is."""
+        """The shipped model file: binary patterns (bit-packed) + encoder, with provenance."""
+        return save_model(self.exported_model(), path)
+
+    def exported_model(self) -> LsiModel:
+        """The model to ship, apart from the training state: with ``keep_best`` the checkpoint of
+        lowest validation error; the training state is left as is."""
         last = None
         if self.best is not None:  # only kept with keep_best
             last = self._weights(copy=True)
             self._load_weights(self.best["tensors"])
         try:
-            return self._export(path)
+            return self._model()
         finally:
             if last is not None:
                 self._load_weights(last)
 
-    def _export(self, path) -> Path:
+    def _model(self) -> LsiModel:
         exported_step = self.best["step"] if self.best is not None else self.step
         pattern_set = learned_patterns(
             self.patterns.binary().cpu().numpy().reshape(-1, self.resolution, self.resolution),
@@ -432,5 +471,52 @@ class Trainer:
             else "none",
             "history": self.history,
         }
-        model = LsiModel(self.config.model_id, pattern_set, self.encoder.cpu().eval(), info)
-        return save_model(model, path)
+        if self.patterns_source is not None:
+            info["patterns_from"] = self.patterns_source
+        encoder = copy.deepcopy(self.encoder).cpu().eval()
+        return LsiModel(self.config.model_id, pattern_set, encoder, info)
+
+
+def exported_record(info: dict) -> dict | None:
+    """The validation record of the step a model file was exported at (None if it was not validated)."""
+    return next((r for r in info.get("history", []) if r["step"] == info.get("exported_step")), None)
+
+
+def fit_members(config: TrainConfig, run_dir, device: str = "cpu") -> LsiModel | None:
+    """Train ``config.members`` encoders one after another (seeds ``seed``, ``seed + 1``, ...; run
+    folders ``member-<k>``) on the fixed patterns of ``config.patterns_from``, and average their
+    estimates; one member is plain ``Trainer`` training. Returns the model on rank 0, else None."""
+    if config.members < 1:
+        raise ValueError("members must be at least 1")
+    if config.members > 1 and not config.patterns_from:
+        raise ValueError("an ensemble needs fixed patterns (patterns_from): each run would learn its own")
+    run_dir = Path(run_dir)
+    faces = None
+    if config.members > 1:  # read once for every member
+        count = config.train_faces + config.validation_faces
+        faces = data.load(config.generator, 0, count, config.data_dir or None, config.truncation_psi)
+    models = []
+    for member in range(config.members):
+        member_config = replace(config, seed=config.seed + member) if config.members > 1 else config
+        member_dir = run_dir / f"member-{member}" if config.members > 1 else run_dir
+        trainer = Trainer(member_config, member_dir, device, faces)
+        trainer.fit()
+        if trainer.is_main:
+            models.append(trainer.exported_model())
+    if not trainer.is_main:
+        return None
+    if len(models) == 1:
+        return models[0]
+    ensemble = EncoderEnsemble([model.encoder for model in models])
+    info = {k: v for k, v in models[0].info.items() if k not in ("steps", "exported_step", "history")}
+    info["members"] = [
+        {
+            "seed": config.seed + member,
+            "exported_step": model.info["exported_step"],
+            "val_latent_mse": (exported_record(model.info) or {}).get("val_latent_mse"),
+            "history": model.info["history"],
+        }
+        for member, model in enumerate(models)
+    ]
+    info["val_latent_mse"] = trainer.validate(encoder=ensemble)
+    return LsiModel(config.model_id, models[0].pattern_set, ensemble.cpu().eval(), info)
