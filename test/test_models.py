@@ -129,3 +129,13 @@ def test_patterns_are_binary_forward_and_straight_through_backward():
     torch.testing.assert_close(patterns.weight.grad[inside], upstream[inside])
     assert torch.all(patterns.weight.grad[~inside] == 0)
     assert torch.equal(patterns.binary(), shown.bool())
+
+
+def test_an_encoder_of_no_members_is_refused():
+    """A model file whose architecture names no members is refused (as ModelFileError by load_model)."""
+    from lsi_ros.models.encoder import EncoderEnsemble, build_encoder
+
+    assert isinstance(build_encoder(16, 8, 32, 1, members=3), EncoderEnsemble)
+    for members in (0, -1, "2"):
+        with pytest.raises(ValueError, match="at least one member"):
+            build_encoder(16, 8, 32, 1, members=members)

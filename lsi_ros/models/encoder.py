@@ -97,6 +97,8 @@ def build_encoder(
     num_measurements: int, latent_dim: int, width: int, depth: int, members: int = 1
 ) -> MeasurementEncoder | EncoderEnsemble:
     """An untrained encoder of a model file's architecture (one network, or an ensemble of them)."""
+    if not isinstance(members, int) or members < 1:
+        raise ValueError(f"an encoder has at least one member, not {members!r}")
     networks = [MeasurementEncoder(num_measurements, latent_dim, width, depth) for _ in range(members)]
     return networks[0] if members == 1 else EncoderEnsemble(networks)
 
