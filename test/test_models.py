@@ -139,3 +139,72 @@ def test_an_encoder_of_no_members_is_refused():
     for members in (0, -1, "2"):
         with pytest.raises(ValueError, match="at least one member"):
             build_encoder(16, 8, 32, 1, members=members)
+
+
+def test_int8_weights_halve_the_file_and_keep_the_estimates(tmp_path):
+    """int8 matrices with one scale per row: about half the bytes of fp16 for a wide encoder, and the
+    loaded encoder gives what the in-memory copy of the stored weights (``as_stored``) gives."""
+    from lsi_ros.models.checkpoint import as_stored
+    from lsi_ros.models.encoder import EncoderEnsemble
+
+    torch.manual_seed(1)
+    members = [MeasurementEncoder(16, latent_dim=8, width=256, depth=1).eval() for _ in range(2)]
+    model = make_model()
+    model.encoder = EncoderEnsemble(members)
+    half = save_model(model, tmp_path / "fp16.safetensors")
+    small = save_model(model, tmp_path / "int8.safetensors", weight_format="int8")
+    assert small.stat().st_size < 0.6 * half.stat().st_size
+    loaded = load_model(small)
+    assert loaded.info["architecture"]["weights"] == "int8"
+    y = torch.randn(32, 16) * 10
+    with torch.no_grad():
+        exact = model.encoder(y)
+        torch.testing.assert_close(loaded.encoder(y), as_stored(model.encoder, "int8")(y))
+        error = (loaded.encoder(y) - exact).abs().max() / exact.abs().max()
+        assert 0 < error < 0.02
+    with pytest.raises(ValueError, match="weight format"):
+        save_model(model, tmp_path / "x.safetensors", weight_format="int4")
+
+
+def test_int8_files_with_missing_or_misfit_row_scales_are_refused(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = save_model(make_model(), tmp_path / "m.safetensors", weight_format="int8")
+    tensors = load_file(str(path))
+    with safe_open(str(path), "pt") as f:
+        header = f.metadata()
+    key = "encoder.net.1.weight"
+    assert tensors[key].dtype == torch.int8
+    for change, message in (
+        (lambda t: t.pop(key + ".row_scale"), "without row scales"),
+        (lambda t: t.__setitem__(key + ".row_scale", torch.ones(3)), "does not fit"),
+        (lambda t: t.__setitem__(key + ".row_scale", torch.full((32,), float("nan"))), "does not fit"),
+        (lambda t: t.__setitem__(key, t[key].float()), "with row scales"),
+    ):
+        broken = dict(tensors)
+        change(broken)
+        save_file(broken, str(tmp_path / "bad.safetensors"), metadata=header)
+        with pytest.raises(ModelFileError, match=message):
+            load_model(tmp_path / "bad.safetensors")
+
+
+def test_ensemble_members_that_normalise_the_latent_differently_are_refused_on_loading(tmp_path):
+    """The constructor sees the default buffers; the file's are checked after they are loaded."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from lsi_ros.models.encoder import EncoderEnsemble
+
+    model = make_model()
+    second = MeasurementEncoder(16, latent_dim=8, width=32, depth=1)
+    second.load_state_dict(model.encoder.state_dict())
+    model.encoder = EncoderEnsemble([model.encoder, second])
+    path = save_model(model, tmp_path / "pair.safetensors")
+    tensors = load_file(str(path))
+    with safe_open(str(path), "pt") as f:
+        header = f.metadata()
+    tensors["encoder.members.1.latent_mean"] = tensors["encoder.members.1.latent_mean"] + 1
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=header)
+    with pytest.raises(ModelFileError, match="normalise the latent differently"):
+        load_model(tmp_path / "bad.safetensors")

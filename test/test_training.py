@@ -12,15 +12,8 @@ from lsi_ros.training.train import TrainConfig, Trainer, fit_members
 
 
 def config(dcgan_data, steps, **changes):
-    return dcgan_config(
-        dcgan_data,
-        train_faces=384,
-        validation_faces=128,
-        steps=steps,
-        batch_size=32,
-        checkpoint_every=20,
-        **changes,
-    )
+    defaults = {"train_faces": 384, "validation_faces": 128, "batch_size": 32, "checkpoint_every": 20}
+    return dcgan_config(dcgan_data, steps=steps, **(defaults | changes))
 
 
 def test_generated_faces_are_reproducible_and_held_out_is_disjoint(dcgan_data):
@@ -132,7 +125,7 @@ def test_members_on_fixed_patterns_are_exported_as_one_averaging_model(dcgan_dat
     source = Trainer(config(dcgan_data, 20), tmp_path / "source")
     source.fit()
     source_path = source.export(tmp_path / "source.safetensors")
-    ensemble_config = config(dcgan_data, 20, patterns_from=str(source_path), members=2)
+    ensemble_config = config(dcgan_data, 20, patterns_from=str(source_path), members=2, train_faces=256)
     model = fit_members(ensemble_config, tmp_path / "ensemble")
     original = load_model(source_path)
     assert model.pattern_set.pattern_set_id == original.pattern_set.pattern_set_id
@@ -150,6 +143,10 @@ def test_members_on_fixed_patterns_are_exported_as_one_averaging_model(dcgan_dat
         assert loaded.info["architecture"]["members"] == 2
         torch.testing.assert_close(loaded.encoder(y), model.encoder(y), atol=2e-2, rtol=2e-2)
     assert 0 < model.info["val_latent_mse"] < max(m["val_latent_mse"] for m in model.info["members"])
+    # Retraining on the ensemble's patterns still names the faces the patterns learnt from.
+    assert model.info["training_seeds"] == [0, 255] and original.info["training_seeds"] == [0, 383]
+    again = Trainer(config(dcgan_data, 20, patterns_from=str(path), seed=7), tmp_path / "again")
+    assert again.patterns_source["training_seeds"] == [0, 383]
 
 
 def test_members_need_fixed_patterns_of_the_right_count(dcgan_data, tmp_path):
@@ -159,3 +156,21 @@ def test_members_need_fixed_patterns_of_the_right_count(dcgan_data, tmp_path):
     path = source.export(tmp_path / "m8.safetensors")
     with pytest.raises(ValueError, match="8 patterns"):
         Trainer(config(dcgan_data, 20, patterns_from=str(path)), tmp_path / "run")
+
+
+def test_a_finished_run_is_re_exported_in_another_weight_format(dcgan_data, tmp_path):
+    """The weight format changes the file, not the training: the run resumes at its last step and the
+    int8 export reads back to what the fp16 one gives, within the quantisation step; other fields still
+    refuse the run folder."""
+    run = tmp_path / "run"
+    Trainer(config(dcgan_data, 20), run).fit()
+    again = Trainer(config(dcgan_data, 20, weight_format="int8"), run)
+    assert again.step == 20
+    half = load_model(Trainer(config(dcgan_data, 20), run).export(tmp_path / "fp16.safetensors"))
+    small = load_model(again.export(tmp_path / "int8.safetensors"))
+    assert small.info["architecture"]["weights"] == "int8"
+    y = torch.rand(8, 16) * 100
+    with torch.no_grad():
+        torch.testing.assert_close(small.encoder(y), half.encoder(y), atol=0.1, rtol=0.05)
+    with pytest.raises(ValueError, match="another configuration"):
+        Trainer(config(dcgan_data, 20, lr=5e-4), run)

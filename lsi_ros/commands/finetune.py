@@ -147,7 +147,8 @@ def run(args) -> int:
         "generator_id": teacher_generator.generator_id,
         **latent_teacher.context["config"],
     }
-    path = save_model(result.model, Path(args.output))
+    weight_format = model.info.get("architecture", {}).get("weights", "fp16")  # as the source stores them
+    path = save_model(result.model, Path(args.output), weight_format)
     if args.report:
         report = {
             "command": "lsi finetune " + " ".join(sys.argv[2:]),

@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from lsi_ros.models.checkpoint import save_model
+from lsi_ros.models.checkpoint import WEIGHT_FORMATS, save_model
 from lsi_ros.training.losses import IMAGE_LOSSES
 from lsi_ros.training.train import TrainConfig, exported_record, fit_members
 
@@ -63,6 +63,13 @@ def add_parser(subparsers):
         "--seed + 1, ...), exported as one model that averages their estimates (default 1)",
     )
     parser.add_argument("--width", type=int, help="encoder width (default 1024)")
+    parser.add_argument(
+        "--weight-format",
+        dest="weight_format",
+        choices=WEIGHT_FORMATS,
+        help="how the model file stores the encoder's matrices (default fp16; int8 with a scale per row "
+        "halves the file); changing it on a finished run only re-exports",
+    )
     parser.add_argument("--data-dir", dest="data_dir")
     parser.add_argument("--run-dir", default=None, help="run folder (default runs/train/<model id>)")
     parser.add_argument(
@@ -113,7 +120,7 @@ def fit_and_export(config: TrainConfig, run_dir: Path, device: str, export: str)
     model = fit_members(config, run_dir, device)
     if model is None:
         return
-    path = save_model(model, export)
+    path = save_model(model, export, config.weight_format)
     if "members" in model.info:
         chosen = (
             f"{len(model.info['members'])} encoders averaged (steps "

@@ -62,8 +62,19 @@ class EncoderEnsemble(nn.Module):
 
     def __init__(self, members: list[MeasurementEncoder]):
         super().__init__()
+        self.members = nn.ModuleList(members)
+        self.check_members()
         first = members[0]
-        for member in members[1:]:
+        self.num_measurements = first.num_measurements
+        self.latent_dim = first.latent_dim
+        self.width = first.width
+        self.depth = first.depth
+
+    def check_members(self) -> None:
+        """Members must share their shape and latent normalisation (checked again after loading
+        weights, which replace the buffers the constructor saw)."""
+        first = self.members[0]
+        for member in self.members[1:]:
             shape = (member.num_measurements, member.latent_dim, member.width, member.depth)
             if shape != (first.num_measurements, first.latent_dim, first.width, first.depth):
                 raise ValueError("ensemble members differ in shape")
@@ -72,11 +83,6 @@ class EncoderEnsemble(nn.Module):
                 and torch.equal(member.latent_std, first.latent_std)
             ):
                 raise ValueError("ensemble members normalise the latent differently")
-        self.members = nn.ModuleList(members)
-        self.num_measurements = first.num_measurements
-        self.latent_dim = first.latent_dim
-        self.width = first.width
-        self.depth = first.depth
 
     @property
     def latent_mean(self) -> torch.Tensor:

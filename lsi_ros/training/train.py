@@ -36,7 +36,7 @@ from safetensors.torch import load, save_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from lsi_ros.models.checkpoint import LsiModel, load_model, save_model
+from lsi_ros.models.checkpoint import LsiModel, as_stored, load_model, save_model
 from lsi_ros.models.encoder import BinaryPatterns, EncoderEnsemble, MeasurementEncoder
 from lsi_ros.optics.patterns import learned_patterns
 from lsi_ros.optics.photodiode import PhotodiodeModel
@@ -67,11 +67,15 @@ class TrainConfig:
     data_dir: str = ""
     patterns_from: str = ""  # a model file whose patterns stay as they are: only the encoder learns
     members: int = 1  # encoders trained one after another on fixed patterns, their estimates averaged
+    weight_format: str = "fp16"  # how the exported file stores the encoder's matrices: fp16 or int8
     extra: dict = field(default_factory=dict)
 
     @property
     def model_id(self) -> str:
         return f"lsi-{self.generator}-m{self.num_measurements}"
+
+
+EXPORT_ONLY = ("weight_format",)  # fields that change the exported file, not the training: resumable
 
 
 def log_uniform_flux(flux_range: tuple, generator: torch.Generator) -> float:
@@ -205,7 +209,10 @@ class Trainer:
             "file": str(path),
             "model_id": source.model_id,
             "pattern_set_id": pattern_set.pattern_set_id,
-            "training_seeds": source.info.get("training_seeds"),
+            # the faces the patterns learnt from: a source that took its own patterns from another
+            # model passes that model's seeds on, not its encoders'
+            "training_seeds": source.info.get("patterns_from", {}).get("training_seeds")
+            or source.info.get("training_seeds"),
         }
 
     @property
@@ -413,7 +420,10 @@ class Trainer:
         header_size = int.from_bytes(raw[:8], "little")  # safetensors: u64 header length, JSON header
         header = json.loads(raw[8 : 8 + header_size])["__metadata__"]
         saved = {**json.loads(json.dumps(asdict(TrainConfig()))), **json.loads(header["config"])}
-        if saved != json.loads(json.dumps(asdict(self.config))):
+        current = json.loads(json.dumps(asdict(self.config)))
+        if {k: v for k, v in saved.items() if k not in EXPORT_ONLY} != {
+            k: v for k, v in current.items() if k not in EXPORT_ONLY
+        }:
             raise ValueError(
                 f"{self.run_dir / 'state.safetensors'} was trained with another configuration; "
                 "use a new run folder"
@@ -435,7 +445,7 @@ class Trainer:
 
     def export(self, path) -> Path:
         """The shipped model file: binary patterns (bit-packed) + encoder, with provenance."""
-        return save_model(self.exported_model(), path)
+        return save_model(self.exported_model(), path, self.config.weight_format)
 
     def exported_model(self) -> LsiModel:
         """The model to ship, apart from the training state: with ``keep_best`` the checkpoint of
@@ -518,5 +528,5 @@ def fit_members(config: TrainConfig, run_dir, device: str = "cpu") -> LsiModel |
         }
         for member, model in enumerate(models)
     ]
-    info["val_latent_mse"] = trainer.validate(encoder=ensemble)
+    info["val_latent_mse"] = trainer.validate(encoder=as_stored(ensemble, config.weight_format))
     return LsiModel(config.model_id, models[0].pattern_set, ensemble.cpu().eval(), info)
