@@ -208,3 +208,27 @@ def test_ensemble_members_that_normalise_the_latent_differently_are_refused_on_l
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=header)
     with pytest.raises(ModelFileError, match="normalise the latent differently"):
         load_model(tmp_path / "bad.safetensors")
+
+
+def test_ensemble_without_gradients_runs_members_at_once_and_follows_their_weights():
+    """The stacked (inference) path gives the members' mean, and new weights (loaded or trained)
+    are used at the next call, not the stack built before."""
+    from lsi_ros.models.encoder import EncoderEnsemble
+
+    torch.manual_seed(2)
+    ensemble = EncoderEnsemble([MeasurementEncoder(16, latent_dim=8, width=32, depth=2) for _ in range(3)])
+    y = torch.randn(5, 16)
+    for _ in range(2):
+        with torch.inference_mode():
+            stacked = ensemble(y)
+        with torch.enable_grad():
+            looped = torch.stack([m(y) for m in ensemble.members]).mean(0).detach()
+        torch.testing.assert_close(stacked, looped, rtol=1e-5, atol=1e-5)
+        with torch.no_grad():
+            ensemble.members[1].net[1].weight.mul_(3.0)
+    with torch.no_grad():
+        before = ensemble(y)
+        ensemble.members[0].load_state_dict(
+            MeasurementEncoder(16, latent_dim=8, width=32, depth=2).state_dict()
+        )
+        assert not torch.allclose(ensemble(y), before)
