@@ -357,9 +357,10 @@ def main(args) -> int:
             "true-latent": "boundaries on the true latent of the face (nothing measured)",
             "lsi-latent": "boundaries on the latent the LSI model encodes from M photodiode values",
             "lsi-latent-fitted": "the same latent, read by boundaries fitted on that model's own estimates "
-            "(the read-out the estimator needs, not the true latent's): m128's on 33,792 faces it never "
-            "saw (scripts/device_estimate_boundaries.py, boundaries_file); with --fit-estimates, others' "
-            "here on their estimates of labelled faces they never saw (fitted_on), with fresh photon noise",
+            "(the read-out the estimator needs, not the true latent's): with --fit-estimates (the default "
+            "for every shipped model) fitted here on its estimates of labelled faces its encoders never "
+            "saw (fitted_on), with fresh photon noise; with --estimate-boundaries read from a file fitted "
+            "elsewhere (boundaries_file)",
             "lsi-decoded": "the labeller on the colour face the generator decodes from that model's latent "
             "(what the latent_decoder shows), against its label on the true face",
             "task-patterns": "M learned binary patterns + a tiny head trained for the attribute",
