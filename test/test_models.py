@@ -227,6 +227,7 @@ def test_ensemble_without_gradients_runs_members_at_once_and_follows_their_weigh
         with torch.no_grad():
             ensemble.members[1].net[1].weight.mul_(3.0)
     with torch.no_grad():
+        torch.testing.assert_close(ensemble(y[0]), ensemble(y)[0])
         before = ensemble(y)
         ensemble.members[0].load_state_dict(
             MeasurementEncoder(16, latent_dim=8, width=32, depth=2).state_dict()

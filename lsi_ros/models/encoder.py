@@ -98,6 +98,8 @@ class EncoderEnsemble(nn.Module):
         one frame), rebuilt whenever a member's weights change or move."""
         if torch.is_grad_enabled():
             return torch.stack([member.normalised(y) for member in self.members]).mean(0)
+        if y.ndim == 1:  # one frame without a batch axis, as a single encoder takes it
+            return self.normalised(y[None])[0]
         nets = [member.net for member in self.members]
         key = tuple((p.data_ptr(), p._version) for net in nets for p in net.parameters())
         if getattr(self, "_stacked_key", None) != key:
