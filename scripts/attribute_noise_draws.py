@@ -3,7 +3,7 @@
 `lsi attributes` reads the 2,048 held-out faces through one noise draw (seed 0). This repeats the
 shipped m128's two read-outs for other draws: its own-estimate boundaries (``lsi-latent-fitted``)
 and the labeller on the face the generator decodes from its latent (``lsi-decoded``), each scored
-against the labeller on the clean face, and the gray full image as the bound (~9 min per draw):
+against the labeller on the clean face (~11 min per draw; the bounds are in attributes.json):
 
     python scripts/attribute_noise_draws.py --seeds 1 2     # -> docs/results/attribute_noise_draws.json
 """

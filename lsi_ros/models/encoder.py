@@ -69,6 +69,7 @@ class EncoderEnsemble(nn.Module):
         self.latent_dim = first.latent_dim
         self.width = first.width
         self.depth = first.depth
+        self._stacked, self._stacked_key = [], None  # the inference path's stacked weights, and of what
 
     def check_members(self) -> None:
         """Members must share their shape and latent normalisation (checked again after loading
@@ -102,7 +103,7 @@ class EncoderEnsemble(nn.Module):
             return self.normalised(y[None])[0]
         nets = [member.net for member in self.members]
         key = tuple((p.data_ptr(), p._version) for net in nets for p in net.parameters())
-        if getattr(self, "_stacked_key", None) != key:
+        if self._stacked_key != key:
             self._stacked, self._stacked_key = _stacked_layers(nets), key
         return _run_stacked(self._stacked, y.expand(len(nets), *y.shape)).mean(0)
 

@@ -420,10 +420,8 @@ class Trainer:
         header_size = int.from_bytes(raw[:8], "little")  # safetensors: u64 header length, JSON header
         header = json.loads(raw[8 : 8 + header_size])["__metadata__"]
         saved = {**json.loads(json.dumps(asdict(TrainConfig()))), **json.loads(header["config"])}
-        current = json.loads(json.dumps(asdict(self.config)))
-        if {k: v for k, v in saved.items() if k not in EXPORT_ONLY} != {
-            k: v for k, v in current.items() if k not in EXPORT_ONLY
-        }:
+        saved |= {k: getattr(self.config, k) for k in EXPORT_ONLY}  # these may change between runs
+        if saved != json.loads(json.dumps(asdict(self.config))):
             raise ValueError(
                 f"{self.run_dir / 'state.safetensors'} was trained with another configuration; "
                 "use a new run folder"
