@@ -7,7 +7,8 @@ from conftest import dcgan_config
 
 from lsi_ros.models.checkpoint import load_model, save_model
 from lsi_ros.models.encoder import EncoderEnsemble
-from lsi_ros.training import data
+from lsi_ros.optics import ForwardModel
+from lsi_ros.training import data, train
 from lsi_ros.training.train import TrainConfig, Trainer, fit_members
 
 
@@ -147,6 +148,45 @@ def test_members_on_fixed_patterns_are_exported_as_one_averaging_model(dcgan_dat
     assert model.info["training_seeds"] == [0, 255] and original.info["training_seeds"] == [0, 383]
     again = Trainer(config(dcgan_data, 20, patterns_from=str(path), seed=7), tmp_path / "again")
     assert again.patterns_source["training_seeds"] == [0, 383]
+
+
+def test_fixed_patterns_are_measured_once_and_train_as_measuring_in_the_step(dcgan_data, tmp_path):
+    """With fixed patterns the trainer holds the faces' noise-free detector values (what the optics'
+    forward model gives) and a step from them is the step that measures the batch's faces itself."""
+    source = Trainer(config(dcgan_data, 1), tmp_path / "source")
+    path = source.export(tmp_path / "source.safetensors")
+    cfg = config(dcgan_data, 1, patterns_from=str(path))
+    trainer = Trainer(cfg, tmp_path / "fixed")
+    faces = data.load("dcgan", 0, cfg.train_faces + cfg.validation_faces, dcgan_data)
+    expected = ForwardModel(load_model(path).pattern_set).measure(faces.images / 255.0)
+    np.testing.assert_allclose(trainer.measurements.numpy(), expected, rtol=1e-5, atol=1e-3)
+
+    rng = torch.Generator()
+    rng.set_state(trainer.rng.get_state())  # the step's draws, replayed: batch, light level, noise
+    index = torch.randint(0, cfg.train_faces, (cfg.batch_size,), generator=rng)
+    flux = train.log_uniform_flux(cfg.photon_flux_range, rng)
+    sums = faces.images[index.numpy()].sum(-1).reshape(cfg.batch_size, -1).astype(np.float32) / 255.0
+    with torch.no_grad():
+        binary = trainer.patterns.binary().float()
+        predicted = trainer.encoder.normalised(train.measure(torch.from_numpy(sums), binary, flux, rng))
+        target = (torch.from_numpy(faces.latents[index.numpy()]) - trainer.encoder.latent_mean) / (
+            trainer.encoder.latent_std
+        )
+        measured_in_step = torch.nn.functional.mse_loss(predicted, target).item()
+    assert trainer.train_step() == pytest.approx(measured_in_step, rel=1e-4)
+
+    with pytest.raises(ValueError, match="measurements of shape"):
+        Trainer(cfg, tmp_path / "short", measurements=trainer.measurements[:-1])
+
+
+def test_an_ensemble_measures_its_faces_once(dcgan_data, tmp_path, monkeypatch):
+    source = Trainer(config(dcgan_data, 1), tmp_path / "source")
+    path = source.export(tmp_path / "source.safetensors")
+    calls = []
+    real = train.ideal_measurements
+    monkeypatch.setattr(train, "ideal_measurements", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fit_members(config(dcgan_data, 2, patterns_from=str(path), members=3), tmp_path / "ensemble")
+    assert len(calls) == 1
 
 
 def test_members_need_fixed_patterns_of_the_right_count(dcgan_data, tmp_path):

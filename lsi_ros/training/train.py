@@ -14,7 +14,9 @@ With ``patterns_from`` the patterns of a model file are shown as they are and on
 ``members`` > 1 then trains that many encoders one after another (seeds ``seed``, ``seed + 1``, ...)
 and exports one model that averages their estimates (``EncoderEnsemble``): an encoder overfits the
 faces it learns from, each in its own way, and the mean of several has a lower latent error than any
-of them (``fit_members``).
+of them (``fit_members``). Fixed patterns are applied to the faces once, before the first step: a
+step then draws detector noise on those values and trains the encoder alone, and the members of an
+ensemble share the values.
 
 Data-parallel across processes (``lsi train --nproc N``, lsi_ros.training.distributed): every rank draws
 the same batch from the shared seed and keeps its own slice, DistributedDataParallel averages the
@@ -93,30 +95,61 @@ def learning_rate(step: int, total: int, peak: float) -> float:
     return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def detect(ideal, photon_flux: float | None, rng: torch.Generator) -> torch.Tensor:
+    """Noise-free detector values (B, M) -> counts at ``photon_flux`` (None: no detector noise)."""
+    if photon_flux is None:
+        return ideal
+    return PhotodiodeModel().with_photon_flux(photon_flux).sample_torch(ideal, rng).counts
+
+
 def measure(x_sum, patterns, photon_flux: float | None, rng: torch.Generator) -> torch.Tensor:
     """Channel-summed images (B, H·W) in [0, 3] -> detector counts (B, M)."""
-    y = x_sum @ patterns.T
-    if photon_flux is None:
-        return y
-    return PhotodiodeModel().with_photon_flux(photon_flux).sample_torch(y, rng).counts
+    return detect(x_sum @ patterns.T, photon_flux, rng)
+
+
+def ideal_measurements(sums: torch.Tensor, patterns: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Channel sums (N, H·W) as 0..765 integers -> the noise-free detector values (N, M) of fixed
+    binary ``patterns`` (M, H·W), chunk by chunk where the patterns lie."""
+    parts = [
+        (sums[start : start + chunk].to(patterns.device, torch.float32) / 255.0) @ patterns.T
+        for start in range(0, len(sums), chunk)
+    ]
+    return torch.cat(parts)
 
 
 class LatentSpaceImager(torch.nn.Module):
-    """Straight-through binary patterns, detector and encoder: the part that learns (what DDP wraps)."""
+    """Straight-through binary patterns, detector and encoder: the part that learns (what DDP wraps).
+
+    ``measured``: the batch holds the patterns' noise-free values already (fixed patterns)."""
 
     def __init__(self, patterns: BinaryPatterns, encoder: MeasurementEncoder):
         super().__init__()
         self.patterns = patterns
         self.encoder = encoder
 
-    def forward(self, x_sum, photon_flux: float | None, rng: torch.Generator) -> torch.Tensor:
-        return self.encoder.normalised(measure(x_sum, self.patterns(), photon_flux, rng))
+    def forward(
+        self, batch, photon_flux: float | None, rng: torch.Generator, measured: bool = False
+    ) -> torch.Tensor:
+        ideal = batch if measured else batch @ self.patterns().T
+        return self.encoder.normalised(detect(ideal, photon_flux, rng))
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, run_dir, device: str = "cpu", faces: data.FaceData | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir,
+        device: str = "cpu",
+        faces: data.FaceData | None = None,
+        measurements: torch.Tensor | None = None,
+    ):
         """``faces``: the training then validation faces in memory (say, rendered on a GPU); by default
-        seeds [0, train_faces + validation_faces) are read from the ``lsi data`` cache."""
+        seeds [0, train_faces + validation_faces) are read from the ``lsi data`` cache.
+
+        Fixed patterns (``patterns_from``, no image loss) are applied to every face once, here, and
+        training draws detector noise on those values: the step is then the encoder's alone (one
+        256²-pixel product per face in all instead of one per face and step). ``measurements``: those
+        values from an earlier trainer on the same faces and patterns (``self.measurements``)."""
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
@@ -175,6 +208,17 @@ class Trainer:
                 }
             )
         self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+        self.measurements = None  # (faces, M) noise-free values of the fixed patterns
+        if self.patterns_source is not None and not config.image_loss_weight:
+            if measurements is None:
+                measurements = ideal_measurements(sums, self.patterns.binary().float())
+            if measurements.shape != (count, config.num_measurements):
+                raise ValueError(
+                    f"measurements of shape {tuple(measurements.shape)} given, the faces and patterns "
+                    f"need {(count, config.num_measurements)}"
+                )
+            self.measurements = measurements.to(self.device)
+            self.train_x, self.val_x = self.measurements[:split], self.measurements[split:]
         self.step = 0
         self.history = []
         self.best: dict | None = None  # {"step", "val_latent_mse", "tensors"}: the best checkpoint so far
@@ -239,11 +283,11 @@ class Trainer:
         index = torch.randint(0, len(self.train_x), (self.config.batch_size,), generator=self.rng)
         share = self.config.batch_size // self.world_size
         index = index[self.rank * share : (self.rank + 1) * share]
-        x = self.train_x[index].to(self.device, torch.float32) / 255.0
+        x = self._batch(self.train_x[index])
         w = self.train_w[index].to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, self.config.steps, group["peak"])
-        predicted = self.model(x, self._photon_flux(), self._noise_rng())
+        predicted = self.model(x, self._photon_flux(), self._noise_rng(), self.measurements is not None)
         target = (w - self.encoder.latent_mean) / self.encoder.latent_std
         loss = torch.nn.functional.mse_loss(predicted, target)
         if self.config.image_loss_weight:
@@ -257,6 +301,13 @@ class Trainer:
             dist.all_reduce(loss)
             loss /= self.world_size
         return float(loss)
+
+    def _batch(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows of ``train_x`` / ``val_x`` on the device: channel sums scaled to [0, 3], or the fixed
+        patterns' values as they are."""
+        if self.measurements is not None:
+            return rows
+        return rows.to(self.device, torch.float32) / 255.0
 
     def image_net(self) -> torch.nn.Module:
         """The frozen generator's differentiable torch path (loaded on first use)."""
@@ -295,10 +346,11 @@ class Trainer:
         binary = self.patterns.binary().float()
         losses = []
         for start in range(0, len(self.val_x), 256):
-            x = self.val_x[start : start + 256].to(self.device, torch.float32) / 255.0
+            x = self._batch(self.val_x[start : start + 256])
             w = self.val_w[start : start + 256].to(self.device)
             flux = photon_flux if self.config.noise else None
-            predicted = encoder.normalised(measure(x, binary, flux, rng))
+            ideal = x if self.measurements is not None else x @ binary.T
+            predicted = encoder.normalised(detect(ideal, flux, rng))
             target = (w - encoder.latent_mean) / encoder.latent_std
             losses.append(torch.nn.functional.mse_loss(predicted, target, reduction="sum").item())
         encoder.train(was_training)
@@ -503,11 +555,12 @@ def fit_members(config: TrainConfig, run_dir, device: str = "cpu") -> LsiModel |
     if config.members > 1:  # read once for every member
         count = config.train_faces + config.validation_faces
         faces = data.load(config.generator, 0, count, config.data_dir or None, config.truncation_psi)
-    models = []
+    models, measurements = [], None
     for member in range(config.members):
         member_config = replace(config, seed=config.seed + member) if config.members > 1 else config
         member_dir = run_dir / f"member-{member}" if config.members > 1 else run_dir
-        trainer = Trainer(member_config, member_dir, device, faces)
+        trainer = Trainer(member_config, member_dir, device, faces, measurements)
+        measurements = trainer.measurements  # same faces, same patterns: measured once for all
         trainer.fit()
         if trainer.is_main:
             models.append(trainer.exported_model())
