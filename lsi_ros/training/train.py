@@ -120,12 +120,12 @@ def channel_sums(images) -> torch.Tensor:
     return sums
 
 
-def ideal_measurements(sums: torch.Tensor, patterns: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Channel sums (N, H·W) as 0..765 integers -> the noise-free detector values (N, M) of fixed
-    binary ``patterns`` (M, H·W), chunk by chunk where the patterns lie."""
+def ideal_measurements(images, patterns: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Faces (N, H, W, 3) uint8 -> the noise-free detector values (N, M) of fixed binary ``patterns``
+    (M, H·W), chunk by chunk where the patterns lie (no channel sums of all faces at once)."""
     parts = [
-        (sums[start : start + chunk].to(patterns.device, torch.float32) / 255.0) @ patterns.T
-        for start in range(0, len(sums), chunk)
+        (channel_sums(images[start : start + chunk]).to(patterns.device, torch.float32) / 255.0) @ patterns.T
+        for start in range(0, len(images), chunk)
     ]
     return torch.cat(parts)
 
@@ -213,7 +213,7 @@ class Trainer:
         self.measurements = None  # (faces, M) noise-free values of the fixed patterns
         if self.patterns_source is not None and not config.image_loss_weight:
             if measurements is None:
-                measurements = ideal_measurements(channel_sums(faces.images), self.patterns.binary().float())
+                measurements = ideal_measurements(faces.images, self.patterns.binary().float())
             if measurements.shape != (count, config.num_measurements):
                 raise ValueError(
                     f"measurements of shape {tuple(measurements.shape)} given, the faces and patterns "
