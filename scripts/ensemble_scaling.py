@@ -44,8 +44,8 @@ def main() -> None:
         nargs="+",
         default=[parse_run(r) for r in ("24576:1200", "24576:4000", "41216:4000")],
         metavar="FACES:STEPS",
-        help="training faces and steps per member (default: the shipped m128's 24576:1200, 24576:4000, "
-        "41216:4000)",
+        help="training faces and steps per member (default: 24576:1200, the shipped m128's recipe, then "
+        "24576:4000 and 41216:4000); a run folder that exists is resumed, as by `lsi train`",
     )
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--patterns-from", default="models/m128.safetensors")
