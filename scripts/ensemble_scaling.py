@@ -1,9 +1,10 @@
 """What lowers m128's latent error on fixed patterns: more averaged encoders, more steps, more faces?
 
-Each run is `lsi train`'s own ensemble training (``fit_members``: the shipped m128 patterns frozen,
-encoders of width 512 at batch 256, photodiode in the loop at photon flux log-uniform 20–2000, each
-member exported at its lowest validation error) for one (training faces, steps) pair; validation on the
-256 faces after the training ones. Scored on the 2,048 held-out faces at photon flux 200 (detector
+Each run is `lsi train`'s own ensemble training (``fit_members``) with the shipped m128's recipe
+(``--recipe``, config/train-m128-ensemble.json: its patterns frozen, eight encoders of width 512 at
+batch 256, photodiode in the loop at photon flux log-uniform 20–2000, each member exported at its
+lowest validation error) but for one (training faces, steps) pair; validation on the 256 faces after
+the training ones. Scored on the 2,048 held-out faces at photon flux 200 (detector
 seed 0, as `lsi attributes`): latent error of the first member alone and of the mean of the first
 2, 4, ... members (normalised by the spread of the first 8,448 training latents, as `lsi
 attributes`), and the true latent's boundaries (models/attributes.safetensors) on the ensemble's
@@ -15,6 +16,7 @@ estimate. Needs the cached faces of `lsi data --train N+256` and the held-out la
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +49,16 @@ def main() -> None:
         help="training faces and steps per member (default: 24576:1200, the shipped m128's recipe, then "
         "24576:4000 and 41216:4000); a run folder that exists is resumed, as by `lsi train`",
     )
-    parser.add_argument("--members", type=int, default=8)
-    parser.add_argument("--patterns-from", default="models/m128.safetensors")
+    parser.add_argument(
+        "--recipe", default="config/train-m128-ensemble.json", help="TrainConfig JSON to vary"
+    )
     parser.add_argument("--boundaries", default="models/attributes.safetensors")
     parser.add_argument("--run-root", default="runs/ensemble-scaling")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default="docs/results/ensemble_scaling.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    recipe = TrainConfig(**json.loads(Path(args.recipe).read_text()))
 
     test = data.load("mobilestylegan", data.HELD_OUT_SEED_START, 2048)
     truth = face_labels.binary_attributes(face_labels.load_labels("mobilestylegan", test.seeds))
@@ -65,20 +69,11 @@ def main() -> None:
     rows = []
     for faces, steps in args.runs:
         start = time.perf_counter()
-        config = TrainConfig(
-            num_measurements=128,
-            patterns_from=args.patterns_from,
-            members=args.members,
-            width=512,
-            train_faces=faces,
-            steps=steps,
-            batch_size=256,
-            checkpoint_every=100,
-        )
+        config = replace(recipe, train_faces=faces, steps=steps)
         model = fit_members(config, Path(args.run_root) / f"faces{faces}-steps{steps}")
         seconds = time.perf_counter() - start
         members, errors = list(model.encoder.members), {}
-        for count in sorted({1, 2, 4, args.members}):  # the last is the whole ensemble
+        for count in sorted({1, 2, 4, config.members}):  # the last is the whole ensemble
             model.encoder = EncoderEnsemble(members[:count]) if count > 1 else members[0]
             latents = encode_faces(model, images, photodiode)
             errors[count] = round(downstream.latent_error(latents, test.latents, scale), 4)
@@ -87,7 +82,7 @@ def main() -> None:
             {
                 "training_faces": faces,
                 "steps": steps,
-                "members": args.members,
+                "members": config.members,
                 "exported_steps": [m["exported_step"] for m in model.info["members"]],
                 "val_latent_mse": round(model.info["val_latent_mse"], 4),
                 "held_out_latent_mse_by_members": errors,
@@ -101,7 +96,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     results = {
         "command": "python scripts/ensemble_scaling.py",
-        "patterns": f"{args.patterns_from} (frozen)",
+        "patterns": f"{recipe.patterns_from} (frozen)",
         "held_out_seeds": [int(test.seeds[0]), int(test.seeds[-1])],
         "noise": f"training: photon flux log-uniform {list(TrainConfig().photon_flux_range)}; test: "
         f"{photodiode.label}",
