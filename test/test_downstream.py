@@ -215,6 +215,38 @@ def test_boundaries_fitted_on_a_models_own_estimates_name_its_pattern_set(dcgan_
     assert accuracy > 0.6  # a median split: chance is 0.5; the small test model reads 0.66
 
 
+def test_each_model_is_fitted_on_the_estimate_faces_it_never_saw(dcgan_data, dcgan_model, tmp_path):
+    """--fit-estimates leaves out a model's own training and validation seeds: a model trained on
+    0..32767 and validated on 32768..33023 is fitted on the last 8,448 of 24832..41471; and the faces
+    left out do not reach the fit (their labels inverted here change nothing)."""
+    from lsi_ros.commands.attributes import fit_estimate_boundaries, seed_runs, unseen
+    from lsi_ros.evaluation.latent_imaging import encode_faces
+    from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.training import data
+
+    keep = unseen(np.arange(24832, 41472), [(0, 32767), (32768, 33023)])
+    assert keep.sum() == 8448 and seed_runs(np.arange(24832, 41472)[keep]) == "seeds 33024..41471"
+    assert seed_runs(np.array([3, 4, 5, 9, 10])) == "seeds 3..5, 9..10"
+    assert unseen(np.arange(10), []).all()
+
+    model = load_model(dcgan_model)
+    train = data.load("dcgan", 0, 1024, dcgan_data)
+    test = data.load("dcgan", data.HELD_OUT_SEED_START, 256, dcgan_data)
+    threshold = np.median(train.images.mean((1, 2, 3)))
+    truth = train.images.mean((1, 2, 3)) > threshold
+    keep = unseen(train.seeds, [(0, 511)])
+    corrupted = {"bright": np.where(keep, truth, ~truth)}
+    target = test.images.mean((1, 2, 3)) > threshold
+    estimates = encode_faces(model, test.images.astype(np.float32) / 255.0, PhotodiodeModel())
+    accuracy = {}
+    for name, selection in (("kept", keep), ("all", None)):
+        path = fit_estimate_boundaries(
+            model, "m32", train, corrupted, PhotodiodeModel(), tmp_path / name / "a.safetensors", selection
+        )
+        accuracy[name] = downstream.accuracy(load_boundaries(path).probabilities(estimates)[:, 0], target)
+    assert accuracy["kept"] > 0.6 and accuracy["kept"] > accuracy["all"] + 0.05
+
+
 def test_attributes_refuses_a_model_both_fitted_here_and_given_a_file():
     import subprocess
     import sys

@@ -13,6 +13,7 @@ COMMAND = "lsi attributes"
 # Labelled faces the shipped encoders never saw (they trained on seeds 0..24575, validated on
 # 24576..24831): what --fit-estimates fits their boundaries on.
 ESTIMATE_FACES = "24832:16640"
+MIN_ESTIMATE_FACES = 1024
 
 
 def add_parser(subparsers):
@@ -51,19 +52,19 @@ def add_parser(subparsers):
         metavar="MODEL",
         help="models whose boundaries are fitted here on their own estimates of the --estimate-faces "
         "(fresh photon noise) and written beside --boundaries as attributes-MODEL.safetensors (default "
-        "m32 m64 m128 m256); scored as lsi-latent-fitted. A model may not also "
-        "have an --estimate-boundaries file, nor have trained or validated on any of those faces: an "
-        "encoder estimates its own training faces too well for a boundary fitted there to learn how it "
-        "shrinks new ones",
+        "m32 m64 m128 m256); scored as lsi-latent-fitted. Each model is fitted on the faces of that "
+        f"range it never trained or validated on (at least {MIN_ESTIMATE_FACES:,}): an encoder estimates "
+        "its own training faces too well for a boundary fitted there to learn how it shrinks new ones. "
+        "A model may not also have an --estimate-boundaries file",
     )
     parser.add_argument(
         "--estimate-faces",
         type=seed_range,
         default=seed_range(ESTIMATE_FACES),
         metavar="FIRST:COUNT",
-        help=f"labelled cached faces --fit-estimates fits on (default {ESTIMATE_FACES}: faces the "
-        "shipped encoders never saw; `lsi data --train 24832+COUNT` and `lsi label --seeds FIRST:COUNT` "
-        "make them)",
+        help=f"labelled cached faces --fit-estimates fits on, less each model's own training seeds "
+        f"(default {ESTIMATE_FACES}: faces m32, m64 and m256 never saw, and m128 the last 8,448 of them; "
+        "`lsi data --train FIRST+COUNT` and `lsi label --seeds FIRST:COUNT` make them)",
     )
     parser.add_argument(
         "--decoded",
@@ -100,9 +101,32 @@ def seen_seeds(model) -> list[tuple[int, int]]:
     return [tuple(model.info[key]) for key in ("training_seeds", "validation_seeds") if key in model.info]
 
 
-def fit_estimate_boundaries(model, name: str, faces, faces_y: dict, photodiode, boundaries_path) -> Path:
-    """Boundaries fitted on ``model``'s own estimates of labelled faces (fresh noise, 1,024 faces at a
-    time), named by its pattern set, saved as attributes-<name> beside the others."""
+def unseen(seeds, seen: list[tuple[int, int]]):
+    """Which of ``seeds`` lie outside every (first, last) range in ``seen``: the faces a model never saw."""
+    import numpy as np
+
+    seeds = np.asarray(seeds)
+    mask = np.ones(len(seeds), bool)
+    for first, last in seen:
+        mask &= (seeds < first) | (seeds > last)
+    return mask
+
+
+def seed_runs(seeds) -> str:
+    """Sorted seeds as their contiguous runs, e.g. "seeds 0..9, 20..29"."""
+    import numpy as np
+
+    seeds = np.asarray(seeds)
+    breaks = np.flatnonzero(np.diff(seeds) != 1) + 1
+    return "seeds " + ", ".join(f"{run[0]}..{run[-1]}" for run in np.split(seeds, breaks) if len(run))
+
+
+def fit_estimate_boundaries(
+    model, name: str, faces, faces_y: dict, photodiode, boundaries_path, keep=None
+) -> Path:
+    """Boundaries fitted on ``model``'s own estimates of labelled faces (those ``keep`` selects, all by
+    default; fresh noise, 1,024 faces at a time), named by its pattern set, saved as attributes-<name>
+    beside the others."""
     import numpy as np
 
     from lsi_ros.evaluation import downstream
@@ -110,15 +134,17 @@ def fit_estimate_boundaries(model, name: str, faces, faces_y: dict, photodiode, 
     from lsi_ros.models.attributes import save_boundaries
 
     chunk = 1024
+    index = np.arange(len(faces.images)) if keep is None else np.flatnonzero(keep)
     estimates = np.concatenate(
         [
             encode_faces(
-                model, faces.images[i : i + chunk].astype(np.float32) / 255.0, photodiode, seed=100 + i
+                model, faces.images[index[i : i + chunk]].astype(np.float32) / 255.0, photodiode, seed=100 + i
             )
-            for i in range(0, len(faces.images), chunk)
+            for i in range(0, len(index), chunk)
         ]
     )
-    fitted = downstream.fit_boundaries(estimates, faces_y, faces.generator_id)
+    labels = {attribute: value[index] for attribute, value in faces_y.items()}
+    fitted = downstream.fit_boundaries(estimates, labels, faces.generator_id)
     fitted = replace(fitted, pattern_set_id=model.pattern_set.pattern_set_id)
     return save_boundaries(fitted, Path(boundaries_path).with_name(f"attributes-{name}.safetensors"))
 
@@ -165,12 +191,15 @@ def main(args) -> int:
         print(f"lsi attributes: {error}", file=sys.stderr)
         return 1
     fit_models = {name: models[name] for name in args.fit_estimates}
+    fit_faces = {}
     for name, model in fit_models.items():
-        seen = [(a, b) for a, b in seen_seeds(model) if a < first + count and first <= b]
-        if seen:
+        fit_faces[name] = unseen(np.arange(first, first + count), seen_seeds(model))
+        if fit_faces[name].sum() < MIN_ESTIMATE_FACES:
+            seen = [(a, b) for a, b in seen_seeds(model) if a < first + count and first <= b]
             print(
-                f"lsi attributes: {name} trained or validated on seeds {seen[0][0]}..{seen[0][1]}, inside "
-                f"--estimate-faces {first}:{count}; fit it on faces it never saw",
+                f"lsi attributes: {name} trained or validated on seeds {seen[0][0]}..{seen[0][1]}, so only "
+                f"{fit_faces[name].sum()} faces of --estimate-faces {first}:{count} are faces it never saw "
+                f"(at least {MIN_ESTIMATE_FACES} needed)",
                 file=sys.stderr,
             )
             return 2
@@ -180,9 +209,9 @@ def main(args) -> int:
         train_labels = face_labels.load_labels(args.generator, train.seeds, args.data_dir)
         test_labels = face_labels.load_labels(args.generator, test.seeds, args.data_dir)
         if fit_models:
-            unseen = data.load(args.generator, first, count, args.data_dir)
-            unseen_y = face_labels.binary_attributes(
-                face_labels.load_labels(args.generator, unseen.seeds, args.data_dir)
+            estimate = data.load(args.generator, first, count, args.data_dir)
+            estimate_y = face_labels.binary_attributes(
+                face_labels.load_labels(args.generator, estimate.seeds, args.data_dir)
             )
     except (FileNotFoundError, ValueError) as error:  # faces or labels missing: says which command to run
         print(f"lsi attributes: {error}", file=sys.stderr)
@@ -261,7 +290,9 @@ def main(args) -> int:
         fitted = estimate_boundaries.get(name)
         if name in fit_models:
             fit_start = time.perf_counter()
-            fitted = fit_estimate_boundaries(model, name, unseen, unseen_y, photodiode, args.boundaries)
+            fitted = fit_estimate_boundaries(
+                model, name, estimate, estimate_y, photodiode, args.boundaries, keep=fit_faces[name]
+            )
             timings[f"fit_estimates_{name}_s"] = round(time.perf_counter() - fit_start, 1)
         if fitted is not None and Path(fitted).is_file():
             rows += downstream.latent_rows(
@@ -272,7 +303,9 @@ def main(args) -> int:
                 m,
                 model=name,
                 boundaries_file=str(fitted),
-                fitted_on=f"seeds {first}..{first + count - 1}" if name in fit_models else "held-back faces",
+                fitted_on=seed_runs(estimate.seeds[fit_faces[name]])
+                if name in fit_models
+                else "held-back faces",
                 **noise,
                 **error,
             )
