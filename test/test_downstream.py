@@ -274,6 +274,9 @@ def test_attributes_refuses_to_fit_a_model_on_faces_it_trained_on():
     command = [sys.executable, "-m", "lsi_ros.cli", "attributes", "--fit-estimates", "m32"]
     result = subprocess.run([*command, "--estimate-faces", "24000:1000"], capture_output=True, text=True)
     assert result.returncode == 2 and "0..24575" in result.stderr and "never saw" in result.stderr
+    result = subprocess.run([*command, "--estimate-faces", "50000:500"], capture_output=True, text=True)
+    assert result.returncode == 2 and "only 500 faces" in result.stderr and "at least 1024" in result.stderr
+    assert "Traceback" not in result.stderr
     result = subprocess.run([*command, "--estimate-faces", "24000"], capture_output=True, text=True)
     assert result.returncode == 2 and "FIRST:COUNT" in result.stderr
     result = subprocess.run([*command, "--models", "m64"], capture_output=True, text=True)
