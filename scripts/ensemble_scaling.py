@@ -1,6 +1,6 @@
 """What lowers m128's latent error on fixed patterns: more averaged encoders, more steps, more faces?
 
-Each run is `lsi train`'s own ensemble training (``fit_members``) with the shipped m128's recipe
+Each run is `lsi train`'s own ensemble training (``fit_members``) with the previous m128's recipe
 (``--recipe``, config/train-m128-ensemble.json: its patterns frozen, eight encoders of width 512 at
 batch 256, photodiode in the loop at photon flux log-uniform 20–2000, each member exported at its
 lowest validation error) but for one (training faces, steps) pair; validation on the 256 faces after
@@ -46,7 +46,7 @@ def main() -> None:
         nargs="+",
         default=[parse_run(r) for r in ("24576:1200", "24576:4000", "41216:4000")],
         metavar="FACES:STEPS",
-        help="training faces and steps per member (default: 24576:1200, the shipped m128's recipe, then "
+        help="training faces and steps per member (default: 24576:1200, the previous m128's recipe, then "
         "24576:4000 and 41216:4000); a run folder that exists is resumed, as by `lsi train`",
     )
     parser.add_argument(
@@ -87,7 +87,7 @@ def main() -> None:
                 "val_latent_mse": round(model.info["val_latent_mse"], 4),
                 "held_out_latent_mse_by_members": errors,
                 "true_latent_boundaries_accuracy": {
-                    name: round(float(((probabilities[:, k] > 0.5) == truth[name]).mean()), 4)
+                    name: round(downstream.accuracy(probabilities[:, k], truth[name]), 4)
                     for k, name in enumerate(boundaries.names)
                 },
                 "train_s": round(seconds, 1),

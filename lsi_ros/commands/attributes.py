@@ -193,10 +193,11 @@ def main(args) -> int:
     fit_models = {name: models[name] for name in args.fit_estimates}
     fit_faces = {}
     for name, model in fit_models.items():
-        fit_faces[name] = unseen(np.arange(first, first + count), seen_seeds(model))
+        seen = seen_seeds(model)
+        fit_faces[name] = unseen(np.arange(first, first + count), seen)
         if fit_faces[name].sum() < MIN_ESTIMATE_FACES:
-            seen = [f"{a}..{b}" for a, b in seen_seeds(model) if a < first + count and first <= b]
-            why = f"it trained or validated on seeds {', '.join(seen)}, so " if seen else ""
+            inside = [f"{a}..{b}" for a, b in seen if a < first + count and first <= b]
+            why = f"it trained or validated on seeds {', '.join(inside)}, so " if inside else ""
             print(
                 f"lsi attributes: {name}: {why}only {fit_faces[name].sum()} faces of --estimate-faces "
                 f"{first}:{count} are faces it never saw (at least {MIN_ESTIMATE_FACES} needed)",
