@@ -101,6 +101,9 @@ class PipelineMonitor(Node):
             "latent_messages": len(events["latent"]),
             "decoded_images": len(events["image"]),
             "dropped_frames": int(len(scenes) - len(events["latent"])),
+            # Frames the encoder turned into latent codes that this observer's best-effort (sensor
+            # data) subscription to Measurements never received: lost to the monitor, not the camera.
+            "measurement_frames_unseen": len(events["latent"].keys() - events["measurements"].keys()),
             "sequence_gaps": int(np.sum(np.diff(sequences) != 1)) if sequences.size > 1 else 0,
             "bytes_per_frame": self.sizes,
             "latency_ms": {

@@ -28,6 +28,18 @@ def test_generated_faces_are_reproducible_and_held_out_is_disjoint(dcgan_data):
     np.testing.assert_allclose(np.rint(again * 255), train.images[:2], atol=1)
 
 
+def test_a_seed_range_across_shards_reads_the_same_faces_as_the_whole_shards(dcgan_data):
+    whole = data.load("dcgan", 0, 1024, dcgan_data)
+    part = data.load("dcgan", 100, 500, dcgan_data)  # ends and starts mid-shard, spans three shards
+    np.testing.assert_array_equal(part.seeds, np.arange(100, 600))
+    np.testing.assert_array_equal(part.images, whole.images[100:600])
+    np.testing.assert_array_equal(part.latents, whole.latents[100:600])
+    with pytest.raises(FileNotFoundError, match="run `lsi data`"):
+        data.load("dcgan", 1000, 100, dcgan_data)  # seeds 1024.. were never generated
+    with pytest.raises(ValueError, match="no faces"):
+        data.load("dcgan", 0, 0, dcgan_data)
+
+
 def test_resumed_training_equals_uninterrupted_training(dcgan_data, tmp_path):
     straight = Trainer(config(dcgan_data, 40), tmp_path / "straight")
     straight.fit()

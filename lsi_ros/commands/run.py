@@ -85,7 +85,8 @@ def main(args) -> int:
     print(
         f"\nlsi run ({args.duration:.0f} s, model {args.model}): {summary['scenes']} scenes -> "
         f"{summary['measurement_frames']} measurement frames -> {summary['latent_messages']} latent codes -> "
-        f"{summary['decoded_images']} images; dropped {summary['dropped_frames']}\n"
+        f"{summary['decoded_images']} images; dropped {summary['dropped_frames']} (measurement frames the "
+        f"monitor missed but the encoder got: {summary['measurement_frames_unseen']})\n"
         f"latency scene->latent p50 {latency['scene_to_latent']['p50']} ms, scene->image p50 "
         f"{latency['scene_to_image']['p50']} ms\n"
         f"bytes per frame: {sizes}\n"

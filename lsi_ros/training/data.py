@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+from safetensors.numpy import save_file
 from tqdm import tqdm
 
 SHARD_SIZE = 256
@@ -82,28 +83,37 @@ def generate(
 
 
 def load(generator_name: str, seed_start: int, count: int, root=None, truncation_psi=DEFAULT_PSI) -> FaceData:
-    """Read faces for seeds [seed_start, seed_start + count) (generated before with ``generate``)."""
+    """Read faces for seeds [seed_start, seed_start + count) (generated before with ``generate``).
+
+    Each shard's rows are copied straight into arrays sized for the whole range, so reading 50k
+    faces (10 GB of pixels) holds them once, not once per shard list and once concatenated."""
     folder = dataset_dir(root or default_data_dir(), generator_name, truncation_psi)
     info_path = folder / "info.json"
     if not info_path.is_file():
         raise FileNotFoundError(f"no generated faces in {folder}: run `lsi data` first")
     info = json.loads(info_path.read_text())
-    seeds, latents, images = [], [], []
+    if count < 1:
+        raise ValueError(f"no faces asked for (count {count})")
+    seeds = latents = images = None
+    filled = 0
     for start in range(seed_start - seed_start % SHARD_SIZE, seed_start + count, SHARD_SIZE):
         path = _shard_path(folder, start)
         if not path.is_file():
             raise FileNotFoundError(
                 f"missing {path}: run `lsi data` for seeds {seed_start}..{seed_start + count}"
             )
-        shard = load_file(str(path))
-        keep = (shard["seed"] >= seed_start) & (shard["seed"] < seed_start + count)
-        seeds.append(shard["seed"][keep])
-        latents.append(shard["w"][keep])
-        images.append(shard["image"][keep])
-    return FaceData(
-        np.concatenate(seeds),
-        np.concatenate(latents),
-        np.concatenate(images),
-        info["generator_id"],
-        truncation_psi,
-    )
+        with safe_open(str(path), framework="numpy") as shard:
+            shard_seeds = shard.get_tensor("seed")
+            rows = np.flatnonzero((shard_seeds >= seed_start) & (shard_seeds < seed_start + count))
+            first, last = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
+            w = shard.get_slice("w")[first:last]
+            image = shard.get_slice("image")[first:last]
+        if images is None:
+            seeds = np.empty(count, shard_seeds.dtype)
+            latents = np.empty((count, *w.shape[1:]), w.dtype)
+            images = np.empty((count, *image.shape[1:]), image.dtype)
+        seeds[filled : filled + len(rows)] = shard_seeds[first:last]
+        latents[filled : filled + len(rows)] = w
+        images[filled : filled + len(rows)] = image
+        filled += len(rows)
+    return FaceData(seeds[:filled], latents[:filled], images[:filled], info["generator_id"], truncation_psi)
