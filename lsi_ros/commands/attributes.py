@@ -11,8 +11,8 @@ from lsi_ros.training import data
 
 COMMAND = "lsi attributes"
 # Labelled faces --fit-estimates fits the boundaries on, less each model's own training and validation
-# seeds: m32, m64 and m256 (seeds 0..24831) never saw any of them, m128 (0..33023) the last 8,448.
-ESTIMATE_FACES = "24832:16640"
+# seeds: m32, m64 and m256 (seeds 0..24831) never saw any of them, m128 (0..49919) the last 8,448.
+ESTIMATE_FACES = "24832:33536"
 MIN_ESTIMATE_FACES = 1024
 
 
@@ -21,7 +21,7 @@ def add_parser(subparsers):
         "attributes",
         help="latent boundaries + task patterns for face attributes; accuracy table -> docs/results",
         description="Needs `lsi data` and `lsi label`, and for the default --fit-estimates the faces of "
-        "`lsi data --train 41472` labelled by `lsi label --seeds 24832:16640`. Fits logistic-regression "
+        "`lsi data --train 58368` labelled by `lsi label --seeds 24832:33536`. Fits logistic-regression "
         "boundaries on the training latents (seeds 0..--train) for the labeller's binary attributes "
         "(male, smiling, age over 40) and "
         "writes them to --boundaries; scores them on the held-out faces from the true latent and from the "
