@@ -103,17 +103,15 @@ def load(generator_name: str, seed_start: int, count: int, root=None, truncation
                 f"missing {path}: run `lsi data` for seeds {seed_start}..{seed_start + count}"
             )
         with safe_open(str(path), framework="numpy") as shard:
-            shard_seeds = shard.get_tensor("seed")
-            rows = np.flatnonzero((shard_seeds >= seed_start) & (shard_seeds < seed_start + count))
-            first, last = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
+            shard_seeds = shard.get_tensor("seed")  # ascending
+            first, last = np.searchsorted(shard_seeds, [seed_start, seed_start + count])
             w = shard.get_slice("w")[first:last]
             image = shard.get_slice("image")[first:last]
         if images is None:
             seeds = np.empty(count, shard_seeds.dtype)
             latents = np.empty((count, *w.shape[1:]), w.dtype)
             images = np.empty((count, *image.shape[1:]), image.dtype)
-        seeds[filled : filled + len(rows)] = shard_seeds[first:last]
-        latents[filled : filled + len(rows)] = w
-        images[filled : filled + len(rows)] = image
-        filled += len(rows)
+        rows = slice(filled, filled + last - first)
+        seeds[rows], latents[rows], images[rows] = shard_seeds[first:last], w, image
+        filled = rows.stop
     return FaceData(seeds[:filled], latents[:filled], images[:filled], info["generator_id"], truncation_psi)
