@@ -204,8 +204,14 @@ def test_boundaries_fitted_on_a_models_own_estimates_name_its_pattern_set(dcgan_
     threshold = np.median(train.images.mean((1, 2, 3)))  # a property the patterns see: brightness
     train_y = {"bright": train.images.mean((1, 2, 3)) > threshold}
     path = fit_estimate_boundaries(
-        model, "m32", train, train_y, PhotodiodeModel(), tmp_path / "attributes.safetensors"
-    )
+        {"m32": model},
+        {"m32": np.ones(1024, bool)},
+        train_y,
+        ("dcgan", 0, 1024),
+        PhotodiodeModel(),
+        tmp_path / "attributes.safetensors",
+        dcgan_data,
+    )["m32"]
     assert path == tmp_path / "attributes-m32.safetensors"
     fitted = load_boundaries(path)
     assert fitted.pattern_set_id == model.pattern_set.pattern_set_id and fitted.names == ("bright",)
@@ -238,12 +244,20 @@ def test_each_model_is_fitted_on_the_estimate_faces_it_never_saw(dcgan_data, dcg
     corrupted = {"bright": np.where(keep, truth, ~truth)}
     target = test.images.mean((1, 2, 3)) > threshold
     estimates = encode_faces(model, test.images.astype(np.float32) / 255.0, PhotodiodeModel())
-    accuracy = {}
-    for name, selection in (("kept", keep), ("all", None)):
-        path = fit_estimate_boundaries(
-            model, "m32", train, corrupted, PhotodiodeModel(), tmp_path / name / "a.safetensors", selection
-        )
-        accuracy[name] = downstream.accuracy(load_boundaries(path).probabilities(estimates)[:, 0], target)
+    paths = fit_estimate_boundaries(  # both models in one pass, in chunks that straddle the cut at 512
+        {"kept": model, "all": model},
+        {"kept": keep, "all": np.ones(1024, bool)},
+        corrupted,
+        ("dcgan", 0, 1024),
+        PhotodiodeModel(),
+        tmp_path / "a.safetensors",
+        dcgan_data,
+        chunk=384,
+    )
+    accuracy = {
+        name: downstream.accuracy(load_boundaries(path).probabilities(estimates)[:, 0], target)
+        for name, path in paths.items()
+    }
     assert accuracy["kept"] > 0.6 and accuracy["kept"] > accuracy["all"] + 0.05
 
 

@@ -11,8 +11,8 @@ from lsi_ros.training import data
 
 COMMAND = "lsi attributes"
 # Labelled faces --fit-estimates fits the boundaries on, less each model's own training and validation
-# seeds: m32, m64 and m256 (seeds 0..24831) never saw any of them, m128 (0..49919) the last 8,448.
-ESTIMATE_FACES = "24832:33536"
+# seeds: m32, m64 and m256 (seeds 0..24831) never saw any of them, m128 (0..49919) the last 25,344.
+ESTIMATE_FACES = "24832:50432"
 MIN_ESTIMATE_FACES = 1024
 
 
@@ -21,7 +21,7 @@ def add_parser(subparsers):
         "attributes",
         help="latent boundaries + task patterns for face attributes; accuracy table -> docs/results",
         description="Needs `lsi data` and `lsi label`, and for the default --fit-estimates the faces of "
-        "`lsi data --train 58368` labelled by `lsi label --seeds 24832:33536`. Fits logistic-regression "
+        "`lsi data --train 75264` labelled by `lsi label --seeds 24832:50432`. Fits logistic-regression "
         "boundaries on the training latents (seeds 0..--train) for the labeller's binary attributes "
         "(male, smiling, age over 40) and "
         "writes them to --boundaries; scores them on the held-out faces from the true latent and from the "
@@ -63,7 +63,7 @@ def add_parser(subparsers):
         default=seed_range(ESTIMATE_FACES),
         metavar="FIRST:COUNT",
         help=f"labelled cached faces --fit-estimates fits on, less each model's own training seeds "
-        f"(default {ESTIMATE_FACES}: faces m32, m64 and m256 never saw, and m128 the last 8,448 of them; "
+        f"(default {ESTIMATE_FACES}: faces m32, m64 and m256 never saw, and m128 the last 25,344 of them; "
         "`lsi data --train FIRST+COUNT` and `lsi label --seeds FIRST:COUNT` make them)",
     )
     parser.add_argument(
@@ -122,31 +122,46 @@ def seed_runs(seeds) -> str:
 
 
 def fit_estimate_boundaries(
-    model, name: str, faces, faces_y: dict, photodiode, boundaries_path, keep=None
-) -> Path:
-    """Boundaries fitted on ``model``'s own estimates of labelled faces (those ``keep`` selects, all by
-    default; fresh noise, 1,024 faces at a time), named by its pattern set, saved as attributes-<name>
-    beside the others."""
+    models: dict,
+    keep: dict,
+    labels: dict,
+    faces: tuple,
+    photodiode,
+    boundaries_path,
+    data_dir=None,
+    chunk=1024,
+) -> dict:
+    """Boundaries fitted on each model's own estimates of the labelled faces ``keep[name]`` selects
+    in ``faces`` (generator, first seed, count), with fresh noise, saved as attributes-<name> beside
+    the others and named by its pattern set; returns their paths. The faces are read ``chunk`` at a
+    time, once for all models, so tens of thousands of them are never held at once."""
     import numpy as np
+    from tqdm import tqdm
 
     from lsi_ros.evaluation import downstream
     from lsi_ros.evaluation.latent_imaging import encode_faces
     from lsi_ros.models.attributes import save_boundaries
 
-    chunk = 1024
-    index = np.arange(len(faces.images)) if keep is None else np.flatnonzero(keep)
-    estimates = np.concatenate(
-        [
-            encode_faces(
-                model, faces.images[index[i : i + chunk]].astype(np.float32) / 255.0, photodiode, seed=100 + i
-            )
-            for i in range(0, len(index), chunk)
-        ]
-    )
-    labels = {attribute: value[index] for attribute, value in faces_y.items()}
-    fitted = downstream.fit_boundaries(estimates, labels, faces.generator_id)
-    fitted = replace(fitted, pattern_set_id=model.pattern_set.pattern_set_id)
-    return save_boundaries(fitted, Path(boundaries_path).with_name(f"attributes-{name}.safetensors"))
+    generator, first, count = faces
+    parts = {name: [] for name in models}
+    generator_id = ""
+    for start in tqdm(range(0, count, chunk), desc="estimating fit faces", unit="chunk"):
+        batch = data.load(generator, first + start, min(chunk, count - start), data_dir)
+        generator_id = batch.generator_id
+        images = batch.images.astype(np.float32) / 255.0
+        for name, model in models.items():
+            rows = keep[name][start : start + chunk]
+            if rows.any():
+                parts[name].append(encode_faces(model, images[rows], photodiode, seed=100 + start))
+    paths = {}
+    for name, model in models.items():
+        chosen = {attribute: value[keep[name]] for attribute, value in labels.items()}
+        fitted = downstream.fit_boundaries(np.concatenate(parts[name]), chosen, generator_id)
+        fitted = replace(fitted, pattern_set_id=model.pattern_set.pattern_set_id)
+        paths[name] = save_boundaries(
+            fitted, Path(boundaries_path).with_name(f"attributes-{name}.safetensors")
+        )
+    return paths
 
 
 def main(args) -> int:
@@ -209,10 +224,9 @@ def main(args) -> int:
         test = data.load(args.generator, data.HELD_OUT_SEED_START, args.held_out, args.data_dir)
         train_labels = face_labels.load_labels(args.generator, train.seeds, args.data_dir)
         test_labels = face_labels.load_labels(args.generator, test.seeds, args.data_dir)
-        if fit_models:
-            estimate = data.load(args.generator, first, count, args.data_dir)
+        if fit_models:  # labels come only with cached faces: checks the whole range before any work
             estimate_y = face_labels.binary_attributes(
-                face_labels.load_labels(args.generator, estimate.seeds, args.data_dir)
+                face_labels.load_labels(args.generator, np.arange(first, first + count), args.data_dir)
             )
     except (FileNotFoundError, ValueError) as error:  # faces or labels missing: says which command to run
         print(f"lsi attributes: {error}", file=sys.stderr)
@@ -278,6 +292,20 @@ def main(args) -> int:
     timings["image_latent_s"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
+    fitted_here = {}
+    if fit_models:
+        fitted_here = fit_estimate_boundaries(
+            fit_models,
+            fit_faces,
+            estimate_y,
+            (args.generator, first, count),
+            photodiode,
+            args.boundaries,
+            args.data_dir,
+        )
+    timings["fit_estimates_s"] = round(time.perf_counter() - start, 1)
+
+    start = time.perf_counter()
     images = test.images.astype(np.float32) / 255.0
     generator = get_generator(args.generator) if args.decoded else None
     for name in args.models:
@@ -288,13 +316,7 @@ def main(args) -> int:
         rows += downstream.latent_rows(
             boundaries, latents, test_y, "lsi-latent", m, model=name, **noise, **error
         )
-        fitted = estimate_boundaries.get(name)
-        if name in fit_models:
-            fit_start = time.perf_counter()
-            fitted = fit_estimate_boundaries(
-                model, name, estimate, estimate_y, photodiode, args.boundaries, keep=fit_faces[name]
-            )
-            timings[f"fit_estimates_{name}_s"] = round(time.perf_counter() - fit_start, 1)
+        fitted = fitted_here.get(name, estimate_boundaries.get(name))
         if fitted is not None and Path(fitted).is_file():
             rows += downstream.latent_rows(
                 load_boundaries(fitted),
@@ -304,7 +326,7 @@ def main(args) -> int:
                 m,
                 model=name,
                 boundaries_file=str(fitted),
-                fitted_on=seed_runs(estimate.seeds[fit_faces[name]])
+                fitted_on=seed_runs(np.arange(first, first + count)[fit_faces[name]])
                 if name in fit_models
                 else "held-back faces",
                 **noise,

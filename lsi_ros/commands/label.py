@@ -26,7 +26,7 @@ def add_parser(subparsers):
         default=[],
         type=seed_range,
         metavar="FIRST:COUNT",
-        help="also label these cached seeds (repeatable), e.g. 24832:33536, the faces m32, m64 and m256 "
+        help="also label these cached seeds (repeatable), e.g. 24832:50432, the faces m32, m64 and m256 "
         "never saw, on which `lsi attributes --fit-estimates` fits their boundaries",
     )
     parser.add_argument(
