@@ -196,6 +196,7 @@ def main(args) -> int:
         )
         return 2
     first, count = args.estimate_faces
+    estimate_seeds = np.arange(first, first + count)
     outside = sorted(set(args.fit_estimates) - set(args.models))
     if outside:
         print(f"lsi attributes: {outside[0]} is in --fit-estimates but not in --models", file=sys.stderr)
@@ -209,7 +210,7 @@ def main(args) -> int:
     fit_faces = {}
     for name, model in fit_models.items():
         seen = seen_seeds(model)
-        fit_faces[name] = unseen(np.arange(first, first + count), seen)
+        fit_faces[name] = unseen(estimate_seeds, seen)
         if fit_faces[name].sum() < MIN_ESTIMATE_FACES:
             inside = [f"{a}..{b}" for a, b in seen if a < first + count and first <= b]
             why = f"it trained or validated on seeds {', '.join(inside)}, so " if inside else ""
@@ -226,7 +227,7 @@ def main(args) -> int:
         test_labels = face_labels.load_labels(args.generator, test.seeds, args.data_dir)
         if fit_models:  # labels come only with cached faces: checks the whole range before any work
             estimate_y = face_labels.binary_attributes(
-                face_labels.load_labels(args.generator, np.arange(first, first + count), args.data_dir)
+                face_labels.load_labels(args.generator, estimate_seeds, args.data_dir)
             )
     except (FileNotFoundError, ValueError) as error:  # faces or labels missing: says which command to run
         print(f"lsi attributes: {error}", file=sys.stderr)
@@ -292,9 +293,8 @@ def main(args) -> int:
     timings["image_latent_s"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    fitted_here = {}
-    if fit_models:
-        fitted_here = fit_estimate_boundaries(
+    fitted_here = (
+        fit_estimate_boundaries(
             fit_models,
             fit_faces,
             estimate_y,
@@ -303,6 +303,9 @@ def main(args) -> int:
             args.boundaries,
             args.data_dir,
         )
+        if fit_models
+        else {}
+    )
     timings["fit_estimates_s"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
@@ -326,7 +329,7 @@ def main(args) -> int:
                 m,
                 model=name,
                 boundaries_file=str(fitted),
-                fitted_on=seed_runs(np.arange(first, first + count)[fit_faces[name]])
+                fitted_on=seed_runs(estimate_seeds[fit_faces[name]])
                 if name in fit_models
                 else "held-back faces",
                 **noise,
