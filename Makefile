@@ -36,7 +36,7 @@ $(STAMPS)/project: setup.py $(STAMPS)/deps $(wildcard lsi_ros/nodes/*.py)
 	@touch $@
 
 $(STAMPS)/messages: $(STAMPS)/project CMakeLists.txt package.xml scripts/build_messages.sh \
-		$(wildcard msg/*.msg launch/*.py config/*.yaml rviz/* models/* lsi_ros/nodes/*.py)
+		$(wildcard msg/*.msg interfaces/*/msg/*.msg launch/*.py config/*.yaml rviz/* models/* lsi_ros/nodes/*.py)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/build_messages.sh $(VENV)
 	@touch $@
 

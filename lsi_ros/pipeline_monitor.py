@@ -1,7 +1,7 @@
 """Watching the whole simulated pipeline from outside: latency, drops, bytes, image quality.
 
 Follows each scene through the graph by its header stamp (the sampler stamps a frame with its
-scene's stamp, the encoder and decoder copy it): scene -> Measurements -> LatentCode -> Image.
+scene's stamp, the encoder and decoder copy it): scene -> Measurements -> LatentCode -> Image (image_raw).
 ``keep_images=False`` keeps only stamps and arrival times, for long runs at the DMD frame rate.
 """
 
@@ -37,7 +37,7 @@ class PipelineMonitor(Node):
         self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA)
         self.create_subscription(Measurements, "measurements", self._on_measurements, qos.SENSOR_DATA)
         self.create_subscription(LatentCode, "latent", self._on_latent, qos.RELIABLE)
-        self.create_subscription(Image, "image", self._on_image, qos.RELIABLE)
+        self.create_subscription(Image, "image_raw", self._on_image, qos.RELIABLE)
 
     def _arrival_ms(self, header) -> float:
         stamp_ns = header.stamp.sec * 10**9 + header.stamp.nanosec

@@ -16,9 +16,20 @@ for f in $(grep -l "/opt/python/cp311-cp311" "$venv"/share/*/cmake/*.cmake || tr
          -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#${np_inc}#g" "$f"
 done
 
+export AMENT_PREFIX_PATH="$venv" CMAKE_PREFIX_PATH="$venv"
+# Interface packages a ROS install has but PyPI does not (interfaces/README.md).
+for package in "$repo"/interfaces/*/; do
+  name=$(basename "$package")
+  build="$venv/build/$name"
+  mkdir -p "$build"
+  { cmake -S "$package" -B "$build" -DCMAKE_INSTALL_PREFIX="$venv" -DBUILD_TESTING=OFF \
+      -DPython3_EXECUTABLE="$py" -DCMAKE_BUILD_TYPE=Release \
+    && cmake --build "$build" -j"$(nproc)" && cmake --install "$build"; } >"$build.log" 2>&1 \
+    || { tail -40 "$build.log"; exit 1; }
+done
+
 build="$venv/build/lsi_ros"
 mkdir -p "$build"
-export AMENT_PREFIX_PATH="$venv" CMAKE_PREFIX_PATH="$venv"
 cmake -S "$repo" -B "$build" -DCMAKE_INSTALL_PREFIX="$venv" -DBUILD_TESTING=OFF \
   -DPython3_EXECUTABLE="$py" -DLSI_ROS_INSTALL_PYTHON_SOURCES=OFF -DCMAKE_BUILD_TYPE=Release >"$build.log" 2>&1 \
   || { tail -40 "$build.log"; exit 1; }

@@ -50,4 +50,4 @@ def test_sim_pipeline_end_to_end(dcgan_model, tmp_path):
     # under load it keeps codes a lagging monitor's depth-10 queue dropped (the exact count is
     # test_recorder's job). It holds the stream, and never more codes than there were scenes.
     assert summary["latent_messages"] - 12 <= counts["/latent"] <= summary["scenes"] + 2
-    assert counts["/measurements"] >= 1 and counts["/image"] >= 1
+    assert counts["/measurements"] >= 1 and counts["/image_raw"] >= 1

@@ -12,8 +12,11 @@ from rclpy.node import Node
 from lsi_ros.recording import BagWriter, typestore_with
 from lsi_ros.ros import node_main, qos
 from lsi_ros.ros.parameters import Param, declare
+from lsi_ros.ros.reference import Topic
 
 SENSOR_TYPES = {"sensor_msgs/msg/Image", "lsi_ros/msg/Measurements"}
+
+TOPICS = (Topic("sub", "<each of topics>", "<its type>", "Recorded from its raw CDR bytes."),)
 
 PARAMS = (
     Param("output", "runs/bag", "Folder of the bag to write (must not exist)."),
@@ -23,7 +26,7 @@ PARAMS = (
             "/scene:sensor_msgs/msg/Image",
             "/measurements:lsi_ros/msg/Measurements",
             "/latent:lsi_ros/msg/LatentCode",
-            "/image:sensor_msgs/msg/Image",
+            "/image_raw:sensor_msgs/msg/Image",
         ],
         "Topics to record, as name:package/msg/Type.",
     ),

@@ -11,22 +11,27 @@ pattern set is unchanged, because the measurements still mean the same scene poi
 that cannot be read or used is reported (ERROR) and the patterns are shown unregistered.
 
 Publishes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local: late joiners get it, sent once
-the backend displays the set), ``/diagnostics``. A pattern set that cannot be loaded is reported
-(ERROR) and the node keeps running, so a fixed file or parameter can be retried without restarting
-the robot. A device that is absent, refuses a command or is lost while displaying is reported
+the backend displays the set), ``/diagnostics``. A pattern set that cannot be loaded fails the
+configure transition, is reported (ERROR) and the node keeps running, so a fixed file or parameter
+is taken by configuring again (``ros2 lifecycle set /dmd_driver configure``) without restarting the
+robot. A device that is absent, refuses a command or is lost while displaying is reported
 (ERROR) and retried on a timer, the delay doubling up to ``retry_max_s``.
+
+A lifecycle node (``ros2 lifecycle set /dmd_driver <transition>``): configure opens the backend,
+loads the pattern set and uploads it; activate starts the sequence and announces it; deactivate
+stops the sequence; cleanup releases the device. With ``autostart`` (default) it configures and
+activates itself, so a plain ``ros2 run`` or launch file starts it displaying.
 """
 
 import time
-
-from rclpy.node import Node
 
 from lsi_ros.hardware import HardwareError, pattern_sources, projector_backends
 from lsi_ros.msg import PatternSetInfo
 from lsi_ros.optics import dmd as dmd_geometry
 from lsi_ros.optics.calibration import CalibrationError, DetectorCalibration
-from lsi_ros.ros import diagnostics, node_main, qos
-from lsi_ros.ros.parameters import Param, ParameterError, declare
+from lsi_ros.ros import diagnostics, lifecycle, node_main, qos
+from lsi_ros.ros.parameters import Param, ParameterError
+from lsi_ros.ros.reference import Topic
 
 BACKEND_PARAMS = {
     "sim": (),
@@ -35,7 +40,19 @@ BACKEND_PARAMS = {
     "video": ("video_output",),
 }
 
-PARAMS = (
+TOPICS = (
+    Topic(
+        "pub",
+        "pattern_set",
+        "lsi_ros/msg/PatternSetInfo",
+        "The set on display (transient-local), sent on activation.",
+    ),
+    Topic(
+        "pub", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "Device state, registration, errors."
+    ),
+)
+
+PARAMS = lifecycle.read_at_configure(
     Param("backend", "sim", "DMD backend.", choices=tuple(BACKEND_PARAMS)),
     Param(
         "device",
@@ -83,17 +100,31 @@ PARAMS = (
         "Longest delay between retries of an absent or failing device.",
         min=1.0,
         max=3600.0,
+        applies="live",
     ),
+    lifecycle.AUTOSTART,
 )
 
 
-class DmdDriver(Node):
+class DmdDriver(lifecycle.ManagedNode):
     def __init__(self, **node_options):
-        super().__init__("dmd_driver", **node_options)
         self.projector = None  # destroy_node runs even when a bad parameter stops the constructor
-        self.config = declare(self, PARAMS)
+        super().__init__("dmd_driver", PARAMS, **node_options)
         self._diagnostics = diagnostics.DiagnosticsReporter(self, hardware_id=self.config["device"])
+        # latched metadata, sent on activation: a plain publisher keeps it for late joiners
         self._publisher = self.create_publisher(PatternSetInfo, "pattern_set", qos.LATCHED)
+        self.pattern_set = self.path = None
+        self.uploaded = False
+        self.registration = dmd_geometry.GridRegistration()
+        self.registration_error = ""
+        self._retry_delay = 0.0
+        self._retry_at = None
+        self.create_timer(1.0, self._report)
+        self.create_timer(0.25, self._retry)
+        self.autostart()
+
+    def configure(self):
+        """Open the backend, load the pattern set and upload it (an absent device: retried)."""
         backend = self.config["backend"]
         options = {name: self.config[name] for name in BACKEND_PARAMS[backend]}
         try:
@@ -102,31 +133,65 @@ class DmdDriver(Node):
             )
         except ValueError as error:
             raise ParameterError(f"backend '{backend}': {error}") from error
-        self.error = ""
-        self.registration = dmd_geometry.GridRegistration()
-        self.registration_error = ""
-        self._retry_delay = 0.0
-        self._retry_at = None
-        self._start()
-        self.create_timer(1.0, self._report)
-        self.create_timer(0.25, self._retry)
-
-    def _start(self):
-        self._retry_at = None
         try:
-            pattern_set, path = pattern_sources.resolve(
+            self.pattern_set, self.path = pattern_sources.resolve(
                 self.config["pattern_set"], self.config["resolution"], self.config["cache_dir"] or None
             )
-            self.projector.upload(pattern_set, self._registration(pattern_set))
-            self.projector.start()
+        except (ValueError, OSError) as error:
+            raise lifecycle.TransitionError(
+                f"cannot display pattern set '{self.config['pattern_set']}': {error}"
+            ) from error
+        self.uploaded = False
+        self._bring_up()
+
+    def activate(self):
+        self._bring_up()
+
+    def deactivate(self):
+        self._retry_at = None
+        self._stop_projector()
+        self.get_logger().info("sequence stopped")
+
+    def cleanup(self):
+        self._retry_at = None
+        self._stop_projector()
+        close = getattr(self.projector, "close", None)
+        if close is not None:
+            close()
+        self.projector = self.pattern_set = self.path = None
+        self.uploaded = False
+
+    def _stop_projector(self):
+        try:
+            if self.projector is not None:
+                self.projector.stop()
         except HardwareError as error:
+            self.get_logger().warning(f"could not stop the DMD: {error}")
+
+    def _bring_up(self):
+        """Upload the set if it is not on the device, and, when active, start it and announce it; a
+        device that is absent or refuses is retried on the timer."""
+        self._retry_at = None
+        try:
+            if not self.uploaded:
+                self.projector.upload(self.pattern_set, self._registration(self.pattern_set))
+                self.uploaded = True
+            if self.active:
+                self.projector.start()
+        except HardwareError as error:
+            self.uploaded = False
             self._schedule_retry(str(error))
             return
         except (ValueError, OSError) as error:
-            self.error = f"cannot display pattern set '{self.config['pattern_set']}': {error}"
-            self.get_logger().error(self.error)
-            return
+            raise lifecycle.TransitionError(
+                f"cannot display pattern set '{self.config['pattern_set']}': {error}"
+            ) from error
         self.error, self._retry_delay = "", 0.0
+        if self.active:
+            self._announce()
+
+    def _announce(self):
+        pattern_set = self.pattern_set
         info = PatternSetInfo(
             pattern_set_id=pattern_set.pattern_set_id,
             kind=pattern_set.kind,
@@ -136,7 +201,7 @@ class DmdDriver(Node):
             pattern_rate_hz=float(
                 self.projector.status().get("pattern_rate_hz", self.config["pattern_rate_hz"])
             ),
-            uri=str(path),
+            uri=str(self.path),
         )
         info.header.stamp = self.get_clock().now().to_msg()
         info.header.frame_id = self.config["frame_id"]
@@ -170,16 +235,26 @@ class DmdDriver(Node):
         self.get_logger().error(self.error)
 
     def _retry(self):
-        if self._retry_at is not None and time.monotonic() >= self._retry_at:
-            self._start()
+        if self._retry_at is not None and time.monotonic() >= self._retry_at and self.configured:
+            try:
+                self._bring_up()
+            except lifecycle.TransitionError as error:
+                self.error = str(error)
+                self.get_logger().error(self.error)
 
     def _report(self):
-        status = self.projector.status()
+        if self.projector is None:
+            state = {"lifecycle_state": self.state_label()}
+            level = diagnostics.ERROR if self.error else diagnostics.WARN
+            self._diagnostics.publish(level, self.error or "unconfigured", state)
+            return
+        status = self.projector.status() | {"lifecycle_state": self.state_label()}
         if (
             status.get("connected") is False
             and status.get("state") == "disconnected"
             and self._retry_at is None
         ):
+            self.uploaded = False
             self._schedule_retry(status.get("error", "device disconnected"))  # lost while displaying
         status |= {
             "registration_shift_px": "{:.3f}, {:.3f}".format(*self.registration.shift),
@@ -188,15 +263,13 @@ class DmdDriver(Node):
         error = self.error or status.get("error") or self.registration_error
         if error:
             self._diagnostics.publish(diagnostics.ERROR, error, status)
+        elif not self.active:
+            self._diagnostics.publish(diagnostics.WARN, "inactive: patterns uploaded, not shown", status)
         else:
             self._diagnostics.publish(diagnostics.OK, "displaying", status)
 
     def destroy_node(self):
-        try:
-            if self.projector is not None:
-                self.projector.stop()
-        except HardwareError as error:
-            self.get_logger().warning(f"could not stop the DMD: {error}")
+        self.release()
         super().destroy_node()
 
 

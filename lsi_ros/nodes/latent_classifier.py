@@ -15,6 +15,18 @@ from lsi_ros.models.registry import find_model
 from lsi_ros.msg import Attributes, LatentCode
 from lsi_ros.ros import diagnostics, latent, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
+from lsi_ros.ros.reference import Topic
+
+TOPICS = (
+    Topic("sub", "latent", "lsi_ros/msg/LatentCode", "Latent codes to classify."),
+    Topic("pub", "attributes", "lsi_ros/msg/Attributes", "Attribute probabilities, the code's header."),
+    Topic(
+        "pub",
+        "/diagnostics",
+        "diagnostic_msgs/msg/DiagnosticArray",
+        "Counts of classified and refused codes.",
+    ),
+)
 
 PARAMS = (
     Param(

@@ -1,6 +1,12 @@
-"""latent_decoder: latent codes -> images (rgb8) for RViz, through the frozen generator. Base station.
+"""latent_decoder: latent codes -> camera images (rgb8) through the frozen generator. Base station.
 
-Subscribes: ``latent`` (lsi_ros/LatentCode). Publishes: ``image`` (sensor_msgs/Image rgb8, reliable),
+The decoded face is published as a camera's image, so RViz, image_view and image_transport treat
+it as one: the raw image, its CameraInfo (an ideal pinhole of ``horizontal_fov_deg``), image_transport's
+``compressed`` JPEG and a static TF from ``parent_frame_id`` to the optical ``frame_id``.
+
+Subscribes: ``latent`` (lsi_ros/LatentCode). Publishes: ``image_raw`` (sensor_msgs/Image rgb8,
+reliable), ``camera_info`` (sensor_msgs/CameraInfo), ``image_raw/compressed``
+(sensor_msgs/CompressedImage, "rgb8; jpeg compressed bgr8"), ``/tf_static`` (tf2_msgs/TFMessage),
 ``/diagnostics``. Codes of the wrong width or with non-finite values are refused and counted.
 """
 
@@ -11,14 +17,47 @@ from rclpy.node import Node
 
 from lsi_ros.models.generators import get_generator
 from lsi_ros.msg import LatentCode
-from lsi_ros.ros import diagnostics, image, latent, node_main, qos
+from lsi_ros.ros import camera, diagnostics, image, latent, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
+from lsi_ros.ros.reference import Topic
+
+TOPICS = (
+    Topic("sub", "latent", "lsi_ros/msg/LatentCode", "Latent codes (newest only)."),
+    Topic("pub", "image_raw", "sensor_msgs/msg/Image", "The decoded face, rgb8, stamped as its code."),
+    Topic("pub", "camera_info", "sensor_msgs/msg/CameraInfo", "Ideal pinhole matching image_raw."),
+    Topic(
+        "pub",
+        "image_raw/compressed",
+        "sensor_msgs/msg/CompressedImage",
+        'image_transport\'s compressed format: JPEG, "rgb8; jpeg compressed bgr8".',
+    ),
+    Topic("pub", "/tf_static", "tf2_msgs/msg/TFMessage", "parent_frame_id -> frame_id (optical rotation)."),
+    Topic(
+        "pub",
+        "/diagnostics",
+        "diagnostic_msgs/msg/DiagnosticArray",
+        "Decoded and refused counts, decode time.",
+    ),
+)
 
 PARAMS = (
     Param(
         "generator", "mobilestylegan", "Generator the codes belong to.", choices=("mobilestylegan", "dcgan")
     ),
-    Param("frame_id", "", "header.frame_id of the images (empty: copy the code's)."),
+    Param(
+        "frame_id", "lsi_camera_optical_frame", "Optical frame of the images (z forward, x right, y down)."
+    ),
+    Param("parent_frame_id", "lsi_camera", "Camera body frame the optical frame hangs off (static TF)."),
+    Param("publish_tf", True, "Publish the static transform parent_frame_id -> frame_id."),
+    Param(
+        "horizontal_fov_deg",
+        30.0,
+        "Horizontal field of view of the pinhole in camera_info.",
+        min=1.0,
+        max=179.0,
+        applies="live",
+    ),
+    Param("jpeg_quality", 90, "JPEG quality of image_raw/compressed.", min=1, max=100, applies="live"),
     Param(
         "threads",
         0,
@@ -40,7 +79,20 @@ class LatentDecoder(Node):
         self.last_error = ""
         self.decode_ms = []
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
-        self._publisher = self.create_publisher(image.Image, "image", qos.RELIABLE)
+        self._image = self.create_publisher(image.Image, "image_raw", qos.RELIABLE)
+        self._info = self.create_publisher(camera.CameraInfo, "camera_info", qos.RELIABLE)
+        self._compressed = self.create_publisher(image.CompressedImage, "image_raw/compressed", qos.RELIABLE)
+        if self.config["publish_tf"]:
+            self._tf = camera.StaticTransforms(self)
+            self._tf.send(
+                [
+                    camera.optical_transform(
+                        self.config["parent_frame_id"],
+                        self.config["frame_id"],
+                        self.get_clock().now().to_msg(),
+                    )
+                ]
+            )
         self.create_subscription(LatentCode, "latent", self._on_latent, qos.LATEST)
         self.create_timer(1.0, self._report)
         self.get_logger().info(f"decoding with {self.generator.generator_id}")
@@ -56,10 +108,16 @@ class LatentDecoder(Node):
             self.get_logger().warning(self.last_error, throttle_duration_sec=5.0)
             return
         self.decode_ms.append(1e3 * (time.perf_counter() - start))
-        out = image.array_to_image(np.rint(rgb * 255).astype(np.uint8), "rgb8", header=msg.header)
-        if self.config["frame_id"]:
-            out.header.frame_id = self.config["frame_id"]
-        self._publisher.publish(out)
+        pixels = np.rint(rgb * 255).astype(np.uint8)
+        header = msg.header
+        header.frame_id = self.config["frame_id"]
+        height, width = pixels.shape[:2]
+        self._image.publish(image.array_to_image(pixels, "rgb8", header=header))
+        self._info.publish(camera.camera_info(width, height, self.config["horizontal_fov_deg"], header))
+        if self._compressed.get_subscription_count():
+            self._compressed.publish(
+                image.array_to_compressed(pixels, "rgb8", self.config["jpeg_quality"], header)
+            )
         self.decoded += 1
 
     def _report(self):

@@ -24,6 +24,16 @@ from lsi_ros.models.task import TaskModel, is_task_model, load_task_model
 from lsi_ros.msg import Attributes, LatentCode, Measurements
 from lsi_ros.ros import diagnostics, latent, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
+from lsi_ros.ros.reference import Topic
+
+TOPICS = (
+    Topic("sub", "measurements", "lsi_ros/msg/Measurements", "Measurement frames (sensor-data QoS)."),
+    Topic("pub", "latent", "lsi_ros/msg/LatentCode", "One latent code per frame (latent mode)."),
+    Topic("pub", "attributes", "lsi_ros/msg/Attributes", "The task attribute's probability (task mode)."),
+    Topic(
+        "pub", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "Encoded and refused counts, latency."
+    ),
+)
 
 PARAMS = (
     Param(

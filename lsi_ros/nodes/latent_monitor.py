@@ -15,17 +15,23 @@ from rclpy.node import Node
 
 from lsi_ros.ros import diagnostics, latent, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
+from lsi_ros.ros.reference import Topic
+
+TOPICS = (
+    Topic("sub", "latent", "lsi_ros/msg/LatentCode", "The codes watched."),
+    Topic("pub", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "Rate, latency, invalid codes."),
+)
 
 PARAMS = (
     Param("summary_path", "", "Write a JSON summary here when the node stops (empty: don't)."),
-    Param("report_period_s", 1.0, "Period of the /diagnostics report.", min=0.05, max=3600.0),
+    Param("report_period_s", 1.0, "Period of the /diagnostics report.", min=0.05, max=3600.0, applies="live"),
 )
 
 
 class LatentMonitor(Node):
     def __init__(self, **node_options):
         super().__init__("latent_monitor", **node_options)
-        self.config = declare(self, PARAMS)
+        self.config = declare(self, PARAMS, apply=self._apply)
         self.received = 0
         self.invalid = 0
         self.shapes = set()
@@ -34,7 +40,12 @@ class LatentMonitor(Node):
         self._last_time = None
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
         self.create_subscription(latent.LatentCode, "latent", self._on_latent, qos.RELIABLE)
-        self.create_timer(self.config["report_period_s"], self._report)
+        self._report_timer = self.create_timer(self.config["report_period_s"], self._report)
+
+    def _apply(self, changes: dict):
+        if "report_period_s" in changes:
+            self.destroy_timer(self._report_timer)
+            self._report_timer = self.create_timer(changes["report_period_s"], self._report)
 
     def _on_latent(self, msg):
         now = self.get_clock().now()

@@ -21,6 +21,12 @@ Subscribes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local), ``scene``
 QoS), ``/diagnostics`` (frame counters; serial_adc: connected, frames, crc_errors, bytes_skipped,
 missed_triggers, timeouts, reconnects, last_error).
 
+A lifecycle node (``ros2 lifecycle set /photodiode_sampler <transition>``): configure builds the
+detector backend, loads the calibration and subscribes to the pattern set (and the scene); activate
+starts sampling (the serial/DAQ reader thread, the continuous trigger); deactivate stops it, and
+nothing is published while the node is not active; cleanup closes the port. With ``autostart``
+(default) it configures and activates itself.
+
 Parameters: backend, frame_trigger, noise, photon_flux, seed (sim); port, baud_rate,
 read_timeout_s, reconnect_max_backoff_s (serial_adc, nidaqmx); daq_channel, daq_clock_source,
 daq_start_trigger, daq_range_v, daq_terminal_config (nidaqmx); calibration, dark_frames,
@@ -34,7 +40,6 @@ from dataclasses import replace
 
 import numpy as np
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from rclpy.task import Future
 from rclpy.time import Time
 from sensor_msgs.msg import Image
@@ -45,10 +50,24 @@ from lsi_ros.hardware.frames import DeviceClock, FrameAssembler
 from lsi_ros.msg import Measurements, PatternSetInfo
 from lsi_ros.optics.calibration import CalibrationError, DetectorCalibration, estimate_dark
 from lsi_ros.optics.photodiode import PhotodiodeModel
-from lsi_ros.ros import diagnostics, image, node_main, qos
-from lsi_ros.ros.parameters import Param, declare
+from lsi_ros.ros import diagnostics, image, lifecycle, node_main, qos
+from lsi_ros.ros.parameters import Param
+from lsi_ros.ros.reference import Topic
 
-PARAMS = (
+TOPICS = (
+    Topic("sub", "pattern_set", "lsi_ros/msg/PatternSetInfo", "The set the DMD shows (transient-local)."),
+    Topic("sub", "scene", "sensor_msgs/msg/Image", "sim backend: the scene imaged onto the DMD."),
+    Topic(
+        "pub",
+        "measurements",
+        "lsi_ros/msg/Measurements",
+        "One frame per pass over the patterns, while active.",
+    ),
+    Topic("srv", "~/measure_dark", "std_srvs/srv/Trigger", "Dark level and read noise, objective covered."),
+    Topic("pub", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "Frame counters, link state."),
+)
+
+PARAMS = lifecycle.read_at_configure(
     Param("backend", "sim", "Detector backend.", choices=("sim", "serial_adc", "nidaqmx")),
     Param(
         "frame_trigger",
@@ -57,13 +76,16 @@ PARAMS = (
         "'continuous' measures the latest scene at the DMD frame rate (pattern rate / M).",
         choices=("per_scene", "continuous"),
     ),
-    Param("noise", True, "sim: apply the photodiode noise model (false: noiseless ablation)."),
+    Param(
+        "noise", True, "sim: apply the photodiode noise model (false: noiseless ablation).", applies="live"
+    ),
     Param(
         "photon_flux",
         5000.0,
         "sim: expected photo-electrons per fully lit pixel per pattern.",
         min=1e-3,
         max=1e9,
+        applies="live",
     ),
     Param("seed", 0, "sim: seed of the detector noise.", min=0, max=2**31 - 1),
     Param("port", "/dev/ttyACM0", "serial_adc: serial device path or pyserial URL (rfc2217://, socket://)."),
@@ -126,6 +148,7 @@ PARAMS = (
         "~/measure_dark: frames averaged into the dark level and read noise (objective covered).",
         min=2,
         max=1_000_000,
+        applies="live",
     ),
     Param(
         "dark_timeout_s",
@@ -133,23 +156,26 @@ PARAMS = (
         "~/measure_dark: give up when the frames have not arrived within this time.",
         min=0.1,
         max=3600.0,
+        applies="live",
     ),
-    Param("frame_id", "lsi_camera", "header.frame_id of the measurement frames."),
+    Param("frame_id", "lsi_camera", "header.frame_id of the measurement frames.", applies="live"),
+    lifecycle.AUTOSTART,
 )
 
 
-class PhotodiodeSampler(Node):
+class PhotodiodeSampler(lifecycle.ManagedNode):
     def __init__(self, **node_options):
-        super().__init__("photodiode_sampler", **node_options)
-        self.config = declare(self, PARAMS)
-        self.detector = self._make_detector()
-        self.assembler = None
+        self.detector = self.assembler = self.calibration = None
+        self._reader = self._timer = None
+        self._frame_period_s = None
+        self._inputs = []
+        self._stop_reading = threading.Event()
+        super().__init__("photodiode_sampler", PARAMS, **node_options)
         self.rejected_scenes = 0
         self.last_error = ""
-        self._timer = None
+        self.device_clock = DeviceClock()
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
-        self.calibration = self._load_calibration()
-        self._publisher = self.create_publisher(Measurements, "measurements", qos.SENSOR_DATA)
+        self._publisher = self.create_lifecycle_publisher(Measurements, "measurements", qos.SENSOR_DATA)
         self._dark_lock = threading.Lock()
         self._dark_frames: list | None = None
         self._dark_done: Future | None = None
@@ -157,24 +183,63 @@ class PhotodiodeSampler(Node):
         self.create_service(
             Trigger, "~/measure_dark", self._on_measure_dark, callback_group=ReentrantCallbackGroup()
         )
-        self.create_subscription(PatternSetInfo, "pattern_set", self._on_pattern_set, qos.LATCHED)
-        self._stop_reading = threading.Event()
-        self._reader = None
+        self.create_timer(1.0, self._report)
+        self.autostart()
+
+    def configure(self):
+        """Build the detector backend, load the calibration, listen for the pattern set (and scene)."""
+        self.detector = self._make_detector()
+        self.calibration = self._load_calibration()
         self.device_clock = DeviceClock()
+        self._inputs = [
+            self.create_subscription(PatternSetInfo, "pattern_set", self._on_pattern_set, qos.LATCHED)
+        ]
         if self.config["backend"] == "sim":
-            self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA)
-        else:
+            self._inputs.append(self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA))
+
+    def activate(self):
+        if self.config["backend"] != "sim":
+            self._stop_reading.clear()
             self._reader = threading.Thread(target=self._read_samples, name="detector_reader", daemon=True)
             self._reader.start()
-        self.create_timer(1.0, self._report)
+        self._start_trigger()
+
+    def deactivate(self):
+        self._stop_reading.set()
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
+            self._reader = None
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+
+    def cleanup(self):
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs = []
+        if self.config["backend"] != "sim":
+            self.detector.close()
+        self.detector = self.assembler = self.calibration = None
+
+    def apply_parameters(self, changes: dict):
+        """noise, photon_flux: the simulated photodiode takes the new model from its next frame."""
+        if (
+            {"noise", "photon_flux"} & changes.keys()
+            and self.config["backend"] == "sim"
+            and self.detector is not None
+        ):
+            self.detector.model = self._photodiode_model(self.config | changes)
+
+    @staticmethod
+    def _photodiode_model(config: dict) -> PhotodiodeModel:
+        if not config["noise"]:
+            return PhotodiodeModel.noiseless()
+        return PhotodiodeModel().with_photon_flux(config["photon_flux"])
 
     def _make_detector(self):
         backend = detector_backends()[self.config["backend"]]
         if self.config["backend"] == "sim":
-            model = PhotodiodeModel().with_photon_flux(self.config["photon_flux"])
-            if not self.config["noise"]:
-                model = PhotodiodeModel.noiseless()
-            return backend(model=model, seed=self.config["seed"])
+            return backend(model=self._photodiode_model(self.config), seed=self.config["seed"])
         if self.config["backend"] == "nidaqmx":
             return backend(
                 channel=self.config["daq_channel"],
@@ -214,15 +279,21 @@ class PhotodiodeSampler(Node):
         self.get_logger().info(
             f"sampling pattern set {pattern_set.pattern_set_id} (M = {pattern_set.num_patterns})"
         )
-        if self.config["frame_trigger"] == "continuous" and self._reader is None:
-            if self._timer is not None:
-                self.destroy_timer(self._timer)
-            self._timer = self.create_timer(
-                pattern_set.num_patterns / info.pattern_rate_hz, self._measure_now
-            )
+        self._frame_period_s = pattern_set.num_patterns / info.pattern_rate_hz
+        if self.active:
+            self._start_trigger()
+
+    def _start_trigger(self):
+        """sim, continuous: measure the latest scene at the DMD frame rate."""
+        sim_continuous = self.config["backend"] == "sim" and self.config["frame_trigger"] == "continuous"
+        if not sim_continuous or self._frame_period_s is None:
+            return
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+        self._timer = self.create_timer(self._frame_period_s, self._measure_now)
 
     def _on_scene(self, msg: Image):
-        if self.assembler is None:
+        if self.assembler is None or not self.active:
             return
         try:
             self.detector.set_scene(image.to_rgb_float(msg))
@@ -263,10 +334,7 @@ class PhotodiodeSampler(Node):
                     return
 
     def destroy_node(self):
-        self._stop_reading.set()
-        if self._reader is not None:
-            self._reader.join(timeout=5.0)
-            self.detector.close()
+        self.release()
         return super().destroy_node()
 
     async def _on_measure_dark(self, request, response):
@@ -360,7 +428,14 @@ class PhotodiodeSampler(Node):
         self.get_logger().warning(message, throttle_duration_sec=5.0)
 
     def _report(self):
+        if self.detector is None:
+            level = diagnostics.ERROR if self.error else diagnostics.WARN
+            self._diagnostics.publish(
+                level, self.error or "unconfigured", {"lifecycle_state": "unconfigured"}
+            )
+            return
         values = {
+            "lifecycle_state": self.state_label(),
             "rejected_scenes": self.rejected_scenes,
             "calibration": (self.config["calibration"] or "measured dark (~/measure_dark), not saved")
             if self.calibration
@@ -373,6 +448,9 @@ class PhotodiodeSampler(Node):
             where = values.get("port") or values.get("channel")
             message = f"detector not connected ({where}): {values['last_error'] or 'connecting'}"
             self._diagnostics.publish(diagnostics.ERROR, message, values)
+            return
+        if not self.active:
+            self._diagnostics.publish(diagnostics.WARN, "inactive: not sampling", values)
             return
         if self.assembler is None:
             self._diagnostics.publish(diagnostics.WARN, "waiting for a pattern set", values)

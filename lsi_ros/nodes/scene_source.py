@@ -12,6 +12,12 @@ from rclpy.node import Node
 from lsi_ros import scenes
 from lsi_ros.ros import diagnostics, image, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
+from lsi_ros.ros.reference import Topic
+
+TOPICS = (
+    Topic("pub", "scene", "sensor_msgs/msg/Image", "rgb8 scenes at rate_hz (sensor-data QoS)."),
+    Topic("pub", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "Published count, source errors."),
+)
 
 PARAMS = (
     Param(
@@ -30,23 +36,28 @@ PARAMS = (
     Param(
         "first_seed", -1, "faces: first seed (-1: the start of the held-out range).", min=-1, max=2**31 - 1
     ),
-    Param("rate_hz", 5.0, "Scenes per second.", min=0.01, max=1000.0),
-    Param("loop", True, "Start over at the end of the source."),
-    Param("frame_id", "lsi_scene", "header.frame_id of the images."),
+    Param("rate_hz", 5.0, "Scenes per second.", min=0.01, max=1000.0, applies="live"),
+    Param("loop", True, "Start over at the end of the source.", applies="live"),
+    Param("frame_id", "lsi_scene", "header.frame_id of the images.", applies="live"),
 )
 
 
 class SceneSource(Node):
     def __init__(self, **node_options):
         super().__init__("scene_source", **node_options)
-        self.config = declare(self, PARAMS)
+        self.config = declare(self, PARAMS, apply=self._apply)
         self.published = 0
         self.error = ""
         self._scenes = self._open()
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
         self._publisher = self.create_publisher(image.Image, "scene", qos.SENSOR_DATA)
-        self.create_timer(1.0 / self.config["rate_hz"], self._tick)
+        self._tick_timer = self.create_timer(1.0 / self.config["rate_hz"], self._tick)
         self.create_timer(1.0, self._report)
+
+    def _apply(self, changes: dict):
+        if "rate_hz" in changes:
+            self.destroy_timer(self._tick_timer)
+            self._tick_timer = self.create_timer(1.0 / changes["rate_hz"], self._tick)
 
     def _open(self):
         source, path = self.config["source"], self.config["path"]
