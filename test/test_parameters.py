@@ -117,7 +117,7 @@ def test_a_read_only_parameter_is_refused_with_a_reason(ros_context, spin):
 
 
 def test_a_live_parameter_takes_effect(ros_context, spin):
-    from lsi_ros.ros import latent, qos
+    from lsi_ros.ros import latent
 
     node = LatentSource(context=ros_context, parameter_overrides=[Parameter("rate_hz", value=2.0)])
     probe = Node("live_probe", context=ros_context)

@@ -14,10 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lsi_ros.nodes
-from lsi_ros.ros.parameters import APPLIES_TEXT
 
 KINDS = {"sub": "subscribes", "pub": "publishes", "srv": "service"}
 APPLIES_LABEL = {"startup": "read-only", "live": "live", "configure": "at configure"}
+APPLIES_DOC = {
+    "startup": "read when the node starts; `ros2 param set` is refused with the reason.",
+    "live": "`ros2 param set` applies it at once (a value outside its range is refused).",
+    "configure": "lifecycle nodes: read by the configure transition; settable while the node is "
+    "unconfigured (`ros2 lifecycle set <node> cleanup` first).",
+}
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,11 @@ def render() -> str:
         "new value:",
         "",
     ]
-    lines += [f"- **{APPLIES_LABEL[applies]}**: {text}" for applies, text in APPLIES_TEXT.items()]
+    lines += [f"- **{APPLIES_LABEL[applies]}**: {text}" for applies, text in APPLIES_DOC.items()]
     lines += [
+        "",
+        "An integer is accepted for a double parameter (`-p rate_hz:=30`). `ros2 param describe` shows",
+        "the same descriptions.",
         "",
         "Generated from the nodes' declarations by `python -m lsi_ros.ros.reference docs/nodes.md`.",
         "",
@@ -79,6 +87,12 @@ def render() -> str:
         name = module.__name__.rsplit(".", 1)[1]
         summary = module.__doc__.strip().split("\n\n")[0].split(": ", 1)[-1]
         lines += [f"## {name}", "", _cell(summary[:1].upper() + summary[1:]), ""]
+        if any(param.name == "autostart" for param in module.PARAMS):
+            lines += [
+                f"A lifecycle node: `ros2 lifecycle set /{name} configure|activate|deactivate|cleanup`; with",
+                "`autostart` it configures and activates itself.",
+                "",
+            ]
         topics = getattr(module, "TOPICS", ())
         if topics:
             lines += ["| | name | type | |", "|---|---|---|---|"]
@@ -93,10 +107,13 @@ def render() -> str:
                 text += f" One of: {', '.join(map(str, param.choices))}."
             if param.min is not None and param.max is not None:
                 text += f" Range {param.min} to {param.max}."
-            lines.append(
-                f"| `{param.name}` | {_type(param.default)} | {_value(param.default)} | {APPLIES_LABEL[param.applies]} "
-                f"| {_cell(text)} |"
+            cells = (
+                f"`{param.name}`",
+                _type(param.default),
+                _value(param.default),
+                APPLIES_LABEL[param.applies],
             )
+            lines.append(f"| {' | '.join(cells)} | {_cell(text)} |")
         lines.append("")
     return "\n".join(lines)
 
