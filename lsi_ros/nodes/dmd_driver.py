@@ -150,7 +150,6 @@ class DmdDriver(lifecycle.ManagedNode):
     def deactivate(self):
         self._retry_at = None
         self._stop_projector()
-        self.get_logger().info("sequence stopped")
 
     def cleanup(self):
         self._retry_at = None

@@ -77,6 +77,7 @@ class ManagedNode(LifecycleNode):
         except (TransitionError, ValueError, OSError) as error:
             self.error = str(error)
         else:
+            self.get_logger().info(f"lifecycle transition {step.__name__}: done")
             return base(state)
         self.get_logger().error(f"{step.__name__} failed: {self.error}")
         return TransitionCallbackReturn.FAILURE
