@@ -3,6 +3,7 @@
 Set before anything imports rclpy; child processes inherit it.
 """
 
+import contextlib
 import os
 import random
 import sys
@@ -38,6 +39,24 @@ def wait_for(predicate, timeout=10.0, period=0.02):
         time.sleep(period)
         value = predicate()
     return value
+
+
+@contextlib.contextmanager
+def publishing(publisher, msg, period: float):
+    """Publish msg every period seconds on a background thread while the block runs."""
+    stop = threading.Event()
+
+    def stream():
+        while not stop.wait(period):
+            publisher.publish(msg)
+
+    streamer = threading.Thread(target=stream, daemon=True)
+    streamer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        streamer.join(timeout=5)
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@
 cleanup do what they say, nothing is published while a node is not active, and configure-time
 parameters change only while the node is unconfigured."""
 
-import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import wait_for
+from conftest import publishing, wait_for
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import SetParameters
@@ -132,43 +131,34 @@ def test_photodiode_sampler_publishes_only_while_active(tmp_path, ros_context, s
     stop = spin(driver, sampler, probe)
     lifecycle = Lifecycle(probe, "photodiode_sampler")
     gray = image.array_to_image(np.full((16, 16, 3), 128, np.uint8), "rgb8")
-    streaming = threading.Event()
-
-    def stream():
-        while not streaming.wait(0.02):
-            scenes.publish(gray)
-
-    streamer = threading.Thread(target=stream, daemon=True)
-    streamer.start()
     try:
-        time.sleep(1.0)
-        assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED and frames == []
+        with publishing(scenes, gray, 0.02):
+            time.sleep(1.0)
+            assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED and frames == []
 
-        assert lifecycle.set(Transition.TRANSITION_CONFIGURE)
-        assert wait_for(lambda: sampler.assembler is not None, timeout=10)  # the latched set arrived
-        time.sleep(1.0)
-        assert frames == [], "published while inactive"
+            assert lifecycle.set(Transition.TRANSITION_CONFIGURE)
+            assert wait_for(lambda: sampler.assembler is not None, timeout=10)  # the latched set arrived
+            time.sleep(1.0)
+            assert frames == [], "published while inactive"
 
-        assert lifecycle.set(Transition.TRANSITION_ACTIVATE)
-        assert wait_for(lambda: len(frames) >= 5, timeout=10)
-        assert len(frames[0].values) == 16
+            assert lifecycle.set(Transition.TRANSITION_ACTIVATE)
+            assert wait_for(lambda: len(frames) >= 5, timeout=10)
+            assert len(frames[0].values) == 16
 
-        assert lifecycle.set(Transition.TRANSITION_DEACTIVATE)
-        time.sleep(0.5)  # frames already in flight
-        count = len(frames)
-        time.sleep(1.0)
-        assert len(frames) == count, "published while inactive"
+            assert lifecycle.set(Transition.TRANSITION_DEACTIVATE)
+            time.sleep(0.5)  # frames already in flight
+            count = len(frames)
+            time.sleep(1.0)
+            assert len(frames) == count, "published while inactive"
 
-        # live: photon_flux applies at once, even while inactive
-        assert lifecycle.set_parameter("photon_flux", 400).successful
-        assert sampler.detector.model == sampler._photodiode_model({"noise": True, "photon_flux": 400.0})
+            # live: photon_flux applies at once, even while inactive
+            assert lifecycle.set_parameter("photon_flux", 400).successful
+            assert sampler.detector.model == sampler._photodiode_model({"noise": True, "photon_flux": 400.0})
 
-        assert lifecycle.set(Transition.TRANSITION_CLEANUP)
-        assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
-        assert sampler.detector is None and sampler.assembler is None
+            assert lifecycle.set(Transition.TRANSITION_CLEANUP)
+            assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
+            assert sampler.detector is None and sampler.assembler is None
     finally:
-        streaming.set()
-        streamer.join(timeout=5)
         stop()
         sampler.destroy_node()
         driver.destroy_node()

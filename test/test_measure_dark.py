@@ -5,11 +5,10 @@ level and read noise, updates the calibration in use (and its file) and dark-sub
 
 import json
 import math
-import threading
 
 import numpy as np
 import pytest
-from conftest import wait_for
+from conftest import publishing, wait_for
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
@@ -56,18 +55,9 @@ def camera(tmp_path, ros_context, spin, request):
     info.resolution, info.pattern_rate_hz, info.kind = 32, 2000.0, "hadamard-split"
     announce.publish(info)
     black = image.array_to_image(np.zeros((32, 32, 3), np.uint8), "rgb8")
-    stop = threading.Event()
-
-    def stream():
-        while not stop.wait(0.005):
-            scenes.publish(black)
-
-    streamer = threading.Thread(target=stream, daemon=True)
-    streamer.start()
-    assert client.wait_for_service(timeout_sec=10)
-    yield sampler, client, frames
-    stop.set()
-    streamer.join(timeout=5)
+    with publishing(scenes, black, 0.005):
+        assert client.wait_for_service(timeout_sec=10)
+        yield sampler, client, frames
     stop_spinning()
     sampler.destroy_node()
 
