@@ -150,8 +150,19 @@ class HeadlessChromium:
             await asyncio.sleep(period)
         return value
 
-    async def screenshot(self) -> bytes:
-        result = await self.command("Page.captureScreenshot", format="png")
+    async def screenshot(self, fit_content: bool = False) -> bytes:
+        """PNG of the viewport, or (``fit_content``) of its width down to where the page ends."""
+        params = {"format": "png"}
+        if fit_content:
+            height = await self.evaluate("Math.ceil(document.body.getBoundingClientRect().bottom)")
+            params["clip"] = {
+                "x": 0,
+                "y": 0,
+                "width": self.width,
+                "height": min(height, self.height),
+                "scale": 1,
+            }
+        result = await self.command("Page.captureScreenshot", **params)
         return base64.b64decode(result["data"])
 
 
@@ -161,7 +172,7 @@ async def capture_page(url: str, output: Path, frames: int = 3, timeout: float =
         await browser.open(url)
         ready = await browser.wait_for(PAGE_READY.format(frames=frames), timeout)
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_bytes(await browser.screenshot())
+        output.write_bytes(await browser.screenshot(fit_content=True))
         return bool(ready)
 
 
