@@ -8,6 +8,7 @@ for. Publishes: ``/diagnostics``. Callbacks only keep references; HTTP runs in i
 """
 
 import concurrent.futures
+import ipaddress
 import re
 import threading
 from collections import OrderedDict
@@ -86,6 +87,11 @@ class WebViewNode(Node):
             ) from error
         self.url = f"http://{host}:{port}/"
         self.get_logger().info(f"serving the live page on {self.url}")
+        if not ipaddress.ip_address(host).is_loopback:
+            self.get_logger().warning(
+                f"host '{self.config['host']}': the page is reachable from the network, without login "
+                "or encryption"
+            )
         self.create_timer(1.0, self._report)
 
     # Image topics ------------------------------------------------------------------------------

@@ -95,8 +95,8 @@ class WebView:
     """The aiohttp application of the page, served from its own thread and event loop.
 
     ``open_channel(topic)`` gives the channel of any image topic (it may block briefly while the
-    node subscribes) or raises a TopicError; ``page_topics`` names the channels of the page's panels;
-    ``image_topics()`` lists what the graph offers, for the index.
+    node subscribes) or raises a TopicError; ``page_channels`` are the page's panels by name;
+    ``image_topics()`` lists what the graph offers.
     """
 
     def __init__(
@@ -106,14 +106,12 @@ class WebView:
         open_channel: Callable[[str], ImageChannel],
         image_topics: Callable[[], list],
         stale_after_s: float = 3.0,
-        info: dict | None = None,
     ):
         self.state = state
         self.page_channels = page_channels
         self.open_channel = open_channel
         self.image_topics = image_topics
         self.stale_after_s = stale_after_s
-        self.info = dict(info or {})
         self.loop: asyncio.AbstractEventLoop | None = None
         self.address: tuple[str, int] | None = None
         self._runner: web.AppRunner | None = None
@@ -162,10 +160,12 @@ class WebView:
         for channel in self.page_channels.values():
             channel.attach(self.loop)
         self._stopping = asyncio.Event()
-        self._runner = web.AppRunner(self.application(), handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(
+            self.application(), handle_signals=False, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         try:
-            site = web.TCPSite(self._runner, host, port, shutdown_timeout=1.0)
+            site = web.TCPSite(self._runner, host, port)
             await site.start()
             self.address = tuple(self._runner.addresses[0][:2])
             started.set()
@@ -194,7 +194,6 @@ class WebView:
         body = {
             "images": {name: channel.describe(now) for name, channel in self.page_channels.items()},
             "stale_after_s": self.stale_after_s,
-            "info": self.info,
         } | self.state.snapshot()
         return web.json_response(body, headers={"Cache-Control": "no-store"}, dumps=json.dumps)
 
