@@ -276,6 +276,7 @@ async def _no_signal_text(port: int) -> str:
 
 
 @needs_chromium
+@pytest.mark.timeout(420)
 def test_live_page_in_headless_chromium_on_the_simulated_camera(tmp_path):
     """lsi run (m128 on MobileStyleGAN, every node its own process) with web_view, seen by Chromium."""
     port = free_port()
@@ -302,6 +303,7 @@ def test_live_page_in_headless_chromium_on_the_simulated_camera(tmp_path):
     finally:
         output = stop(run)
     assert page is not None, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
     assert paired, live["images"]
     screenshots, rect, dom = page
     # The decoded image changed between the two screenshots, and neither image area is blank.
