@@ -43,8 +43,16 @@ $(STAMPS)/messages: $(STAMPS)/project CMakeLists.txt package.xml scripts/build_m
 run: setup
 	$(VENV)/bin/lsi run
 
-test: setup lint $(STAMPS)/face-api
+test: setup lint $(STAMPS)/face-api $(STAMPS)/chromium
 	$(PY) -m pytest
+
+# Headless Chromium for the live page's browser test: Debian's package, installed where apt is
+# available and we are root (as in CI); elsewhere that test skips and says why.
+$(STAMPS)/chromium: $(STAMPS)/deps
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+		|| echo "chromium not installed: the web_view browser test will skip"
+	@touch $@
 
 # The labeller's weights for its tests (npm pack, once, into ~/.cache/lsi_ros/face-api); without npm
 # those tests skip and say why.

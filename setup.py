@@ -24,6 +24,7 @@ setup(
     description="Latent Space Imaging: a single-pixel camera imaging into a generative latent space",
     license="Apache-2.0",
     packages=find_packages(include=["lsi_ros", "lsi_ros.*"]),
+    package_data={"lsi_ros.web": ["page/*"]},
     python_requires=">=3.10",
     install_requires=[
         line.split("#")[0].strip()

@@ -1,6 +1,8 @@
-"""The base station: latent codes -> images (latent_decoder) and attributes (latent_classifier), and RViz.
+"""The base station: latent codes -> images (latent_decoder) and attributes (latent_classifier), and RViz
+or the browser page (web_view).
 
 ros2 launch lsi_ros decode.launch.py rviz:=true
+ros2 launch lsi_ros decode.launch.py web:=true    # then open http://127.0.0.1:8080/
 """
 
 from launch import LaunchDescription
@@ -28,6 +30,15 @@ def generate_launch_description():
                 "rviz", default_value="false", description="Start RViz with rviz/lsi.rviz."
             ),
             DeclareLaunchArgument(
+                "web", default_value="false", description="Serve the live page (web_view)."
+            ),
+            DeclareLaunchArgument(
+                "web_host",
+                default_value="127.0.0.1",
+                description="Address web_view binds; anything but 127.0.0.1 exposes the camera to a network.",
+            ),
+            DeclareLaunchArgument("web_port", default_value="8080", description="TCP port of web_view."),
+            DeclareLaunchArgument(
                 "decoder_threads",
                 default_value="0",
                 description="CPU threads of the decoder (0: all; 1 when capture shares the computer).",
@@ -50,6 +61,17 @@ def generate_launch_description():
                 executable="latent_classifier",
                 name="latent_classifier",
                 parameters=[params_file],
+                output="screen",
+            ),
+            Node(
+                package="lsi_ros",
+                executable="web_view",
+                name="web_view",
+                parameters=[
+                    params_file,
+                    {"host": LaunchConfiguration("web_host"), "port": LaunchConfiguration("web_port")},
+                ],
+                condition=IfCondition(LaunchConfiguration("web")),
                 output="screen",
             ),
             Node(

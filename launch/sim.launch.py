@@ -28,6 +28,8 @@ def generate_launch_description():
             DeclareLaunchArgument("path", default_value="", description="Image folder or video file."),
             DeclareLaunchArgument("scene_rate_hz", default_value="5.0", description="Scenes per second."),
             DeclareLaunchArgument("rviz", default_value="false", description="Start RViz."),
+            DeclareLaunchArgument("web", default_value="false", description="Serve the live page."),
+            DeclareLaunchArgument("web_port", default_value="8080", description="TCP port of web_view."),
             DeclareLaunchArgument(
                 "decoder_threads",
                 default_value="1",
@@ -61,6 +63,8 @@ def generate_launch_description():
                 PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "decode.launch.py"])),
                 launch_arguments={
                     "rviz": LaunchConfiguration("rviz"),
+                    "web": LaunchConfiguration("web"),
+                    "web_port": LaunchConfiguration("web_port"),
                     "generator": LaunchConfiguration("generator"),
                     "decoder_threads": LaunchConfiguration("decoder_threads"),
                 }.items(),

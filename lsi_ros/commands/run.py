@@ -1,7 +1,9 @@
 """``lsi run``: the main job. The whole simulated camera, end to end, in separate processes."""
 
+import argparse
 import json
 import shutil
+import socket
 import threading
 import time
 from pathlib import Path
@@ -30,6 +32,15 @@ def add_parser(subparsers):
     parser.add_argument("--path", default="", help="image folder or video file for --source folder/video")
     parser.add_argument("--scene-rate", type=float, default=2.0, help="scenes per second (default 2)")
     parser.add_argument("--output", default="runs/latest", help="output folder (replaced)")
+    parser.add_argument(
+        "--web",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve the live page (web_view) on 127.0.0.1 while it runs (default on)",
+    )
+    parser.add_argument(
+        "--web-port", type=int, default=8080, help="its port (default 8080; if busy, a free one)"
+    )
     parser.set_defaults(func=main)
 
 
@@ -43,6 +54,9 @@ def main(args) -> int:
     output = Path(args.output)
     shutil.rmtree(output, ignore_errors=True)
     output.mkdir(parents=True)
+    web_port = _free_port(args.web_port) if args.web else args.web_port
+    if args.web:
+        print(f"live page: http://127.0.0.1:{web_port}/", flush=True)
     nodes = runner.plan(
         runner.find_launch_file("lsi_ros", "sim.launch.py"),
         {
@@ -53,6 +67,8 @@ def main(args) -> int:
             "scene_rate_hz": str(args.scene_rate),
             "record": "true",
             "bag": str((output / "bag").resolve()),
+            "web": str(args.web).lower(),
+            "web_port": str(web_port),
         },
     )
     context = rclpy.Context()
@@ -95,3 +111,14 @@ def main(args) -> int:
     )
     ok = code == 0 and summary["latent_messages"] > 0 and summary["decoded_images"] > 0
     return 0 if ok else 1
+
+
+def _free_port(port: int) -> int:
+    """``port`` if nothing listens on it on 127.0.0.1, else one the system picks as free."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+            print(f"port {port} is busy: the live page takes {probe.getsockname()[1]}", flush=True)
+        return probe.getsockname()[1]
