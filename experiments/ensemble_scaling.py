@@ -10,7 +10,7 @@ seed 0, as `lsi attributes`): latent error of the first member alone and of the 
 attributes`), and the true latent's boundaries (models/attributes.safetensors) on the ensemble's
 estimate. Needs the cached faces of `lsi data --train N+256` and the held-out labels of `lsi label`:
 
-    .venv/bin/python scripts/ensemble_scaling.py   # 33 min on the 2-core CPU, 18.6 GB at most
+    .venv/bin/python experiments/ensemble_scaling.py   # 33 min on the 2-core CPU, 18.6 GB at most
 """
 
 import argparse
@@ -95,7 +95,7 @@ def main() -> None:
         )
         print(json.dumps(rows[-1]), flush=True)
     results = {
-        "command": "python scripts/ensemble_scaling.py",
+        "command": "python experiments/ensemble_scaling.py",
         "patterns": f"{recipe.patterns_from} (frozen)",
         "held_out_seeds": [int(test.seeds[0]), int(test.seeds[-1])],
         "noise": f"training: photon flux log-uniform {list(TrainConfig().photon_flux_range)}; test: "
