@@ -40,9 +40,9 @@ def add_parser(subparsers):
         nargs="*",
         default=[],
         metavar="MODEL=FILE",
-        help="boundaries fitted on a model's own latent estimates (experiments/device_estimate_boundaries.py), "
-        "scored on "
-        "that model's latents as source lsi-latent-fitted (skipped when the file is absent)",
+        help="boundaries fitted on a model's own latent estimates "
+        "(experiments/device_estimate_boundaries.py), scored on that model's latents as source "
+        "lsi-latent-fitted (skipped when the file is absent)",
     )
     parser.add_argument(
         "--fit-estimates",
