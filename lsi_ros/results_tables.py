@@ -25,7 +25,6 @@ ABOUT = {
     "quality_images.json": "models on the offline portraits (real photos)",
     "quality_offline_images.json": "Hadamard baselines on offline test images",
     "attribute_noise_draws.json": "m128's attribute read-outs over more photodiode noise draws",
-    "attributes_m128_32k.json": "the attribute comparison for m128 trained on 32,768 faces",
     "device_scaling.json": "a GPU run: many more faces rendered, labelled and trained on",
     "ensemble_scaling.json": "m128's latent error against encoders averaged, steps and faces",
     "estimate_boundaries.json": "boundaries fitted on m128's own estimates, on a GPU",
