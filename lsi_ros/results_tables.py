@@ -85,8 +85,8 @@ def summary(results: Path) -> str:
                 value(enc, "p50_ms", 2),
             ]
         )
-    task = " / ".join(accuracies(attributes, source="task-patterns", M=4))
-    rows.append(["task-male-m4", "1:16,384", "–", "–", "–", task + " (task patterns)", "–"])
+    male = value(pick(attributes, attribute="male", source="task-patterns", M=4), "accuracy", 3)
+    rows.append(["task-male-m4", "1:16,384", "–", "–", "–", f"{male} / – / – (male only)", "–"])
     header = [
         "model",
         "compression",
@@ -275,7 +275,7 @@ def finetune(results: Path) -> str:
     f = load("finetune.json", results)
     rows = [
         [
-            name,
+            f"{name}: the teacher from the model's encoding",
             f"{q['initial_psnr']:.2f} / {q['initial_ssim']:.3f}",
             f"{q['psnr']:.2f} / {q['ssim']:.3f}",
         ]
@@ -284,13 +284,13 @@ def finetune(results: Path) -> str:
     before, after, teacher = f["held_out_before"], f["held_out_after"], f["held_out_teacher"]
     rows.append(
         [
-            f"held out ({', '.join(f['held_out_scenes'])}): base → fine-tuned (teacher)",
+            f"held out ({', '.join(f['held_out_scenes'])}): base model → fine-tuned (teacher)",
             f"{before['psnr']:.2f} / {before['ssim']:.3f}",
             f"{after['psnr']:.2f} / {after['ssim']:.3f} ({teacher['psnr']:.2f} / {teacher['ssim']:.3f})",
         ]
     )
     return table(
-        [f"photo (pattern set {f['pattern_set_id']})", "start PSNR / SSIM", "after PSNR / SSIM"], rows
+        [f"photo (pattern set {f['pattern_set_id']})", "before: PSNR / SSIM", "after: PSNR / SSIM"], rows
     )
 
 
