@@ -49,9 +49,7 @@ def main() -> None:
         help="training faces and steps per member (default: 24576:1200, the previous m128's recipe, then "
         "24576:4000 and 41216:4000); a run folder that exists is resumed, as by `lsi train`",
     )
-    parser.add_argument(
-        "--recipe", default="config/train-m128.json", help="TrainConfig JSON to vary"
-    )
+    parser.add_argument("--recipe", default="config/train-m128.json", help="TrainConfig JSON to vary")
     parser.add_argument("--boundaries", default="models/attributes.safetensors")
     parser.add_argument("--run-root", default="runs/ensemble-scaling")
     parser.add_argument("--threads", type=int, default=2)
