@@ -121,17 +121,16 @@ def run(args) -> int:
         photodiode = PhotodiodeModel().with_photon_flux(args.photon_flux)
         pairs = finetune.pairs_from_images(model, latent_teacher, images, photodiode, args.repeats, args.seed)
     else:
-        given = {
-            "tolerance_s": args.tolerance_ms and args.tolerance_ms / 1e3,
-            "split_block_s": args.split_block_s,
-        }
+        tolerance_s = finetune.DEFAULT_TOLERANCE_S if args.tolerance_ms is None else args.tolerance_ms / 1e3
+        split_s = finetune.DEFAULT_SPLIT_BLOCK_S if args.split_block_s is None else args.split_block_s
         pairs = finetune.pairs_from_bag(
             model,
             latent_teacher,
             args.bag,
             args.measurements_topic,
             args.reference_topic,
-            **{name: v for name, v in given.items() if v is not None},
+            tolerance_s,
+            split_block_s=split_s,
         )
         counted = ("frames", "paired", "unmatched_frames", "unmatched_references", "refused_frames")
         print("bag pairs: " + ", ".join(f"{k} {pairs.source[k]}" for k in counted))
