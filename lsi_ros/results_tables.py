@@ -55,6 +55,15 @@ def value(row: dict | None, key: str, digits: int) -> str:
     return fmt(None if row is None else row.get(key), digits)
 
 
+def psnr_ssim(row: dict | None) -> str:
+    return f"{value(row, 'psnr', 2)} / {value(row, 'ssim', 3)}"
+
+
+def compression(m: int) -> str:
+    """M values against the 256² pixels of the image."""
+    return f"1:{65536 // m:,}"
+
+
 ATTRIBUTES = ("male", "smiling", "age_over_40")
 MODELS = (32, 64, 128, 256)
 
@@ -77,9 +86,9 @@ def summary(results: Path) -> str:
         rows.append(
             [
                 f"m{m}",
-                f"1:{65536 // m:,}",
-                f"{value(q, 'psnr', 2)} / {value(q, 'ssim', 3)}",
-                f"{value(tv, 'psnr', 2)} / {value(tv, 'ssim', 3)}",
+                compression(m),
+                psnr_ssim(q),
+                psnr_ssim(tv),
                 f"{100 * ident['rank1_identification']:.0f} %" if ident else "–",
                 " / ".join(accuracies(attributes, source="lsi-latent-fitted", M=m)),
                 value(enc, "p50_ms", 2),
@@ -109,18 +118,16 @@ def quality(results: Path) -> str:
             tv = pick(rows_in, method="hadamard-tv", patterns=m, noise=noise)
             rows.append(
                 [
-                    f"{m} (1:{65536 // m:,})",
+                    f"{m} ({compression(m)})",
                     noise,
                     " / ".join(value(lsi, k, d) for k, d in (("psnr", 2), ("ssim", 3), ("ms_ssim", 3))),
                     value(lsi, "latent_mse", 3),
-                    f"{value(pinv, 'psnr', 2)} / {value(pinv, 'ssim', 3)}",
-                    f"{value(tv, 'psnr', 2)} / {value(tv, 'ssim', 3)}",
+                    psnr_ssim(pinv),
+                    psnr_ssim(tv),
                 ]
             )
     mean = pick(rows_in, method="mean-latent")
-    rows.append(
-        ["0", "none", f"{value(mean, 'psnr', 2)} / {value(mean, 'ssim', 3)} (mean latent)", "–", "–", "–"]
-    )
+    rows.append(["0", "none", psnr_ssim(mean) + " (mean latent)", "–", "–", "–"])
     header = [
         "patterns",
         "detector",
