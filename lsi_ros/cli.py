@@ -15,25 +15,29 @@ SUBCOMMANDS = (
     "attributes",
     "calibrate",
     "bench",
+    "docs",
     "smoke",
     "launch",
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(names=SUBCOMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lsi",
         description="Latent Space Imaging tools: simulate, train, evaluate, benchmark, and run the "
         "ROS 2 graph on machines without ros2 launch.",
     )
     subparsers = parser.add_subparsers(title="subcommands", metavar="<subcommand>", required=True)
-    for name in SUBCOMMANDS:
+    for name in names:
         importlib.import_module(f"lsi_ros.commands.{name}").add_parser(subparsers)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # Only the chosen subcommand's module is imported; each imports its heavy parts when it runs.
+    chosen = argv[:1] if argv and argv[0] in SUBCOMMANDS else SUBCOMMANDS
+    args = build_parser(chosen).parse_args(argv)
     return args.func(args)
 
 

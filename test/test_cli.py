@@ -4,13 +4,57 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from lsi_ros.cli import SUBCOMMANDS, build_parser
+
+HEAVY = ("torch", "rclpy", "cv2", "numpy", "openvino")
+# What `lsi ARGS` imported, from a fresh interpreter: the help must not wait for torch or ROS.
+IMPORTED = """
+import json, sys
+from lsi_ros.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def imported_by(*args: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORTED, *args], capture_output=True, text=True, timeout=60, check=True
+    )
+    return set(json.loads(result.stdout.splitlines()[-1]))
 
 
 def test_every_subcommand_has_help():
     help_text = build_parser().format_help()
     for name in SUBCOMMANDS:
         assert name in help_text
+
+
+def test_help_builds_every_parser_without_heavy_imports():
+    modules = imported_by("--help")
+    assert {f"lsi_ros.commands.{name}" for name in SUBCOMMANDS} <= modules
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+@pytest.mark.parametrize("name", ["train", "docs"])
+def test_subcommand_help_imports_only_that_subcommand(name):
+    modules = imported_by(name, "--help")
+    commands = {m for m in modules if m.startswith("lsi_ros.commands.")}
+    assert f"lsi_ros.commands.{name}" in commands
+    assert not commands - {f"lsi_ros.commands.{name}", "lsi_ros.commands"}
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_train_weight_formats_are_the_model_files():
+    from lsi_ros.models.checkpoint import WEIGHT_FORMATS
+
+    train = build_parser(("train",))._subparsers._group_actions[0].choices["train"]
+    weight_format = next(a for a in train._actions if a.dest == "weight_format")
+    assert tuple(weight_format.choices) == WEIGHT_FORMATS
 
 
 def test_smoke_run_exchanges_latent_codes_between_processes(tmp_path):

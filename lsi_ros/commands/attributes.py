@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from lsi_ros.commands.label import seed_range
-from lsi_ros.training import data
 
 COMMAND = "lsi attributes"
 # Labelled faces --fit-estimates fits the boundaries on, less each model's own training and validation
@@ -41,9 +40,9 @@ def add_parser(subparsers):
         nargs="*",
         default=[],
         metavar="MODEL=FILE",
-        help="boundaries fitted on a model's own latent estimates (scripts/device_estimate_boundaries.py), "
-        "scored on "
-        "that model's latents as source lsi-latent-fitted (skipped when the file is absent)",
+        help="boundaries fitted on a model's own latent estimates "
+        "(experiments/device_estimate_boundaries.py), scored on that model's latents as source "
+        "lsi-latent-fitted (skipped when the file is absent)",
     )
     parser.add_argument(
         "--fit-estimates",
@@ -141,6 +140,7 @@ def fit_estimate_boundaries(
     from lsi_ros.evaluation import downstream
     from lsi_ros.evaluation.latent_imaging import encode_faces
     from lsi_ros.models.attributes import save_boundaries
+    from lsi_ros.training import data
 
     generator, first, count = faces
     parts = {name: [] for name in models}
@@ -178,6 +178,7 @@ def main(args) -> int:
     from lsi_ros.models.task import save_task_model
     from lsi_ros.optics import PhotodiodeModel
     from lsi_ros.optics.patterns import hadamard_split_patterns
+    from lsi_ros.training import data
 
     torch.set_num_threads(args.threads)
     timings = {}

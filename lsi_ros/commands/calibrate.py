@@ -4,11 +4,6 @@ on the DMD grid, from bench captures -> a calibration JSON and a photon-transfer
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from lsi_ros.optics.photodiode import PhotodiodeModel
-
-DEFAULTS = PhotodiodeModel()
 # Electrons per lit sampling pixel at 32²: the default 200 at 256² gathers 64 times more mirrors per
 # pixel (12,800); the flat-field panel is 25 % brighter than that, so the fullest patterns clip the ADC
 # and the photon-transfer curve shows its saturation point.
@@ -48,12 +43,11 @@ def add_parser(subparsers):
     )
     plan.add_argument("--seed", type=int, default=0, help="seed of the patterns and of the simulated noise")
     truth = parser.add_argument_group("sim: the true camera to recover")
-    truth.add_argument("--true-dark-level", type=float, default=DEFAULTS.dark_level, help="counts")
-    truth.add_argument("--true-read-noise", type=float, default=DEFAULTS.read_noise, help="electrons rms")
-    truth.add_argument(
-        "--true-gain", type=float, default=DEFAULTS.conversion_gain, help="counts per electron"
-    )
-    truth.add_argument("--true-ambient", type=float, default=DEFAULTS.ambient, help="electrons per pattern")
+    model = "(default: PhotodiodeModel's)"
+    truth.add_argument("--true-dark-level", type=float, help=f"counts {model}")
+    truth.add_argument("--true-read-noise", type=float, help=f"electrons rms {model}")
+    truth.add_argument("--true-gain", type=float, help=f"counts per electron {model}")
+    truth.add_argument("--true-ambient", type=float, help=f"electrons per pattern {model}")
     truth.add_argument(
         "--true-photon-flux", type=float, default=SIM_PHOTON_FLUX, help="electrons per lit sampling pixel"
     )
@@ -70,16 +64,19 @@ def add_parser(subparsers):
     parser.set_defaults(func=main)
 
 
-def true_model(args) -> PhotodiodeModel:
-    return replace(
-        DEFAULTS,
-        dark_level=args.true_dark_level,
-        read_noise=args.true_read_noise,
-        conversion_gain=args.true_gain,
-        ambient=args.true_ambient,
-        photon_flux=args.true_photon_flux,
-        adc_bits=args.true_adc_bits,
-    )
+def true_model(args):
+    """The simulated camera: the photodiode model's defaults, with the --true-* values given."""
+    from lsi_ros.optics.photodiode import PhotodiodeModel
+
+    given = {
+        "dark_level": args.true_dark_level,
+        "read_noise": args.true_read_noise,
+        "conversion_gain": args.true_gain,
+        "ambient": args.true_ambient,
+        "photon_flux": args.true_photon_flux,
+        "adc_bits": args.true_adc_bits,
+    }
+    return replace(PhotodiodeModel(), **{name: v for name, v in given.items() if v is not None})
 
 
 def main(args) -> int:
@@ -171,6 +168,7 @@ def table(calibration, truth: dict | None) -> str:
 def plot_calibration(result, path) -> None:
     """Photon transfer (variance vs mean), linearity (mean vs light) and the registered target."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

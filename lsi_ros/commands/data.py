@@ -2,7 +2,7 @@
 
 import sys
 
-from lsi_ros.training import data
+from lsi_ros.training import seeds
 
 
 def add_parser(subparsers):
@@ -10,8 +10,8 @@ def add_parser(subparsers):
         "data",
         help="generate training and held-out faces from fixed seeds (cached, resumable)",
         description="Faces for seeds [0, --train) and the held-out range "
-        f"[{data.HELD_OUT_SEED_START}, +--held-out) are generated once and cached in shards of "
-        f"{data.SHARD_SIZE} under --data-dir; interrupted runs resume where they stopped.",
+        f"[{seeds.HELD_OUT_SEED_START}, +--held-out) are generated once and cached in shards of "
+        f"{seeds.SHARD_SIZE} under --data-dir; interrupted runs resume where they stopped.",
     )
     parser.add_argument("--generator", default="mobilestylegan", choices=("mobilestylegan", "dcgan"))
     parser.add_argument(
@@ -27,20 +27,21 @@ def add_parser(subparsers):
         default=2048,
         help="held-out faces (default 2048; `lsi eval` uses the first 512)",
     )
-    parser.add_argument("--psi", type=float, default=data.DEFAULT_PSI, help="truncation psi (default 0.7)")
-    parser.add_argument("--data-dir", default=None, help=f"cache folder (default {data.default_data_dir()})")
+    parser.add_argument("--psi", type=float, default=seeds.DEFAULT_PSI, help="truncation psi (default 0.7)")
+    parser.add_argument("--data-dir", default=None, help=f"cache folder (default {seeds.default_data_dir()})")
     parser.add_argument(
         "--export-torch",
         metavar="DIR",
         default=None,
         help="instead: write MobileStyleGAN as files torch alone runs (no OpenVINO), for rendering on a "
-        "GPU machine (scripts/device_scaling.py --export DIR)",
+        "GPU machine (experiments/device_scaling.py --export DIR)",
     )
     parser.set_defaults(func=main)
 
 
 def main(args) -> int:
     from lsi_ros.models.generators import get_generator
+    from lsi_ros.training import data
 
     generator = get_generator(args.generator)
     if args.export_torch:

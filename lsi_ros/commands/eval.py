@@ -4,7 +4,7 @@ import json
 import sys
 from pathlib import Path
 
-from lsi_ros.training import data
+from lsi_ros.training import seeds
 
 COMMAND = "lsi eval"
 
@@ -14,7 +14,7 @@ def add_parser(subparsers):
         "eval",
         help="PSNR/SSIM of the models and the Hadamard baselines on held-out faces -> docs/results",
         description="Held-out faces come from `lsi data` (seeds from "
-        f"{data.HELD_OUT_SEED_START}, never used in training). Each model and each baseline sees the same "
+        f"{seeds.HELD_OUT_SEED_START}, never used in training). Each model and each baseline sees the same "
         "faces through the same photodiode models (noiseless and the realistic default).",
     )
     parser.add_argument(
@@ -63,6 +63,7 @@ def main(args) -> int:
     from lsi_ros.models.generators import get_generator
     from lsi_ros.models.registry import find_model
     from lsi_ros.optics.objective import scene_on_dmd
+    from lsi_ros.training import data
 
     photodiodes = quality.default_photodiodes()
     if args.images:
@@ -178,6 +179,7 @@ def main_identity(args, photodiode) -> int:
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.generators import get_generator
     from lsi_ros.models.registry import find_model
+    from lsi_ros.training import data
 
     try:
         analyzer = face_analysis.FaceAnalyzer()

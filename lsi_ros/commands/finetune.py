@@ -5,8 +5,6 @@ import sys
 import time
 from pathlib import Path
 
-from lsi_ros.training.finetune import DEFAULT_SPLIT_BLOCK_S, DEFAULT_TOLERANCE_S
-
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
@@ -36,15 +34,14 @@ def add_parser(subparsers):
     parser.add_argument(
         "--tolerance-ms",
         type=float,
-        default=1e3 * DEFAULT_TOLERANCE_S,
-        help="bag: largest stamp difference of a frame and its reference image (default %(default)g ms)",
+        help="bag: largest stamp difference of a frame and its reference image (default: "
+        "lsi_ros.training.finetune.DEFAULT_TOLERANCE_S, 20 ms)",
     )
     parser.add_argument(
         "--split-block-s",
         type=float,
-        default=DEFAULT_SPLIT_BLOCK_S,
         help="bag: frames go to the training or held-out set in whole blocks of this many seconds, since "
-        "neighbouring frames see the same scene (default %(default)g s)",
+        "neighbouring frames see the same scene (default: DEFAULT_SPLIT_BLOCK_S, 5 s)",
     )
     parser.add_argument("--model", default="m128", help="model name or file to start from (default m128)")
     parser.add_argument(
@@ -124,14 +121,16 @@ def run(args) -> int:
         photodiode = PhotodiodeModel().with_photon_flux(args.photon_flux)
         pairs = finetune.pairs_from_images(model, latent_teacher, images, photodiode, args.repeats, args.seed)
     else:
+        tolerance_s = finetune.DEFAULT_TOLERANCE_S if args.tolerance_ms is None else args.tolerance_ms / 1e3
+        split_s = finetune.DEFAULT_SPLIT_BLOCK_S if args.split_block_s is None else args.split_block_s
         pairs = finetune.pairs_from_bag(
             model,
             latent_teacher,
             args.bag,
             args.measurements_topic,
             args.reference_topic,
-            args.tolerance_ms / 1e3,
-            split_block_s=args.split_block_s,
+            tolerance_s,
+            split_block_s=split_s,
         )
         counted = ("frames", "paired", "unmatched_frames", "unmatched_references", "refused_frames")
         print("bag pairs: " + ", ".join(f"{k} {pairs.source[k]}" for k in counted))

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from lsi_ros.training import data
+from lsi_ros.training import seeds
 
 
 def add_parser(subparsers):
@@ -12,7 +12,7 @@ def add_parser(subparsers):
         help="gender, age, expression and 68 landmarks of the cached faces (face-api port) -> labels file",
         description="Runs the torch port of @vladmandic/face-api (lsi_ros.evaluation.face_analysis) on the "
         "faces of `lsi data` (training seeds and the held-out range from "
-        f"{data.HELD_OUT_SEED_START}) and writes labels.safetensors next "
+        f"{seeds.HELD_OUT_SEED_START}) and writes labels.safetensors next "
         "to them. The weights are fetched once with `npm pack` (--fetch) into ~/.cache/lsi_ros/face-api. "
         "--check writes the portrait check figure (astronaut, Grace Hopper: box, landmarks, age, gender).",
     )
@@ -56,6 +56,7 @@ def main(args) -> int:
     import torch
 
     from lsi_ros.evaluation import face_analysis, face_labels
+    from lsi_ros.training import data
 
     torch.set_num_threads(args.threads)
     try:

@@ -6,10 +6,10 @@ import sys
 import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lsi_ros.models.checkpoint import WEIGHT_FORMATS, save_model
-from lsi_ros.training.losses import IMAGE_LOSSES
-from lsi_ros.training.train import TrainConfig, exported_record, fit_members
+if TYPE_CHECKING:  # torch is imported only when training, so that `lsi train --help` is instant
+    from lsi_ros.training.train import TrainConfig
 
 
 def add_parser(subparsers):
@@ -49,7 +49,7 @@ def add_parser(subparsers):
     parser.add_argument(
         "--image-loss",
         dest="image_loss",
-        help=f"image loss terms, one of {', '.join(IMAGE_LOSSES)} or a sum like l1+ms-ssim (default l2)",
+        help="image loss terms, one of l1, l2, ms-ssim or a sum like l1+ms-ssim (default l2)",
     )
     parser.add_argument(
         "--patterns-from",
@@ -66,7 +66,7 @@ def add_parser(subparsers):
     parser.add_argument(
         "--weight-format",
         dest="weight_format",
-        choices=WEIGHT_FORMATS,
+        choices=("fp16", "int8"),
         help="how the model file stores the encoder's matrices (default fp16; int8 with a scale per row "
         "halves the file); changing it on a finished run only re-exports",
     )
@@ -88,7 +88,9 @@ def add_parser(subparsers):
     parser.set_defaults(func=main)
 
 
-def build_config(args) -> TrainConfig:
+def build_config(args) -> "TrainConfig":
+    from lsi_ros.training.train import TrainConfig
+
     values = json.loads(Path(args.config).read_text()) if args.config else {}
     for f in fields(TrainConfig):
         if getattr(args, f.name, None) is not None:
@@ -98,7 +100,7 @@ def build_config(args) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def launch(args, config: TrainConfig, run_dir: Path, export: str) -> int:
+def launch(args, config: "TrainConfig", run_dir: Path, export: str) -> int:
     """Start ``args.nproc`` ranks of this command on this machine, every socket on 127.0.0.1."""
     from lsi_ros.training.distributed import run_local_ranks
 
@@ -115,8 +117,11 @@ def launch(args, config: TrainConfig, run_dir: Path, export: str) -> int:
         return next((r.returncode for r in ranks if r.returncode), 0)
 
 
-def fit_and_export(config: TrainConfig, run_dir: Path, device: str, export: str) -> None:
+def fit_and_export(config: "TrainConfig", run_dir: Path, device: str, export: str) -> None:
     """Train this rank (every member in turn); rank 0 exports the chosen weights and says which."""
+    from lsi_ros.models.checkpoint import save_model
+    from lsi_ros.training.train import exported_record, fit_members
+
     model = fit_members(config, run_dir, device)
     if model is None:
         return

@@ -7,7 +7,6 @@ HELD_OUT_SEED_START. Pairs are written in shards of SHARD_SIZE faces (safetensor
 """
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +15,12 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from tqdm import tqdm
 
-SHARD_SIZE = 256
-HELD_OUT_SEED_START = 1_000_000
-DEFAULT_PSI = 0.7
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lsi_ros" / "data"
+from lsi_ros.training.seeds import (  # noqa: F401  (re-exported: data.HELD_OUT_SEED_START, ...)
+    DEFAULT_PSI,
+    HELD_OUT_SEED_START,
+    SHARD_SIZE,
+    default_data_dir,
+)
 
 
 @dataclass(frozen=True)

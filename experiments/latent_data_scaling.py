@@ -1,4 +1,4 @@
-"""Does the M = 128 latent read attributes better with more training faces? (the #6 gap, measured)
+"""Does the M = 128 latent read attributes better with more training faces?
 
 The shipped m128 patterns stay frozen; only an encoder of the shipped architecture is trained, from
 the first N cached faces (photodiode in the loop, photon flux log-uniform 20–2000 as in `lsi train`).
@@ -7,7 +7,7 @@ units) and the shipped attribute boundaries' accuracy. Beside them, for each N, 
 encoder from the same measurements. Needs `lsi data --train 24576` (about 75 min on 2 cores) and
 `lsi label`; writes docs/results/latent_data_scaling.json:
 
-    .venv/bin/python scripts/latent_data_scaling.py      # ~11 min on the 2-core CPU (2,000 steps per N)
+    .venv/bin/python experiments/latent_data_scaling.py      # ~11 min on the 2-core CPU (2,000 steps per N)
 """
 
 import argparse
@@ -136,7 +136,7 @@ def main() -> None:
         "held_out_seeds": [int(seeds[0]), int(seeds[-1])],
         "noise": "training: photon flux log-uniform 20-2000; test: PhotodiodeModel() (flux 200)",
         "boundaries": "models/attributes.safetensors (fitted on the true latents of seeds 0..8447)",
-        "command": "python scripts/latent_data_scaling.py",
+        "command": "python experiments/latent_data_scaling.py",
     }
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.output}")

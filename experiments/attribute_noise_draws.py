@@ -1,11 +1,11 @@
-"""How much m128's attribute accuracies move with the photodiode's noise draw (issue #6's margins).
+"""How much m128's attribute accuracies move with the photodiode's noise draw.
 
 `lsi attributes` reads the 2,048 held-out faces through one noise draw (seed 0). This repeats the
 shipped m128's two read-outs for other draws: its own-estimate boundaries (``lsi-latent-fitted``)
 and the labeller on the face the generator decodes from its latent (``lsi-decoded``), each scored
 against the labeller on the clean face (~11 min per draw; the bounds are in attributes.json):
 
-    python scripts/attribute_noise_draws.py --seeds 1 2     # -> docs/results/attribute_noise_draws.json
+    python experiments/attribute_noise_draws.py --seeds 1 2     # -> docs/results/attribute_noise_draws.json
 """
 
 import argparse
@@ -51,7 +51,7 @@ def main() -> None:
         print(json.dumps(draw), flush=True)
         draws.append(draw)
     results = {
-        "command": "python scripts/attribute_noise_draws.py --seeds " + " ".join(map(str, args.seeds)),
+        "command": "python experiments/attribute_noise_draws.py --seeds " + " ".join(map(str, args.seeds)),
         "model": model.model_id,
         "pattern_set_id": model.pattern_set.pattern_set_id,
         "n_images": len(test.seeds),

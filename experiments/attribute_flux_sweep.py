@@ -1,11 +1,11 @@
-"""Does more light lift the attributes read off the LSI latent? (where issue #6's M = 128 gap is not)
+"""Does more light lift the attributes read off the LSI latent?
 
 Encodes the held-out faces through a shipped model at each photon flux (and noiseless) and reads them
 with the model's own-estimate boundaries, against the labeller's label on the clean face. A flat
 curve says the photodiode noise is not what the read-out lacks. Needs the held-out faces and labels
 (`lsi data`, `lsi label`); prints a table (about 2 min on the 2-core CPU for m128):
 
-    .venv/bin/python scripts/attribute_flux_sweep.py --model m128
+    .venv/bin/python experiments/attribute_flux_sweep.py --model m128
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""Attributes from the LSI latent with many more faces: a GPU run (issue #6's "far more faces").
+"""Attributes from the LSI latent with many more faces: a GPU run.
 
 On one GPU, with torch and no OpenVINO, from the generator's torch export
 (`MobileStyleGAN.export_torch`) and the face-api port:
@@ -19,12 +19,12 @@ numpy, safetensors, tqdm and pytorch-msssim installed):
     lsi data --export-torch .device/mobilestylegan       # the generator for torch alone (40 MB)
     mkdir -p .device/face-api && cp ~/.cache/lsi_ros/face-api/model/{tiny_face_detector,\
         face_landmark_68,age_gender,face_expression}_model* .device/face-api/
-    python scripts/device_scaling.py --out out --reserve-budget-s 100 --render-budget-s 150 \
+    python experiments/device_scaling.py --out out --reserve-budget-s 100 --render-budget-s 150 \
         --train-budget-s 150
 
 On a CPU with tiny sizes it checks itself:
 
-    python scripts/device_scaling.py --device cpu --held-out 32 --chunk 32 --reserve 64 \
+    python experiments/device_scaling.py --device cpu --held-out 32 --chunk 32 --reserve 64 \
         --faces 160 --steps 30 --batch-size 16 --validation 16 --out /tmp/ds --run-dir /tmp/ds/run
 """
 
@@ -182,7 +182,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device, generator, analyzer = open_device(args)
-    results = {"command": "python scripts/device_scaling.py", "args": vars(args)}
+    results = {"command": "python experiments/device_scaling.py", "args": vars(args)}
     if device.type == "cuda":
         results["device_name"] = torch.cuda.get_device_name(device)
     held_seeds = np.arange(data.HELD_OUT_SEED_START, data.HELD_OUT_SEED_START + args.held_out)

@@ -5,14 +5,14 @@ validation seeds) until --budget-s runs out, encodes them through the model's pa
 photodiode at photon flux 200, fits one logistic boundary per attribute on those estimates (L2 by log
 loss on the last 10 %), and scores them on the 2,048 held-out seeds. With --mlp it also scores a
 small MLP (one 512-unit hidden layer, dropout) on the estimates and on the true latents, as a
-check of how much a nonlinear read-out would add. Same machine needs as scripts/device_scaling.py.
+check of how much a nonlinear read-out would add. Same machine needs as experiments/device_scaling.py.
 
-    python scripts/device_estimate_boundaries.py --model models/m128.safetensors --first-seed 68608 \\
+    python experiments/device_estimate_boundaries.py --model models/m128.safetensors --first-seed 68608 \\
         --budget-s 75 --out out          # what ships: 33,792 faces (seeds 68608..102399)
 
 On a CPU with tiny sizes it checks itself (~5 min):
 
-    python scripts/device_estimate_boundaries.py --device cpu --held-out 16 --chunk 16 --budget-s 1 \\
+    python experiments/device_estimate_boundaries.py --device cpu --held-out 16 --chunk 16 --budget-s 1 \\
         --max-faces 64 --mlp --mlp-steps 250 --out /tmp/eb
 """
 
@@ -112,7 +112,7 @@ def main() -> None:
     path = out / f"attributes-{Path(args.model).stem}.safetensors"
     save_torch_boundaries(fits, generator.generator_id, model.pattern_set.pattern_set_id, path)
     results = {
-        "command": "python scripts/device_estimate_boundaries.py",
+        "command": "python experiments/device_estimate_boundaries.py",
         "args": vars(args),
         "model_id": model.model_id,
         "pattern_set_id": model.pattern_set.pattern_set_id,

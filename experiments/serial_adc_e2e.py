@@ -1,8 +1,8 @@
 """The serial_adc chain as separate processes: simulated device (pty) + dmd_driver + photodiode_sampler,
 with a probe counting the published measurement frames and printing the sampler's last diagnostics.
 
-    .venv/bin/python scripts/serial_adc_e2e.py --pattern-rate-hz 9500
-    .venv/bin/python scripts/serial_adc_e2e.py --pattern-rate-hz 1000 --faults
+    .venv/bin/python experiments/serial_adc_e2e.py --pattern-rate-hz 9500
+    .venv/bin/python experiments/serial_adc_e2e.py --pattern-rate-hz 1000 --faults
 """
 
 import argparse
@@ -17,9 +17,10 @@ from pathlib import Path
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
 
-from lsi_ros.launching.runner import ros_environment  # noqa: E402
-
-os.environ["AMENT_PREFIX_PATH"] = ros_environment()["AMENT_PREFIX_PATH"]
+# The venv is an ament prefix (share/lsi_ros): the nodes started below find the package there.
+os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(
+    p for p in (os.environ.get("AMENT_PREFIX_PATH", ""), sys.prefix) if p
+)
 
 
 def node(executable: str, *parameters: str) -> subprocess.Popen:

@@ -1,0 +1,365 @@
+"""The results tables of README.md and docs/results.md, generated from docs/results/*.json.
+
+A generated block sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; `lsi docs`
+rewrites every block from the JSON files and `lsi docs --check` fails when a page differs from what
+the files say, so a number in a table cannot drift from its measurement. Standard library only:
+`lsi --help` stays fast.
+"""
+
+import json
+import re
+from pathlib import Path
+
+PAGES = ("README.md", "docs/results.md")
+RESULTS = Path("docs/results")
+BLOCK = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
+
+# What each results file holds, for the index of files (a file not named here is listed without).
+ABOUT = {
+    "quality.json": "reconstruction quality of the shipped models and the Hadamard baselines",
+    "identity.json": "same person? face descriptors of decoded vs true faces",
+    "attributes.json": "attributes read off the latent, the decoded face and task patterns",
+    "bench.json": "latency, throughput, bytes per frame, the ROS pipeline, training steps",
+    "make_run_summary.json": "the summary `make run` writes (one run, copied here)",
+    "finetune.json": "encoder fine-tuning on the offline portraits",
+    "quality_images.json": "models on the offline portraits (real photos)",
+    "quality_offline_images.json": "Hadamard baselines on offline test images",
+    "attribute_noise_draws.json": "m128's attribute read-outs over more photodiode noise draws",
+    "device_scaling.json": "a GPU run: many more faces rendered, labelled and trained on",
+    "ensemble_scaling.json": "m128's latent error against encoders averaged, steps and faces",
+    "estimate_boundaries.json": "boundaries fitted on m128's own estimates, on a GPU",
+    "latent_data_scaling.json": "m128's latent against the number of training faces (frozen patterns)",
+}
+
+
+def load(name: str, results: Path = RESULTS) -> dict:
+    return json.loads((results / name).read_text())
+
+
+def fmt(value, digits: int) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def pick(rows: list[dict], **match) -> dict | None:
+    """The first row whose fields equal ``match`` (None when there is none)."""
+    return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def value(row: dict | None, key: str, digits: int) -> str:
+    return fmt(None if row is None else row.get(key), digits)
+
+
+def psnr_ssim(row: dict | None) -> str:
+    return f"{value(row, 'psnr', 2)} / {value(row, 'ssim', 3)}"
+
+
+def compression(m: int) -> str:
+    """M values against the 256² pixels of the image."""
+    return f"1:{65536 // m:,}"
+
+
+ATTRIBUTES = ("male", "smiling", "age_over_40")
+MODELS = (32, 64, 128, 256)
+
+
+def accuracies(rows: list[dict], **match) -> list[str]:
+    return [value(pick(rows, attribute=a, **match), "accuracy", 3) for a in ATTRIBUTES]
+
+
+def summary(results: Path) -> str:
+    quality = load("quality.json", results)["rows"]
+    identity = load("identity.json", results)["rows"]
+    attributes = load("attributes.json", results)["rows"]
+    bench = load("bench.json", results)["rows"]
+    rows = []
+    for m in MODELS:
+        q = pick(quality, method="lsi", M=m, noise="photons=200")
+        tv = pick(quality, method="hadamard-tv", patterns=m, noise="photons=200")
+        ident = pick(identity, method="lsi", patterns=m)
+        enc = pick(bench, what="encoder", M=m)
+        rows.append(
+            [
+                f"m{m}",
+                compression(m),
+                psnr_ssim(q),
+                psnr_ssim(tv),
+                f"{100 * ident['rank1_identification']:.0f} %" if ident else "–",
+                " / ".join(accuracies(attributes, source="lsi-latent-fitted", M=m)),
+                value(enc, "p50_ms", 2),
+            ]
+        )
+    male = value(pick(attributes, attribute="male", source="task-patterns", M=4), "accuracy", 3)
+    rows.append(["task-male-m4", "1:16,384", "–", "–", "–", f"{male} / – / – (male only)", "–"])
+    header = [
+        "model",
+        "compression",
+        "PSNR dB / SSIM",
+        "Hadamard TV, same patterns",
+        "same person found",
+        "male / smiling / age > 40",
+        "encoder ms",
+    ]
+    return table(header, rows)
+
+
+def quality(results: Path) -> str:
+    rows_in = load("quality.json", results)["rows"]
+    rows = []
+    for noise in ("none", "photons=200", "photons=2"):
+        for m in MODELS:
+            lsi = pick(rows_in, method="lsi", M=m, noise=noise)
+            pinv = pick(rows_in, method="hadamard-pinv", patterns=m, noise=noise)
+            tv = pick(rows_in, method="hadamard-tv", patterns=m, noise=noise)
+            rows.append(
+                [
+                    f"{m} ({compression(m)})",
+                    noise,
+                    " / ".join(value(lsi, k, d) for k, d in (("psnr", 2), ("ssim", 3), ("ms_ssim", 3))),
+                    value(lsi, "latent_mse", 3),
+                    psnr_ssim(pinv),
+                    psnr_ssim(tv),
+                ]
+            )
+    mean = pick(rows_in, method="mean-latent")
+    rows.append(["0", "none", psnr_ssim(mean) + " (mean latent)", "–", "–", "–"])
+    header = [
+        "patterns",
+        "detector",
+        "LSI PSNR / SSIM / MS-SSIM",
+        "latent error",
+        "pinv PSNR / SSIM",
+        "TV PSNR / SSIM",
+    ]
+    return table(header, rows)
+
+
+def identity(results: Path) -> str:
+    rows = [
+        [
+            r["method"],
+            str(r["patterns"]),
+            r["noise"],
+            fmt(r["median_distance"], 3),
+            f"{100 * r['same_person_rate']:.0f} %",
+            f"{100 * r['rank1_identification']:.0f} %",
+        ]
+        for r in load("identity.json", results)["rows"]
+    ]
+    header = ["method", "patterns", "detector", "median distance", "below 0.6", "rank-1 identification"]
+    return table(header, rows)
+
+
+ATTRIBUTE_SOURCES = (
+    ("image", None, "the labeller on the mirrored face (its own consistency)"),
+    ("image-grayscale", None, "the labeller on the mirrored face in gray (a raster-scanned photodiode)"),
+    ("image-latent", None, "boundaries on a ridge-regression latent of the full gray image"),
+    ("true-latent", None, "boundaries on the true latent"),
+    ("lsi-latent", MODELS, "boundaries on the LSI latent"),
+    ("lsi-latent-fitted", MODELS, "boundaries fitted on the model's own estimates (what ships)"),
+    ("lsi-decoded", (128,), "the labeller on the face decoded from the LSI latent"),
+    ("task-patterns", (4, 8, 16, 32), "task patterns + a small head"),
+    ("hadamard", (4, 8, 16, 32), "Hadamard split patterns + logistic regression"),
+)
+
+
+def attributes(results: Path) -> str:
+    data = load("attributes.json", results)
+    rows_in = data["rows"]
+    chance = data["majority_class_accuracy"]
+    rows = [["majority class (chance)", "–", *(fmt(chance[a], 3) for a in ATTRIBUTES)]]
+    for source, budgets, label in ATTRIBUTE_SOURCES:
+        for m in budgets or (None,):
+            match = {"source": source} if m is None else {"source": source, "M": m}
+            if pick(rows_in, **match) is None:
+                continue
+            shown = str(m) if m is not None else str(pick(rows_in, **match)["M"] or "–")
+            rows.append([label, shown, *accuracies(rows_in, **match)])
+    return table(["read-out", "M", *ATTRIBUTES], rows)
+
+
+def bench(results: Path) -> str:
+    rows_in = load("bench.json", results)["rows"]
+    enc = [pick(rows_in, what="encoder", M=m) for m in MODELS]
+    size = [pick(rows_in, what="bytes_per_frame", M=m) for m in MODELS]
+    pinv = [pick(rows_in, what="reconstruction", method="hadamard-pinv", patterns=m) for m in MODELS]
+    tv = [pick(rows_in, what="reconstruction", method="hadamard-tv", patterns=m) for m in MODELS]
+    rows = [
+        ["DMD frame time at 9.5 kHz / 22.7 kHz, ms"]
+        + [f"{value(e, 'frame_time_ms_9.5kHz', 2)} / {value(e, 'frame_time_ms_22.7kHz', 2)}" for e in enc],
+        ["encoder, one frame, one thread, p50 / p95 ms"]
+        + [f"{value(e, 'p50_ms', 2)} / {value(e, 'p95_ms', 2)}" for e in enc],
+        ["encoder, batches of 256, frames/s"] + [value(e, "batched_frames_per_s", 0) for e in enc],
+        ["`Measurements` on the wire, bytes"] + [value(s, "measurements", 0) for s in size],
+        ["image / `Measurements`"] + [value(s, "image_over_measurements", 0) for s in size],
+        ["`LatentCode` on the wire, bytes"] + [value(s, "latent", 0) for s in size],
+        ["Hadamard pinv reconstruction, ms"] + [value(r, "ms_per_frame", 1) for r in pinv],
+        ["Hadamard TV reconstruction, ms"] + [value(r, "ms_per_frame", 0) for r in tv],
+    ]
+    return table(["", *(f"M = {m}" for m in MODELS)], rows)
+
+
+def pipeline(results: Path) -> str:
+    rows_in = load("bench.json", results)["rows"]
+    p = pick(rows_in, what="pipeline") or {}
+    rows = [
+        ["scenes offered / s", value(p, "offered_fps", 1)],
+        ["measurement frames", value(p, "measurement_frames", 0)],
+        ["`LatentCode` messages", value(p, "latent_codes", 0)],
+        ["frames dropped", value(p, "frames_dropped", 0)],
+        [
+            "scene → `LatentCode` p50 / p95, ms",
+            f"{value(p, 'scene_to_latent_p50_ms', 0)} / {value(p, 'scene_to_latent_p95_ms', 0)}",
+        ],
+        ["decoded images / s (one thread)", value(p, "decoded_fps", 2)],
+    ]
+    for name, node in p.get("nodes", {}).items():
+        rows.append(
+            [
+                f"`{name}` CPU % of a core / peak MB",
+                f"{node['cpu_percent_of_one_core']:.0f} / {node['rss_peak_mb']:,.0f}",
+            ]
+        )
+    decoders = [r for r in rows_in if r.get("what") == "decoder"]
+    rows += [
+        [f"decoder alone, `{d['early_exit']}` exit, images/s", fmt(d["images_per_s"], 1)] for d in decoders
+    ]
+    return table([f"M = {p.get('M', '–')}, {p.get('duration_s', 0):.0f} s", "value"], rows)
+
+
+def training(results: Path) -> str:
+    rows = [
+        [
+            str(r["processes"]),
+            str(r["threads_per_process"]),
+            str(r["M"]),
+            str(r["batch_size"]),
+            r["image_loss"] or "latent only",
+            fmt(r["ms_per_step"], 0),
+        ]
+        for r in load("bench.json", results)["rows"]
+        if r.get("what") == "train-step"
+    ]
+    return table(["processes", "threads each", "M", "batch", "loss", "ms per step"], rows)
+
+
+def make_run(results: Path) -> str:
+    s = load("make_run_summary.json", results)
+    lat = s["latency_ms"]
+    rows = [
+        [
+            "scenes → measurement frames → codes → decoded images",
+            f"{s['scenes']} → {s['measurement_frames']} → {s['latent_messages']} → {s['decoded_images']}",
+        ],
+        ["dropped frames", str(s["dropped_frames"])],
+        [
+            "scene → `LatentCode` p50 / p95, ms",
+            f"{lat['scene_to_latent']['p50']:.0f} / {lat['scene_to_latent']['p95']:.0f}",
+        ],
+        [
+            "scene → image p50 / p95, ms",
+            f"{lat['scene_to_image']['p50']:.0f} / {lat['scene_to_image']['p95']:.0f}",
+        ],
+        [
+            "bytes per frame: `Measurements` / `LatentCode` / rgb8 image",
+            " / ".join(f"{s['bytes_per_frame'][k]:,}" for k in ("measurements", "latent", "image_rgb8")),
+        ],
+        [
+            "decoded vs its scene, RGB PSNR dB / SSIM",
+            f"{s['quality_rgb']['psnr_db']:.1f} / {s['quality_rgb']['ssim']:.2f}",
+        ],
+        ["decoded vs another scene, RGB PSNR dB", f"{s['quality_rgb']['psnr_db_unpaired']:.1f}"],
+    ]
+    return table([f"`make run`, model {s['model']}, {s['duration_s']:.0f} s", "value"], rows)
+
+
+def finetune(results: Path) -> str:
+    f = load("finetune.json", results)
+    rows = [
+        [
+            f"{name}: the teacher from the model's encoding",
+            f"{q['initial_psnr']:.2f} / {q['initial_ssim']:.3f}",
+            f"{q['psnr']:.2f} / {q['ssim']:.3f}",
+        ]
+        for name, q in f["teacher_quality"].items()
+    ]
+    before, after, teacher = f["held_out_before"], f["held_out_after"], f["held_out_teacher"]
+    rows.append(
+        [
+            f"held out ({', '.join(f['held_out_scenes'])}): base model → fine-tuned (teacher)",
+            f"{before['psnr']:.2f} / {before['ssim']:.3f}",
+            f"{after['psnr']:.2f} / {after['ssim']:.3f} ({teacher['psnr']:.2f} / {teacher['ssim']:.3f})",
+        ]
+    )
+    return table(
+        [f"photo (pattern set {f['pattern_set_id']})", "before: PSNR / SSIM", "after: PSNR / SSIM"], rows
+    )
+
+
+def files(results: Path) -> str:
+    rows = []
+    for path in sorted(results.glob("*.json")):
+        command = json.loads(path.read_text()).get("command", "")
+        rows.append(
+            [
+                f"[{path.name}](results/{path.name})",
+                ABOUT.get(path.name, ""),
+                f"`{command}`" if command else "",
+            ]
+        )
+    return table(["file", "what", "command"], rows)
+
+
+GENERATORS = {
+    "summary": summary,
+    "quality": quality,
+    "identity": identity,
+    "attributes": attributes,
+    "bench": bench,
+    "pipeline": pipeline,
+    "training": training,
+    "make-run": make_run,
+    "finetune": finetune,
+    "files": files,
+}
+
+
+def render(text: str, results: Path = RESULTS) -> str:
+    """``text`` with every generated block rewritten from the results files."""
+
+    def block(match: re.Match) -> str:
+        name = match.group(2)
+        if name not in GENERATORS:
+            raise KeyError(f"unknown results block {name!r} (known: {', '.join(GENERATORS)})")
+        return match.group(1) + GENERATORS[name](results) + match.group(4)
+
+    return BLOCK.sub(block, text)
+
+
+def blocks(text: str) -> list[str]:
+    return [m.group(2) for m in BLOCK.finditer(text)]
+
+
+def outside_blocks(text: str) -> str:
+    """``text`` without its generated blocks and fenced code (what a person wrote by hand)."""
+    text = BLOCK.sub("", text)
+    return re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+
+
+def stale(root: Path) -> list[str]:
+    """The pages under ``root`` whose generated blocks differ from the results files."""
+    results = root / RESULTS
+    return [page for page in PAGES if (root / page).read_text() != render((root / page).read_text(), results)]
+
+
+def write(root: Path) -> list[str]:
+    changed = stale(root)
+    for page in changed:
+        path = root / page
+        path.write_text(render(path.read_text(), root / RESULTS))
+    return changed
