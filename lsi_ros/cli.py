@@ -16,6 +16,7 @@ SUBCOMMANDS = (
     "calibrate",
     "bench",
     "smoke",
+    "bag",
     "launch",
 )
 
