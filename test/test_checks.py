@@ -59,3 +59,37 @@ def test_checked_publisher_refuses_counts_and_sends_the_rest(ros_context, spin):
     )
     time.sleep(0.55)
     assert refusals.recent() == 0 and refusals.values()["refused_output"] == 2
+
+
+def test_a_scene_over_the_message_limit_is_refused_at_its_publisher(tmp_path, ros_context, spin):
+    """A 4,100 x 4,100 rgb8 scene (48 MiB) would vanish on the best-effort sensor QoS: scene_source
+    says so in its diagnostics instead and sends nothing."""
+    import subprocess
+
+    import cv2
+    from conftest import node_command
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from sensor_msgs.msg import Image
+
+    cv2.imwrite(str(tmp_path / "huge.png"), np.zeros((4100, 4100, 3), np.uint8))
+    node = Node("scene_probe", context=ros_context)
+    scenes, statuses = [], []
+    node.create_subscription(Image, "scene", scenes.append, qos.SENSOR_DATA)
+    node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda a: statuses.extend(s for s in a.status if s.name == "scene_source"),
+        50,
+    )
+    spin(node)
+    process = subprocess.Popen(
+        node_command("scene_source", "-p", "source:=folder", "-p", f"path:={tmp_path}", "-p", "rate_hz:=2.0")
+    )
+    try:
+        assert wait_for(lambda: any(s.level == DiagnosticStatus.WARN for s in statuses), timeout=30)
+        warn = next(s for s in statuses if s.level == DiagnosticStatus.WARN)
+        assert "exceeds the 16 MiB message limit" in warn.message and "huge.png" in warn.message
+        assert not scenes and process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -123,6 +123,9 @@ def test_impossible_readings_give_no_code_and_a_warn(tmp_path, graph):
         assert not received["codes"]
         last = received["status"][-1]
         assert last.level == DiagnosticStatus.WARN and "frame 1" in last.message and "outside" in last.message
+        # the level reflects the last seconds: once refusals stop, it is OK again (counters stay)
+        assert wait_for(lambda: received["status"][-1].level == DiagnosticStatus.OK, timeout=25)
+        assert int(counters(received)["refused_out_of_range"]) >= 2
         assert process.poll() is None
     finally:
         process.terminate()
