@@ -15,6 +15,20 @@ from lsi_ros.msg import LatentCode
 from lsi_ros.ros import latent, qos
 
 
+def publish_codes(publisher, codes, subscribers: int = 1) -> None:
+    """Once the recorder (and any other subscriber) listens, publish the codes stamped 0, 1, ... at
+    ~100 per second, then give the last ones a second to arrive."""
+    assert wait_for(lambda: publisher.get_subscription_count() >= subscribers, timeout=30), (
+        "recorder did not subscribe"
+    )
+    for k, code in enumerate(codes):
+        msg = latent.to_msg(code, model_id="bag-test", pattern_set_id="sha256:bag")
+        msg.header.stamp.sec = k
+        publisher.publish(msg)
+        time.sleep(0.01)
+    wait_for(lambda: False, timeout=1.0)
+
+
 def test_recorded_bag_reads_back_with_the_published_count(tmp_path, ros_context, spin):
     bag = tmp_path / "bag"
     args = ["-p", f"output:={bag}", "-p", "topics:=['/latent:lsi_ros/msg/LatentCode']"]
@@ -22,17 +36,9 @@ def test_recorded_bag_reads_back_with_the_published_count(tmp_path, ros_context,
     node = Node("bag_feeder", context=ros_context)
     publisher = node.create_publisher(LatentCode, "/latent", qos.RECORDING)
     spin(node)
+    codes = np.random.default_rng(0).standard_normal((50, 1, 512)).astype(np.float32)
     try:
-        assert wait_for(lambda: publisher.get_subscription_count() > 0, timeout=30), (
-            "recorder did not subscribe"
-        )
-        codes = np.random.default_rng(0).standard_normal((50, 1, 512)).astype(np.float32)
-        for k, code in enumerate(codes):
-            msg = latent.to_msg(code, model_id="bag-test", pattern_set_id="sha256:bag")
-            msg.header.stamp.sec = k
-            publisher.publish(msg)
-            time.sleep(0.01)
-        wait_for(lambda: False, timeout=1.0)
+        publish_codes(publisher, codes)
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
@@ -65,16 +71,7 @@ def test_a_recorder_killed_with_sigkill_leaves_a_bag_that_reindex_recovers(tmp_p
     node.create_subscription(LatentCode, "/latent", lambda m: seen.append(m.header.stamp.sec), qos.RECORDING)
     spin(node)
     try:
-        assert wait_for(lambda: publisher.get_subscription_count() > 1, timeout=30), (
-            "recorder did not subscribe"
-        )
-        code = np.zeros((1, 512), np.float32)
-        for k in range(500):  # ~5 s: two complete files and an open one
-            msg = latent.to_msg(code, model_id="kill-test", pattern_set_id="sha256:kill")
-            msg.header.stamp.sec = k
-            publisher.publish(msg)
-            time.sleep(0.01)
-        wait_for(lambda: False, timeout=1.0)
+        publish_codes(publisher, np.zeros((500, 1, 512), np.float32), subscribers=2)  # ~5 s: 2 files + 1 open
     finally:
         process.kill()
         process.wait(timeout=20)

@@ -14,7 +14,7 @@ from rclpy.node import Node
 
 from lsi_ros.recording import BagWriter, typestore_with
 from lsi_ros.ros import node_main, qos
-from lsi_ros.ros.parameters import Param, declare
+from lsi_ros.ros.parameters import Param, ParameterError, declare
 
 SENSOR_TYPES = {"sensor_msgs/msg/Image", "lsi_ros/msg/Measurements"}
 
@@ -58,13 +58,18 @@ class BagRecorder(Node):
         self.config = declare(self, PARAMS)
         topics = dict(entry.rsplit(":", 1) for entry in self.config["topics"])
         typestore = typestore_with({"lsi_ros": f"{get_package_share_directory('lsi_ros')}/msg"})
-        self.bag = BagWriter(
-            self.config["output"],
-            topics,
-            typestore,
-            split_s=self.config["split_s"],
-            flush_s=self.config["flush_s"],
-        )
+        try:
+            self.bag = BagWriter(
+                self.config["output"],
+                topics,
+                typestore,
+                split_s=self.config["split_s"],
+                flush_s=self.config["flush_s"],
+            )
+        except OSError as error:
+            raise ParameterError(
+                f"cannot write a bag to output '{self.config['output']}': {error}"
+            ) from error
         for topic, msgtype in topics.items():
             profile = qos.SENSOR_DATA if msgtype in SENSOR_TYPES else qos.RECORDING
             self.create_subscription(
@@ -80,8 +85,10 @@ class BagRecorder(Node):
         self.bag.write(topic, self.get_clock().now().nanoseconds, data)
 
     def destroy_node(self):
-        self.bag.close()
-        print(f"[bag_recorder] bag {self.bag.path} closed: {self.bag.counts}", flush=True)
+        # also runs (from rclpy's finaliser) for a node whose bag could not be opened
+        if getattr(self, "bag", None) is not None:
+            self.bag.close()
+            print(f"[bag_recorder] bag {self.bag.path} closed: {self.bag.counts}", flush=True)
         super().destroy_node()
 
 
