@@ -8,6 +8,7 @@ The simulated sampler computes a frame at once; real optics add the frame time (
 between the first pattern and the last sample, which the latency here does not include.
 """
 
+import os
 import tempfile
 import threading
 import time
@@ -58,7 +59,9 @@ class ProcessWatch:
     def _sample(self):
         rss_mb = dict.fromkeys(self.processes, 0.0)
         last, last_cpu = self.window_start, dict(self.cpu_start)
-        while not self._stop.wait(1.0):
+        stopped = False
+        while not stopped:
+            stopped = self._stop.wait(1.0)
             for name, process in self.processes.items():
                 try:
                     rss_mb[name] = process.memory_info().rss / 2**20
@@ -66,7 +69,7 @@ class ProcessWatch:
                     continue
                 self.rss_peak_mb[name] = max(self.rss_peak_mb[name], rss_mb[name])
             now = time.monotonic()
-            if self.every_s and now - last >= self.every_s:
+            if self.every_s and (now - last >= self.every_s or (stopped and now - last >= 1.0)):
                 cpu = {name: self._cpu_s(p) for name, p in self.processes.items()}
                 nodes = {
                     name: {
@@ -179,11 +182,13 @@ def pipeline_rows(
             return False
         if "start_ns" not in window and now - monitor.first_image_time >= WARMUP_S:
             window["start_ns"] = monitor.get_clock().now().nanoseconds
+            window["load"] = [os.getloadavg()[0]]
             watch.start_window()
             window["started"] = now
         if "started" in window and "end_ns" not in window and now - window["started"] >= duration_s:
             window["end_ns"] = monitor.get_clock().now().nanoseconds
             window["resources"] = watch.end_window()
+            window["load"].append(os.getloadavg()[0])
             window["ended"] = now
         return "ended" in window and now - window["ended"] >= DRAIN_S
 
@@ -229,6 +234,8 @@ def pipeline_rows(
             "scene_to_image_p95_ms": _round(latency["scene_to_image"]["p95"]),
             "nodes": window["resources"],
             "processes": "one per node (launch/sim.launch.py), monitor in the benchmark process",
+            # other work on the computer shows up as dropped frames: the 1-minute load at start and end
+            "load_average_1min": [round(load, 2) for load in window["load"]],
             **soak,
         }
     ]
