@@ -70,13 +70,15 @@ class ProcessWatch:
                 self.rss_peak_mb[name] = max(self.rss_peak_mb[name], rss_mb[name])
             now = time.monotonic()
             if self.every_s and (now - last >= self.every_s or (stopped and now - last >= 1.0)):
-                cpu = {name: self._cpu_s(p) for name, p in self.processes.items()}
+                # a failed read (_cpu_s gives 0.0) keeps the previous total: that slice shows None
+                read = {name: self._cpu_s(p) for name, p in self.processes.items()}
+                cpu = {name: read[name] or last_cpu[name] for name in self.processes}
                 nodes = {
                     name: {
                         "rss_mb": round(rss_mb[name], 1),
-                        "cpu_percent_of_one_core": round(
-                            100 * (cpu[name] - last_cpu[name]) / (now - last), 1
-                        ),
+                        "cpu_percent_of_one_core": round(100 * (cpu[name] - last_cpu[name]) / (now - last), 1)
+                        if read[name]
+                        else None,
                     }
                     for name in self.processes
                 }

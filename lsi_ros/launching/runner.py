@@ -77,8 +77,12 @@ def ros_environment(base=None) -> dict:
 
 
 def _use_ros_environment() -> None:
-    """Make this process's ament index lookups see what the started nodes will see."""
-    os.environ["AMENT_PREFIX_PATH"] = ros_environment()["AMENT_PREFIX_PATH"]
+    """Make this process's ament index lookups, and a DDS participant it starts later (a monitor),
+    see what the started nodes will see."""
+    env = ros_environment()
+    for name in ("AMENT_PREFIX_PATH", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        if name in env:
+            os.environ[name] = env[name]
 
 
 def find_launch_file(package_or_path: str, file_name: str | None = None) -> Path:
