@@ -7,8 +7,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := $(VENV)/.stamps
 
-# ROS traffic stays on loopback; each make invocation gets its own DDS domain and log folder.
+# ROS traffic stays on loopback (discovery range, and a Fast DDS profile binding 127.0.0.1 only);
+# each make invocation gets its own DDS domain and log folder.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_localhost.xml
 export ROS_DOMAIN_ID ?= $(shell $(PYTHON) -c 'import random; print(random.randint(1, 100))')
 export ROS_LOG_DIR ?= $(shell mktemp -d -t lsi_ros_log.XXXXXX)
 export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))

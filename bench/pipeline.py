@@ -8,6 +8,7 @@ The simulated sampler computes a frame at once; real optics add the frame time (
 between the first pattern and the last sample, which the latency here does not include.
 """
 
+import os
 import tempfile
 import threading
 import time
@@ -23,13 +24,16 @@ DRAIN_S = 3.0
 
 
 class ProcessWatch:
-    """CPU (share of one core) and resident memory of each node process, sampled once a second."""
+    """CPU (share of one core) and resident memory of each node process, sampled once a second;
+    with ``every_s``, also a timeline of both every ``every_s`` seconds (the soak)."""
 
-    def __init__(self):
+    def __init__(self, every_s: float | None = None):
         self.processes = {}
         self.cpu_start = {}
         self.cpu_end = {}
         self.rss_peak_mb = {}
+        self.every_s = every_s
+        self.timeline = []
         self._stop = threading.Event()
 
     def attach(self, pids: dict):
@@ -53,13 +57,33 @@ class ProcessWatch:
         }
 
     def _sample(self):
-        while not self._stop.wait(1.0):
+        rss_mb = dict.fromkeys(self.processes, 0.0)
+        last, last_cpu = self.window_start, dict(self.cpu_start)
+        stopped = False
+        while not stopped:
+            stopped = self._stop.wait(1.0)
             for name, process in self.processes.items():
                 try:
-                    rss_mb = process.memory_info().rss / 2**20
+                    rss_mb[name] = process.memory_info().rss / 2**20
                 except psutil.Error:
                     continue
-                self.rss_peak_mb[name] = max(self.rss_peak_mb[name], rss_mb)
+                self.rss_peak_mb[name] = max(self.rss_peak_mb[name], rss_mb[name])
+            now = time.monotonic()
+            if self.every_s and (now - last >= self.every_s or (stopped and now - last >= 1.0)):
+                # a failed read (_cpu_s gives 0.0) keeps the previous total: that slice shows None
+                read = {name: self._cpu_s(p) for name, p in self.processes.items()}
+                cpu = {name: read[name] or last_cpu[name] for name in self.processes}
+                nodes = {
+                    name: {
+                        "rss_mb": round(rss_mb[name], 1),
+                        "cpu_percent_of_one_core": round(100 * (cpu[name] - last_cpu[name]) / (now - last), 1)
+                        if read[name]
+                        else None,
+                    }
+                    for name in self.processes
+                }
+                self.timeline.append({"t_s": round(now - self.window_start), "nodes": nodes})
+                last, last_cpu = now, cpu
 
     @staticmethod
     def _cpu_s(process) -> float:
@@ -80,7 +104,57 @@ def _scene_folder(count: int) -> str:
     return folder
 
 
-def pipeline_rows(model: str = "m128", duration_s: float = 60.0, timing=DLPC900_1080P) -> list:
+def _stage_latency_ms(monitor, since_ns: int, until_ns: int) -> dict:
+    """Median time each node adds, from the arrival times the monitor saw per scene stamp: sampler
+    (scene -> Measurements, with scene transport), encoder (-> LatentCode), decoder (-> Image)."""
+    import numpy as np
+
+    def in_window(key):
+        return since_ns <= key[0] * 10**9 + key[1] < until_ns
+
+    events = monitor.events
+    stages = {
+        "photodiode_sampler": [ms for key, ms in events["measurements"].items() if in_window(key)],
+        "latent_encoder": [
+            ms - events["measurements"][key]
+            for key, ms in events["latent"].items()
+            if in_window(key) and key in events["measurements"]
+        ],
+        "latent_decoder": [
+            ms - events["latent"][key]
+            for key, ms in events["image"].items()
+            if in_window(key) and key in events["latent"]
+        ],
+    }
+    return {name: _round(float(np.percentile(v, 50))) if v else None for name, v in stages.items()}
+
+
+def _soak_timeline(monitor, watch, start_ns: int) -> list:
+    """Per ``watch.every_s`` slice of the window: scenes, drops, latency per node, RSS and CPU per node."""
+    timeline = []
+    previous_s = 0
+    for sample in watch.timeline:
+        since, until = start_ns + previous_s * 10**9, start_ns + sample["t_s"] * 10**9
+        summary = monitor.summary(since, until)
+        timeline.append(
+            {
+                "t_s": sample["t_s"],
+                "scenes": summary["scenes"],
+                "frames_dropped": summary["dropped_frames"],
+                "scene_to_latent_p95_ms": _round(summary["latency_ms"]["scene_to_latent"]["p95"]),
+                "node_latency_p50_ms": _stage_latency_ms(monitor, since, until),
+                "nodes": sample["nodes"],
+            }
+        )
+        previous_s = sample["t_s"]
+    return timeline
+
+
+def pipeline_rows(
+    model: str = "m128", duration_s: float = 60.0, timing=DLPC900_1080P, soak_every_s: float | None = None
+) -> list:
+    """One "pipeline" row; with ``soak_every_s`` a "soak" row that adds, every that many seconds,
+    scenes, drops, latency per node and RSS/CPU per node (and each node's RSS growth)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -100,7 +174,7 @@ def pipeline_rows(model: str = "m128", duration_s: float = 60.0, timing=DLPC900_
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(monitor)
     threading.Thread(target=executor.spin, daemon=True).start()
-    watch = ProcessWatch()
+    watch = ProcessWatch(every_s=soak_every_s)
     window = {}
 
     def measured() -> bool:
@@ -110,11 +184,13 @@ def pipeline_rows(model: str = "m128", duration_s: float = 60.0, timing=DLPC900_
             return False
         if "start_ns" not in window and now - monitor.first_image_time >= WARMUP_S:
             window["start_ns"] = monitor.get_clock().now().nanoseconds
+            window["load"] = [os.getloadavg()[0]]
             watch.start_window()
             window["started"] = now
         if "started" in window and "end_ns" not in window and now - window["started"] >= duration_s:
             window["end_ns"] = monitor.get_clock().now().nanoseconds
             window["resources"] = watch.end_window()
+            window["load"].append(os.getloadavg()[0])
             window["ended"] = now
         return "ended" in window and now - window["ended"] >= DRAIN_S
 
@@ -129,9 +205,18 @@ def pipeline_rows(model: str = "m128", duration_s: float = 60.0, timing=DLPC900_
         raise RuntimeError(f"the pipeline did not run through the measurement window (exit code {code})")
     latency = summary["latency_ms"]
     seconds = (window["end_ns"] - window["start_ns"]) / 1e9
+    soak = {}
+    if soak_every_s:
+        timeline = _soak_timeline(monitor, watch, window["start_ns"])
+        first, last = timeline[0]["nodes"], timeline[-1]["nodes"]
+        soak = {
+            "sample_every_s": soak_every_s,
+            "rss_growth_mb": {name: round(last[name]["rss_mb"] - first[name]["rss_mb"], 1) for name in first},
+            "timeline": timeline,
+        }
     return [
         {
-            "what": "pipeline",
+            "what": "soak" if soak_every_s else "pipeline",
             "M": num_patterns,
             "model": model,
             "pattern_rate_hz": timing.pattern_rate_hz,
@@ -151,6 +236,9 @@ def pipeline_rows(model: str = "m128", duration_s: float = 60.0, timing=DLPC900_
             "scene_to_image_p95_ms": _round(latency["scene_to_image"]["p95"]),
             "nodes": window["resources"],
             "processes": "one per node (launch/sim.launch.py), monitor in the benchmark process",
+            # other work on the computer shows up as dropped frames: the 1-minute load at start and end
+            "load_average_1min": [round(load, 2) for load in window["load"]],
+            **soak,
         }
     ]
 

@@ -17,6 +17,7 @@ SUBCOMMANDS = (
     "bench",
     "docs",
     "smoke",
+    "bag",
     "launch",
 )
 

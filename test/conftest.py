@@ -1,4 +1,5 @@
-"""Test environment: ROS traffic on loopback only, a DDS domain and log folder of this run's own.
+"""Test environment: ROS traffic on loopback only (discovery range and the Fast DDS profile
+config/fastdds_localhost.xml), a DDS domain and log folder of this run's own.
 
 Set before anything imports rclpy; child processes inherit it.
 """
@@ -19,8 +20,10 @@ import pytest  # noqa: E402
 
 from lsi_ros.launching.runner import ros_environment  # noqa: E402
 
-# The venv's install (share/lsi_ros, lib/lsi_ros) on the ament index, as the Makefile sets it.
-os.environ["AMENT_PREFIX_PATH"] = ros_environment()["AMENT_PREFIX_PATH"]
+# The venv's install (share/lsi_ros, lib/lsi_ros) on the ament index and the loopback Fast DDS
+# profile, as the Makefile sets them.
+for name in ("AMENT_PREFIX_PATH", "FASTDDS_DEFAULT_PROFILES_FILE"):
+    os.environ[name] = ros_environment()[name]
 
 
 def node_command(executable: str, *ros_args: str) -> list:

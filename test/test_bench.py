@@ -61,3 +61,33 @@ def test_monitor_summary_counts_only_scenes_stamped_inside_the_window(ros_contex
     assert (window["measurement_frames_unseen"], everything["measurement_frames_unseen"]) == (0, 1)
     assert (everything["measurement_frames"], everything["latent_messages"]) == (9, 9)
     assert monitor.scenes and all(rgb is None for rgb in monitor.scenes.values()), "no images kept"
+
+
+def test_soak_timeline_slices_drops_and_node_latency_per_sample(ros_context):
+    """Every sample of the soak gets the scenes stamped in its slice, their drops and the time each
+    node added (arrival differences of the same stamp), next to the RSS/CPU the watch took."""
+    from types import SimpleNamespace
+
+    from bench.pipeline import _soak_timeline
+
+    monitor = PipelineMonitor(keep_images=False, context=ros_context)
+    try:
+        for second in range(60):
+            key = (second, 0)
+            monitor.scenes[key] = None
+            monitor.events["measurements"][key] = 10.0
+            if second != 40:  # one frame lost in the second slice
+                monitor.events["latent"][key] = 13.0
+                monitor.events["image"][key] = 63.0
+        nodes = {"latent_encoder": {"rss_mb": 300.0, "cpu_percent_of_one_core": 20.0}}
+        watch = SimpleNamespace(timeline=[{"t_s": 30, "nodes": nodes}, {"t_s": 60, "nodes": nodes}])
+        timeline = _soak_timeline(monitor, watch, start_ns=0)
+    finally:
+        monitor.destroy_node()
+    assert [(s["t_s"], s["scenes"], s["frames_dropped"]) for s in timeline] == [(30, 30, 0), (60, 30, 1)]
+    assert timeline[0]["node_latency_p50_ms"] == {
+        "photodiode_sampler": 10.0,
+        "latent_encoder": 3.0,
+        "latent_decoder": 50.0,
+    }
+    assert timeline[1]["nodes"] == nodes

@@ -194,3 +194,41 @@ def test_task_model_runs_through_the_same_nodes(tmp_path, probe):
     frame = frames[(published.header.stamp.sec, published.header.stamp.nanosec)]
     assert len(frame.values) == 4 and list(published.names) == ["male"]
     np.testing.assert_allclose(published.scores, [task.probabilities(np.asarray(frame.values))], rtol=1e-5)
+
+
+def test_a_re_announced_identical_pattern_set_keeps_the_frame_sequence(tmp_path, probe):
+    """A restarted dmd_driver announces the same set again: frame numbers go on, counters stay."""
+    from conftest import node_command
+
+    from lsi_ros.optics.patterns import bernoulli_patterns, save_pattern_set
+
+    node, scenes, received = probe
+    pattern_set = bernoulli_patterns(16, 32, seed=3)
+    info = PatternSetInfo(
+        pattern_set_id=pattern_set.pattern_set_id,
+        kind=pattern_set.kind,
+        resolution=32,
+        num_patterns=16,
+        pattern_rate_hz=9500.0,
+        uri=str(save_pattern_set(pattern_set, tmp_path / "set.safetensors")),
+    )
+    announce = node.create_publisher(PatternSetInfo, "pattern_set", qos.LATCHED)
+    process = subprocess.Popen(node_command("photodiode_sampler", "-p", "noise:=false"))
+    scene = image.array_to_image(np.full((32, 32, 3), 128, np.uint8), "rgb8")
+    try:
+        announce.publish(info)
+
+        def frames_after(count):
+            scenes.publish(scene)
+            return len(received["frames"]) >= count
+
+        assert wait_for(lambda: frames_after(5), timeout=30, period=0.1)
+        announce.publish(info)
+        seen = len(received["frames"])
+        assert wait_for(lambda: frames_after(seen + 5), timeout=30, period=0.1)
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    sequences = [frame.sequence for frame in received["frames"]]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences), sequences

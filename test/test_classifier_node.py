@@ -71,6 +71,28 @@ def test_publishes_probabilities_and_refuses_other_widths(tmp_path, probe):
     np.testing.assert_allclose(message.scores, expected, rtol=1e-6)
 
 
+def test_empty_code_gives_no_attributes_and_a_warn(tmp_path, probe):
+    """A [0, 8] code would average to NaN scores: it is refused, and the diagnostics say which code."""
+    codes, received = probe
+    process = start(str(save_boundaries(BOUNDARIES, tmp_path / "b.safetensors")))
+    try:
+        empty = LatentCode(shape=[0, 8], model_id="m", pattern_set_id="p")
+        empty.header.stamp.sec = 77
+
+        def refused():
+            codes.publish(empty)
+            return any(
+                s.level == DiagnosticStatus.WARN and "stamp 77." in s.message for s in received["status"]
+            )
+
+        assert wait_for(refused, timeout=30, period=0.3)
+        assert not received["attributes"]
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
 def test_without_boundaries_it_says_so(probe):
     codes, received = probe
     process = start("''")

@@ -97,3 +97,36 @@ def test_missing_model_is_an_error_in_diagnostics_not_a_crash(tmp_path, graph):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_impossible_readings_give_no_code_and_a_warn(tmp_path, graph):
+    """1e30 is finite but no detector reads it: the encoder refuses the frame instead of publishing
+    the all-NaN code the network makes of it, and says which frame."""
+    node, frames, received = graph
+    path = save_model(make_model(), tmp_path / "m16.safetensors")
+    set_id = load_model(path).pattern_set.pattern_set_id
+    process = start_encoder(path)
+    try:
+        assert wait_for(lambda: received["status"], timeout=30), "no diagnostics from latent_encoder"
+        huge = Measurements(pattern_set_id=set_id, sequence=11, values=np.full(16, 1e30, dtype=np.float32))
+        negative = Measurements(
+            pattern_set_id=set_id, sequence=12, values=np.full(16, -1e9, dtype=np.float32)
+        )
+
+        def refused():
+            frames.publish(huge)
+            frames.publish(negative)
+            return int(counters(received).get("refused_out_of_range", 0)) >= 2
+
+        assert wait_for(refused, timeout=20, period=0.3), counters(received)
+        wait_for(lambda: False, timeout=1.0)
+        assert not received["codes"]
+        last = received["status"][-1]
+        assert last.level == DiagnosticStatus.WARN and "frame 1" in last.message and "outside" in last.message
+        # the level reflects the last seconds: once refusals stop, it is OK again (counters stay)
+        assert wait_for(lambda: received["status"][-1].level == DiagnosticStatus.OK, timeout=25)
+        assert int(counters(received)["refused_out_of_range"]) >= 2
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -1,7 +1,12 @@
 """node_main.run, the main loop of every node: Ctrl-C racing the executor is a clean stop."""
 
+import signal
 import subprocess
 import sys
+import time
+
+import pytest
+from conftest import node_command
 
 RACE = """
 import sys
@@ -60,3 +65,17 @@ def test_shutdown_between_the_alive_check_and_the_wait_set_exits_cleanly(tmp_pat
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "RCLError" not in done.stderr
+
+
+@pytest.mark.parametrize("delay_s", [0.3, 1.0, 2.5])
+def test_ctrl_c_at_any_moment_of_start_up_exits_cleanly(delay_s):
+    """SIGINT while the node still imports torch, while rclpy starts, or once it spins: exit 0, no
+    traceback."""
+    process = subprocess.Popen(
+        node_command("latent_encoder", "-p", "model:=m128"), stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(delay_s)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-2000:]

@@ -11,6 +11,7 @@ SUITES = {
     "bytes": ("bytes_per_frame",),
     "reconstruction": ("reconstruction",),
     "pipeline": ("pipeline",),
+    "soak": ("soak",),
     "training": ("train-step", "data-generation", "training"),
 }
 
@@ -22,14 +23,24 @@ def add_parser(subparsers):
         description="Runs bench/ from a checkout (benchmarks are not part of the test suite) and writes "
         "rows to docs/results/bench.json. With --only, the other suites' rows already in the file are "
         "kept. 'pipeline' runs launch/sim.launch.py (one process per node) at the DMD-limited frame "
-        "rate for --duration seconds; 'training' times training steps (1 and 2 processes, image loss) "
+        "rate for --duration seconds; 'soak' runs it for --soak-duration seconds (30 min) and records "
+        "drops, latency per node and RSS/CPU per node every --soak-every seconds (only when asked "
+        "for); 'training' times training steps (1 and 2 processes, image loss) "
         "and projects the shipped models' training time (~5 min, ~4 GB). Run it on an idle machine.",
     )
     parser.add_argument(
-        "--only", nargs="+", choices=tuple(SUITES), default=tuple(SUITES), help="suites (default all)"
+        "--only",
+        nargs="+",
+        choices=tuple(SUITES),
+        default=tuple(s for s in SUITES if s != "soak"),
+        help="suites (default all but soak)",
     )
     parser.add_argument("--model", default="m128", help="model of the pipeline run (default m128)")
     parser.add_argument("--duration", type=float, default=60.0, help="pipeline window, s (default 60)")
+    parser.add_argument(
+        "--soak-duration", type=float, default=1800.0, help="soak window, s (default 1800: 30 min)"
+    )
+    parser.add_argument("--soak-every", type=float, default=30.0, help="soak sample period, s (default 30)")
     parser.add_argument("--output", default="docs/results/bench.json")
     parser.set_defaults(func=main)
 
@@ -44,6 +55,7 @@ def main(args) -> int:
         "bytes": core.bytes_rows,
         "reconstruction": core.reconstruction_rows,
         "pipeline": lambda: _pipeline(args),
+        "soak": lambda: _pipeline(args, soak=True),
         "training": _training,
     }
     output = Path(args.output)
@@ -64,9 +76,11 @@ def main(args) -> int:
     return 0
 
 
-def _pipeline(args) -> list:
+def _pipeline(args, soak: bool = False) -> list:
     from bench import pipeline
 
+    if soak:
+        return pipeline.pipeline_rows(args.model, args.soak_duration, soak_every_s=args.soak_every)
     return pipeline.pipeline_rows(model=args.model, duration_s=args.duration)
 
 

@@ -53,10 +53,22 @@ def _import_compat():
     return launch, launch_ros
 
 
+def loopback_profile() -> Path | None:
+    """The Fast DDS profile that keeps DDS on 127.0.0.1 (config/fastdds_localhost.xml), from the source
+    tree or the install."""
+    for root in (Path(__file__).resolve().parents[2], Path(sys.prefix) / "share" / "lsi_ros"):
+        if (root / "config" / "fastdds_localhost.xml").is_file():
+            return root / "config" / "fastdds_localhost.xml"
+    return None
+
+
 def ros_environment(base=None) -> dict:
-    """The environment nodes run in here: loopback-only discovery and the venv on the ament index."""
+    """The environment nodes run in here: loopback-only discovery and transports (unless a Fast DDS
+    profile is set already) and the venv on the ament index."""
     env = dict(os.environ if base is None else base)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    if loopback_profile() is not None:
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(loopback_profile()))
     prefixes = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     if (Path(sys.prefix) / "share" / "lsi_ros").is_dir() and sys.prefix not in prefixes:
         prefixes.append(sys.prefix)
@@ -65,8 +77,12 @@ def ros_environment(base=None) -> dict:
 
 
 def _use_ros_environment() -> None:
-    """Make this process's ament index lookups see what the started nodes will see."""
-    os.environ["AMENT_PREFIX_PATH"] = ros_environment()["AMENT_PREFIX_PATH"]
+    """Make this process's ament index lookups, and a DDS participant it starts later (a monitor),
+    see what the started nodes will see."""
+    env = ros_environment()
+    for name in ("AMENT_PREFIX_PATH", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        if name in env:
+            os.environ[name] = env[name]
 
 
 def find_launch_file(package_or_path: str, file_name: str | None = None) -> Path:

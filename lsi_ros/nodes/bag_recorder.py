@@ -1,7 +1,10 @@
 """bag_recorder: records topics to a rosbag2 (MCAP) bag from their raw CDR bytes.
 
 For machines without rosbag2 (on a robot, ``ros2 bag record`` does the same). Topics are given as
-``name:package/msg/Type`` strings; the bag is finalised when the node stops.
+``name:package/msg/Type`` strings. The bag survives a crash of the recorder: files of ``split_s``
+seconds, metadata.yaml from the start, and at most ``flush_s`` of messages not yet on disk; after a
+kill, ``lsi bag reindex`` recovers the file that was open (lsi_ros.recording). An ``output`` folder
+that exists already is not touched: the bag goes to a sibling named after the time.
 """
 
 import importlib
@@ -11,7 +14,7 @@ from rclpy.node import Node
 
 from lsi_ros.recording import BagWriter, typestore_with
 from lsi_ros.ros import node_main, qos
-from lsi_ros.ros.parameters import Param, declare
+from lsi_ros.ros.parameters import Param, ParameterError, declare
 from lsi_ros.ros.reference import Topic
 
 SENSOR_TYPES = {"sensor_msgs/msg/Image", "lsi_ros/msg/Measurements"}
@@ -19,7 +22,21 @@ SENSOR_TYPES = {"sensor_msgs/msg/Image", "lsi_ros/msg/Measurements"}
 TOPICS = (Topic("sub", "<each of topics>", "<its type>", "Recorded from its raw CDR bytes."),)
 
 PARAMS = (
-    Param("output", "runs/bag", "Folder of the bag to write (must not exist)."),
+    Param("output", "runs/bag", "Folder of the bag (if it exists: <output>_<date>T<time> instead)."),
+    Param(
+        "split_s",
+        60.0,
+        "Seconds per bag file; a crash leaves the files before it complete.",
+        min=1.0,
+        max=86400.0,
+    ),
+    Param(
+        "flush_s",
+        0.5,
+        "Longest time a recorded message waits before it is written to disk.",
+        min=0.01,
+        max=60.0,
+    ),
     Param(
         "topics",
         [
@@ -44,20 +61,37 @@ class BagRecorder(Node):
         self.config = declare(self, PARAMS)
         topics = dict(entry.rsplit(":", 1) for entry in self.config["topics"])
         typestore = typestore_with({"lsi_ros": f"{get_package_share_directory('lsi_ros')}/msg"})
-        self.bag = BagWriter(self.config["output"], topics, typestore)
+        try:
+            self.bag = BagWriter(
+                self.config["output"],
+                topics,
+                typestore,
+                split_s=self.config["split_s"],
+                flush_s=self.config["flush_s"],
+            )
+        except OSError as error:
+            raise ParameterError(
+                f"cannot write a bag to output '{self.config['output']}': {error}"
+            ) from error
         for topic, msgtype in topics.items():
             profile = qos.SENSOR_DATA if msgtype in SENSOR_TYPES else qos.RECORDING
             self.create_subscription(
                 message_class(msgtype), topic, lambda data, t=topic: self._record(t, data), profile, raw=True
             )
-        self.get_logger().info(f"recording {sorted(topics)} to {self.config['output']}")
+        self.create_timer(self.config["flush_s"], self.bag.flush)
+        moved = (
+            "" if str(self.bag.path) == str(self.config["output"]) else f" ({self.config['output']} exists)"
+        )
+        self.get_logger().info(f"recording {sorted(topics)} to {self.bag.path}{moved}")
 
     def _record(self, topic: str, data: bytes):
         self.bag.write(topic, self.get_clock().now().nanoseconds, data)
 
     def destroy_node(self):
-        self.bag.close()
-        print(f"[bag_recorder] bag closed: {self.bag.counts}", flush=True)
+        # also runs (from rclpy's finaliser) for a node whose bag could not be opened
+        if getattr(self, "bag", None) is not None:
+            self.bag.close()
+            print(f"[bag_recorder] bag {self.bag.path} closed: {self.bag.counts}", flush=True)
         super().destroy_node()
 
 

@@ -2,7 +2,8 @@
 
 Subscribes: ``latent`` (lsi_ros/LatentCode). Publishes: ``attributes`` (lsi_ros/Attributes,
 reliable), ``/diagnostics``. Without a boundaries file it says so (WARN) and publishes nothing; a
-code of another width than the boundaries' is refused and counted. Boundaries fitted on one LSI
+code of another width than the boundaries', empty or non-finite is refused and counted, and so are
+scores that come out non-finite (lsi_ros.ros.checks). Boundaries fitted on one LSI
 model's own estimates (``estimate_boundaries``) read the codes of that model's pattern set; every
 other code goes to ``boundaries``.
 """
@@ -13,7 +14,7 @@ from rclpy.node import Node
 from lsi_ros.models.attributes import BoundariesError, load_boundaries
 from lsi_ros.models.registry import find_model
 from lsi_ros.msg import Attributes, LatentCode
-from lsi_ros.ros import diagnostics, latent, node_main, qos
+from lsi_ros.ros import checks, diagnostics, latent, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
 from lsi_ros.ros.reference import Topic
 
@@ -47,8 +48,7 @@ class LatentClassifier(Node):
     def __init__(self, **node_options):
         super().__init__("latent_classifier", **node_options)
         self.config = declare(self, PARAMS)
-        self.classified = 0
-        self.refused = 0
+        self.refusals = checks.Refusals(self)
         self.by_estimate = 0
         self.boundaries = None
         self.status = "no boundaries file configured: publishing nothing"
@@ -72,7 +72,7 @@ class LatentClassifier(Node):
         else:
             self.get_logger().info(self.status)
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
-        self._publisher = self.create_publisher(Attributes, "attributes", qos.RELIABLE)
+        self._publisher = checks.CheckedPublisher(self, Attributes, "attributes", qos.RELIABLE, self.refusals)
         self.create_subscription(LatentCode, "latent", self._on_latent, qos.RELIABLE)
         self.create_timer(1.0, self._report)
 
@@ -87,8 +87,7 @@ class LatentClassifier(Node):
                     f"latent width {code.shape[-1]} is not the boundaries' {boundaries.latent_dim}"
                 )
         except latent.LatentCodeError as error:
-            self.refused += 1
-            self.get_logger().warning(f"latent code refused: {error}", throttle_duration_sec=5.0)
+            self.refusals.refuse("refused", f"latent code ({checks.describe(msg.header)}) refused: {error}")
             return
         # W+ codes: the boundaries live in W, so the layers' mean stands for the code.
         scores = boundaries.probabilities(code.mean(axis=0))
@@ -96,19 +95,19 @@ class LatentClassifier(Node):
             model_id=msg.model_id, names=list(boundaries.names), scores=scores.astype(np.float32)
         )
         out.header = msg.header
-        self._publisher.publish(out)
-        self.classified += 1
-        self.by_estimate += boundaries is not self.boundaries
+        if self._publisher.publish(out, checks.describe(msg.header), scores=scores):
+            self.by_estimate += boundaries is not self.boundaries
 
     def _report(self):
         values = {
-            "classified": self.classified,
+            "classified": self._publisher.published,
             "read_by_estimate_boundaries": self.by_estimate,
-            "refused": self.refused,
+            **self.refusals.values(),
         }
-        healthy = self.boundaries is not None and not self.refused and not self.status.startswith("cannot")
+        refused = self.refusals.recent()
+        healthy = self.boundaries is not None and not refused and not self.status.startswith("cannot")
         level = diagnostics.OK if healthy else diagnostics.WARN
-        self._diagnostics.publish(level, self.status, values)
+        self._diagnostics.publish(level, self.refusals.last_message if refused else self.status, values)
 
 
 def main(args=None):

@@ -7,17 +7,19 @@ it as one: the raw image, its CameraInfo (an ideal pinhole of ``horizontal_fov_d
 Subscribes: ``latent`` (lsi_ros/LatentCode). Publishes: ``image_raw`` (sensor_msgs/Image rgb8,
 reliable), ``camera_info`` (sensor_msgs/CameraInfo), ``image_raw/compressed``
 (sensor_msgs/CompressedImage, "rgb8; jpeg compressed bgr8"), ``/tf_static`` (tf2_msgs/TFMessage),
-``/diagnostics``. Codes of the wrong width or with non-finite values are refused and counted.
+``/diagnostics``. Codes of the wrong width, empty or with non-finite values are refused and counted;
+a code the generator turns into non-finite pixels gives no image (lsi_ros.ros.checks).
 """
 
 import time
+from collections import deque
 
 import numpy as np
 from rclpy.node import Node
 
 from lsi_ros.models.generators import get_generator
 from lsi_ros.msg import LatentCode
-from lsi_ros.ros import camera, diagnostics, image, latent, node_main, qos
+from lsi_ros.ros import camera, checks, diagnostics, image, latent, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
 from lsi_ros.ros.reference import Topic
 
@@ -74,12 +76,10 @@ class LatentDecoder(Node):
         super().__init__("latent_decoder", **node_options)
         self.config = declare(self, PARAMS)
         self.generator = get_generator(self.config["generator"], threads=self.config["threads"])
-        self.decoded = 0
-        self.refused = 0
-        self.last_error = ""
-        self.decode_ms = []
+        self.refusals = checks.Refusals(self)
+        self.decode_ms = deque(maxlen=100)
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
-        self._image = self.create_publisher(image.Image, "image_raw", qos.RELIABLE)
+        self._image = checks.CheckedPublisher(self, image.Image, "image_raw", qos.RELIABLE, self.refusals)
         self._info = self.create_publisher(camera.CameraInfo, "camera_info", qos.RELIABLE)
         self._compressed = self.create_publisher(image.CompressedImage, "image_raw/compressed", qos.RELIABLE)
         if self.config["publish_tf"]:
@@ -103,29 +103,35 @@ class LatentDecoder(Node):
             start = time.perf_counter()
             rgb = self.generator.synthesize(code if code.shape[0] == 1 else code[None])[0]
         except (latent.LatentCodeError, ValueError) as error:
-            self.refused += 1
-            self.last_error = f"latent code refused: {error}"
-            self.get_logger().warning(self.last_error, throttle_duration_sec=5.0)
+            self.refusals.refuse("refused", f"latent code ({checks.describe(msg.header)}) refused: {error}")
             return
         self.decode_ms.append(1e3 * (time.perf_counter() - start))
-        pixels = np.rint(rgb * 255).astype(np.uint8)
         header = msg.header
         header.frame_id = self.config["frame_id"]
-        height, width = pixels.shape[:2]
-        self._image.publish(image.array_to_image(pixels, "rgb8", header=header))
+        if not self._image.publish(
+            lambda: image.array_to_image(np.rint(rgb * 255).astype(np.uint8), "rgb8", header=header),
+            checks.describe(msg.header),
+            image=rgb,
+        ):
+            return
+        height, width = rgb.shape[:2]
         self._info.publish(camera.camera_info(width, height, self.config["horizontal_fov_deg"], header))
         if self._compressed.get_subscription_count():
+            pixels = np.rint(rgb * 255).astype(np.uint8)
             self._compressed.publish(
                 image.array_to_compressed(pixels, "rgb8", self.config["jpeg_quality"], header)
             )
-        self.decoded += 1
 
     def _report(self):
-        values = {"decoded": self.decoded, "refused": self.refused, "generator": self.generator.generator_id}
+        values = {
+            "decoded": self._image.published,
+            **self.refusals.values(),
+            "generator": self.generator.generator_id,
+        }
         if self.decode_ms:
-            values["decode_ms_p50"] = f"{np.percentile(self.decode_ms[-100:], 50):.1f}"
-        level = diagnostics.WARN if self.refused else diagnostics.OK
-        self._diagnostics.publish(level, self.last_error or "decoding", values)
+            values["decode_ms_p50"] = f"{np.percentile(self.decode_ms, 50):.1f}"
+        level = diagnostics.WARN if self.refusals.recent() else diagnostics.OK
+        self._diagnostics.publish(level, self.refusals.last_message if level else "decoding", values)
 
 
 def main(args=None):

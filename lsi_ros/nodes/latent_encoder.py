@@ -1,8 +1,9 @@
 """latent_encoder: measurement frames -> latent codes, with the model whose patterns were displayed.
 
 A frame is refused (no output, counted and reported) when its pattern set is not the model's,
-when it holds the wrong number of values, or when a value is not finite. The node keeps running
-and reports a missing or corrupt model file as an ERROR.
+when it holds the wrong number of values, when a value is not finite or outside what a detector
+can read (lsi_ros.ros.checks); a code or probability that comes out non-finite is not published.
+The node keeps running and reports a missing or corrupt model file as an ERROR.
 
 Task mode: given a task model (``model:=task-male-m4``: patterns learned for one attribute and a
 tiny head, no latent), the same frames become that attribute's probability on ``attributes``.
@@ -13,6 +14,7 @@ Subscribes: ``measurements`` (lsi_ros/Measurements, sensor-data QoS). Publishes:
 """
 
 import time
+from collections import deque
 
 import numpy as np
 import torch
@@ -22,7 +24,7 @@ from lsi_ros.models.checkpoint import ModelFileError, load_model
 from lsi_ros.models.registry import find_model
 from lsi_ros.models.task import TaskModel, is_task_model, load_task_model
 from lsi_ros.msg import Attributes, LatentCode, Measurements
-from lsi_ros.ros import diagnostics, latent, node_main, qos
+from lsi_ros.ros import checks, diagnostics, latent, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
 from lsi_ros.ros.reference import Topic
 
@@ -60,8 +62,8 @@ class LatentEncoder(Node):
         torch.set_num_threads(self.config["threads"])
         device = self.config["device"]
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.counters = {"encoded": 0, "refused_pattern_set": 0, "refused_count": 0, "refused_nonfinite": 0}
-        self.latencies_ms = []
+        self.refusals = checks.Refusals(self)
+        self.latencies_ms = deque(maxlen=1000)
         self.error = ""
         self.model = None
         try:
@@ -78,10 +80,8 @@ class LatentEncoder(Node):
                 f"pattern set {self.model.pattern_set.pattern_set_id}, {mode}"
             )
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
-        if self.task is None:
-            self._publisher = self.create_publisher(LatentCode, "latent", qos.RELIABLE)
-        else:
-            self._publisher = self.create_publisher(Attributes, "attributes", qos.RELIABLE)
+        msg_type, topic = (LatentCode, "latent") if self.task is None else (Attributes, "attributes")
+        self._publisher = checks.CheckedPublisher(self, msg_type, topic, qos.RELIABLE, self.refusals)
         self.create_subscription(Measurements, "measurements", self._on_frame, qos.SENSOR_DATA)
         self.create_timer(1.0, self._report)
 
@@ -90,16 +90,12 @@ class LatentEncoder(Node):
         """The task model in task mode (frames -> one attribute's probability), else None."""
         return self.model if isinstance(self.model, TaskModel) else None
 
-    def _refuse(self, counter: str, message: str):
-        self.counters[counter] += 1
-        self.get_logger().warning(message, throttle_duration_sec=5.0)
-
     def _on_frame(self, frame: Measurements):
         if self.model is None:
             return
         expected = self.model.pattern_set.pattern_set_id
         if frame.pattern_set_id != expected:
-            self._refuse(
+            self.refusals.refuse(
                 "refused_pattern_set",
                 f"frame {frame.sequence} was measured with pattern set {frame.pattern_set_id}; "
                 f"model {self.model.pattern_set.model_id} needs {expected}",
@@ -107,43 +103,51 @@ class LatentEncoder(Node):
             return
         values = np.asarray(frame.values, dtype=np.float32)
         if values.size != self.model.num_measurements:
-            self._refuse(
+            self.refusals.refuse(
                 "refused_count",
                 f"frame {frame.sequence} has {values.size} values, model needs {self.model.num_measurements}",
             )
             return
-        if not np.all(np.isfinite(values)):
-            self._refuse("refused_nonfinite", f"frame {frame.sequence} holds NaN or infinite values")
-            return
+        source = checks.describe(frame.header, frame.sequence)
+        for kind, problem in (
+            ("refused_nonfinite", checks.array_problem(values=values)),
+            ("refused_out_of_range", checks.reading_problem(values)),
+        ):
+            if problem:
+                self.refusals.refuse(kind, f"{source} refused: {problem}")
+                return
         start = time.perf_counter()
         if self.task is not None:
-            probability = self.task.probabilities(values)
+            output = np.atleast_1d(self.task.probabilities(values)).astype(np.float32)
             msg = Attributes(
                 header=frame.header,
                 model_id=self.task.pattern_set.model_id,
                 names=[self.task.attribute],
-                scores=np.atleast_1d(probability).astype(np.float32),
+                scores=output,
             )
         else:
             with torch.inference_mode():
-                code = self.model.encoder(torch.from_numpy(values).to(self.device)[None])[0].cpu().numpy()
+                output = self.model.encoder(torch.from_numpy(values).to(self.device)[None])[0].cpu().numpy()
             msg = latent.to_msg(
-                code, header=frame.header, model_id=self.model.model_id, pattern_set_id=frame.pattern_set_id
+                output, header=frame.header, model_id=self.model.model_id, pattern_set_id=frame.pattern_set_id
             )
         self.latencies_ms.append(1e3 * (time.perf_counter() - start))
-        self._publisher.publish(msg)
-        self.counters["encoded"] += 1
+        self._publisher.publish(msg, source, output=output)
 
     def _report(self):
-        values = dict(self.counters)
+        values = {"encoded": self._publisher.published, **self.refusals.values()}
         if self.latencies_ms:
-            values["encode_ms_p50"] = f"{np.percentile(self.latencies_ms[-1000:], 50):.3f}"
-        refused = sum(v for k, v in self.counters.items() if k.startswith("refused"))
+            values["encode_ms_p50"] = f"{np.percentile(self.latencies_ms, 50):.3f}"
+        refused = self.refusals.recent()
         if self.error:
             self._diagnostics.publish(diagnostics.ERROR, self.error, values)
+        elif refused:
+            message = (
+                f"{refused} refused in the last {self.refusals.window_s:g} s: {self.refusals.last_message}"
+            )
+            self._diagnostics.publish(diagnostics.WARN, message, values)
         else:
-            level = diagnostics.WARN if refused else diagnostics.OK
-            self._diagnostics.publish(level, f"{refused} frames refused" if refused else "encoding", values)
+            self._diagnostics.publish(diagnostics.OK, "encoding", values)
 
 
 def main(args=None):

@@ -9,7 +9,10 @@ device is absent or reconnecting (ERROR diagnostics). The ``nidaqmx`` backend
 (lsi_ros.hardware.nidaq) reads an NI DAQ analog input clocked by the DMD's trigger-out the same
 way; without the nidaqmx package or NI's driver it reports ERROR and keeps running. Frames that
 are incomplete, out of order, from another pattern set or span missed triggers or a reconnection
-are dropped and counted in diagnostics, never published.
+are dropped and counted in diagnostics, never published; so is a frame whose values come out empty
+or non-finite (lsi_ros.ros.checks). Diagnostics are WARN while drops happened within the last
+seconds. A re-announced identical pattern set (a restarted dmd_driver) keeps the frame sequence
+numbers and counters going.
 
 Service ``~/measure_dark`` (std_srvs/Trigger): with the objective covered, averages the next
 ``dark_frames`` frames into the dark level and read noise of the calibration in use (or of one made
@@ -39,6 +42,7 @@ import threading
 from dataclasses import replace
 
 import numpy as np
+import torch
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.task import Future
 from rclpy.time import Time
@@ -50,7 +54,7 @@ from lsi_ros.hardware.frames import DeviceClock, FrameAssembler
 from lsi_ros.msg import Measurements, PatternSetInfo
 from lsi_ros.optics.calibration import CalibrationError, DetectorCalibration, estimate_dark
 from lsi_ros.optics.photodiode import PhotodiodeModel
-from lsi_ros.ros import diagnostics, image, lifecycle, node_main, qos
+from lsi_ros.ros import checks, diagnostics, image, lifecycle, node_main, qos
 from lsi_ros.ros.parameters import Param
 from lsi_ros.ros.reference import Topic
 
@@ -175,7 +179,16 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
         self.last_error = ""
         self.device_clock = DeviceClock()
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
-        self._publisher = self.create_lifecycle_publisher(Measurements, "measurements", qos.SENSOR_DATA)
+        self.refusals = checks.Refusals(self)
+        self._recent_drops = checks.RecentIncrease()
+        self._publisher = checks.CheckedPublisher(
+            self,
+            Measurements,
+            "measurements",
+            qos.SENSOR_DATA,
+            self.refusals,
+            create=self.create_lifecycle_publisher,
+        )
         self._dark_lock = threading.Lock()
         self._dark_frames: list | None = None
         self._dark_done: Future | None = None
@@ -239,6 +252,7 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
     def _make_detector(self):
         backend = detector_backends()[self.config["backend"]]
         if self.config["backend"] == "sim":
+            torch.set_num_threads(1)  # one frame is one small product; more threads only contend
             return backend(model=self._photodiode_model(self.config), seed=self.config["seed"])
         if self.config["backend"] == "nidaqmx":
             return backend(
@@ -275,7 +289,8 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
         if self.config["backend"] == "nidaqmx":
             self.detector.set_pattern_rate(info.pattern_rate_hz)
         self.detector.set_pattern_set(pattern_set)
-        self.assembler = FrameAssembler(pattern_set.pattern_set_id, pattern_set.num_patterns)
+        if self.assembler is None or self.assembler.pattern_set_id != pattern_set.pattern_set_id:
+            self.assembler = FrameAssembler(pattern_set.pattern_set_id, pattern_set.num_patterns)
         self.get_logger().info(
             f"sampling pattern set {pattern_set.pattern_set_id} (M = {pattern_set.num_patterns})"
         )
@@ -421,7 +436,7 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
         )
         msg.header.stamp = Time(nanoseconds=frame.stamp_ns).to_msg()
         msg.header.frame_id = self.config["frame_id"]
-        self._publisher.publish(msg)
+        self._publisher.publish(msg, checks.describe(msg.header, frame.sequence), values=msg.values)
 
     def _fail(self, message: str):
         self.last_error = message
@@ -464,13 +479,11 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
             "frames_dropped_invalid_value": counters.dropped_invalid_value,
             "frames_dropped_missed_trigger": counters.dropped_missed_trigger,
             "frames_dropped_interrupted": counters.dropped_interrupted,
+            **self.refusals.values(),
         }
         calibration_failed = bool(self.config["calibration"]) and self.calibration is None
-        level = (
-            diagnostics.WARN
-            if counters.dropped or self.rejected_scenes or calibration_failed
-            else diagnostics.OK
-        )
+        recent_drops = self._recent_drops(counters.dropped + self.rejected_scenes) + self.refusals.recent()
+        level = diagnostics.WARN if recent_drops or calibration_failed else diagnostics.OK
         self._diagnostics.publish(level, self.last_error or "sampling", values)
 
 

@@ -2,7 +2,8 @@
 
 For simulation and demos: feeds photodiode_sampler's sim backend like a camera driver would.
 
-Publishes: ``scene`` (sensor_msgs/Image, rgb8, sensor-data QoS), ``/diagnostics``.
+Publishes: ``scene`` (sensor_msgs/Image, rgb8, sensor-data QoS), ``/diagnostics``. An image larger
+than the message limit (lsi_ros.ros.checks.MAX_MESSAGE_BYTES) is refused with a WARN, not sent.
 """
 
 import itertools
@@ -10,7 +11,7 @@ import itertools
 from rclpy.node import Node
 
 from lsi_ros import scenes
-from lsi_ros.ros import diagnostics, image, node_main, qos
+from lsi_ros.ros import checks, diagnostics, image, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
 from lsi_ros.ros.reference import Topic
 
@@ -46,11 +47,11 @@ class SceneSource(Node):
     def __init__(self, **node_options):
         super().__init__("scene_source", **node_options)
         self.config = declare(self, PARAMS, apply=self._apply)
-        self.published = 0
         self.error = ""
+        self.refusals = checks.Refusals(self)
         self._scenes = self._open()
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
-        self._publisher = self.create_publisher(image.Image, "scene", qos.SENSOR_DATA)
+        self._publisher = checks.CheckedPublisher(self, image.Image, "scene", qos.SENSOR_DATA, self.refusals)
         self._tick_timer = self.create_timer(1.0 / self.config["rate_hz"], self._tick)
         self.create_timer(1.0, self._report)
 
@@ -95,12 +96,16 @@ class SceneSource(Node):
         msg = image.array_to_image(rgb, "rgb8")
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.config["frame_id"]
-        self._publisher.publish(msg)
-        self.published += 1
+        self._publisher.publish(msg, f"scene {name}", image=rgb)
 
     def _report(self):
-        level = diagnostics.ERROR if self.error else diagnostics.OK
-        self._diagnostics.publish(level, self.error or "publishing", {"published": self.published})
+        values = {"published": self._publisher.published, **self.refusals.values()}
+        if self.error:
+            self._diagnostics.publish(diagnostics.ERROR, self.error, values)
+        elif self.refusals.recent():
+            self._diagnostics.publish(diagnostics.WARN, self.refusals.last_message, values)
+        else:
+            self._diagnostics.publish(diagnostics.OK, "publishing", values)
 
 
 def main(args=None):

@@ -8,7 +8,7 @@ from lsi_ros.msg import LatentCode
 
 
 class LatentCodeError(ValueError):
-    """A LatentCode message whose shape and data disagree or that holds non-finite values."""
+    """A LatentCode message whose shape and data disagree, that is empty or holds non-finite values."""
 
 
 def to_msg(latent: np.ndarray, *, header=None, model_id: str, pattern_set_id: str) -> LatentCode:
@@ -32,6 +32,8 @@ def from_msg(msg: LatentCode) -> np.ndarray:
     data = np.asarray(msg.data, dtype=np.float32)
     if not shape or math.prod(shape) != data.size:
         raise LatentCodeError(f"LatentCode shape {list(shape)} does not match {data.size} data values")
+    if data.size == 0:
+        raise LatentCodeError(f"LatentCode of shape {list(shape)} is empty")
     if not np.all(np.isfinite(data)):
         raise LatentCodeError("LatentCode holds NaN or infinite values")
     return data.reshape(shape)

@@ -1,6 +1,8 @@
 """The one main loop every lsi_ros node uses (portable across Jazzy and Kilted rclpy)."""
 
+import signal
 import sys
+import threading
 
 import rclpy
 from rclpy.exceptions import InvalidParameterValueException
@@ -17,10 +19,13 @@ def run(node_factory, args=None) -> int:
 
     Ctrl-C can land between the executor's check that the context is alive and its building of the
     next wait set; rclpy then raises RCLError ("the given context is not valid") instead of
-    ExternalShutdownException. With the context shut down that is a normal stop, not a failure."""
-    rclpy.init(args=args)
+    ExternalShutdownException. With the context shut down that is a normal stop, not a failure.
+    Ctrl-C while rclpy starts or the node is built is a normal stop too."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     node = None
     try:
+        rclpy.init(args=args)
         node = node_factory()
         rclpy.spin(node)
     except (ParameterError, InvalidParameterValueException) as error:
