@@ -1,12 +1,12 @@
 """Differentiable PyTorch execution of an OpenVINO model, with the weights read from the IR.
 
-Gives image losses a gradient through the frozen generator without a second copy of its architecture:
-whatever sub-graph mobilestylegan_ir builds (exact or fast 256x256 exit, W+ input) runs op by op in torch.
-Covers the op types of that graph (and of the mapping network) only; anything else raises
-NotImplementedError at construction.
+Whatever sub-graph mobilestylegan_ir builds (exact or fast 256x256 exit, W+ input) runs op by op in
+torch: the reference the native network (mobilestylegan_torch) is checked against, and the source of
+its weights (``graph()``). Covers the op types of that graph (and of the mapping network) only; anything
+else raises NotImplementedError at construction.
 
 A converted graph saves to one safetensors file (constants as tensors, the op list as JSON metadata)
-and loads back without OpenVINO: what a GPU machine with torch alone needs to render faces.
+and loads back without OpenVINO: what a GPU machine with torch alone builds the native network from.
 """
 
 import json
