@@ -14,7 +14,8 @@ On one GPU, with torch and no OpenVINO, from the generator's torch export
 
 Stages write to --out as they finish (model, boundaries, compact reserve labels, results.json), so a
 run cut short still returns what it made. What the GPU machine needs besides the repository (torch,
-numpy, safetensors, tqdm and pytorch-msssim installed):
+numpy, safetensors, tqdm, pytorch-msssim and pylops installed; pylops for the import chain
+evaluation.latent_imaging -> quality -> baselines):
 
     lsi data --export-torch .device/mobilestylegan       # the generator for torch alone (40 MB)
     mkdir -p .device/face-api && cp ~/.cache/lsi_ros/face-api/model/{tiny_face_detector,\
@@ -31,6 +32,7 @@ On a CPU with tiny sizes it checks itself:
 import argparse
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -72,16 +74,19 @@ def open_device(args):
 
 def render_faces(generator, seeds, chunk: int, budget_s: float, desc: str, analyzer=None):
     """w, uint8 faces (on the device) and, given the labeller, labels of ``seeds``, chunk by chunk
-    until the budget ends."""
+    until the budget ends. The face storage is sized after the first chunk to what the budget renders
+    at that rate (+25 %), and grows by as much again if the rate picks up: no storage for seeds the
+    budget never reaches."""
     ws, images, labels, n = [], None, [], 0
     began = time.perf_counter()
     for first in tqdm(range(0, len(seeds), chunk), desc=desc, unit="chunk", mininterval=10):
-        if time.perf_counter() - began > budget_s:
+        elapsed = time.perf_counter() - began
+        if elapsed > budget_s:
             break
         w = generator.sample_latents(seeds[first : first + chunk].tolist(), data.DEFAULT_PSI)
         faces = generator.render(w)
-        if images is None:  # one allocation for all: no second copy of every face when they are joined
-            images = torch.empty((len(seeds), *faces.shape[1:]), dtype=faces.dtype, device=faces.device)
+        if images is None or n + len(faces) > len(images):
+            images = _grow(images, faces, n, len(seeds), budget_s, time.perf_counter() - began)
         images[n : n + len(faces)] = faces
         n += len(faces)
         ws.append(w)
@@ -91,6 +96,20 @@ def render_faces(generator, seeds, chunk: int, budget_s: float, desc: str, analy
     log(f"{desc}: {n} faces rendered{' and labelled' if analyzer else ''}, {rate:.0f} faces/s")
     merged = {k: np.concatenate([part[k] for part in labels]) for k in labels[0]} if labels else {}
     return torch.cat(ws), images[:n], merged
+
+
+def _grow(images, faces, n: int, most: int, budget_s: float, elapsed_s: float) -> torch.Tensor:
+    """Face storage for what the rest of the budget renders at the rate so far (+25 %), at most
+    ``most`` faces, holding the ``n`` faces rendered before."""
+    rate = (n + len(faces)) / max(elapsed_s, 1e-3)
+    expected = most if math.isinf(budget_s) else int(1.25 * rate * max(budget_s, elapsed_s))
+    size = min(most, max(n + len(faces), expected))
+    if images is not None:
+        size = min(most, max(size, 2 * len(images)))
+    grown = torch.empty((size, *faces.shape[1:]), dtype=faces.dtype, device=faces.device)
+    if images is not None:
+        grown[:n] = images[:n]
+    return grown
 
 
 def encode(model, images: torch.Tensor, seed: int = 0) -> torch.Tensor:

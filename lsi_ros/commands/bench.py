@@ -8,6 +8,7 @@ from pathlib import Path
 SUITES = {
     "encoder": ("encoder",),
     "decoder": ("decoder",),
+    "generator": ("generator",),
     "bytes": ("bytes_per_frame",),
     "reconstruction": ("reconstruction",),
     "pipeline": ("pipeline",),
@@ -19,7 +20,7 @@ SUITES = {
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "bench",
-        help="benchmark encoder, decoder, message sizes, classical baselines and the ROS pipeline",
+        help="benchmark encoder, decoder, generator, message sizes, classical baselines and the ROS pipeline",
         description="Runs bench/ from a checkout (benchmarks are not part of the test suite) and writes "
         "rows to docs/results/bench.json. With --only, the other suites' rows already in the file are "
         "kept. 'pipeline' runs launch/sim.launch.py (one process per node) at the DMD-limited frame "
@@ -52,6 +53,7 @@ def main(args) -> int:
     suites = {
         "encoder": core.encoder_rows,
         "decoder": core.decoder_rows,
+        "generator": _generator,
         "bytes": core.bytes_rows,
         "reconstruction": core.reconstruction_rows,
         "pipeline": lambda: _pipeline(args),
@@ -82,6 +84,12 @@ def _pipeline(args, soak: bool = False) -> list:
     if soak:
         return pipeline.pipeline_rows(args.model, args.soak_duration, soak_every_s=args.soak_every)
     return pipeline.pipeline_rows(model=args.model, duration_s=args.duration)
+
+
+def _generator() -> list:
+    from bench import generator
+
+    return generator.rows()
 
 
 def _training() -> list:

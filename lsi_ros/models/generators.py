@@ -1,7 +1,8 @@
 """Frozen face generators behind one interface, so the camera pipeline can swap backends.
 
-- ``mobilestylegan``: MobileStyleGAN-FFHQ (random-face wheel) through OpenVINO f32, served at 256x256
-  by a rewritten IR (see mobilestylegan_ir), with a differentiable torch twin for image losses.
+- ``mobilestylegan``: MobileStyleGAN-FFHQ (random-face wheel) served at 256x256 by a rewritten IR (see
+  mobilestylegan_ir): through OpenVINO f32 on the CPU (the faster backend there), through the native
+  torch network (mobilestylegan_torch) on any other device and for the differentiable path.
 - ``dcgan``: the 64x64 DCGAN of gan-face-generate, a pure-torch stand-in that keeps tests fast.
 
 Latents are numpy float32. ``synthesize`` takes w (N, latent_dim) or W+ (N, num_ws, latent_dim) and
@@ -19,6 +20,7 @@ import torch
 
 from lsi_ros.models import mobilestylegan_ir
 from lsi_ros.models._packages import wheel_dir
+from lsi_ros.models.mobilestylegan_torch import SynthesisNetwork
 from lsi_ros.models.ov_torch import OpenVINOModule
 from lsi_ros.models.torch_generator import latent_noise, truncate, write_export
 
@@ -101,8 +103,10 @@ class _WPlusToUnitImage(torch.nn.Module):
 
 
 class MobileStyleGAN(Generator):
-    """MobileStyleGAN-FFHQ at 256x256 via OpenVINO f32 (early exit "exact" or "fast", see mobilestylegan_ir).
+    """MobileStyleGAN-FFHQ at 256x256 (early exit "exact" or "fast", see mobilestylegan_ir).
 
+    ``synthesize`` runs on ``device`` through ``backend``: "openvino" (f32, CPU only), "torch" (the native
+    network) or "auto": OpenVINO on the CPU, where it measures faster (docs/generator.md), torch elsewhere.
     Research use only: the weights derive from NVIDIA StyleGAN2 / FFHQ (non-commercial licences).
     """
 
@@ -112,9 +116,24 @@ class MobileStyleGAN(Generator):
     MEAN_SAMPLES = 4096
     MEAN_SEED = 20250611  # fixed z set for w_avg, so every process shares one truncation centre
 
-    def __init__(self, early_exit: str = "exact", batch_size: int = 8, threads: int = 0):
+    def __init__(
+        self,
+        early_exit: str = "exact",
+        batch_size: int = 8,
+        threads: int = 0,
+        device: str = "cpu",
+        backend: str = "auto",
+    ):
         self.early_exit = early_exit
         self.batch_size = batch_size
+        self.device = torch.device(device)
+        if backend == "auto":
+            backend = "openvino" if self.device.type == "cpu" else "torch"
+        if backend not in ("openvino", "torch") or (backend == "openvino" and self.device.type != "cpu"):
+            raise ValueError(
+                f"backend must be auto, torch or (on the CPU) openvino, got {backend!r} on {device}"
+            )
+        self.backend = backend
         version = mobilestylegan_ir.package_version()
         variant = "" if early_exit == "exact" else f"-{early_exit}256"
         self.generator_id = f"mobilestylegan-ffhq{variant}@{mobilestylegan_ir.PACKAGE}=={version}"
@@ -148,6 +167,22 @@ class MobileStyleGAN(Generator):
         return self._compiled[batch]
 
     def _synthesize(self, w_plus: np.ndarray) -> np.ndarray:
+        if self.backend == "torch":
+            return self._synthesize_torch(w_plus)
+        return self._synthesize_openvino(w_plus)
+
+    def _synthesize_torch(self, w_plus: np.ndarray) -> np.ndarray:
+        net = self.torch_synthesis().to(self.device)
+        images = []
+        with torch.inference_mode():
+            for first in range(0, len(w_plus), self.batch_size):
+                chunk = torch.from_numpy(w_plus[first : first + self.batch_size]).to(self.device)
+                images.append(net(chunk).permute(0, 2, 3, 1).cpu().numpy())
+        if not images:
+            return np.zeros((0, self.resolution, self.resolution, 3), np.float32)
+        return np.concatenate(images).astype(np.float32)
+
+    def _synthesize_openvino(self, w_plus: np.ndarray) -> np.ndarray:
         """Full chunks of batch_size, then the rest one by one: two compiled shapes at most."""
         n_full = len(w_plus) // self.batch_size * self.batch_size
         chunks = [w_plus[i : i + self.batch_size] for i in range(0, n_full, self.batch_size)]
@@ -167,8 +202,12 @@ class MobileStyleGAN(Generator):
         )
 
     def torch_synthesis(self) -> torch.nn.Module:
+        """The native torch network (mobilestylegan_torch), weights read from the exact-exit IR."""
         if self._torch is None:
-            net = OpenVINOModule.from_openvino(self._synthesis)
+            exact = self._synthesis
+            if self.early_exit != "exact":
+                exact = mobilestylegan_ir.build_synthesis_256(self._core, "exact")
+            net = SynthesisNetwork(OpenVINOModule.from_openvino(exact).graph(), self.early_exit)
             self._torch = _WPlusToUnitImage(net, self.num_ws, self.latent_dim)
         return self._torch
 
@@ -227,8 +266,8 @@ _BACKENDS = {"mobilestylegan": MobileStyleGAN, "dcgan": DCGAN}
 
 
 def get_generator(name: str, **kwargs) -> Generator:
-    """Build a backend by name: "mobilestylegan" (kwargs early_exit, batch_size, threads) or "dcgan"
-    (threads). ``threads=0`` uses every core."""
+    """Build a backend by name: "mobilestylegan" (kwargs early_exit, batch_size, threads, device,
+    backend) or "dcgan" (threads). ``threads=0`` uses every core."""
     if name not in _BACKENDS:
         raise ValueError(f"unknown generator {name!r}; choose from {sorted(_BACKENDS)}")
     return _BACKENDS[name](**kwargs)

@@ -1,17 +1,18 @@
 """Differentiable PyTorch execution of an OpenVINO model, with the weights read from the IR.
 
-Gives image losses a gradient through the frozen generator without a second copy of its architecture:
-whatever sub-graph mobilestylegan_ir builds (exact or fast 256x256 exit, W+ input) runs op by op in torch.
-Covers the op types of that graph (and of the mapping network) only; anything else raises
-NotImplementedError at construction.
+Whatever sub-graph mobilestylegan_ir builds (exact or fast 256x256 exit, W+ input) runs op by op in
+torch: the reference the native network (mobilestylegan_torch) is checked against, and the source of
+its weights (``graph()``). Covers the op types of that graph (and of the mapping network) only; anything
+else raises NotImplementedError at construction.
 
 A converted graph saves to one safetensors file (constants as tensors, the op list as JSON metadata)
-and loads back without OpenVINO: what a GPU machine with torch alone needs to render faces.
+and loads back without OpenVINO: what a GPU machine with torch alone builds the native network from.
 """
 
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -145,6 +146,15 @@ _OPS: dict[str, Callable] = {
 }
 
 
+class Graph(NamedTuple):
+    """A converted graph: value keys, each op's (type, attributes, input keys), constants by key."""
+
+    input: str
+    output: str
+    ops: dict[str, tuple[str, dict, list[str]]]
+    constants: dict[str, torch.Tensor]
+
+
 class OpenVINOModule(torch.nn.Module):
     """A single-input, single-output graph of OpenVINO op types as a frozen torch module (constants are
     buffers). Built from an ``ov.Model`` (``from_openvino``) or from a file ``save`` wrote (``load``)."""
@@ -202,6 +212,12 @@ class OpenVINOModule(torch.nn.Module):
         tensors = load_file(str(path), device=str(device))
         constants = {key: tensors[buffer] for key, buffer in graph["constants"].items()}
         return cls(graph["input"], graph["output"], constants, graph["steps"])
+
+    def graph(self) -> "Graph":
+        """The op list and constants, for code that reads the weights by their place in the network."""
+        ops = {key: (kind, attrs, inputs) for key, kind, attrs, inputs in self._graph}
+        constants = {key: getattr(self, buffer) for key, buffer in self._constants.items()}
+        return Graph(self._input, self._output, ops, constants)
 
     def _free_after_last_use(self) -> None:
         """Record, per step, the activations no later step reads, so forward drops them (memory)."""

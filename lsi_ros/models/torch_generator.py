@@ -3,7 +3,8 @@
 ``lsi_ros.models.generators.MobileStyleGAN`` needs OpenVINO to read the IR; a GPU machine may have torch
 and nothing else. ``MobileStyleGAN.export_torch(folder)`` (on a machine with OpenVINO) writes the mapping
 network, the 256² synthesis graph and the truncation centre; ``ExportedMobileStyleGAN(folder, device)``
-renders the same faces from the same seeds with no OpenVINO (to float rounding of the device's kernels).
+renders the same faces from the same seeds with no OpenVINO (to float rounding of the device's kernels),
+through the native networks of ``mobilestylegan_torch`` built from the exported graphs.
 Research use only: the weights derive from NVIDIA StyleGAN2 / FFHQ (non-commercial licences).
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lsi_ros.models.mobilestylegan_torch import MappingNetwork, SynthesisNetwork
 from lsi_ros.models.ov_torch import OpenVINOModule
 
 MAPPING_FILE = "mapping.safetensors"
@@ -50,8 +52,8 @@ class ExportedMobileStyleGAN:
         self.num_ws = info["num_ws"]
         self.resolution = info["resolution"]
         self.w_avg = torch.tensor(info["w_avg"], dtype=torch.float32, device=self.device)
-        self.mapping = OpenVINOModule.load(folder / MAPPING_FILE, self.device).eval()
-        self.synthesis = OpenVINOModule.load(folder / SYNTHESIS_FILE, self.device).eval()
+        self.mapping = MappingNetwork(load_graph(folder, MAPPING_FILE)).to(self.device).eval()
+        self.synthesis = SynthesisNetwork(load_graph(folder, SYNTHESIS_FILE)).to(self.device).eval()
 
     @torch.inference_mode()
     def sample_latents(self, seeds: Sequence[int], truncation_psi: float = 1.0) -> torch.Tensor:
@@ -60,10 +62,24 @@ class ExportedMobileStyleGAN:
 
     @torch.inference_mode()
     def render(self, w: torch.Tensor) -> torch.Tensor:
-        """w (N, D) -> (N, R, R, 3) uint8 RGB, rounded as ``lsi data`` stores faces."""
-        w_plus = w[:, None].expand(-1, self.num_ws, -1).contiguous()
-        image = ((self.synthesis(w_plus) + 1.0) * 0.5).clamp(0.0, 1.0)
-        return torch.round(image * 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        """w (N, D) or W+ (N, num_ws, D) -> (N, R, R, 3) uint8 RGB, rounded as ``lsi data`` stores faces."""
+        return to_uint8_faces(self.synthesis(as_w_plus(w, self.num_ws)))
+
+
+def as_w_plus(w: torch.Tensor, num_ws: int) -> torch.Tensor:
+    """w (N, D) repeated per layer to W+ (N, num_ws, D) (a view); W+ passes through."""
+    return w[:, None].expand(-1, num_ws, -1) if w.dim() == 2 else w
+
+
+def to_uint8_faces(image: torch.Tensor) -> torch.Tensor:
+    """Synthesis output (N, 3, R, R) in about [-1, 1] -> (N, R, R, 3) uint8, as ``lsi data`` stores faces."""
+    image = ((image.float() + 1.0) * 0.5).clamp(0.0, 1.0)
+    return torch.round(image * 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def load_graph(folder, name: str, device: str | torch.device = "cpu"):
+    """An exported graph (``OpenVINOModule``'s file) as ``OpenVINOModule.graph()``."""
+    return OpenVINOModule.load(Path(folder) / name, device).graph()
 
 
 def write_export(
