@@ -21,6 +21,7 @@ STARTS = {
     "latent_source": ({}, set()),
     "photodiode_sampler": ({}, set()),
     "scene_source": ({"source": "folder", "path": "/nonexistent"}, set()),
+    "web_view": ({"port": 0}, set()),
 }
 # Interfaces every node has from rclpy itself (parameters, logging, lifecycle state machine).
 STANDARD = ("/rosout", "/parameter_events", "/transition_event")

@@ -20,12 +20,24 @@ from rclpy.serialization import serialize_message
 from lsi_ros.msg import Attributes, LatentCode, Measurements, PatternSetInfo
 from lsi_ros.ros import diagnostics, image, node_main, qos
 from lsi_ros.ros.parameters import Param, ParameterError, declare
+from lsi_ros.ros.reference import Topic
 from lsi_ros.web.live import ImageChannel, PipelineState
 from lsi_ros.web.server import TopicNameError, UnknownTopicError, WebView
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 SCENES_KEPT = 64  # scenes waiting for their decoded image: seconds of latency at the scene rate
 TOPIC_NAME = re.compile(r"^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+
+TOPICS = (
+    Topic("sub", "image_raw", "sensor_msgs/msg/Image", "image_topic: the decoded image (best effort)."),
+    Topic("sub", "scene", "sensor_msgs/msg/Image", "scene_topic: shown beside it (best effort)."),
+    Topic("sub", "measurements", "lsi_ros/msg/Measurements", "The newest frame's values, plotted."),
+    Topic("sub", "latent", "lsi_ros/msg/LatentCode", "Code rate and bytes per frame."),
+    Topic("sub", "attributes", "lsi_ros/msg/Attributes", "Shown as bars with their probabilities."),
+    Topic("sub", "pattern_set", "lsi_ros/msg/PatternSetInfo", "The pattern set in use (transient-local)."),
+    Topic("sub", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "Dropped and refused counts."),
+    Topic("pub", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "The served URL and image topics."),
+)
 
 PARAMS = (
     Param(
