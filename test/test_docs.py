@@ -24,15 +24,15 @@ PAGES = (
     "docs/training.md",
     "docs/calibration.md",
     "docs/serial_adc_protocol.md",
+    "docs/nodes.md",
+    "docs/reliability.md",
+    "docs/web_view.md",
+    "docs/generator.md",
     "experiments/README.md",
 )
 # Pages that arrive with their own features (linked from the README, written beside the code).
 COMPANION_PAGES = {
     "docs/ros2.md",
-    "docs/nodes.md",
-    "docs/reliability.md",
-    "docs/web_view.md",
-    "docs/web_view.png",
 }
 
 

@@ -20,7 +20,7 @@ PARAMS = (
     Param(
         "count",
         0,
-        "Stop publishing after this many codes (0: forever).",
+        "Publish no more than this many codes (0: forever).",
         min=0,
         max=2**31 - 1,
         applies="live",
