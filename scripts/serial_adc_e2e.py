@@ -17,7 +17,7 @@ from pathlib import Path
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
 
-from lsi_ros.launching.runner import ros_environment  # noqa: E402
+from lsi_ros.ros.launch_process import ros_environment  # noqa: E402
 
 os.environ["AMENT_PREFIX_PATH"] = ros_environment()["AMENT_PREFIX_PATH"]
 
