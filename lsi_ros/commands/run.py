@@ -47,11 +47,12 @@ def main(args) -> int:
         "model": args.model,
         "generator": args.generator,
         "source": args.source,
-        "path": args.path,
         "scene_rate_hz": str(args.scene_rate),
         "record": "true",
         "bag": str((output / "bag").resolve()),
     }
+    if args.path:
+        arguments["path"] = args.path
     context = rclpy.Context()
     rclpy.init(context=context)
     monitor = PipelineMonitor(context=context)

@@ -57,6 +57,9 @@ class LaunchProcess:
     ):
         self.command = [ros2_command(), "launch", package, launch_file]
         arguments = {"sigterm_timeout": SIGTERM_TIMEOUT_S} | dict(arguments or {})
+        empty = [name for name, value in arguments.items() if str(value) == ""]
+        if empty:
+            raise ValueError(f"ros2 launch takes no empty argument values (leave them out): {empty}")
         self.command += [f"{name}:={value}" for name, value in arguments.items()]
         self.tmp_dir = tempfile.mkdtemp(prefix="lsi_ros_launch_")
         environment = ros_environment(env) | {"TMPDIR": self.tmp_dir}
