@@ -14,8 +14,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-# Seconds between a node's death and its restart: time for a USB device to re-enumerate.
-RESPAWN_DELAY_S = 2.0
+# Seconds between a node's death and its restart (a USB device re-enumerates meanwhile).
+RESPAWN_DELAY_S = 1.0
 
 
 def generate_launch_description():

@@ -15,7 +15,7 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 # Seconds between the scene source's death and its restart.
-RESPAWN_DELAY_S = 2.0
+RESPAWN_DELAY_S = 1.0
 
 
 def generate_launch_description():

@@ -163,8 +163,11 @@ def test_nodes_and_topics_live_in_the_namespace(sim):
     ],
 )
 def test_parameter_files_apply_under_the_namespace(sim, node, parameter, expected):
-    result = ros2("param", "get", "--no-daemon", f"{NAMESPACE}/{node}", parameter)
-    assert result.returncode == 0, result.stdout + result.stderr
+    def get():
+        return ros2("param", "get", "--no-daemon", "--spin-time", "3", f"{NAMESPACE}/{node}", parameter)
+
+    result = wait_for(lambda: (answer := get()).returncode == 0 and answer, timeout=60, period=1.0)
+    assert result, get().stderr
     assert result.stdout.strip() == expected
 
 
