@@ -32,6 +32,8 @@ help:
 	@echo "make test   set up if needed, then lint and run the whole test suite"
 	@echo "make bench  set up if needed, then run every benchmark (lsi bench, ~5 min) -> docs/results/bench.json"
 	@echo "make lint   ruff check + format check      make clean   remove .venv and build outputs"
+	@echo "make setup ROS2_SRC=DIR   take the ROS 2 launch/ros2cli sources from DIR (default ../shared/ros2-src;"
+	@echo "            without it: cloned at pinned commits); docs/ros2.md"
 
 setup: $(STAMPS)/messages $(STAMPS)/ros2-tooling
 

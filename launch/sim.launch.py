@@ -18,8 +18,15 @@ from launch_ros.substitutions import FindPackageShare
 RESPAWN_DELAY_S = 1.0
 
 
+def included(file_name: str, arguments: dict) -> GroupAction:
+    """One of the package's launch files in a scope of its own: its arguments do not leak out."""
+    source = PythonLaunchDescriptionSource(
+        PathJoinSubstitution([FindPackageShare("lsi_ros"), "launch", file_name])
+    )
+    return GroupAction([IncludeLaunchDescription(source, launch_arguments=arguments.items())])
+
+
 def generate_launch_description():
-    share = FindPackageShare("lsi_ros")
     namespace = LaunchConfiguration("namespace")
     respawn = LaunchConfiguration("respawn")
     return LaunchDescription(
@@ -70,36 +77,24 @@ def generate_launch_description():
                 respawn_delay=RESPAWN_DELAY_S,
                 output="screen",
             ),
-            GroupAction(
-                [
-                    IncludeLaunchDescription(
-                        PythonLaunchDescriptionSource(
-                            PathJoinSubstitution([share, "launch", "capture.launch.py"])
-                        ),
-                        launch_arguments={
-                            "namespace": namespace,
-                            "respawn": respawn,
-                            "backend": "sim",
-                            "model": LaunchConfiguration("model"),
-                        }.items(),
-                    )
-                ]
+            included(
+                "capture.launch.py",
+                {
+                    "namespace": namespace,
+                    "respawn": respawn,
+                    "backend": "sim",
+                    "model": LaunchConfiguration("model"),
+                },
             ),
-            GroupAction(
-                [
-                    IncludeLaunchDescription(
-                        PythonLaunchDescriptionSource(
-                            PathJoinSubstitution([share, "launch", "decode.launch.py"])
-                        ),
-                        launch_arguments={
-                            "namespace": namespace,
-                            "respawn": respawn,
-                            "rviz": LaunchConfiguration("rviz"),
-                            "generator": LaunchConfiguration("generator"),
-                            "decoder_threads": LaunchConfiguration("decoder_threads"),
-                        }.items(),
-                    )
-                ]
+            included(
+                "decode.launch.py",
+                {
+                    "namespace": namespace,
+                    "respawn": respawn,
+                    "rviz": LaunchConfiguration("rviz"),
+                    "generator": LaunchConfiguration("generator"),
+                    "decoder_threads": LaunchConfiguration("decoder_threads"),
+                },
             ),
             Node(
                 package="lsi_ros",
