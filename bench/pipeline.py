@@ -16,7 +16,6 @@ import time
 import cv2
 import psutil
 
-from lsi_ros.launching import runner
 from lsi_ros.optics import DLPC900_1080P
 
 WARMUP_S = 5.0
@@ -94,14 +93,12 @@ class ProcessWatch:
         return times.user + times.system
 
 
-def _scene_folder(count: int) -> str:
+def _write_scenes(folder: str, count: int) -> None:
     """Held-out generated faces written as PNGs: the scene source replays them without a generator."""
     from lsi_ros.scenes import face_scenes
 
-    folder = tempfile.mkdtemp(prefix="lsi_bench_scenes_")
     for index, (_, rgb) in zip(range(count), face_scenes(), strict=False):
         cv2.imwrite(f"{folder}/{index:03d}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    return folder
 
 
 def _stage_latency_ms(monitor, since_ns: int, until_ns: int) -> dict:
@@ -155,19 +152,24 @@ def pipeline_rows(
 ) -> list:
     """One "pipeline" row; with ``soak_every_s`` a "soak" row that adds, every that many seconds,
     scenes, drops, latency per node and RSS/CPU per node (and each node's RSS growth)."""
+    with tempfile.TemporaryDirectory(prefix="lsi_bench_scenes_") as scenes:
+        _write_scenes(scenes, 16)
+        return _pipeline_rows(model, duration_s, timing, scenes, soak_every_s)
+
+
+def _pipeline_rows(model, duration_s, timing, scenes, soak_every_s) -> list:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.registry import find_model
     from lsi_ros.pipeline_monitor import PipelineMonitor
+    from lsi_ros.ros.launch_process import LaunchProcess, adopt_ros_environment
 
     num_patterns = load_model(find_model(model)).num_measurements
     frame_rate = 1.0 / timing.frame_time(num_patterns)
-    nodes = runner.plan(
-        runner.find_launch_file("lsi_ros", "sim.launch.py"),
-        {"model": model, "source": "folder", "path": _scene_folder(16), "scene_rate_hz": f"{frame_rate:.3f}"},
-    )
+    arguments = {"model": model, "source": "folder", "path": scenes, "scene_rate_hz": f"{frame_rate:.3f}"}
+    adopt_ros_environment()
     context = rclpy.Context()
     rclpy.init(context=context)
     monitor = PipelineMonitor(keep_images=False, context=context)
@@ -177,7 +179,7 @@ def pipeline_rows(
     watch = ProcessWatch(every_s=soak_every_s)
     window = {}
 
-    def measured() -> bool:
+    def measured(launch) -> bool:
         """Start the window WARMUP_S after the first decoded image; stop DRAIN_S after it closes."""
         now = time.monotonic()
         if monitor.first_latent_time is None or monitor.first_image_time is None:
@@ -185,6 +187,7 @@ def pipeline_rows(
         if "start_ns" not in window and now - monitor.first_image_time >= WARMUP_S:
             window["start_ns"] = monitor.get_clock().now().nanoseconds
             window["load"] = [os.getloadavg()[0]]
+            watch.attach(launch.node_pids())
             watch.start_window()
             window["started"] = now
         if "started" in window and "end_ns" not in window and now - window["started"] >= duration_s:
@@ -194,8 +197,12 @@ def pipeline_rows(
             window["ended"] = now
         return "ended" in window and now - window["ended"] >= DRAIN_S
 
+    deadline = time.monotonic() + duration_s + 240.0
     try:
-        code = runner.run(nodes, duration_s=duration_s + 240.0, stop_when=measured, on_started=watch.attach)
+        with LaunchProcess("sim.launch.py", arguments) as launch:
+            while launch.running() and not measured(launch) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        code = launch.process.returncode
     finally:
         executor.shutdown(timeout_sec=2.0)
         summary = monitor.summary(window.get("start_ns"), window.get("end_ns")) if "end_ns" in window else {}

@@ -17,10 +17,9 @@ from pathlib import Path
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
 
-# The venv is an ament prefix (share/lsi_ros): the nodes started below find the package there.
-os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(
-    p for p in (os.environ.get("AMENT_PREFIX_PATH", ""), sys.prefix) if p
-)
+from lsi_ros.ros.launch_process import ros_environment  # noqa: E402
+
+os.environ["AMENT_PREFIX_PATH"] = ros_environment()["AMENT_PREFIX_PATH"]
 
 
 def node(executable: str, *parameters: str) -> subprocess.Popen:

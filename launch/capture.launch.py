@@ -4,7 +4,8 @@ ros2 launch lsi_ros capture.launch.py backend:=sim model:=m128
 ros2 launch lsi_ros capture.launch.py dmd_backend:=dlpc900 detector_backend:=serial_adc \
     params_file:=my_camera.yaml   # a copy of config/capture.yaml with the port and calibration file
 The DMD shows the model's learned patterns unless pattern_set:= names another set (the encoder then
-refuses the frames, by design: its model only understands its own patterns).
+refuses the frames, by design: its model only understands its own patterns). Every node runs in
+namespace:= and is started again RESPAWN_DELAY_S after it dies (respawn:=false turns that off).
 """
 
 from launch import LaunchDescription
@@ -13,13 +14,26 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+# Seconds between a node's death and its restart (a USB device re-enumerates meanwhile).
+RESPAWN_DELAY_S = 1.0
+
 
 def generate_launch_description():
     params_file = LaunchConfiguration("params_file")
     backend = LaunchConfiguration("backend")
     model = LaunchConfiguration("model")
+    respawned = {
+        "namespace": LaunchConfiguration("namespace"),
+        "respawn": LaunchConfiguration("respawn"),
+        "respawn_delay": RESPAWN_DELAY_S,
+        "output": "screen",
+    }
     return LaunchDescription(
         [
+            DeclareLaunchArgument("namespace", default_value="", description="Namespace of the nodes."),
+            DeclareLaunchArgument(
+                "respawn", default_value="true", description="Restart a node that dies (true/false)."
+            ),
             DeclareLaunchArgument(
                 "params_file",
                 default_value=PathJoinSubstitution([FindPackageShare("lsi_ros"), "config", "capture.yaml"]),
@@ -57,21 +71,21 @@ def generate_launch_description():
                         "pattern_set": LaunchConfiguration("pattern_set"),
                     },
                 ],
-                output="screen",
+                **respawned,
             ),
             Node(
                 package="lsi_ros",
                 executable="photodiode_sampler",
                 name="photodiode_sampler",
                 parameters=[params_file, {"backend": LaunchConfiguration("detector_backend")}],
-                output="screen",
+                **respawned,
             ),
             Node(
                 package="lsi_ros",
                 executable="latent_encoder",
                 name="latent_encoder",
                 parameters=[params_file, {"model": model}],
-                output="screen",
+                **respawned,
             ),
         ]
     )

@@ -3,6 +3,8 @@ or the browser page (web_view).
 
 ros2 launch lsi_ros decode.launch.py rviz:=true
 ros2 launch lsi_ros decode.launch.py web:=true    # then open http://127.0.0.1:8080/
+Every node runs in namespace:= (RViz's topics are relative to it); the decoder and the classifier are
+started again RESPAWN_DELAY_S after they die (respawn:=false turns that off).
 """
 
 from launch import LaunchDescription
@@ -12,12 +14,26 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+# Seconds between a node's death and its restart.
+RESPAWN_DELAY_S = 1.0
+
 
 def generate_launch_description():
     share = FindPackageShare("lsi_ros")
     params_file = LaunchConfiguration("params_file")
+    namespace = LaunchConfiguration("namespace")
+    respawned = {
+        "namespace": namespace,
+        "respawn": LaunchConfiguration("respawn"),
+        "respawn_delay": RESPAWN_DELAY_S,
+        "output": "screen",
+    }
     return LaunchDescription(
         [
+            DeclareLaunchArgument("namespace", default_value="", description="Namespace of the nodes."),
+            DeclareLaunchArgument(
+                "respawn", default_value="true", description="Restart a node that dies (true/false)."
+            ),
             DeclareLaunchArgument(
                 "params_file",
                 default_value=PathJoinSubstitution([share, "config", "decode.yaml"]),
@@ -54,14 +70,14 @@ def generate_launch_description():
                         "threads": LaunchConfiguration("decoder_threads"),
                     },
                 ],
-                output="screen",
+                **respawned,
             ),
             Node(
                 package="lsi_ros",
                 executable="latent_classifier",
                 name="latent_classifier",
                 parameters=[params_file],
-                output="screen",
+                **respawned,
             ),
             Node(
                 package="lsi_ros",
@@ -78,6 +94,7 @@ def generate_launch_description():
                 package="rviz2",
                 executable="rviz2",
                 name="rviz2",
+                namespace=namespace,
                 arguments=["-d", PathJoinSubstitution([share, "rviz", "lsi.rviz"])],
                 condition=IfCondition(LaunchConfiguration("rviz")),
             ),

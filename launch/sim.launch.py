@@ -1,21 +1,42 @@
 """Everything in simulation: scene_source -> capture.launch.py (robot) -> decode.launch.py (base station).
 
 ros2 launch lsi_ros sim.launch.py model:=m128 source:=portraits
+ros2 launch lsi_ros sim.launch.py namespace:=robot1   # every node and topic under /robot1
+Each included file runs in its own scope (GroupAction), so that its arguments (params_file, ...) do
+not leak into the next one.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.actions import DeclareLaunchArgument, GroupAction, IncludeLaunchDescription
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+# Seconds between the scene source's death and its restart.
+RESPAWN_DELAY_S = 1.0
+
+
+def included(file_name: str, arguments: dict) -> GroupAction:
+    """One of the package's launch files in a scope of its own: its arguments do not leak out."""
+    source = PythonLaunchDescriptionSource(
+        PathJoinSubstitution([FindPackageShare("lsi_ros"), "launch", file_name])
+    )
+    return GroupAction([IncludeLaunchDescription(source, launch_arguments=arguments.items())])
+
 
 def generate_launch_description():
-    share = FindPackageShare("lsi_ros")
+    namespace = LaunchConfiguration("namespace")
+    respawn = LaunchConfiguration("respawn")
     return LaunchDescription(
         [
+            DeclareLaunchArgument("namespace", default_value="", description="Namespace of the nodes."),
+            DeclareLaunchArgument(
+                "respawn",
+                default_value="true",
+                description="Restart a node that dies (true/false); the recorder is never restarted.",
+            ),
             DeclareLaunchArgument("model", default_value="m128", description="Model name or file."),
             DeclareLaunchArgument(
                 "generator",
@@ -45,6 +66,7 @@ def generate_launch_description():
                 package="lsi_ros",
                 executable="scene_source",
                 name="scene_source",
+                namespace=namespace,
                 parameters=[
                     {
                         "source": LaunchConfiguration("source"),
@@ -53,26 +75,36 @@ def generate_launch_description():
                         "generator": LaunchConfiguration("generator"),
                     }
                 ],
+                respawn=respawn,
+                respawn_delay=RESPAWN_DELAY_S,
                 output="screen",
             ),
-            IncludeLaunchDescription(
-                PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "capture.launch.py"])),
-                launch_arguments={"backend": "sim", "model": LaunchConfiguration("model")}.items(),
+            included(
+                "capture.launch.py",
+                {
+                    "namespace": namespace,
+                    "respawn": respawn,
+                    "backend": "sim",
+                    "model": LaunchConfiguration("model"),
+                },
             ),
-            IncludeLaunchDescription(
-                PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "decode.launch.py"])),
-                launch_arguments={
+            included(
+                "decode.launch.py",
+                {
+                    "namespace": namespace,
+                    "respawn": respawn,
                     "rviz": LaunchConfiguration("rviz"),
                     "web": LaunchConfiguration("web"),
                     "web_port": LaunchConfiguration("web_port"),
                     "generator": LaunchConfiguration("generator"),
                     "decoder_threads": LaunchConfiguration("decoder_threads"),
-                }.items(),
+                },
             ),
             Node(
                 package="lsi_ros",
                 executable="bag_recorder",
                 name="bag_recorder",
+                namespace=namespace,
                 parameters=[{"output": LaunchConfiguration("bag")}],
                 condition=IfCondition(LaunchConfiguration("record")),
                 output="screen",

@@ -16,6 +16,7 @@ def generate_launch_description():
                 default_value=PathJoinSubstitution([FindPackageShare("lsi_ros"), "config", "smoke.yaml"]),
                 description="Parameter file of both nodes.",
             ),
+            DeclareLaunchArgument("namespace", default_value="", description="Namespace of the nodes."),
             DeclareLaunchArgument("rate_hz", default_value="30.0", description="Latent codes per second."),
             DeclareLaunchArgument(
                 "summary_path", default_value="", description="Where latent_monitor writes its JSON summary."
@@ -24,6 +25,7 @@ def generate_launch_description():
                 package="lsi_ros",
                 executable="latent_source",
                 name="latent_source",
+                namespace=LaunchConfiguration("namespace"),
                 parameters=[params_file, {"rate_hz": LaunchConfiguration("rate_hz")}],
                 output="screen",
             ),
@@ -31,6 +33,7 @@ def generate_launch_description():
                 package="lsi_ros",
                 executable="latent_monitor",
                 name="latent_monitor",
+                namespace=LaunchConfiguration("namespace"),
                 parameters=[params_file, {"summary_path": LaunchConfiguration("summary_path")}],
                 output="screen",
             ),

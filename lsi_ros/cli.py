@@ -18,15 +18,14 @@ SUBCOMMANDS = (
     "docs",
     "smoke",
     "bag",
-    "launch",
 )
 
 
 def build_parser(names=SUBCOMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lsi",
-        description="Latent Space Imaging tools: simulate, train, evaluate, benchmark, and run the "
-        "ROS 2 graph on machines without ros2 launch.",
+        description="Latent Space Imaging tools: simulate, train, evaluate, benchmark. The nodes run "
+        "with `ros2 launch lsi_ros <file>.launch.py`.",
     )
     subparsers = parser.add_subparsers(title="subcommands", metavar="<subcommand>", required=True)
     for name in names:

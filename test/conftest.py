@@ -1,5 +1,5 @@
 """Test environment: ROS traffic on loopback only (discovery range and the Fast DDS profile
-config/fastdds_localhost.xml), a DDS domain and log folder of this run's own.
+config/fastdds_localhost.xml), a DDS domain of this run's own, logs in log/.
 
 Set before anything imports rclpy; child processes inherit it.
 """
@@ -8,17 +8,18 @@ import contextlib
 import os
 import random
 import sys
-import tempfile
 import threading
 import time
+from pathlib import Path
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
-os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="lsi_ros_test_log_"))
+# Node and launch logs in the checkout's log/ folder (as the Makefile sets it), not a temporary folder.
+os.environ.setdefault("ROS_LOG_DIR", str(Path(__file__).resolve().parents[1] / "log"))
 
 import pytest  # noqa: E402
 
-from lsi_ros.launching.runner import ros_environment  # noqa: E402
+from lsi_ros.ros.launch_process import ros_environment  # noqa: E402
 
 # The venv's install (share/lsi_ros, lib/lsi_ros) on the ament index and the loopback Fast DDS
 # profile, as the Makefile sets them.

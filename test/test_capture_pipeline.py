@@ -7,7 +7,6 @@ pattern sets are reported in diagnostics while the nodes keep running.
 
 import functools
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,19 +22,26 @@ from lsi_ros.optics.forward import ForwardModel
 from lsi_ros.optics.objective import scene_on_dmd
 from lsi_ros.optics.patterns import load_pattern_set
 from lsi_ros.ros import image, qos
+from lsi_ros.ros.launch_process import LaunchProcess
+
+CAPTURE_NODES = {"dmd_driver", "photodiode_sampler", "latent_encoder"}
 
 
-def start_capture(tmp_path, sampler_params=None, **overrides):
+def start_capture(tmp_path, sampler_params=None, **overrides) -> LaunchProcess:
+    """`ros2 launch lsi_ros capture.launch.py`, nodes not respawned: a node that dies stays dead."""
     sampler = {"noise": False, "frame_trigger": "per_scene", **(sampler_params or {})}
     params = {
-        "dmd_driver": {"ros__parameters": {"cache_dir": str(tmp_path / "patterns"), "resolution": 64}},
-        "photodiode_sampler": {"ros__parameters": sampler},
+        "/**/dmd_driver": {"ros__parameters": {"cache_dir": str(tmp_path / "patterns"), "resolution": 64}},
+        "/**/photodiode_sampler": {"ros__parameters": sampler},
     }
     params_file = tmp_path / "capture_test.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    args = [f"params_file:={params_file}", *(f"{k}:={v}" for k, v in overrides.items())]
-    command = [sys.executable, "-m", "lsi_ros.cli", "launch", "lsi_ros", "capture.launch.py", *args]
-    return subprocess.Popen(command)
+    return LaunchProcess("capture.launch.py", {"params_file": params_file, "respawn": "false", **overrides})
+
+
+def assert_all_nodes_alive(launch: LaunchProcess):
+    running = set(launch.node_pids())
+    assert running == CAPTURE_NODES, f"a node died: running {sorted(running)}"
 
 
 @pytest.fixture
@@ -60,7 +66,7 @@ def statuses(received, name):
 
 def test_scene_to_measurement_frame_matches_the_forward_model(tmp_path, probe):
     node, scenes, received = probe
-    process = start_capture(tmp_path, pattern_set="hadamard-split:32")
+    launch = start_capture(tmp_path, pattern_set="hadamard-split:32")
     try:
         assert wait_for(lambda: received["info"], timeout=30), "dmd_driver announced no pattern set"
         info = received["info"][0]
@@ -79,8 +85,7 @@ def test_scene_to_measurement_frame_matches_the_forward_model(tmp_path, probe):
             wait_for(functools.partial(at_least, received["frames"], len(sent)), timeout=1.0)
         assert len(received["frames"]) >= 5, "no measurement frames"
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        launch.stop()
 
     pattern_set = load_pattern_set(info.uri)
     forward = ForwardModel(pattern_set)
@@ -96,7 +101,7 @@ def test_scene_to_measurement_frame_matches_the_forward_model(tmp_path, probe):
 
 def test_bad_scene_and_bad_pattern_set_are_reported_and_nodes_keep_running(tmp_path, probe):
     node, scenes, received = probe
-    process = start_capture(tmp_path, pattern_set=str(tmp_path / "missing.safetensors"))
+    launch = start_capture(tmp_path, pattern_set=str(tmp_path / "missing.safetensors"))
     try:
         assert wait_for(
             lambda: any(
@@ -107,16 +112,15 @@ def test_bad_scene_and_bad_pattern_set_are_reported_and_nodes_keep_running(tmp_p
         ), "dmd_driver did not report the missing pattern set"
         bad = Image(height=2, width=2, encoding="yuv422", step=4, data=b"\0" * 8)
         scenes.publish(bad)
-        assert process.poll() is None, "a node died"
+        assert_all_nodes_alive(launch)
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        launch.stop()
     assert not received["frames"]
 
 
 def test_sampler_rejects_unknown_encodings_without_dying(tmp_path, probe):
     node, scenes, received = probe
-    process = start_capture(tmp_path, pattern_set="bernoulli:16:3")
+    launch = start_capture(tmp_path, pattern_set="bernoulli:16:3")
     try:
         assert wait_for(lambda: received["info"], timeout=30)
         assert wait_for(lambda: statuses(received, "photodiode_sampler"), timeout=30)
@@ -130,10 +134,9 @@ def test_sampler_rejects_unknown_encodings_without_dying(tmp_path, probe):
         assert not received["frames"]
         good = image.array_to_image(np.full((64, 64, 3), 128, np.uint8), "rgb8")
         assert wait_for(lambda: scenes.publish(good) or received["frames"], timeout=20, period=0.3)
-        assert process.poll() is None
+        assert_all_nodes_alive(launch)
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        launch.stop()
 
 
 CALIBRATION = DetectorCalibration(
@@ -149,7 +152,7 @@ def test_sampler_applies_a_calibration_file_or_reports_why_not(tmp_path, probe, 
         CALIBRATION.save(path)
     else:
         path.write_text('{"format": "lsi_ros.detector_calibration", "gain": -1')
-    process = start_capture(tmp_path, {"calibration": str(path)}, pattern_set="bernoulli:16:3")
+    launch = start_capture(tmp_path, {"calibration": str(path)}, pattern_set="bernoulli:16:3")
     try:
         assert wait_for(lambda: received["info"], timeout=30)
         assert wait_for(lambda: statuses(received, "photodiode_sampler"), timeout=30)
@@ -158,8 +161,7 @@ def test_sampler_applies_a_calibration_file_or_reports_why_not(tmp_path, probe, 
         assert wait_for(lambda: scenes.publish(good) or received["frames"], timeout=20, period=0.3)
         sampler = statuses(received, "photodiode_sampler")[-1]
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        launch.stop()
     raw = ForwardModel(load_pattern_set(received["info"][0].uri)).measure(rgb.astype(np.float32) / 255.0)
     values = np.asarray(received["frames"][0].values)
     if calibration_file == "good":
@@ -179,7 +181,7 @@ def test_task_model_runs_through_the_same_nodes(tmp_path, probe):
     attributes = []
     node.create_subscription(Attributes, "attributes", attributes.append, qos.RELIABLE)
     task = load_task_model(find_model("task-male-m4"))
-    process = start_capture(tmp_path, model="task-male-m4")
+    launch = start_capture(tmp_path, model="task-male-m4")
     try:
         assert wait_for(lambda: received["info"], timeout=30)
         assert received["info"][0].pattern_set_id == task.pattern_set.pattern_set_id
@@ -187,8 +189,7 @@ def test_task_model_runs_through_the_same_nodes(tmp_path, probe):
         scene = image.array_to_image(face, "rgb8")
         assert wait_for(lambda: scenes.publish(scene) or attributes, timeout=30, period=0.3)
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        launch.stop()
     frames = {(f.header.stamp.sec, f.header.stamp.nanosec): f for f in received["frames"]}
     published = attributes[0]
     frame = frames[(published.header.stamp.sec, published.header.stamp.nanosec)]

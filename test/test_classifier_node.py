@@ -207,7 +207,7 @@ def test_shipped_estimate_boundaries_belong_to_the_shipped_models():
     from lsi_ros.models.registry import find_model
 
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "decode.yaml").read_text())
-    names = config["latent_classifier"]["ros__parameters"]["estimate_boundaries"].split(",")
+    names = config["/**/latent_classifier"]["ros__parameters"]["estimate_boundaries"].split(",")
     assert {f"attributes-{m}" for m in ("m32", "m64", "m128", "m256")} == {n.strip() for n in names}
     generic = load_boundaries(find_model("attributes"))
     assert not generic.pattern_set_id

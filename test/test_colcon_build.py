@@ -1,4 +1,5 @@
-"""The robot path: `colcon build` of this repository gives the messages and the nodes in install/."""
+"""The robot path: `colcon build` of this repository gives the messages and the nodes in install/, and
+`colcon test` runs the test suite."""
 
 import os
 import shutil
@@ -28,7 +29,7 @@ def test_colcon_build_installs_messages_nodes_and_launch_files(tmp_path):
             "console_cohesion-",
             "--cmake-args",
             f"-DPython3_EXECUTABLE={sys.executable}",
-            "-DBUILD_TESTING=OFF",
+            "-DBUILD_TESTING=ON",
         ],
         cwd=tmp_path,
         env=env,
@@ -41,6 +42,14 @@ def test_colcon_build_installs_messages_nodes_and_launch_files(tmp_path):
     assert os.access(install / "lib" / "lsi_ros" / "latent_source", os.X_OK)
     assert (install / "share" / "lsi_ros" / "launch" / "capture.launch.py").is_file()
     assert (install / "share" / "lsi_ros" / "config" / "smoke.yaml").is_file()
+    # `colcon test` runs the pytest suite (ctest's one test; listed here, not run again).
+    listed = subprocess.run(
+        ["ctest", "-N", "--test-dir", str(tmp_path / "build" / "lsi_ros")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "Test #1: pytest" in listed.stdout and "Total Tests: 1" in listed.stdout, listed.stdout
 
     site = install / Path(sysconfig.get_path("purelib")).relative_to(sys.prefix)
     probe = (

@@ -25,13 +25,20 @@ def test_parameter_files_are_valid_ros_yaml(config_file):
     assert document, config_file
     for node_name, section in document.items():
         assert set(section) == {"ros__parameters"}, f"{config_file.name}: {node_name}"
+        # Keyed for any namespace: a bare node name would not apply under namespace:=robot1.
+        assert node_name == "/**" or node_name.startswith("/**/"), f"{config_file.name}: {node_name}"
 
 
-def test_params_file_loads_into_the_node(ros_context):
+@pytest.mark.parametrize("namespace", ["/", "/robot1", "/fleet/robot2"])
+def test_params_file_loads_into_the_node(ros_context, namespace):
     path = CONFIG / "smoke.yaml"
-    expected = yaml.safe_load(path.read_text())["latent_source"]["ros__parameters"]
-    node = LatentSource(context=ros_context, cli_args=["--ros-args", "--params-file", str(path)])
+    expected = yaml.safe_load(path.read_text())["/**/latent_source"]["ros__parameters"]
+    node = LatentSource(
+        context=ros_context,
+        cli_args=["--ros-args", "-r", f"__ns:={namespace}", "--params-file", str(path)],
+    )
     try:
+        assert node.get_namespace() == namespace
         assert {name: node.config[name] for name in expected} == expected
         assert node.config["seed"] == 7  # not the default: the file was read
     finally:

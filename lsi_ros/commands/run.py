@@ -8,15 +8,14 @@ import threading
 import time
 from pathlib import Path
 
-from lsi_ros.launching import runner
-
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "run",
         help="run the simulated pipeline (scene -> DMD + photodiode -> latent -> image) and report",
-        description="Starts launch/sim.launch.py (every node its own process) plus a bag recorder, "
-        "watches the topics for --duration seconds and writes --output/{bag, frames.png, summary.json}.",
+        description="Runs `ros2 launch lsi_ros sim.launch.py record:=true` (every node its own process, "
+        "a bag recorder), watches the topics for --duration seconds once latent codes flow, stops the "
+        "launch as Ctrl-C would and writes --output/{bag, frames.png, summary.json}.",
     )
     parser.add_argument("--model", default="m128", help="model name or file (default m128)")
     parser.add_argument(
@@ -50,6 +49,7 @@ def main(args) -> int:
     from rclpy.executors import SingleThreadedExecutor
 
     from lsi_ros.pipeline_monitor import PipelineMonitor
+    from lsi_ros.ros.launch_process import LaunchProcess, adopt_ros_environment
 
     output = Path(args.output)
     shutil.rmtree(output, ignore_errors=True)
@@ -57,20 +57,19 @@ def main(args) -> int:
     web_port = _free_port(args.web_port) if args.web else args.web_port
     if args.web:
         print(f"live page: http://127.0.0.1:{web_port}/", flush=True)
-    nodes = runner.plan(
-        runner.find_launch_file("lsi_ros", "sim.launch.py"),
-        {
-            "model": args.model,
-            "generator": args.generator,
-            "source": args.source,
-            "path": args.path,
-            "scene_rate_hz": str(args.scene_rate),
-            "record": "true",
-            "bag": str((output / "bag").resolve()),
-            "web": str(args.web).lower(),
-            "web_port": str(web_port),
-        },
-    )
+    arguments = {
+        "model": args.model,
+        "generator": args.generator,
+        "source": args.source,
+        "scene_rate_hz": str(args.scene_rate),
+        "record": "true",
+        "bag": str((output / "bag").resolve()),
+        "web": str(args.web).lower(),
+        "web_port": str(web_port),
+    }
+    if args.path:
+        arguments["path"] = args.path
+    adopt_ros_environment()
     context = rclpy.Context()
     rclpy.init(context=context)
     monitor = PipelineMonitor(context=context)
@@ -84,7 +83,15 @@ def main(args) -> int:
             started = monitor.first_latent_time
             return started is not None and time.monotonic() - started >= args.duration
 
-        code = runner.run(nodes, duration_s=args.duration + args.startup_timeout, stop_when=enough)
+        deadline = time.monotonic() + args.duration + args.startup_timeout
+        with LaunchProcess("sim.launch.py", arguments) as launch:
+            try:
+                while launch.running() and not enough() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            except KeyboardInterrupt:
+                pass
+            stopped_early = not launch.running()
+        code = launch.process.returncode
     finally:
         executor.shutdown(timeout_sec=2.0)
         summary = monitor.summary()
@@ -109,7 +116,9 @@ def main(args) -> int:
         f"decoded vs scene (RGB): PSNR {quality['psnr_db']} dB, SSIM {quality['ssim']}\n"
         f"wrote {output}/summary.json, frames.png, bag/"
     )
-    ok = code == 0 and summary["latent_messages"] > 0 and summary["decoded_images"] > 0
+    if stopped_early:
+        print(f"ros2 launch ended by itself (exit code {code})")
+    ok = code == 0 and not stopped_early and summary["latent_messages"] > 0 and summary["decoded_images"] > 0
     return 0 if ok else 1
 
 

@@ -2,18 +2,16 @@
 
 import json
 import sys
-import tempfile
+import time
 from pathlib import Path
-
-from lsi_ros.launching import runner
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "smoke",
         help="check the ROS 2 setup: publish latent codes in one process, receive them in another",
-        description="Runs launch/smoke.launch.py (latent_source -> latent_monitor) and checks that "
-        "the codes arrived intact.",
+        description="Runs `ros2 launch lsi_ros smoke.launch.py` (latent_source -> latent_monitor) and "
+        "checks that the codes arrived intact.",
     )
     parser.add_argument(
         "--count", type=int, default=60, help="stop once this many codes arrived (default 60)"
@@ -25,16 +23,16 @@ def add_parser(subparsers):
 
 
 def main(args) -> int:
+    from lsi_ros.ros.launch_process import LaunchProcess
+
     summary_path = Path(args.output).resolve()
     summary_path.unlink(missing_ok=True)
-    launch_file = runner.find_launch_file("lsi_ros", "smoke.launch.py")
-    with tempfile.TemporaryDirectory(prefix="lsi_smoke_") as tmp:
-        nodes = runner.plan(
-            launch_file, {"summary_path": str(summary_path), "rate_hz": str(args.rate)}, tmp_dir=tmp
-        )
-        code = runner.run(
-            nodes, duration_s=args.timeout, stop_when=lambda: _received(summary_path) >= args.count
-        )
+    deadline = time.monotonic() + args.timeout
+    arguments = {"summary_path": str(summary_path), "rate_hz": str(args.rate)}
+    with LaunchProcess("smoke.launch.py", arguments) as launch:
+        while launch.running() and _received(summary_path) < args.count and time.monotonic() < deadline:
+            time.sleep(0.1)
+    code = launch.process.returncode
     if code != 0 or not summary_path.is_file():
         print("smoke run FAILED: a node failed or wrote no summary", file=sys.stderr)
         return 1

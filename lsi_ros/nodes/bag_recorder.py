@@ -40,12 +40,12 @@ PARAMS = (
     Param(
         "topics",
         [
-            "/scene:sensor_msgs/msg/Image",
-            "/measurements:lsi_ros/msg/Measurements",
-            "/latent:lsi_ros/msg/LatentCode",
-            "/image_raw:sensor_msgs/msg/Image",
+            "scene:sensor_msgs/msg/Image",
+            "measurements:lsi_ros/msg/Measurements",
+            "latent:lsi_ros/msg/LatentCode",
+            "image_raw:sensor_msgs/msg/Image",
         ],
-        "Topics to record, as name:package/msg/Type.",
+        "Topics to record, as name:package/msg/Type (relative names resolve in the node's namespace).",
     ),
 )
 
@@ -59,7 +59,10 @@ class BagRecorder(Node):
     def __init__(self, **node_options):
         super().__init__("bag_recorder", **node_options)
         self.config = declare(self, PARAMS)
-        topics = dict(entry.rsplit(":", 1) for entry in self.config["topics"])
+        topics = {
+            self.resolve_topic_name(name): msgtype
+            for name, msgtype in (entry.rsplit(":", 1) for entry in self.config["topics"])
+        }
         typestore = typestore_with({"lsi_ros": f"{get_package_share_directory('lsi_ros')}/msg"})
         try:
             self.bag = BagWriter(
