@@ -3,8 +3,8 @@ or the browser page (web_view).
 
 ros2 launch lsi_ros decode.launch.py rviz:=true
 ros2 launch lsi_ros decode.launch.py web:=true    # then open http://127.0.0.1:8080/
-Every node runs in namespace:= (RViz's topics are relative to it); the decoder and the classifier are
-started again RESPAWN_DELAY_S after they die (respawn:=false turns that off).
+Every node runs in namespace:= (RViz's topics are relative to it); the decoder, the classifier and the
+web view are started again RESPAWN_DELAY_S after they die (respawn:=false turns that off).
 """
 
 from launch import LaunchDescription
@@ -88,7 +88,7 @@ def generate_launch_description():
                     {"host": LaunchConfiguration("web_host"), "port": LaunchConfiguration("web_port")},
                 ],
                 condition=IfCondition(LaunchConfiguration("web")),
-                output="screen",
+                **respawned,
             ),
             Node(
                 package="rviz2",
