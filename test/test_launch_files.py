@@ -27,7 +27,7 @@ RESPAWNED = {
     "dmd_driver": "latent",
     "photodiode_sampler": "latent",
     "latent_encoder": "latent",
-    "latent_decoder": "image",
+    "latent_decoder": "image_raw",
     "latent_classifier": "diagnostics/latent_classifier",
 }
 MAX_OUTAGE_S = 10.0
@@ -93,7 +93,7 @@ class Probe:
         rclpy.init(context=self.context)
         self.node = Node("launch_probe", namespace=NAMESPACE, context=self.context)
         self.arrivals = collections.defaultdict(list)
-        for topic, kind in (("latent", LatentCode), ("image", Image)):
+        for topic, kind in (("latent", LatentCode), ("image_raw", Image)):
             self.node.create_subscription(
                 kind, topic, lambda _, t=topic: self.arrivals[t].append(time.monotonic()), qos.RELIABLE
             )
@@ -147,8 +147,8 @@ def test_nodes_and_topics_live_in_the_namespace(sim):
 
     assert wait_for(lambda: nodes() >= expected, timeout=60, period=1.0), nodes()
     topics = set(ros2("topic", "list", "--no-daemon", "--spin-time", "2").stdout.split())
-    assert {f"{NAMESPACE}/{t}" for t in ("scene", "measurements", "latent", "image")} <= topics
-    assert not {"/latent", "/image", "/measurements"} & topics
+    assert {f"{NAMESPACE}/{t}" for t in ("scene", "measurements", "latent", "image_raw")} <= topics
+    assert not {"/latent", "/image_raw", "/measurements"} & topics
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,11 @@ PYTHON_DEPENDENCIES = {
     "matplotlib": "python3-matplotlib",
     "tqdm": "python3-tqdm",
     "psutil": "python3-psutil",
+    "aiohttp": "python3-aiohttp",
+    # ROS packages used where a ROS install has them (the venv here has not): the numpy conversion
+    # and a /tf_static publisher of the same message stand in.
+    "cv_bridge": "cv_bridge",
+    "tf2_ros": "tf2_ros",
     "torch": None,
     "safetensors": None,
     "openvino": None,
