@@ -56,6 +56,19 @@ def test_warp_quad_maps_the_square_and_replicates_edges():
     assert out[:, :20].max() == 0 and out[:, 44:].min() == 255, "the halves stay, edges replicated outward"
 
 
+def test_ffhq_padding_fades_to_the_median_colour_far_outside():
+    rng = np.random.default_rng(0)
+    image = np.kron(rng.integers(0, 256, (10, 10, 3)), np.ones((20, 20, 1))).astype(np.uint8)  # 20 px tiles
+    quad = np.array([[-150, -150], [-150, 350], [350, 350], [350, -150.0]])
+    out = real_faces.warp_quad(image, quad, 100, padding="ffhq")
+    median = np.median(image.reshape(-1, 3), axis=0)
+    assert np.abs(out[:3, :3].astype(float) - median).max() < 25, "the corner lies far outside: median colour"
+    inside = out[35:65, 35:65].astype(float)
+    assert inside.std() > 30, "the photo itself stays sharp"
+    with pytest.raises(ValueError, match="padding"):
+        real_faces.warp_quad(image, quad, 100, padding="mirror")
+
+
 def test_split_is_fixed_by_content_hash():
     keys = [f"{i:08x}" + "0" * 56 for i in range(64)]
     held = [k for k in keys if real_faces.is_held_out(k)]
@@ -84,12 +97,24 @@ def test_real_face_evaluation_on_a_few_faces(tmp_path):
     )
     assert [f.source for f in face_set.faces].count("canada") == 40
     assert face_set.images.shape == (43, 256, 256, 3)
+    chips = real_faces.real_face_set(
+        analyzer, ROOT, utkface=3, cache_dir=tmp_path / "cache", progress=False, canada=0, face_box="chip"
+    )
+    assert [f.source for f in chips.faces] == ["utkface"] * 3 and np.all(chips.detection_scores == 1)
     chosen = face_set.subset([0, 1, 40, 41, 42])
+    chosen.images[2:] = chips.images  # the UTKFace faces framed from the one chip box
     # Re-framed UTKFace faces are framed like the portraits: eye distance at most 0.25 of the width by
     # the rule (about 0.24 in FFHQ), up to how well the landmarks are found again on the framed face.
     landmarks = analyzer.label(chosen.images).landmarks
     eyes = np.linalg.norm(landmarks[:, 42:48].mean(1) - landmarks[:, 36:42].mean(1), axis=1) / 256
     assert 0.2 < np.median(eyes) < 0.27 and np.all((eyes > 0.15) & (eyes < 0.36)), eyes
+    # The fixed face box of framed faces stands in for the detector: the same person either way.
+    box = real_faces.framed_face_box(analyzer, chosen.images)
+    detected, boxed = (
+        real_faces.read_faces(analyzer, chosen.images),
+        real_faces.read_faces(analyzer, chosen.images, box),
+    )
+    assert np.median(np.linalg.norm(detected.descriptors - boxed.descriptors, axis=1)) < 0.3
     rows = real_faces.evaluate(
         analyzer,
         [load_model(find_model("m32"))],

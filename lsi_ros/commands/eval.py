@@ -56,6 +56,7 @@ def add_parser(subparsers):
     parser.add_argument(
         "--utkface", type=int, default=1024, help="--real: held-out UTKFace faces (fixed order; default 1024)"
     )
+    parser.add_argument("--canada", type=int, default=None, help="--real: Canada portraits (default all 40)")
     parser.add_argument(
         "--ceiling",
         type=int,
@@ -63,6 +64,20 @@ def add_parser(subparsers):
         metavar="N",
         help="--real, instead: invert the first N faces of each set into the generator in W and in W+ (the "
         "ceiling: no encoder decodes closer than this) -> the 'ceiling' section of the results",
+    )
+    parser.add_argument(
+        "--padding",
+        choices=("replicate", "ffhq"),
+        default="replicate",
+        help="--real: where the FFHQ square leaves a photo, replicate its edges (default) or pad as the FFHQ "
+        "script does (reflected, blurred, faded to the median colour)",
+    )
+    parser.add_argument(
+        "--landmark-box",
+        choices=("detect", "chip"),
+        default="detect",
+        help="--real: where face-api's landmark net looks when framing UTKFace: each photo's detection "
+        "(default) or one box for all (the detector's median box over the first 64 aligned chips)",
     )
     parser.add_argument(
         "--detect-every-face",
@@ -78,6 +93,9 @@ def add_parser(subparsers):
         help="--real: pattern budgets of the Hadamard pinv baseline (default: each model's M)",
     )
     parser.add_argument("--teacher-steps", type=int, default=100, help="--images: GAN inversion steps")
+    parser.add_argument(
+        "--teacher-lr", type=float, default=None, help="--images, --ceiling: inversion step (latent stds)"
+    )
     parser.add_argument("--teacher-exit", choices=("exact", "fast"), default="exact", help="--images")
     parser.add_argument("--cache-dir", default=None, help="--images: teacher cache")
     parser.add_argument("--output", default=None, help="results JSON (default docs/results/quality.json)")
@@ -177,7 +195,7 @@ def main_images(args, photodiodes) -> int:
     teacher = LatentTeacher(
         get_generator(args.generator, **exit_kwargs),
         models[0],
-        TeacherConfig(steps=args.teacher_steps),
+        TeacherConfig(steps=args.teacher_steps, **({"lr": args.teacher_lr} if args.teacher_lr else {})),
         args.cache_dir or default_cache_dir(),
     )
     scenes = offline_faces() if args.images == "portraits" else folder_scenes(args.images)
@@ -257,7 +275,9 @@ def main_real(args, photodiode) -> int:
         return 1
     root = None if args.real == "shared" else args.real
     try:
-        face_set = real_faces.real_face_set(analyzer, root, args.utkface)
+        face_set = real_faces.real_face_set(
+            analyzer, root, args.utkface, padding=args.padding, canada=args.canada, face_box=args.landmark_box
+        )
     except FileNotFoundError as error:
         print(f"lsi eval: {error}", file=sys.stderr)
         return 1
@@ -272,6 +292,8 @@ def main_real(args, photodiode) -> int:
         "command": " ".join(["lsi eval", *sys.argv[2:]]) if sys.argv[1:2] == ["eval"] else COMMAND,
         "faces": {k: v for k, v in counts.items() if v},
         "framing": real_faces.FRAMING,
+        "padding": args.padding,
+        "landmark_box": args.landmark_box,
         "split": f"UTKFace held out when int(sha256(file bytes)[:8], 16) % {real_faces.SPLIT_BUCKETS} < "
         f"{real_faces.HELD_OUT_BUCKETS}; the first --utkface held-out faces in hash order",
         "photodiode": photodiode.label,
@@ -301,7 +323,14 @@ def main_real(args, photodiode) -> int:
         ceiling = {
             "command": results["command"],
             "rows": real_faces.ceiling(
-                analyzer, generator, models[-1], chosen, steps=args.teacher_steps, examples=examples, box=box
+                analyzer,
+                generator,
+                models[-1],
+                chosen,
+                steps=args.teacher_steps,
+                lr=args.teacher_lr,
+                examples=examples,
+                box=box,
             ),
             "camera_on_the_same_faces": camera,
             "faces": {s: n for s in real_faces.SOURCES if (n := sum(f.source == s for f in chosen.faces))},

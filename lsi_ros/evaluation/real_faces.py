@@ -38,10 +38,12 @@ RESOLUTION = 256
 DETECTION_MARGIN = 0.3
 FRAMING_VERSION = "ffhq-quad-v1"
 PADDINGS = ("replicate", "ffhq")
+FACE_BOXES = ("detect", "chip")
 FRAMING = (
     "UTKFace: face-api's 68 landmarks (photo padded by 30 % with replicated edges for the detector) -> the "
-    "FFHQ dataset script's oriented square (eyes and mouth corners) -> 256x256, edges replicated outside "
-    "the photo; Canada portraits as shipped (the same rule from the set's own landmarks)"
+    "FFHQ dataset script's oriented square (eyes and mouth corners) -> 256x256; outside the photo its "
+    "edges replicated (padding 'replicate') or the FFHQ script's reflected, blurred, median-faded fill "
+    "('ffhq'); Canada portraits as shipped (the same rule from the set's own landmarks)"
 )
 
 
@@ -67,6 +69,13 @@ class RealFace:
     @property
     def name(self) -> str:
         return f"{self.source}:{self.path.name}"
+
+    @property
+    def label(self) -> str:
+        """A short caption: set, file stem and the labels."""
+        gender = {0: "M", 1: "F"}.get(self.female, "?")
+        age = "" if self.age is None else f"{self.age:.0f} "
+        return f"{self.source} {self.path.name.split('.')[0][-6:]} ({age}{gender})"
 
 
 def _sha256(path: Path) -> str:
@@ -189,13 +198,35 @@ def _read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def landmarks_of(analyzer, images: np.ndarray, margin: float = DETECTION_MARGIN):
-    """68 landmarks (N, 68, 2) and detection scores of tight face crops (N, H, W, 3) uint8, found in the
-    crop padded by ``margin`` of its side with replicated edges (in the unpadded crop's pixels)."""
+def _padded(images: np.ndarray, margin: float) -> tuple[np.ndarray, int]:
     pad = int(round(margin * images.shape[1]))
-    padded = np.stack([cv2.copyMakeBorder(i, pad, pad, pad, pad, cv2.BORDER_REPLICATE) for i in images])
-    labels = analyzer.label(padded)
-    return labels.landmarks - pad, labels.detection_scores
+    return np.stack([cv2.copyMakeBorder(i, pad, pad, pad, pad, cv2.BORDER_REPLICATE) for i in images]), pad
+
+
+def landmarks_of(analyzer, images: np.ndarray, margin: float = DETECTION_MARGIN, box=None):
+    """68 landmarks (N, 68, 2) and detection scores of tight face crops (N, H, W, 3) uint8, found in the
+    crop padded by ``margin`` of its side with replicated edges (in the unpadded crop's pixels).
+
+    ``box``: the face box in the padded crop when every crop frames the face alike (``chip_face_box``);
+    the landmarks are then found in it (score 1) instead of in each crop's detection."""
+    padded, pad = _padded(images, margin)
+    if box is None:
+        labels = analyzer.label(padded)
+        return labels.landmarks - pad, labels.detection_scores
+    boxes = np.repeat(np.asarray(box, np.float32)[None], len(images), 0)
+    crops, frames = analyzer.crop(padded, boxes)
+    landmarks = frames[:, None, :2] + analyzer.landmarks(crops) * frames[:, None, 2:3]
+    return landmarks - pad, np.ones(len(images), np.float32)
+
+
+def chip_face_box(analyzer, images: np.ndarray, margin: float = DETECTION_MARGIN) -> np.ndarray:
+    """The detector's median box over aligned face chips (N, H, W, 3) uint8 that it finds with a score of
+    at least 0.5, in the padded chip: aligned chips all frame the face alike, so this box serves every
+    chip, also where the detector misses."""
+    padded, _ = _padded(images, margin)
+    boxes, scores = analyzer.detect(padded)
+    confident = scores >= 0.5
+    return np.median(boxes[confident] if confident.any() else boxes, axis=0)
 
 
 @dataclass
@@ -222,10 +253,17 @@ def frame_faces(
     batch: int = 32,
     progress: bool = True,
     padding: str = "replicate",
+    face_box: str = "detect",
 ) -> RealFaceSet:
     """Each photo re-framed to the FFHQ rule, the Canada portraits as they ship. Landmarks and the
-    replicate-padded face are cached per photo; other paddings re-cut the photo from the cached landmarks."""
-    cache_dir = Path(cache_dir or default_cache_dir()) / FRAMING_VERSION
+    replicate-padded face are cached per photo; other paddings re-cut the photo from the cached landmarks.
+
+    ``face_box``: where the landmark net looks, "detect" (face-api's detector in each photo) or "chip"
+    (one box for all photos, ``chip_face_box`` of the first 64: UTKFace's chips are aligned crops)."""
+    if face_box not in FACE_BOXES:
+        raise ValueError(f"face_box must be one of {FACE_BOXES}, not {face_box!r}")
+    version = FRAMING_VERSION if face_box == "detect" else f"{FRAMING_VERSION}-{face_box}-box"
+    cache_dir = Path(cache_dir or default_cache_dir()) / version
     images, scores = [None] * len(faces), np.ones(len(faces), dtype=np.float32)
     todo = []
     for i, face in enumerate(faces):
@@ -242,10 +280,14 @@ def frame_faces(
                 landmarks = np.array(json.loads(f.metadata()["landmarks"]))
                 images[i] = warp_quad(_read_rgb(face.path), ffhq_quad(landmarks), padding=padding)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    box = None
+    if todo and face_box == "chip":
+        chips = [i for i, face in enumerate(faces) if face.source != "canada"][:64]
+        box = chip_face_box(analyzer, np.stack([_read_rgb(faces[i].path) for i in chips]))
     for start in tqdm(range(0, len(todo), batch), desc="framing (FFHQ rule)", disable=not progress):
         chunk = todo[start : start + batch]
         photos = np.stack([_read_rgb(faces[i].path) for i in chunk])
-        landmarks, detected = landmarks_of(analyzer, photos)
+        landmarks, detected = landmarks_of(analyzer, photos, box=box)
         for k, i in enumerate(chunk):
             quad = ffhq_quad(landmarks[k])
             replicated = warp_quad(photos[k], quad)
@@ -271,22 +313,24 @@ def real_face_set(
     cache_dir=None,
     progress: bool = True,
     padding: str = "replicate",
+    canada: int | None = None,
+    face_box: str = "detect",
 ) -> RealFaceSet:
     """Framed real faces from ``root`` (default: the shared real-faces folder). A folder holding the
-    shared sets gives the Canada portraits, then the first ``utkface`` held-out UTKFace faces (all when
-    None); any other folder gives its images, each re-framed."""
+    shared sets gives the first ``canada`` Canada portraits, then the first ``utkface`` held-out UTKFace
+    faces (all when None); any other folder gives its images, each re-framed."""
     root = Path(root or default_real_faces_dir())
     if not root.is_dir():
         raise FileNotFoundError(f"no real face photos at {root} (see the shared data README)")
     shared = [root / CANADA_FOLDER, root / UTKFACE_FOLDER]
     if any(folder.is_dir() for folder in shared):
-        faces = canada_faces(shared[0]) if shared[0].is_dir() else []
+        faces = canada_faces(shared[0])[:canada] if shared[0].is_dir() else []
         faces += utkface_faces(shared[1])[:utkface] if shared[1].is_dir() else []
     else:
         faces = folder_faces(root)
     if not faces:
         raise FileNotFoundError(f"no face photos (.jpg/.png) in {root}")
-    return frame_faces(analyzer, faces, cache_dir, progress=progress, padding=padding)
+    return frame_faces(analyzer, faces, cache_dir, progress=progress, padding=padding, face_box=face_box)
 
 
 # -- evaluation ---------------------------------------------------------------------------------
@@ -415,7 +459,7 @@ def evaluate(
     shown = [i for s in SOURCES for i in [k for k, t in enumerate(sources) if t == s][:EXAMPLES_PER_SET]]
     if examples is not None:
         for i in shown:
-            examples[face_set.names[i]] = {"real face": truth_rgb[i] / np.float32(255)}
+            examples[face_set.faces[i].label] = {"real face": truth_rgb[i] / np.float32(255)}
     bar = tqdm(total=len(models) * len(truth_rgb), desc="real faces: lsi", unit="face", disable=not progress)
     for model in models:
         decoded, quality = [], []
@@ -438,7 +482,7 @@ def evaluate(
             on_row(rows)
         if examples is not None:
             for i in shown:
-                examples[face_set.names[i]][f"LSI M={m}"] = decoded[i] / np.float32(255)
+                examples[face_set.faces[i].label][f"LSI M={m}"] = decoded[i] / np.float32(255)
     bar.close()
     for patterns in tqdm(baseline_budgets, desc="real faces: hadamard-pinv", disable=not progress):
         pinv, _ = hadamard_reconstructions(truth_rgb, patterns, photodiode, tv=False)
@@ -453,7 +497,7 @@ def evaluate(
             on_row(rows)
         if examples is not None and patterns == max(baseline_budgets):
             for i in shown:
-                examples[face_set.names[i]][f"pinv P={patterns}"] = pinv[i]
+                examples[face_set.faces[i].label][f"pinv P={patterns}"] = pinv[i]
     return rows
 
 
@@ -464,6 +508,7 @@ def ceiling(
     face_set: RealFaceSet,
     spaces=("w", "w+"),
     steps: int = 100,
+    lr: float | None = None,
     cache_dir=None,
     progress: bool = True,
     examples: dict | None = None,
@@ -482,7 +527,7 @@ def ceiling(
     references = face_set.images / np.float32(255)
     rows = []
     for space in spaces:
-        config = replace(TeacherConfig(), steps=steps, space=space)
+        config = replace(TeacherConfig(), steps=steps, space=space, **({"lr": lr} if lr else {}))
         teacher = LatentTeacher(generator, model, config, cache_dir or teacher_cache())
         taught = teacher.invert(references, progress=progress)
         decoded = decode_faces(generator, taught.latents, progress=False)
@@ -499,7 +544,7 @@ def ceiling(
         }
         rows.append(row)
         if examples is not None:
-            for name, image in zip(face_set.names, decoded, strict=False):
-                if name in examples:
-                    examples[name][f"inversion {space.upper()}"] = image / np.float32(255)
+            for face, image in zip(face_set.faces, decoded, strict=True):
+                if face.label in examples:
+                    examples[face.label][f"inversion {space.upper()}"] = image / np.float32(255)
     return rows
