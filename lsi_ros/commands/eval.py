@@ -229,15 +229,13 @@ def main_images(args, photodiodes) -> int:
 
 
 def main_identity(args, photodiode) -> int:
-    from lsi_ros.evaluation import face_analysis, identity
+    from lsi_ros.evaluation import identity
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.generators import get_generator
     from lsi_ros.models.registry import find_model
 
-    try:
-        analyzer = face_analysis.FaceAnalyzer()
-    except face_analysis.FaceApiMissingError as error:
-        print(f"lsi eval: {error}", file=sys.stderr)
+    analyzer = _face_analyzer()
+    if analyzer is None:
         return 1
     faces = data.load(args.generator, data.HELD_OUT_SEED_START, args.identity, args.data_dir)
     models = [load_model(find_model(name)) for name in args.models]
@@ -262,16 +260,14 @@ def main_identity(args, photodiode) -> int:
 
 def main_real(args, photodiode) -> int:
     """``--real``: the models on real people, and (``--ceiling N``) the generator's own reach."""
-    from lsi_ros.evaluation import face_analysis, real_faces
+    from lsi_ros.evaluation import real_faces
     from lsi_ros.evaluation.latent_imaging import plot_examples
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.generators import get_generator
     from lsi_ros.models.registry import find_model
 
-    try:
-        analyzer = face_analysis.FaceAnalyzer()
-    except face_analysis.FaceApiMissingError as error:
-        print(f"lsi eval: {error}", file=sys.stderr)
+    analyzer = _face_analyzer()
+    if analyzer is None:
         return 1
     root = None if args.real == "shared" else args.real
     try:
@@ -383,3 +379,14 @@ def main_real(args, photodiode) -> int:
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _face_analyzer():
+    """The face-api port, or None after saying why (its weights are fetched by `make face-api`)."""
+    from lsi_ros.evaluation import face_analysis
+
+    try:
+        return face_analysis.FaceAnalyzer()
+    except face_analysis.FaceApiMissingError as error:
+        print(f"lsi eval: {error}", file=sys.stderr)
+        return None
