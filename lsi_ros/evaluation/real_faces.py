@@ -335,7 +335,10 @@ def real_face_set(
 
 # -- evaluation ---------------------------------------------------------------------------------
 SOURCES = ("canada", "utkface", "folder")
-EXAMPLES_PER_SET = 3
+# Figures show photos only from sets whose licence lets them be redistributed (Canada: CC BY 4.0),
+# or from the user's own folder.
+SHOWN_SETS = ("canada", "folder")
+EXAMPLES_PER_SET = 5
 
 
 @dataclass
@@ -456,7 +459,7 @@ def evaluate(
         )
     )
     sources = [f.source for f in face_set.faces]
-    shown = [i for s in SOURCES for i in [k for k, t in enumerate(sources) if t == s][:EXAMPLES_PER_SET]]
+    shown = [i for s in SHOWN_SETS for i in [k for k, t in enumerate(sources) if t == s][:EXAMPLES_PER_SET]]
     if examples is not None:
         for i in shown:
             examples[face_set.faces[i].label] = {"real face": truth_rgb[i] / np.float32(255)}
