@@ -42,7 +42,60 @@ def add_parser(subparsers):
         help="instead: same person? face-descriptor distance (face-api port, `make face-api`) of N "
         "held-out faces to their LSI and Hadamard reconstructions -> docs/results/identity.json",
     )
+    parser.add_argument(
+        "--real",
+        nargs="?",
+        const="shared",
+        metavar="DIR",
+        help="instead: real people (face-api port, `make face-api`): quality, same person, rank-1 and "
+        "gender/age agreement of every model and the Hadamard pinv baselines at the realistic photodiode "
+        "-> docs/results/real_faces.json and .png. Without DIR: the shared real-face sets "
+        "(../shared/data/real-faces: 40 FFHQ-framed portraits + held-out UTKFace re-framed to the FFHQ "
+        "rule); a DIR of other photos is re-framed the same way",
+    )
+    parser.add_argument(
+        "--utkface", type=int, default=1024, help="--real: held-out UTKFace faces (fixed order; default 1024)"
+    )
+    parser.add_argument("--canada", type=int, default=None, help="--real: Canada portraits (default all 40)")
+    parser.add_argument(
+        "--ceiling",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--real, instead: invert the first N faces of each set into the generator in W and in W+ (the "
+        "ceiling: no encoder decodes closer than this) -> the 'ceiling' section of the results",
+    )
+    parser.add_argument(
+        "--padding",
+        choices=("replicate", "ffhq"),
+        default="replicate",
+        help="--real: where the FFHQ square leaves a photo, replicate its edges (default) or pad as the FFHQ "
+        "script does (reflected, blurred, faded to the median colour)",
+    )
+    parser.add_argument(
+        "--landmark-box",
+        choices=("detect", "chip"),
+        default="detect",
+        help="--real: where face-api's landmark net looks when framing UTKFace: each photo's detection "
+        "(default) or one box for all (the detector's median box over the first 64 aligned chips)",
+    )
+    parser.add_argument(
+        "--detect-every-face",
+        action="store_true",
+        help="--real: run face-api's detector on every image (default: once, on the first 64 framed faces; "
+        "its median box serves every framed image, real or decoded)",
+    )
+    parser.add_argument(
+        "--baseline-patterns",
+        type=int,
+        nargs="*",
+        default=None,
+        help="--real: pattern budgets of the Hadamard pinv baseline (default: each model's M)",
+    )
     parser.add_argument("--teacher-steps", type=int, default=100, help="--images: GAN inversion steps")
+    parser.add_argument(
+        "--teacher-lr", type=float, default=None, help="--images, --ceiling: inversion step (latent stds)"
+    )
     parser.add_argument("--teacher-exit", choices=("exact", "fast"), default="exact", help="--images")
     parser.add_argument("--cache-dir", default=None, help="--images: teacher cache")
     parser.add_argument("--output", default=None, help="results JSON (default docs/results/quality.json)")
@@ -70,6 +123,8 @@ def main(args) -> int:
         return main_images(args, photodiodes)
     if args.identity:
         return main_identity(args, photodiodes[1])
+    if args.real:
+        return main_real(args, photodiodes[1])
     args.output = args.output or "docs/results/quality.json"
     args.examples = "docs/results/examples.png" if args.examples is None else args.examples
     faces = data.load(args.generator, data.HELD_OUT_SEED_START, args.faces, args.data_dir)
@@ -141,7 +196,7 @@ def main_images(args, photodiodes) -> int:
     teacher = LatentTeacher(
         get_generator(args.generator, **exit_kwargs),
         models[0],
-        TeacherConfig(steps=args.teacher_steps),
+        TeacherConfig(steps=args.teacher_steps, **({"lr": args.teacher_lr} if args.teacher_lr else {})),
         args.cache_dir or default_cache_dir(),
     )
     scenes = offline_faces() if args.images == "portraits" else folder_scenes(args.images)
@@ -175,16 +230,14 @@ def main_images(args, photodiodes) -> int:
 
 
 def main_identity(args, photodiode) -> int:
-    from lsi_ros.evaluation import face_analysis, identity
+    from lsi_ros.evaluation import identity
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.generators import get_generator
     from lsi_ros.models.registry import find_model
     from lsi_ros.training import data
 
-    try:
-        analyzer = face_analysis.FaceAnalyzer()
-    except face_analysis.FaceApiMissingError as error:
-        print(f"lsi eval: {error}", file=sys.stderr)
+    analyzer = _face_analyzer()
+    if analyzer is None:
         return 1
     faces = data.load(args.generator, data.HELD_OUT_SEED_START, args.identity, args.data_dir)
     models = [load_model(find_model(name)) for name in args.models]
@@ -205,3 +258,137 @@ def main_identity(args, photodiode) -> int:
         print(row)
     print(f"wrote {output}")
     return 0
+
+
+def main_real(args, photodiode) -> int:
+    """``--real``: the models on real people, and (``--ceiling N``) the generator's own reach."""
+    from lsi_ros.evaluation import real_faces
+    from lsi_ros.evaluation.latent_imaging import plot_examples
+    from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.models.registry import find_model
+
+    analyzer = _face_analyzer()
+    if analyzer is None:
+        return 1
+    root = None if args.real == "shared" else args.real
+    try:
+        face_set = real_faces.real_face_set(
+            analyzer, root, args.utkface, padding=args.padding, canada=args.canada, face_box=args.landmark_box
+        )
+    except FileNotFoundError as error:
+        print(f"lsi eval: {error}", file=sys.stderr)
+        return 1
+    models = [load_model(find_model(name)) for name in args.models]
+    generator = get_generator(args.generator)
+    budgets = args.baseline_patterns or sorted({m.num_measurements for m in models})
+    budgets = budgets if args.baselines else []
+    output = Path(args.output or "docs/results/real_faces.json")
+    counts = {s: sum(f.source == s for f in face_set.faces) for s in real_faces.SOURCES}
+    results = {
+        "rows": [],
+        "command": " ".join(["lsi eval", *sys.argv[2:]]) if sys.argv[1:2] == ["eval"] else COMMAND,
+        "faces": {k: v for k, v in counts.items() if v},
+        "framing": real_faces.FRAMING,
+        "padding": args.padding,
+        "landmark_box": args.landmark_box,
+        "split": f"UTKFace held out when int(sha256(file bytes)[:8], 16) % {real_faces.SPLIT_BUCKETS} < "
+        f"{real_faces.HELD_OUT_BUCKETS}; the first --utkface held-out faces in hash order",
+        "photodiode": photodiode.label,
+        "metrics": "grayscale PSNR/SSIM/MS-SSIM vs the real face (data_range 1); face-api descriptor "
+        "distance to the real face's, same person below 0.6, rank-1 among all faces of the set; gender "
+        "agreement of face-api on the image vs on the real face and vs the set's own label; age "
+        "difference to face-api's age of the real face and to the UTKFace label (years); by_set: the same "
+        "per set",
+        "detection_score_below_0.5": int((face_set.detection_scores < 0.5).sum()),
+    }
+    box = None if args.detect_every_face else real_faces.framed_face_box(analyzer, face_set.images[:64])
+    results["face_box"] = "detected in every image" if box is None else [round(float(v), 1) for v in box]
+    examples = {}
+    if args.ceiling:
+        # The ceiling has its own command; rows of an earlier run of the camera are kept, and vice versa.
+        sources = [f.source for f in face_set.faces]
+        chosen = face_set.subset(
+            [
+                i
+                for s in real_faces.SOURCES
+                for i in [k for k, t in enumerate(sources) if t == s][: args.ceiling]
+            ]
+        )
+        camera = real_faces.evaluate(
+            analyzer, models, generator, chosen, photodiode, [], examples=examples, box=box
+        )
+        ceiling = {
+            "command": results["command"],
+            "rows": real_faces.ceiling(
+                analyzer,
+                generator,
+                models[-1],
+                chosen,
+                steps=args.teacher_steps,
+                lr=args.teacher_lr,
+                examples=examples,
+                box=box,
+            ),
+            "camera_on_the_same_faces": camera,
+            "faces": {s: n for s in real_faces.SOURCES if (n := sum(f.source == s for f in chosen.faces))},
+            "note": "rank-1 among the inverted faces only; compare with the camera's rows on the same faces "
+            "in 'camera_on_the_same_faces'",
+        }
+        results = {**_read_json(output), "ceiling": ceiling}
+        rows = ceiling["rows"]
+    else:
+
+        def save(rows, partial=True):
+            previous = _read_json(output)
+            kept = {"ceiling": previous["ceiling"]} if "ceiling" in previous else {}
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(
+                json.dumps({**results, "rows": rows, "partial": partial, **kept}, indent=2) + "\n"
+            )
+
+        rows = real_faces.evaluate(
+            analyzer,
+            models,
+            generator,
+            face_set,
+            photodiode,
+            budgets,
+            examples=examples,
+            on_row=save,
+            box=box,
+        )
+        save(rows, partial=False)
+    if args.ceiling:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2) + "\n")
+    default_figure = "docs/results/real_faces_ceiling.png" if args.ceiling else "docs/results/real_faces.png"
+    figure = default_figure if args.examples is None else args.examples
+    if figure and examples:
+        columns = [c for c in next(iter(examples.values())) if all(c in tiles for tiles in examples.values())]
+        shown = {name: {c: tiles[c] for c in columns} for name, tiles in examples.items()}
+        plot_examples(shown, photodiode.label, figure, title="real people (never trained on)")
+    for row in rows:
+        print(
+            f"{row['method']:16s} P={row['patterns']:4d} {row.get('psnr', float('nan')):6.2f} dB "
+            f"SSIM {row.get('ssim', float('nan')):.3f} same {row['same_person_rate']:.3f} "
+            f"rank-1 {row['rank1_identification']:.3f} gender {row['gender_agreement']:.3f} "
+            f"({row['n_images']} faces)"
+        )
+    print(f"wrote {output}, {figure or '-'}")
+    return 0
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _face_analyzer():
+    """The face-api port, or None after saying why (its weights are fetched by `make face-api`)."""
+    from lsi_ros.evaluation import face_analysis
+
+    try:
+        return face_analysis.FaceAnalyzer()
+    except face_analysis.FaceApiMissingError as error:
+        print(f"lsi eval: {error}", file=sys.stderr)
+        return None

@@ -361,11 +361,15 @@ class FaceAnalyzer:
     def describe(self, images: np.ndarray, input_size: int = 416) -> np.ndarray:
         """(N, H, W, 3) uint8 -> the (N, 128) descriptor of each image's main face (detector,
         landmarks, aligned box), for identity: ``np.linalg.norm(a - b) < 0.6`` means the same person."""
-        boxes, _ = self.detect(images, input_size)
-        crops, frames = self.crop(images, boxes)
-        landmarks = frames[:, None, :2] + self.landmarks(crops) * frames[:, None, 2:3]
+        _, _, landmarks = self._landmarked(images, input_size)
         aligned, _ = self.crop(images, self.aligned_boxes(landmarks), DESCRIPTOR_INPUT)
         return self.descriptors(aligned)
+
+    def _landmarked(self, images, input_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Detector boxes, their scores, and the 68 landmarks found in each box, in image pixels."""
+        boxes, scores = self.detect(images, input_size)
+        crops, frames = self.crop(images, boxes)
+        return boxes, scores, frames[:, None, :2] + self.landmarks(crops) * frames[:, None, 2:3]
 
     def aligned_boxes(self, landmarks: np.ndarray) -> np.ndarray:
         """face-api's aligned rectangle: the landmarks' bounding box padded by 20 %."""
@@ -377,9 +381,26 @@ class FaceAnalyzer:
         """Detect the main face of each (N, H, W, 3) uint8 image, find its landmarks in the detector
         box, then age, gender and expression in the landmarks' box padded by 20 % (face-api's
         aligned rectangle)."""
-        boxes, scores = self.detect(images, input_size)
-        crops, frames = self.crop(images, boxes)
-        landmarks = frames[:, None, :2] + self.landmarks(crops) * frames[:, None, 2:3]
+        boxes, scores, landmarks = self._landmarked(images, input_size)
         aligned, _ = self.crop(images, self.aligned_boxes(landmarks))
         out = self.attributes(aligned)
         return FaceLabels(boxes, scores, out["age"], out["p_male"], out["expressions"], landmarks)
+
+    def describe_and_label(
+        self, images: np.ndarray, input_size: int = 416, box: np.ndarray | None = None
+    ) -> tuple[np.ndarray, FaceLabels]:
+        """``describe`` and ``label`` of the same images from one detection (identity and attributes).
+
+        ``box`` (x0, y0, x1, y1): where the face is in every image when the framing fixes it (faces framed
+        alike); the detector, most of the cost, is skipped and the landmarks are found in that box."""
+        if box is None:
+            boxes, scores, landmarks = self._landmarked(images, input_size)
+        else:
+            boxes, scores = np.repeat(np.asarray(box, np.float32)[None], len(images), 0), np.ones(len(images))
+            crops, frames = self.crop(images, boxes)
+            landmarks = frames[:, None, :2] + self.landmarks(crops) * frames[:, None, 2:3]
+        box = self.aligned_boxes(landmarks)
+        descriptors = self.descriptors(self.crop(images, box, DESCRIPTOR_INPUT)[0])
+        out = self.attributes(self.crop(images, box)[0])
+        labels = FaceLabels(boxes, scores, out["age"], out["p_male"], out["expressions"], landmarks)
+        return descriptors, labels

@@ -35,13 +35,14 @@ class TeacherConfig:
     prior_weight: float = 1e-3  # mean squared offset from the mean latent, normalised units
     init: str = "encoder"  # "encoder": the model's noiseless encoding; "mean": the mean latent
     batch_size: int = 4
+    space: str = "w"  # "w": one latent (N, D); "w+": one per style layer (N, num_ws, D), started at w
 
 
 @dataclass
 class TeacherResult:
     """Per image: the teacher latent, where it started, and image quality before/after inversion."""
 
-    latents: np.ndarray  # (N, D) float32
+    latents: np.ndarray  # (N, D) float32, or (N, num_ws, D) in W+
     initial_latents: np.ndarray  # (N, D) float32
     quality: list[dict]  # {"psnr", "ssim", "psnr_rgb", "initial_psnr", ...} per image
     cached: int  # images read from the cache
@@ -81,6 +82,8 @@ class LatentTeacher:
             raise ValueError(f"teacher init must be 'encoder' or 'mean', not {config.init!r}")
         if config.init == "encoder" and model is None:
             raise ValueError("teacher init 'encoder' needs a model")
+        if config.space not in ("w", "w+"):
+            raise ValueError(f"teacher latent space must be 'w' or 'w+', not {config.space!r}")
         self.generator = generator
         self.model = model
         self.config = config
@@ -116,14 +119,17 @@ class LatentTeacher:
     def _invert(self, images: np.ndarray, start: np.ndarray, bar) -> np.ndarray:
         net = self.generator.torch_synthesis()
         target = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32))
-        offset = ((torch.from_numpy(start) - self.latent_mean) / self.latent_std).clone().requires_grad_(True)
+        offset = (torch.from_numpy(start) - self.latent_mean) / self.latent_std
+        if self.config.space == "w+":
+            offset = offset[:, None].repeat(1, self.generator.num_ws, 1)
+        offset = offset.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([offset], lr=self.config.lr)
         best = offset.detach().clone()
         best_loss = torch.full((len(images),), float("inf"))
         for step in range(self.config.steps + 1):
             decoded = net(self.latent_mean + self.latent_std * offset)
             per_image = self._image_loss(decoded, target)
-            per_image = per_image + self.config.prior_weight * offset.pow(2).mean(1)
+            per_image = per_image + self.config.prior_weight * offset.pow(2).flatten(1).mean(1)
             improved = per_image.detach() < best_loss
             best[improved] = offset.detach()[improved]
             best_loss = torch.where(improved, per_image.detach(), best_loss)

@@ -1,0 +1,172 @@
+"""Real people: FFHQ framing of UTKFace, the fixed split, and the real-face evaluation path end to end."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from lsi_ros.evaluation import real_faces
+from lsi_ros.evaluation.face_analysis import NETWORKS, FaceAnalyzer, default_face_api_dir
+from lsi_ros.models.checkpoint import load_model
+from lsi_ros.models.generators import get_generator
+from lsi_ros.models.registry import find_model
+from lsi_ros.optics import PhotodiodeModel
+
+ROOT = real_faces.default_real_faces_dir()
+MODEL_DIR = default_face_api_dir()
+needs_photos = pytest.mark.skipif(
+    not (ROOT / real_faces.UTKFACE_FOLDER).is_dir() or not (ROOT / real_faces.CANADA_FOLDER).is_dir(),
+    reason=f"no real face photos at {ROOT}: they are shared research data, never shipped with the project",
+)
+needs_face_api = pytest.mark.skipif(
+    not all((MODEL_DIR / f"{n}-weights_manifest.json").is_file() for n in NETWORKS),
+    reason=f"face-api weights not cached in {MODEL_DIR}: run `lsi label --fetch` once (needs npm)",
+)
+
+
+def _landmarks(eye_left, eye_right, mouth_left, mouth_right) -> np.ndarray:
+    points = np.zeros((68, 2))
+    points[36:42], points[42:48] = eye_left, eye_right
+    points[48], points[54] = mouth_left, mouth_right
+    return points
+
+
+def test_ffhq_quad_is_the_dataset_scripts_square():
+    # Upright face: eyes 40 px apart at y=100, mouth 50 px below them.
+    quad = real_faces.ffhq_quad(_landmarks((80, 100), (120, 100), (85, 150), (115, 150)))
+    centre = np.array([100, 100 + 0.1 * 50])
+    half = max(40 * 2.0, 50 * 1.8)  # half the side
+    expected = centre + np.array([[-1, -1], [-1, 1], [1, 1], [1, -1]]) * half
+    np.testing.assert_allclose(quad, expected, atol=1e-9)
+    # A rotated face gives the same square, rotated with it.
+    turn = np.array([[0.0, -1.0], [1.0, 0.0]])
+    points = _landmarks((80, 100), (120, 100), (85, 150), (115, 150)) @ turn.T
+    np.testing.assert_allclose(real_faces.ffhq_quad(points), expected @ turn.T, atol=1e-9)
+
+
+def test_warp_quad_maps_the_square_and_replicates_edges():
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[:, 100:] = 255
+    out = real_faces.warp_quad(image, np.array([[-100, -100], [-100, 300], [300, 300], [300, -100.0]]), 64)
+    assert out.shape == (64, 64, 3)
+    assert out[:, :20].max() == 0 and out[:, 44:].min() == 255, "the halves stay, edges replicated outward"
+
+
+def test_ffhq_padding_fades_to_the_median_colour_far_outside():
+    rng = np.random.default_rng(0)
+    image = np.kron(rng.integers(0, 256, (10, 10, 3)), np.ones((20, 20, 1))).astype(np.uint8)  # 20 px tiles
+    quad = np.array([[-150, -150], [-150, 350], [350, 350], [350, -150.0]])
+    out = real_faces.warp_quad(image, quad, 100, padding="ffhq")
+    median = np.median(image.reshape(-1, 3), axis=0)
+    assert np.abs(out[:3, :3].astype(float) - median).max() < 25, "the corner lies far outside: median colour"
+    inside = out[35:65, 35:65].astype(float)
+    assert inside.std() > 30, "the photo itself stays sharp"
+    with pytest.raises(ValueError, match="padding"):
+        real_faces.warp_quad(image, quad, 100, padding="mirror")
+
+
+def test_split_is_fixed_by_content_hash():
+    keys = [f"{i:08x}" + "0" * 56 for i in range(64)]
+    held = [k for k in keys if real_faces.is_held_out(k)]
+    assert len(held) == 64 * real_faces.HELD_OUT_BUCKETS // real_faces.SPLIT_BUCKETS
+    assert held == [k for k in keys if real_faces.is_held_out(k)]
+
+
+@needs_photos
+def test_utkface_split_has_over_a_thousand_held_out_faces_disjoint_from_training():
+    held = real_faces.utkface_faces(ROOT / real_faces.UTKFACE_FOLDER, "held-out")
+    train = real_faces.utkface_faces(ROOT / real_faces.UTKFACE_FOLDER, "train")
+    assert len(held) >= 1000 and not {f.key for f in held} & {f.key for f in train}
+    assert all(f.age is None or 0 < f.age < 120 for f in held)
+    assert {f.female for f in held} <= {0, 1, None} and sum(f.female is not None for f in held) > 0.99 * len(
+        held
+    )
+
+
+@needs_photos
+@needs_face_api
+def test_real_face_evaluation_on_a_few_faces(tmp_path):
+    torch.set_num_threads(1)
+    analyzer = FaceAnalyzer()
+    face_set = real_faces.real_face_set(
+        analyzer, ROOT, utkface=3, cache_dir=tmp_path / "cache", progress=False
+    )
+    assert [f.source for f in face_set.faces].count("canada") == 40
+    assert face_set.images.shape == (43, 256, 256, 3)
+    chips = real_faces.real_face_set(
+        analyzer, ROOT, utkface=3, cache_dir=tmp_path / "cache", progress=False, canada=0, face_box="chip"
+    )
+    assert [f.source for f in chips.faces] == ["utkface"] * 3 and np.all(chips.detection_scores == 1)
+    chosen = face_set.subset([0, 1, 40, 41, 42])
+    chosen.images[2:] = chips.images  # the UTKFace faces framed from the one chip box
+    # Re-framed UTKFace faces are framed like the portraits: eye distance at most 0.25 of the width by
+    # the rule (about 0.24 in FFHQ), up to how well the landmarks are found again on the framed face.
+    landmarks = analyzer.label(chosen.images).landmarks
+    eyes = np.linalg.norm(landmarks[:, 42:48].mean(1) - landmarks[:, 36:42].mean(1), axis=1) / 256
+    assert 0.2 < np.median(eyes) < 0.27 and np.all((eyes > 0.15) & (eyes < 0.36)), eyes
+    # The fixed face box of framed faces stands in for the detector: the same person either way.
+    box = real_faces.framed_face_box(analyzer, chosen.images)
+    detected, boxed = (
+        real_faces.read_faces(analyzer, chosen.images),
+        real_faces.read_faces(analyzer, chosen.images, box),
+    )
+    assert np.median(np.linalg.norm(detected.descriptors - boxed.descriptors, axis=1)) < 0.3
+    rows = real_faces.evaluate(
+        analyzer,
+        [load_model(find_model("m32"))],
+        get_generator("mobilestylegan"),
+        chosen,
+        PhotodiodeModel(),
+        (32,),
+        progress=False,
+    )
+    by_method = {r["method"]: r for r in rows}
+    assert set(by_method) == {
+        "real-face",
+        "grayscale-face",
+        "other-face",
+        "mean-latent",
+        "lsi",
+        "hadamard-pinv",
+    }
+    real, other, lsi = by_method["real-face"], by_method["other-face"], by_method["lsi"]
+    assert (real["rank1_identification"], real["gender_agreement"], real["median_distance"]) == (
+        1.0,
+        1.0,
+        0.0,
+    )
+    assert other["rank1_identification"] == 0.0
+    assert lsi["n_images"] == 5 and lsi["by_set"]["utkface"]["n_images"] == 3
+    assert 8 < lsi["psnr"] < 30 and 0 < lsi["ssim"] < 1 and 0 < lsi["ms_ssim"] < 1
+    assert (
+        "age_error_vs_label" in lsi["by_set"]["utkface"]
+        and "age_error_vs_label" not in lsi["by_set"]["canada"]
+    )
+    assert by_method["hadamard-pinv"]["patterns"] == 32 and by_method["hadamard-pinv"]["M"] == 16
+
+
+@needs_photos
+@needs_face_api
+def test_lsi_eval_real_on_a_folder(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for face in real_faces.utkface_faces(ROOT / real_faces.UTKFACE_FOLDER)[:3]:
+        shutil.copy(face.path, folder / face.path.name)
+    output, figure = tmp_path / "real.json", tmp_path / "real.png"
+    command = [sys.executable, "-m", "lsi_ros.cli", "eval", "--real", str(folder), "--models", "m32"]
+    command += ["--no-baselines", "--output", str(output), "--examples", str(figure)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert results["faces"] == {"folder": 3} and figure.is_file()
+    assert {r["method"] for r in results["rows"]} == {
+        "real-face",
+        "grayscale-face",
+        "other-face",
+        "mean-latent",
+        "lsi",
+    }
