@@ -29,6 +29,8 @@ ABOUT = {
     "ensemble_scaling.json": "m128's latent error against encoders averaged, steps and faces",
     "estimate_boundaries.json": "boundaries fitted on m128's own estimates, on a GPU",
     "latent_data_scaling.json": "m128's latent against the number of training faces (frozen patterns)",
+    "real_faces.json": "real people never trained on: quality, identity, gender; the generator's ceiling",
+    "real_faces_chip_box.json": "m128 on real people with one detector box for every aligned crop",
 }
 
 
@@ -315,6 +317,76 @@ def files(results: Path) -> str:
     return table(["file", "what", "command"], rows)
 
 
+def percent(row: dict | None, key: str) -> str:
+    return "–" if row is None or row.get(key) is None else f"{100 * row[key]:.1f} %"
+
+
+def real_faces(results: Path) -> str:
+    """The camera on real people beside the same models on generated faces, and what the generator
+    can reach at all (its inversions in W and W+, on the faces the ceiling ran on)."""
+    real = load("real_faces.json", results)
+    generated = load("identity.json", results)["rows"]
+    quality_rows = load("quality.json", results)["rows"]
+    rows = []
+    for m in MODELS:
+        r = pick(real["rows"], method="lsi", M=m)
+        g = pick(quality_rows, method="lsi", M=m, noise="photons=200")
+        gi = pick(generated, method="lsi", patterns=m)
+        rows.append(
+            [
+                f"m{m}",
+                psnr_ssim(r),
+                percent(r, "same_person_rate"),
+                percent(r, "rank1_identification"),
+                percent(r, "gender_agreement"),
+                psnr_ssim(g),
+                percent(gi, "same_person_rate"),
+            ]
+        )
+    for label, method in (("someone else's photo", "other-face"), ("the photo in gray", "grayscale-face")):
+        r = pick(real["rows"], method=method)
+        rows.append(
+            [
+                label,
+                "–",
+                percent(r, "same_person_rate"),
+                percent(r, "rank1_identification"),
+                percent(r, "gender_agreement"),
+                "–",
+                "–",
+            ]
+        )
+    ceiling = real.get("ceiling", {})
+    for method in ("inversion-w", "inversion-w+"):
+        r = pick(ceiling.get("rows", []), method=method)
+        if r is not None:
+            label = (
+                f"generator's ceiling, {method.removeprefix('inversion-').upper()} ({r['n_images']} faces)"
+            )
+            rows.append(
+                [
+                    label,
+                    psnr_ssim(r),
+                    percent(r, "same_person_rate"),
+                    percent(r, "rank1_identification"),
+                    percent(r, "gender_agreement"),
+                    "–",
+                    "–",
+                ]
+            )
+    faces = real["faces"]
+    header = [
+        f"real people ({sum(faces.values())})",
+        "PSNR dB / SSIM",
+        "same person",
+        "rank-1",
+        "gender agrees",
+        "generated faces: PSNR / SSIM",
+        "generated: same person",
+    ]
+    return table(header, rows)
+
+
 GENERATORS = {
     "summary": summary,
     "quality": quality,
@@ -325,6 +397,7 @@ GENERATORS = {
     "training": training,
     "make-run": make_run,
     "finetune": finetune,
+    "real-faces": real_faces,
     "files": files,
 }
 
