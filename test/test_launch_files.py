@@ -145,10 +145,17 @@ def test_nodes_and_topics_live_in_the_namespace(sim):
     def nodes():
         return set(ros2("node", "list", "--no-daemon", "--spin-time", "2").stdout.split())
 
+    wanted = {f"{NAMESPACE}/{t}" for t in ("scene", "measurements", "latent", "image_raw", "camera_info")}
+    seen = set()
+
+    def all_topics_seen():
+        seen.update(ros2("topic", "list", "--no-daemon", "--spin-time", "2").stdout.split())
+        return seen >= wanted
+
     assert wait_for(lambda: nodes() >= expected, timeout=60, period=1.0), nodes()
-    topics = set(ros2("topic", "list", "--no-daemon", "--spin-time", "2").stdout.split())
-    assert {f"{NAMESPACE}/{t}" for t in ("scene", "measurements", "latent", "image_raw")} <= topics
-    assert not {"/latent", "/image_raw", "/measurements"} & topics
+    # Endpoints are discovered after their participants: ask again until all have been seen.
+    assert wait_for(all_topics_seen, timeout=30, period=1.0), sorted(wanted - seen)
+    assert not {"/latent", "/image_raw", "/measurements"} & seen
 
 
 @pytest.mark.parametrize(
