@@ -100,7 +100,9 @@ class PipelineMonitor(Node):
             "measurement_frames": len(events["measurements"]),
             "latent_messages": len(events["latent"]),
             "decoded_images": len(events["image"]),
-            "dropped_frames": int(len(scenes) - len(events["latent"])),
+            # Scenes the camera saw that never became a latent code (a code for a scene this observer's
+            # best-effort subscription missed is not a negative drop).
+            "dropped_frames": len(set(scenes) - events["latent"].keys()),
             # Frames the encoder turned into latent codes that this observer's best-effort (sensor
             # data) subscription to Measurements never received: lost to the monitor, not the camera.
             "measurement_frames_unseen": len(events["latent"].keys() - events["measurements"].keys()),

@@ -32,8 +32,8 @@ def test_bench_only_reruns_the_named_suites_and_keeps_the_other_rows(tmp_path):
         assert row["image_rgb8"] > 100 * row["measurements"], "the link carries < 1/100 of the image"
 
 
-def _stamp(seconds: int) -> Time:
-    return Time(sec=seconds, nanosec=0)
+def _stamp(seconds: int, nanosec: int = 0) -> Time:
+    return Time(sec=seconds, nanosec=nanosec)
 
 
 def test_monitor_summary_counts_only_scenes_stamped_inside_the_window(ros_context):
@@ -51,15 +51,18 @@ def test_monitor_summary_counts_only_scenes_stamped_inside_the_window(ros_contex
                 code = LatentCode()
                 code.header.stamp = _stamp(second)
                 monitor._on_latent(code)
+        unseen_scene = LatentCode()  # a code for a scene the monitor's subscription missed
+        unseen_scene.header.stamp = _stamp(7, nanosec=500)
+        monitor._on_latent(unseen_scene)
         window = monitor.summary(since_ns=3 * 10**9, until_ns=8 * 10**9)
         everything = monitor.summary()
     finally:
         monitor.destroy_node()
-    assert (window["scenes"], window["latent_messages"], window["dropped_frames"]) == (5, 4, 1)
+    assert (window["scenes"], window["latent_messages"], window["dropped_frames"]) == (5, 5, 1)
     assert window["sequence_gaps"] == 0
     assert (everything["scenes"], everything["dropped_frames"]) == (10, 1)
-    assert (window["measurement_frames_unseen"], everything["measurement_frames_unseen"]) == (0, 1)
-    assert (everything["measurement_frames"], everything["latent_messages"]) == (9, 9)
+    assert (window["measurement_frames_unseen"], everything["measurement_frames_unseen"]) == (1, 2)
+    assert (everything["measurement_frames"], everything["latent_messages"]) == (9, 10)
     assert monitor.scenes and all(rgb is None for rgb in monitor.scenes.values()), "no images kept"
 
 
