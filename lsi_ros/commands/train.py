@@ -20,9 +20,14 @@ def add_parser(subparsers):
         "state.safetensors; running the same command again resumes. Uses CUDA when present. "
         "--nproc N trains data-parallel in N processes on this machine (gloo on CPU, nccl on CUDA; "
         "rendezvous on 127.0.0.1); for several machines start `torchrun --nnodes ... -m "
-        "lsi_ros.cli train ...` on each yourself.",
+        "lsi_ros.cli train ...` on each yourself. --stream renders fresh faces inside the loop instead "
+        "(each seen once; --budget-s, --resume, --out: a bounded GPU run that evaluates itself).",
     )
-    parser.add_argument("--config", help="JSON file of TrainConfig fields (command-line flags override it)")
+    parser.add_argument(
+        "--config",
+        help='JSON file of TrainConfig fields (command-line flags override it); a "recipe" field names '
+        "a JSON file, beside it, of the fields it shares with other configurations",
+    )
     parser.add_argument("-M", "--measurements", type=int, dest="num_measurements", help="patterns per frame")
     parser.add_argument("--generator", choices=("mobilestylegan", "dcgan"))
     parser.add_argument("--steps", type=int)
@@ -63,6 +68,41 @@ def add_parser(subparsers):
         "--seed + 1, ...), exported as one model that averages their estimates (default 1)",
     )
     parser.add_argument("--width", type=int, help="encoder width (default 1024)")
+    stream = parser.add_argument_group("streamed faces (--stream)")
+    stream.add_argument(
+        "--stream",
+        action="store_const",
+        const=True,
+        help="render fresh faces inside the loop with the generator on the training device, each seen "
+        "once (seeds from 10,000,000, a cursor that only moves forward); no `lsi data` cache",
+    )
+    stream.add_argument(
+        "--budget-s",
+        type=float,
+        dest="budget_s",
+        help="stop, validate and checkpoint before this many seconds (with --out: the whole command's)",
+    )
+    stream.add_argument("--chunk-faces", type=int, dest="chunk_faces", help="faces rendered at a time")
+    stream.add_argument("--validation-faces", type=int, dest="validation_faces")
+    stream.add_argument("--checkpoint-every", type=int, dest="checkpoint_every", help="steps")
+    stream.add_argument(
+        "--resume", default=None, help="run folder to go on from (say, one carried to a GPU machine)"
+    )
+    stream.add_argument(
+        "--generator-export",
+        default=None,
+        help="`lsi data --export-torch` folder: render with torch alone (a GPU machine without OpenVINO)",
+    )
+    stream.add_argument(
+        "--out",
+        default=None,
+        help="write the run folder (OUT/run), the model (OUT/m<M>.safetensors) and OUT/results.json with "
+        "the latent error on --eval-faces held-out faces (beside models/m<M>.safetensors of the same "
+        "generator, if present)",
+    )
+    stream.add_argument(
+        "--eval-faces", type=int, default=512, help="held-out faces evaluated with --out (default 512)"
+    )
     parser.add_argument(
         "--weight-format",
         dest="weight_format",
@@ -92,6 +132,8 @@ def build_config(args) -> "TrainConfig":
     from lsi_ros.training.train import TrainConfig
 
     values = json.loads(Path(args.config).read_text()) if args.config else {}
+    if "recipe" in values:
+        values = json.loads((Path(args.config).parent / values.pop("recipe")).read_text()) | values
     for f in fields(TrainConfig):
         if getattr(args, f.name, None) is not None:
             values[f.name] = getattr(args, f.name)
@@ -120,7 +162,7 @@ def launch(args, config: "TrainConfig", run_dir: Path, export: str) -> int:
 def fit_and_export(config: "TrainConfig", run_dir: Path, device: str, export: str) -> None:
     """Train this rank (every member in turn); rank 0 exports the chosen weights and says which."""
     from lsi_ros.models.checkpoint import save_model
-    from lsi_ros.training.train import exported_record, fit_members
+    from lsi_ros.training.train import fit_members
 
     model = fit_members(config, run_dir, device)
     if model is None:
@@ -133,11 +175,37 @@ def fit_and_export(config: "TrainConfig", run_dir: Path, device: str, export: st
             f"MSE {model.info['val_latent_mse']:.4f}"
         )
     else:
-        record = exported_record(model.info)
-        chosen = f"step {model.info['exported_step']} of {model.info['steps']}"
-        if record is not None:
-            chosen += f", validation latent MSE {record['val_latent_mse']:.4f}"
+        chosen = summary(model.info)
     print(f"exported {path} ({path.stat().st_size / 2**20:.1f} MiB): {chosen}")
+
+
+def train_streamed(args, config: "TrainConfig", run_dir: Path, device: str, export: str) -> None:
+    """``lsi train --stream``: train, export, and with ``--out`` evaluate and write results.json."""
+    from lsi_ros.training.stream import StreamTrainer, run_slot
+
+    if args.out:
+        command = "lsi train " + " ".join(sys.argv[2:])
+        compare = f"models/m{config.num_measurements}.safetensors"
+        results = run_slot(
+            config, args.out, device, args.resume, args.generator_export, args.eval_faces, compare, command
+        )
+        print(json.dumps({k: results[k] for k in ("steps", "faces_seen", "this_run", "held_out")}))
+        return
+    trainer = StreamTrainer(config, run_dir, device, args.resume, args.generator_export)
+    trainer.fit()
+    path = trainer.export(export)
+    print(f"exported {path}: {summary(trainer.exported_model().info)}; {trainer.rates()}")
+
+
+def summary(info: dict) -> str:
+    """Which step a model file holds, and its validation error."""
+    from lsi_ros.training.train import exported_record
+
+    chosen = f"step {info['exported_step']} of {info['steps']}"
+    record = exported_record(info)
+    if record is not None:
+        chosen += f", validation latent MSE {record['val_latent_mse']:.4f}"
+    return chosen
 
 
 def main(args) -> int:
@@ -148,6 +216,12 @@ def main(args) -> int:
     config = build_config(args)
     run_dir = Path(args.run_dir or f"runs/train/{config.model_id}")
     export = args.export or f"models/m{config.num_measurements}.safetensors"
+    if config.stream and args.nproc != 1:
+        print("lsi train: --stream trains in one process (--nproc 1)", file=sys.stderr)
+        return 2
+    if (args.resume or args.out or args.generator_export) and not config.stream:
+        print("lsi train: --resume, --out and --generator-export go with --stream", file=sys.stderr)
+        return 2
     if args.nproc < 1:
         print("lsi train: --nproc must be at least 1", file=sys.stderr)
         return 2
@@ -163,7 +237,10 @@ def main(args) -> int:
         torch.set_num_threads(args.threads)
     device = join_process_group(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
-        fit_and_export(config, run_dir, device, export)
+        if config.stream:
+            train_streamed(args, config, run_dir, device, export)
+        else:
+            fit_and_export(config, run_dir, device, export)
     finally:
         leave_process_group()  # the trainer went with fit_and_export's frame
     return 0

@@ -70,6 +70,9 @@ class TrainConfig:
     patterns_from: str = ""  # a model file whose patterns stay as they are: only the encoder learns
     members: int = 1  # encoders trained one after another on fixed patterns, their estimates averaged
     weight_format: str = "fp16"  # how the exported file stores the encoder's matrices: fp16 or int8
+    stream: bool = False  # faces rendered inside the loop, each seen once (lsi_ros.training.stream)
+    budget_s: float = 0.0  # streamed training: stop, validate and checkpoint within this (0: none)
+    chunk_faces: int = 4096  # streamed training: faces rendered at a time (a multiple of batch_size)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -77,7 +80,8 @@ class TrainConfig:
         return f"lsi-{self.generator}-m{self.num_measurements}"
 
 
-EXPORT_ONLY = ("weight_format",)  # fields that change the exported file, not the training: resumable
+# fields that change the exported file or how a run is cut into pieces, not what it learns: resumable
+RUN_ONLY = ("weight_format", "budget_s", "chunk_faces")
 
 
 def log_uniform_flux(flux_range: tuple, generator: torch.Generator) -> float:
@@ -189,27 +193,8 @@ class Trainer:
         latents = torch.as_tensor(faces.latents)
         self.train_w, self.val_w = latents[:split], latents[split:]
         self.train_seeds = (int(faces.seeds[0]), int(faces.seeds[split - 1]))
-
-        self.rng = torch.Generator().manual_seed(config.seed)
-        torch.manual_seed(config.seed)
-        self.patterns = BinaryPatterns(config.num_measurements, self.resolution, self.rng).to(self.device)
-        self.patterns_source = self._fix_patterns(config.patterns_from) if config.patterns_from else None
-        self.encoder = MeasurementEncoder(
-            config.num_measurements, latents.shape[1], config.width, config.depth
-        ).to(self.device)
-        self.encoder.latent_mean.copy_(self.train_w.mean(0))
-        self.encoder.latent_std.copy_(self.train_w.std(0).clamp_min(1e-6))
-        groups = [{"params": self.encoder.parameters(), "lr": config.lr, "peak": config.lr}]
-        if self.patterns_source is None:
-            groups.append(
-                {
-                    "params": self.patterns.parameters(),
-                    "lr": config.pattern_lr,
-                    "peak": config.pattern_lr,
-                    "weight_decay": 0.0,
-                }
-            )
-        self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+        self.validation_seeds = (int(faces.seeds[split]), int(faces.seeds[-1]))
+        self._build(self.train_w)
         self.measurements = None  # (faces, M) noise-free values of the fixed patterns
         if self.patterns_source is not None and not config.image_loss_weight:
             if measurements is None:
@@ -227,7 +212,6 @@ class Trainer:
         self.step = 0
         self.history = []
         self.best: dict | None = None  # {"step", "val_latent_mse", "tensors"}: the best checkpoint so far
-        self._image_net = None
         self._resume()
         self.imager = LatentSpaceImager(self.patterns, self.encoder)
         self.model = self.imager
@@ -237,6 +221,32 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 forward_sync_buffers=False,  # the latent mean and std never change
             )
+
+    def _build(self, latents: torch.Tensor):
+        """The training stream ``rng`` from the seed, the patterns drawn from it (or fixed), the encoder
+        normalised by the spread of ``latents`` (N, D), and their optimiser."""
+        config = self.config
+        self.rng = torch.Generator().manual_seed(config.seed)
+        torch.manual_seed(config.seed)
+        self.patterns = BinaryPatterns(config.num_measurements, self.resolution, self.rng).to(self.device)
+        self.patterns_source = self._fix_patterns(config.patterns_from) if config.patterns_from else None
+        self.encoder = MeasurementEncoder(
+            config.num_measurements, latents.shape[1], config.width, config.depth
+        ).to(self.device)
+        self.encoder.latent_mean.copy_(latents.mean(0))
+        self.encoder.latent_std.copy_(latents.std(0).clamp_min(1e-6))
+        groups = [{"params": self.encoder.parameters(), "lr": config.lr, "peak": config.lr}]
+        if self.patterns_source is None:
+            groups.append(
+                {
+                    "params": self.patterns.parameters(),
+                    "lr": config.pattern_lr,
+                    "peak": config.pattern_lr,
+                    "weight_decay": 0.0,
+                }
+            )
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+        self._image_net = None
 
     def _fix_patterns(self, path) -> dict:
         """Show a model file's binary patterns and freeze them; returns where they came from."""
@@ -288,15 +298,27 @@ class Trainer:
         index = torch.randint(0, len(self.train_x), (self.config.batch_size,), generator=self.rng)
         share = self.config.batch_size // self.world_size
         index = index[self.rank * share : (self.rank + 1) * share]
-        x = self._batch(self.train_x[index])
-        w = self.train_w[index].to(self.device)
+        return self.learn(self._batch(self.train_x[index]), self.train_w[index].to(self.device))
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        """The weight of each ``losses.training_terms`` term in the loss."""
+        return {"latent": 1.0, "image": self.config.image_loss_weight}
+
+    def learn(self, x: torch.Tensor, w: torch.Tensor, rendered: torch.Tensor | None = None) -> float:
+        """One optimiser step on a batch on the device: ``x`` channel sums in [0, 3] (or the fixed
+        patterns' values), ``w`` the true latents, ``rendered`` the true faces (N, C, H, W) in [0, 1]
+        (default: the grayscale of ``x``); the terms come from ``losses.training_terms``."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, self.config.steps, group["peak"])
         predicted = self.model(x, self._photon_flux(), self._noise_rng(), self.measurements is not None)
         target = (w - self.encoder.latent_mean) / self.encoder.latent_std
-        loss = torch.nn.functional.mse_loss(predicted, target)
+        decoded = None
         if self.config.image_loss_weight:
-            loss = loss + self.config.image_loss_weight * self.image_loss(predicted, x)
+            rendered = self.observed(x) if rendered is None else rendered
+            decoded = self.decode(predicted)
+        terms = losses.training_terms(predicted, target, rendered, decoded, self.image_terms)
+        loss = sum(self.loss_weights[name] * value for name, value in terms.items())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -322,20 +344,25 @@ class Trainer:
             self._image_net = get_generator(self.config.generator).torch_synthesis().to(self.device)
         return self._image_net
 
-    def image_loss(self, predicted: torch.Tensor, x_sum: torch.Tensor) -> torch.Tensor:
-        """``image_loss`` terms between the decoded face and the observed one, both grayscale in [0, 1]
-        at the training resolution: the photodiode sums the channels, so that is all training sees.
+    @property
+    def image_terms(self) -> dict[str, float]:
+        return dict.fromkeys(self.config.image_loss.split("+"), 1.0)
+
+    def decode(self, predicted: torch.Tensor) -> torch.Tensor:
+        """The generator's faces (N, 3, R, R) in [0, 1] of normalised latents, at the training resolution.
 
         The generator is frozen; the gradient reaches the encoder and, through the straight-through
         patterns, the DMD patterns."""
         w = self.encoder.latent_mean + self.encoder.latent_std * predicted
-        decoded = self.image_net()(w).mean(1, keepdim=True)
+        decoded = self.image_net()(w)
         size = (self.resolution, self.resolution)
         if decoded.shape[-2:] != size:
             decoded = torch.nn.functional.interpolate(decoded, size=size, mode="area")
-        truth = (x_sum / 3.0).reshape(len(x_sum), 1, *size)
-        terms = dict.fromkeys(self.config.image_loss.split("+"), 1.0)
-        return losses.image_loss(decoded, truth, terms).mean()
+        return decoded
+
+    def observed(self, x_sum: torch.Tensor) -> torch.Tensor:
+        """Channel sums (N, H·W) in [0, 3] -> the grayscale faces (N, 1, R, R) in [0, 1]."""
+        return (x_sum / 3.0).reshape(len(x_sum), 1, self.resolution, self.resolution)
 
     @torch.no_grad()
     def validate(self, photon_flux: float | None = 200.0, encoder=None) -> float:
@@ -367,10 +394,13 @@ class Trainer:
         self.encoder.eval()
         rng = torch.Generator(self.device).manual_seed(12345)
         x = self.val_x[:faces].to(self.device, torch.float32) / 255.0
+        w = self.val_w[:faces].to(self.device)
         flux = photon_flux if self.config.noise else None
         predicted = self.encoder.normalised(measure(x, self.patterns.binary().float(), flux, rng))
         self.encoder.train()
-        return float(self.image_loss(predicted, x))
+        target = (w - self.encoder.latent_mean) / self.encoder.latent_std
+        rendered, decoded = self.observed(x), self.decode(predicted)
+        return float(losses.training_terms(predicted, target, rendered, decoded, self.image_terms)["image"])
 
     # -- the loop, checkpoints, export ---------------------------------------------------------
     def fit(self) -> dict:
@@ -477,7 +507,7 @@ class Trainer:
         header_size = int.from_bytes(raw[:8], "little")  # safetensors: u64 header length, JSON header
         header = json.loads(raw[8 : 8 + header_size])["__metadata__"]
         saved = {**json.loads(json.dumps(asdict(TrainConfig()))), **json.loads(header["config"])}
-        saved |= {k: getattr(self.config, k) for k in EXPORT_ONLY}  # these may change between runs
+        saved |= {k: getattr(self.config, k) for k in RUN_ONLY}  # these may change between runs
         if saved != json.loads(json.dumps(asdict(self.config))):
             raise ValueError(
                 f"{self.run_dir / 'state.safetensors'} was trained with another configuration; "
@@ -525,10 +555,7 @@ class Trainer:
             "generator_id": self.generator_id,
             "truncation_psi": self.config.truncation_psi,
             "training_seeds": list(self.train_seeds),
-            "validation_seeds": [
-                self.config.train_faces,
-                self.config.train_faces + self.config.validation_faces - 1,
-            ],
+            "validation_seeds": list(self.validation_seeds),
             "steps": self.step,
             "exported_step": exported_step,
             "noise_model": f"PhotodiodeModel, photon_flux log-uniform {list(self.config.photon_flux_range)}"
