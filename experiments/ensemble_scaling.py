@@ -1,7 +1,7 @@
 """What lowers m128's latent error on fixed patterns: more averaged encoders, more steps, more faces?
 
 Each run is `lsi train`'s own ensemble training (``fit_members``) with m128's recipe
-(``--recipe``, config/train-m128.json: its patterns frozen, eight encoders of width 512 at
+(``--recipe``, config/train-m128-ensemble.json: its patterns frozen, eight encoders of width 512 at
 batch 256, photodiode in the loop at photon flux log-uniform 20–2000, each member exported at its
 lowest validation error) but for one (training faces, steps) pair; validation on the 256 faces after
 the training ones. Scored on the 2,048 held-out faces at photon flux 200 (detector
@@ -49,7 +49,9 @@ def main() -> None:
         help="training faces and steps per member (default: 24576:1200, the previous m128's recipe, then "
         "24576:4000 and 41216:4000); a run folder that exists is resumed, as by `lsi train`",
     )
-    parser.add_argument("--recipe", default="config/train-m128.json", help="TrainConfig JSON to vary")
+    parser.add_argument(
+        "--recipe", default="config/train-m128-ensemble.json", help="TrainConfig JSON to vary"
+    )
     parser.add_argument("--boundaries", default="models/attributes.safetensors")
     parser.add_argument("--run-root", default="runs/ensemble-scaling")
     parser.add_argument("--threads", type=int, default=2)

@@ -80,9 +80,10 @@ class ChunkStream:
     """Chunks of rendered faces in seed order. On CUDA ``prefetch`` renders the next chunk on a side
     stream in a worker thread while the caller trains on the current one."""
 
-    def __init__(self, renderer: FaceRenderer):
+    def __init__(self, renderer: FaceRenderer, device: torch.device):
         self.renderer = renderer
-        self.overlap = renderer.device.type == "cuda"
+        self.device = device
+        self.overlap = device.type == "cuda"
         self._pool = ThreadPoolExecutor(1) if self.overlap else None
         self._pending: tuple[int, int, Future] | None = None
 
@@ -90,7 +91,7 @@ class ChunkStream:
         seeds = np.arange(first, first + count, dtype=np.int64)
         if not self.overlap:
             return self.renderer(seeds), None
-        stream = torch.cuda.Stream(self.renderer.device)
+        stream = torch.cuda.Stream(self.device)
         with torch.cuda.stream(stream):
             return self.renderer(seeds), stream
 
@@ -102,7 +103,7 @@ class ChunkStream:
         else:
             (w, faces), stream = self._render(first, count)
         if stream is not None:
-            current = torch.cuda.current_stream(self.renderer.device)
+            current = torch.cuda.current_stream(self.device)
             current.wait_stream(stream)
             w.record_stream(current)
             faces.record_stream(current)
@@ -185,21 +186,22 @@ class StreamTrainer(Trainer):
         self.faces_seen += len(faces)
         return loss
 
-    def fit(self) -> dict:
-        """Train to ``steps`` or until ``budget_s`` would run out, validating and saving every
-        ``checkpoint_every`` steps and at the end; the last record."""
+    def fit(self, max_steps: int | None = None) -> dict:
+        """Train to ``steps`` (at most ``max_steps`` more in this call) or until ``budget_s`` would run
+        out, validating and saving every ``checkpoint_every`` steps and at the end; the last record."""
         config = self.config
+        until = config.steps if max_steps is None else min(config.steps, self.step + max_steps)
         began = self._began = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
         self._checkpoint(None)  # also times what the end of a run needs
         finish_s = time.perf_counter() - began
-        chunks = ChunkStream(self.renderer)
+        chunks = ChunkStream(self.renderer, self.device)
         step_s, loss, stopped = 0.0, None, False
         try:
             with tqdm(total=config.steps, initial=self.step, desc=config.model_id, unit="step") as progress:
-                while self.step < config.steps and not stopped:
-                    left = (config.steps - self.step) * config.batch_size
+                while self.step < until and not stopped:
+                    left = (until - self.step) * config.batch_size
                     count = min(config.chunk_faces, left)
                     if self._out_of_time(began, finish_s + count / self.render_rate):
                         break
@@ -226,7 +228,7 @@ class StreamTrainer(Trainer):
                         if self.step % config.checkpoint_every == 0 and self.step < config.steps:
                             self._checkpoint(loss, progress)
                     del w, faces
-                if loss is not None and self.history[-1]["step"] == self.step:
+                if loss is not None and self.history and self.history[-1]["step"] == self.step:
                     self._save_state()  # the last step was validated already: the timing only
                 elif loss is not None:
                     self._checkpoint(loss, progress)
