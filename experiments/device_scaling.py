@@ -5,10 +5,10 @@ On one GPU, with torch and no OpenVINO, from the generator's torch export
 
 1. render and label the 2,048 held-out seeds (from 1,000,000) and, until --reserve-budget-s, faces
    the encoder never sees (seeds from --reserve-first-seed), to fit read-outs on;
-2. render training faces (seeds 0, 1, ...; no labels needed) until --render-budget-s;
-3. train the M = 128 LSI model on them (the same `Trainer` as `lsi train`) for --train-budget-s, at
-   most --max-epochs passes, exported at its lowest validation latent error;
-4. score on the held-out faces (photon flux 200): boundaries on the true latent w, boundaries fitted
+2. train the M = 128 LSI model on streamed faces (`lsi train --stream`'s `StreamTrainer`: each face
+   rendered inside the loop and seen once, two chunks in memory at most) for --steps or until
+   --train-budget-s, exported at its lowest validation latent error;
+3. score on the held-out faces (photon flux 200): boundaries on the true latent w, boundaries fitted
    on the new model's own estimates ŵ of the reserve faces (what ships as attributes-m128), and the
    shipped m128 read the same two ways (its shipped boundaries, and refitted on the same reserve).
 
@@ -21,16 +21,15 @@ evaluation.latent_imaging -> quality -> baselines):
     mkdir -p .device/face-api && cp ~/.cache/lsi_ros/face-api/model/{tiny_face_detector,\
         face_landmark_68,age_gender,face_expression}_model* .device/face-api/
     python experiments/device_scaling.py --out out --reserve-budget-s 100 --render-budget-s 150 \
-        --train-budget-s 150
+        --train-budget-s 300
 
 On a CPU with tiny sizes it checks itself:
 
     python experiments/device_scaling.py --device cpu --held-out 32 --chunk 32 --reserve 64 \
-        --faces 160 --steps 30 --batch-size 16 --validation 16 --out /tmp/ds --run-dir /tmp/ds/run
+        --steps 30 --batch-size 16 --validation 16 --out /tmp/ds --run-dir /tmp/ds/run
 """
 
 import argparse
-import dataclasses
 import json
 import math
 import time
@@ -50,7 +49,8 @@ from lsi_ros.models.checkpoint import load_model
 from lsi_ros.models.torch_generator import ExportedMobileStyleGAN
 from lsi_ros.optics import PhotodiodeModel
 from lsi_ros.training import data
-from lsi_ros.training.train import TrainConfig, Trainer
+from lsi_ros.training.stream import StreamTrainer, held_out_latent_mse
+from lsi_ros.training.train import TrainConfig
 
 ATTRIBUTES = list(face_labels.ATTRIBUTES)
 PHOTODIODE = PhotodiodeModel().with_photon_flux(200.0)
@@ -136,33 +136,6 @@ def accuracy(weight, bias, x, y) -> float:
     return float(((x @ weight + bias > 0).float() == y).float().mean())
 
 
-def step_seconds(config: TrainConfig, faces: data.FaceData, run_dir: Path, device) -> float:
-    """Seconds per training step, timed on a small slice of the faces (no second copy of them all)."""
-    n = 4 * config.batch_size
-    probe_faces = data.FaceData(
-        faces.seeds[: n + 16],
-        faces.latents[: n + 16],
-        faces.images[: n + 16],
-        faces.generator_id,
-        faces.truncation_psi,
-    )
-    probe = Trainer(
-        dataclasses.replace(config, train_faces=n, validation_faces=16), run_dir, str(device), probe_faces
-    )
-    probe.train_step()
-    synchronize(device)
-    began = time.perf_counter()
-    for _ in range(50):
-        probe.train_step()
-    synchronize(device)
-    return (time.perf_counter() - began) / 50
-
-
-def synchronize(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def write_results(results: dict, out: Path) -> None:
     results["seconds"] = round(time.perf_counter() - START, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -185,19 +158,16 @@ def main() -> None:
     )
     parser.add_argument("--reserve-first-seed", type=int, default=600_000)
     parser.add_argument("--reserve-budget-s", type=float, default=100.0)
-    parser.add_argument("--faces", type=int, default=262144, help="training + validation faces, at most")
     parser.add_argument("--validation", type=int, default=1024)
-    parser.add_argument("--chunk", type=int, default=512)
-    parser.add_argument("--render-budget-s", type=float, default=150.0)
-    parser.add_argument("--steps", type=int, default=100000)
-    parser.add_argument("--max-epochs", type=float, default=60.0)
-    parser.add_argument("--train-budget-s", type=float, default=150.0)
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument(
+        "--chunk", type=int, default=512, help="held-out and reserve faces rendered at a time"
+    )
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--train-budget-s", type=float, default=300.0)
+    parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--out", default="out")
     parser.add_argument("--run-dir", default="/tmp/lsi-device-run", help="training state (not copied back)")
     args = parser.parse_args()
-    if args.faces > args.reserve_first_seed:
-        parser.error("training seeds [0, --faces) would reach the reserve's seeds")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device, generator, analyzer = open_device(args)
@@ -218,41 +188,28 @@ def main() -> None:
     save_file(compact, str(out / "labels.safetensors"), metadata={"labeller": face_labels.FACE_API_PACKAGE})
     results["reserve_seeds"] = [args.reserve_first_seed, args.reserve_first_seed + len(fit_w) - 1]
 
-    train_w, train_images, _ = render_faces(
-        generator, np.arange(args.faces), args.chunk, args.render_budget_s, "training"
-    )
-    n = len(train_w)
-    results["training_faces_rendered"] = n
-    write_results(results, out)
     config = TrainConfig(
         num_measurements=128,
-        train_faces=n - args.validation,
-        validation_faces=args.validation,
+        stream=True,
+        steps=args.steps,
         batch_size=args.batch_size,
+        validation_faces=args.validation,
+        chunk_faces=args.batch_size * max(1, 4096 // args.batch_size),
+        checkpoint_every=max(10, args.steps // 25),
+        budget_s=args.train_budget_s,
         extra={"rendered": f"torch export on {results.get('device_name', args.device)}"},
     )
-    faces = data.FaceData(np.arange(n), train_w, train_images, generator.generator_id, data.DEFAULT_PSI)
-    step_s = step_seconds(config, faces, Path(args.run_dir) / "probe", device)
-    by_time = args.train_budget_s / step_s
-    by_epochs = args.max_epochs * config.train_faces / args.batch_size
-    config.steps = int(max(20, min(args.steps, by_time, by_epochs)))
-    config.checkpoint_every = max(10, config.steps // 25)
-    log(
-        f"training m128 on {config.train_faces} faces: {config.steps} steps at batch {args.batch_size} "
-        f"({step_s * 1e3:.1f} ms/step, {config.steps * args.batch_size / config.train_faces:.1f} epochs)"
-    )
-    trainer = Trainer(config, Path(args.run_dir) / "run", str(device), faces)
-    del faces, train_images  # the trainer keeps channel sums only
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    trainer = StreamTrainer(config, Path(args.run_dir) / "run", str(device), generator_export=args.export)
     trainer.fit()
     model_path = trainer.export(out / "m128.safetensors")
     results["training"] = {
-        "steps": config.steps,
-        "ms_per_step": round(step_s * 1e3, 2),
-        "exported_step": trainer.best["step"] if trainer.best else config.steps,
+        "steps": trainer.step,
+        "faces_seen": trainer.faces_seen,
+        "rates": trainer.rates(),
+        "exported_step": trainer.best["step"] if trainer.best else trainer.step,
         "history": trainer.history,
     }
+    scale = trainer.encoder.latent_std
     del trainer
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -265,10 +222,7 @@ def main() -> None:
     if Path(args.shipped).is_file():
         models["shipped"] = load_model(args.shipped)
     latents = {name: (encode(m, fit_images, 1), encode(m, test_images)) for name, m in models.items()}
-    scale = train_w.std(0)
-    results["latent_mse"] = {
-        name: float((((test_hat - test_w) / scale) ** 2).mean()) for name, (_, test_hat) in latents.items()
-    }
+    results["latent_mse"] = held_out_latent_mse(models, test_w, test_images, scale)
     shipped_boundaries = None
     if "shipped" in models and Path(args.shipped_boundaries).is_file():
         shipped_boundaries = load_boundaries(args.shipped_boundaries)

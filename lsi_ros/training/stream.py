@@ -194,8 +194,8 @@ class StreamTrainer(Trainer):
         began = self._began = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
-        self._checkpoint(None)  # also times what the end of a run needs
-        finish_s = time.perf_counter() - began
+        self._finish_s = 0.0  # the longest validation + checkpoint so far: what the end of a run needs
+        self._checkpoint(None)
         chunks = ChunkStream(self.renderer, self.device)
         step_s, loss, stopped = 0.0, None, False
         try:
@@ -203,7 +203,7 @@ class StreamTrainer(Trainer):
                 while self.step < until and not stopped:
                     left = (until - self.step) * config.batch_size
                     count = min(config.chunk_faces, left)
-                    if self._out_of_time(began, finish_s + count / self.render_rate):
+                    if self._out_of_time(began, count / self.render_rate):
                         break
                     render_began = time.perf_counter()
                     w, faces = chunks.take(self.seed_cursor, count)
@@ -213,7 +213,7 @@ class StreamTrainer(Trainer):
                     self.timing["faces_rendered"] += count
                     self.timing["render_s"] += render_s
                     for start in range(0, count, config.batch_size):
-                        if self._out_of_time(began, finish_s + step_s):
+                        if self._out_of_time(began, step_s):
                             stopped = True
                             break
                         step_began = time.perf_counter()
@@ -237,13 +237,14 @@ class StreamTrainer(Trainer):
         return self.history[-1] if self.history else {}
 
     def _out_of_time(self, began: float, needed_s: float) -> bool:
-        """Would work of ``needed_s`` seconds, then the closing validation and checkpoint (with a
-        quarter more as margin), end past the budget?"""
+        """Would work of ``needed_s`` seconds, then the closing validation and checkpoint (each with
+        half as much again as margin), end past the budget?"""
         budget = self.config.budget_s
-        return bool(budget) and time.perf_counter() - began + 1.25 * needed_s > budget
+        return bool(budget) and time.perf_counter() - began + 1.5 * (needed_s + self._finish_s) > budget
 
     def _checkpoint(self, loss: float | None, progress=None):
-        """Validate (a record when a step was trained), remember the best and save the state."""
+        """Validate (a record when a step was trained), remember the best and save the state; timed."""
+        began = time.perf_counter()
         if loss is not None:
             record = {
                 "step": self.step,
@@ -263,6 +264,7 @@ class StreamTrainer(Trainer):
         else:
             self.validate()  # timed with the save: what the end of a run costs
         self._save_state()
+        self._finish_s = max(self._finish_s, time.perf_counter() - began)
 
     # -- the run folder --------------------------------------------------------------------------
     def _save_state(self):
