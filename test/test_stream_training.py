@@ -98,6 +98,11 @@ def test_a_checkpoint_refuses_another_configuration_but_takes_another_budget(tmp
         replace(TINY, budget_s=100.0, chunk_faces=16), tmp_path / "other", resume_from=tmp_path / "run"
     )
     assert again.step == 1
+    # the best checkpoint (its patterns kept bit-packed) exports the same model file
+    exported, reloaded = trainer.exported_model(), again.exported_model()
+    assert exported.pattern_set.pattern_set_id == reloaded.pattern_set.pattern_set_id
+    for key, value in exported.encoder.state_dict().items():
+        assert torch.equal(value, reloaded.encoder.state_dict()[key]), key
     with pytest.raises(ValueError, match="another configuration"):
         StreamTrainer(replace(TINY, lr=0.5), tmp_path / "other", resume_from=tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="state.json"):

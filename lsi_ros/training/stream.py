@@ -10,8 +10,9 @@ the next chunk are in memory. On CUDA the next chunk renders on a side stream in
 while the current one trains; on a CPU rendering and training take turns.
 
 ``budget_s`` bounds a run: before a chunk or a step would leave too little time to validate and
-write the checkpoint (timed at the start), the run stops, validates and saves; running again goes on.
-The run folder holds ``model.safetensors`` (patterns, encoder, the best checkpoint),
+write the checkpoint (the longest one so far, half as much again as margin), the run stops,
+validates and saves; running again goes on. The run folder holds ``model.safetensors`` (patterns,
+encoder; the best checkpoint with its patterns bit-packed, all an export needs),
 ``optimizer.safetensors`` and ``state.json`` (step, faces seen, seed cursor, RNG state, history,
 configuration): no pickles.
 """
@@ -272,7 +273,9 @@ class StreamTrainer(Trainer):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tensors = self._weights()
         if self.best is not None:
-            tensors |= {f"best.{k}": v for k, v in self.best["tensors"].items()}
+            tensors |= {f"best.{k}": v for k, v in self.best["tensors"].items() if k != "patterns.weight"}
+            binary = self.best["tensors"]["patterns.weight"].clamp(0.0, 1.0).round().to(torch.uint8)
+            tensors["best.patterns.bits"] = torch.from_numpy(np.packbits(binary.numpy(), axis=1))
         optimizer = {
             f"optimizer.{index}.{key}": torch.as_tensor(value)
             for index, state in self.optimizer.state_dict()["state"].items()
@@ -333,6 +336,9 @@ class StreamTrainer(Trainer):
         self._load_weights(tensors)
         if state["best"] is not None:
             best = {k[5:]: v.cpu() for k, v in tensors.items() if k.startswith("best.")}
+            pixels = self.patterns.weight.shape[1]
+            bits = np.unpackbits(best.pop("patterns.bits").numpy(), axis=1, count=pixels)
+            best["patterns.weight"] = torch.from_numpy(bits.astype(np.float32))  # shown as the 0/1 it was
             self.best = state["best"] | {"tensors": best}
         optimizer = self.optimizer.state_dict()
         for key, value in load_file(str(folder / OPTIMIZER_FILE), device=str(self.device)).items():
