@@ -53,6 +53,8 @@ class FaceRenderer:
     def __init__(self, generator: str, device, truncation_psi: float, export: str | None = None):
         self.device = torch.device(device)
         self.truncation_psi = truncation_psi
+        if self.device.type == "cuda":  # faces as the CPU renders them, to float rounding (no TF32)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         if export:
             from lsi_ros.models.torch_generator import ExportedMobileStyleGAN
 
@@ -115,8 +117,9 @@ class ChunkStream:
             self._pending = (first, count, self._pool.submit(self._render, first, count))
 
     def close(self):
+        """Drop a prefetched chunk; one still rendering finishes on its own (the run does not wait)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class StreamTrainer(Trainer):
