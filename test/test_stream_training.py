@@ -8,28 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import dcgan_config
 from safetensors.torch import load_file
 
 from lsi_ros.cli import build_parser
 from lsi_ros.models.checkpoint import load_model
 from lsi_ros.training.seeds import HELD_OUT_SEED_START, STREAM_SEED_START, STREAM_VALIDATION_SEED_START
 from lsi_ros.training.stream import StreamTrainer
-from lsi_ros.training.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = TrainConfig(
-    num_measurements=8,
-    generator="dcgan",
-    validation_faces=16,
-    steps=8,
-    batch_size=8,
-    width=32,
-    depth=1,
-    checkpoint_every=4,
-    chunk_faces=24,  # three steps a chunk: runs stop and resume inside chunks
-    stream=True,
+TINY = dcgan_config(  # three steps a chunk: runs stop and resume inside chunks
+    "", num_measurements=8, validation_faces=16, steps=8, batch_size=8, width=32, checkpoint_every=4
 )
+TINY = replace(TINY, chunk_faces=24, stream=True)
 
 
 class SeedLog:

@@ -335,7 +335,7 @@ class StreamTrainer(Trainer):
             raise ValueError(
                 f"{folder} learnt from {state['generator_id']}, this run renders {self.generator_id}"
             )
-        tensors = load_file(str(folder / MODEL_FILE), device=str(self.device))
+        tensors = load_file(str(folder / MODEL_FILE))
         self._load_weights(tensors)
         if state["best"] is not None:
             best = {k[5:]: v.cpu() for k, v in tensors.items() if k.startswith("best.")}
@@ -344,7 +344,7 @@ class StreamTrainer(Trainer):
             best["patterns.weight"] = torch.from_numpy(bits.astype(np.float32))  # shown as the 0/1 it was
             self.best = state["best"] | {"tensors": best}
         optimizer = self.optimizer.state_dict()
-        for key, value in load_file(str(folder / OPTIMIZER_FILE), device=str(self.device)).items():
+        for key, value in load_file(str(folder / OPTIMIZER_FILE)).items():
             _, index, name = key.split(".", 2)
             optimizer["state"].setdefault(int(index), {})[name] = value
         self.optimizer.load_state_dict(optimizer)
