@@ -20,8 +20,7 @@ evaluation.latent_imaging -> quality -> baselines):
     lsi data --export-torch .device/mobilestylegan       # the generator for torch alone (40 MB)
     mkdir -p .device/face-api && cp ~/.cache/lsi_ros/face-api/model/{tiny_face_detector,\
         face_landmark_68,age_gender,face_expression}_model* .device/face-api/
-    python experiments/device_scaling.py --out out --reserve-budget-s 100 --render-budget-s 150 \
-        --train-budget-s 300
+    python experiments/device_scaling.py --out out --reserve-budget-s 100 --train-budget-s 300
 
 On a CPU with tiny sizes it checks itself:
 
