@@ -10,6 +10,12 @@ folder's ``state.safetensors``. With ``keep_best`` (the default; ``lsi train --l
 the export is the checkpoint of lowest validation latent error: early stopping without cutting the
 learning-rate schedule short.
 
+``latent_space="w+"`` trains an encoder with one latent per generator layer (``MeasurementEncoder``
+with ``num_ws``). ``losses`` replaces the loss with the paper's weighted terms (``losses.loss_terms``:
+latent L1, image L2, identity and perceptual through face-api's descriptor network; "paper" for the
+defaults, or ``"latent=1,l2=1,identity=0.5"``); the image the camera saw is then the generator's RGB
+render of the true latent.
+
 With ``patterns_from`` the patterns of a model file are shown as they are and only the encoder learns;
 ``members`` > 1 then trains that many encoders one after another (seeds ``seed``, ``seed + 1``, ...)
 and exports one model that averages their estimates (``EncoderEnsemble``): an encoder overfits the
@@ -39,7 +45,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from lsi_ros.models.checkpoint import LsiModel, as_stored, load_model, save_model
-from lsi_ros.models.encoder import BinaryPatterns, EncoderEnsemble, MeasurementEncoder
+from lsi_ros.models.encoder import (
+    LATENT_SPACES,
+    BinaryPatterns,
+    EncoderEnsemble,
+    MeasurementEncoder,
+    normalised_error,
+)
 from lsi_ros.optics.patterns import learned_patterns
 from lsi_ros.optics.photodiode import PhotodiodeModel
 from lsi_ros.training import data, losses
@@ -70,6 +82,8 @@ class TrainConfig:
     patterns_from: str = ""  # a model file whose patterns stay as they are: only the encoder learns
     members: int = 1  # encoders trained one after another on fixed patterns, their estimates averaged
     weight_format: str = "fp16"  # how the exported file stores the encoder's matrices: fp16 or int8
+    latent_space: str = "w"  # "w", or "w+": one latent per generator layer
+    losses: str = ""  # "": latent MSE (+ image_loss); "paper" or "latent=1,l2=1,identity=0.5,...": loss_terms
     extra: dict = field(default_factory=dict)
 
     @property
@@ -178,6 +192,9 @@ class Trainer:
             raise ValueError(
                 f"unknown image loss {sorted(unknown)}; choose from {losses.IMAGE_LOSSES}, joined by +"
             )
+        if config.latent_space not in LATENT_SPACES:
+            raise ValueError(f"latent space must be one of {LATENT_SPACES}, not {config.latent_space!r}")
+        self.loss_weights = losses.LossWeights.parse(config.losses) if config.losses else None
         count = config.train_faces + config.validation_faces
         if faces is None:
             faces = data.load(config.generator, 0, count, config.data_dir or None, config.truncation_psi)
@@ -194,8 +211,15 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.patterns = BinaryPatterns(config.num_measurements, self.resolution, self.rng).to(self.device)
         self.patterns_source = self._fix_patterns(config.patterns_from) if config.patterns_from else None
+        num_ws = 1
+        if config.latent_space == "w+":
+            from lsi_ros.models.generators import generator_num_ws
+
+            num_ws = generator_num_ws(config.generator)
+            if num_ws == 1:
+                raise ValueError(f"generator {config.generator} takes one latent per image: W+ is its W")
         self.encoder = MeasurementEncoder(
-            config.num_measurements, latents.shape[1], config.width, config.depth
+            config.num_measurements, latents.shape[1], config.width, config.depth, num_ws
         ).to(self.device)
         self.encoder.latent_mean.copy_(self.train_w.mean(0))
         self.encoder.latent_std.copy_(self.train_w.std(0).clamp_min(1e-6))
@@ -211,7 +235,7 @@ class Trainer:
             )
         self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
         self.measurements = None  # (faces, M) noise-free values of the fixed patterns
-        if self.patterns_source is not None and not config.image_loss_weight:
+        if self.patterns_source is not None and not config.image_loss_weight and not config.losses:
             if measurements is None:
                 measurements = ideal_measurements(faces.images, self.patterns.binary().float())
             if measurements.shape != (count, config.num_measurements):
@@ -228,6 +252,7 @@ class Trainer:
         self.history = []
         self.best: dict | None = None  # {"step", "val_latent_mse", "tensors"}: the best checkpoint so far
         self._image_net = None
+        self._face_loss = None
         self._resume()
         self.imager = LatentSpaceImager(self.patterns, self.encoder)
         self.model = self.imager
@@ -294,7 +319,10 @@ class Trainer:
             group["lr"] = learning_rate(self.step, self.config.steps, group["peak"])
         predicted = self.model(x, self._photon_flux(), self._noise_rng(), self.measurements is not None)
         target = (w - self.encoder.latent_mean) / self.encoder.latent_std
-        loss = torch.nn.functional.mse_loss(predicted, target)
+        if self.loss_weights is not None:
+            loss = self.weighted_loss(predicted, target)["total"]
+        else:
+            loss = losses.latent_loss(predicted, target, "l2")
         if self.config.image_loss_weight:
             loss = loss + self.config.image_loss_weight * self.image_loss(predicted, x)
         self.optimizer.zero_grad(set_to_none=True)
@@ -337,6 +365,18 @@ class Trainer:
         terms = dict.fromkeys(self.config.image_loss.split("+"), 1.0)
         return losses.image_loss(decoded, truth, terms).mean()
 
+    def weighted_loss(self, predicted: torch.Tensor, target: torch.Tensor) -> dict:
+        """``losses.loss_terms`` of normalised latents: the decoded face against the generator's RGB
+        render of the true latent (what the camera saw), identity and perceptual terms through face-api."""
+        net = self.image_net()
+        mean, std = self.encoder.latent_mean, self.encoder.latent_std
+        with torch.no_grad():
+            rendered = net(mean + std * target)
+        if self.loss_weights.needs_faces and self._face_loss is None:
+            self._face_loss = losses.FaceLoss(device=self.device)
+        decoded = net(mean + std * predicted)
+        return losses.loss_terms(self.loss_weights, predicted, target, rendered, decoded, self._face_loss)
+
     @torch.no_grad()
     def validate(self, photon_flux: float | None = 200.0, encoder=None) -> float:
         """Latent MSE (normalised units) on the validation faces with the binary patterns, of the
@@ -357,9 +397,10 @@ class Trainer:
             ideal = x if self.measurements is not None else x @ binary.T
             predicted = encoder.normalised(detect(ideal, flux, rng))
             target = (w - encoder.latent_mean) / encoder.latent_std
-            losses.append(torch.nn.functional.mse_loss(predicted, target, reduction="sum").item())
+            error = normalised_error(predicted, target, 1.0).pow(2).flatten(1).mean(1)
+            losses.append(error.sum().item())
         encoder.train(was_training)
-        return sum(losses) / (len(self.val_x) * self.val_w.shape[1])
+        return sum(losses) / len(self.val_x)
 
     @torch.no_grad()
     def validate_image(self, faces: int = 64, photon_flux: float | None = 200.0) -> float:
