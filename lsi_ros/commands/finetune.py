@@ -118,7 +118,7 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from lsi_ros.models.checkpoint import load_model, save_model
+    from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.registry import find_model
     from lsi_ros.optics import PhotodiodeModel
     from lsi_ros.scenes import folder_scenes, offline_faces
@@ -171,19 +171,7 @@ def run(args) -> int:
         "generator_id": teacher_generator.generator_id,
         **latent_teacher.context["config"],
     }
-    weight_format = model.info.get("architecture", {}).get("weights", "fp16")  # as the source stores them
-    path = save_model(result.model, Path(args.output), weight_format)
-    if args.report:
-        report = {
-            "command": "lsi finetune " + " ".join(sys.argv[2:]),
-            "base_model": args.model,
-            "output": str(path),
-            "pattern_set_id": result.model.pattern_set.pattern_set_id,
-            "seconds": round(time.monotonic() - started, 1),
-            **result.model.info["finetune"],
-        }
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    path = save_and_report(args, model, result.model, started, "finetune")
     print(f"held-out scenes: {', '.join(result.held_out_scenes)}")
     for label, row in (("before", result.before), ("after", result.after), ("teacher", result.teacher)):
         latent = f"latent MSE {row['latent_mse']:.4f}  " if "latent_mse" in row else ""
@@ -200,7 +188,6 @@ def run(args) -> int:
 def run_photos(args, model, started: float) -> int:
     """``--utkface N``: image and identity losses on real photos of the training split, no teacher."""
     from lsi_ros.evaluation.face_analysis import FaceAnalyzer
-    from lsi_ros.models.checkpoint import save_model
     from lsi_ros.training import finetune, losses
 
     if args.utkface < 1:
@@ -219,18 +206,7 @@ def run_photos(args, model, started: float) -> int:
     face_loss = losses.FaceLoss(analyzer) if weights.needs_faces else None
     generator = finetune.generator_for(model)
     tuned, history = finetune.finetune_on_photos(model, photos.images, generator, config, face_loss)
-    weight_format = model.info.get("architecture", {}).get("weights", "fp16")
-    path = save_model(tuned, Path(args.output), weight_format)
-    if args.report:
-        report = {
-            "command": "lsi finetune " + " ".join(sys.argv[2:]),
-            "base_model": args.model,
-            "output": str(path),
-            "seconds": round(time.monotonic() - started, 1),
-            **tuned.info["photo_finetune"],
-        }
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    path = save_and_report(args, model, tuned, started, "photo_finetune")
     first, last = history[0], history[-1]
     print(
         f"training loss {first['total']:.4f} at step {first['step']} -> {last['total']:.4f} at {last['step']}"
@@ -240,3 +216,24 @@ def run_photos(args, model, started: float) -> int:
         "evaluate on held-out people with `lsi eval --real --models <it> ...`"
     )
     return 0
+
+
+def save_and_report(args, model, tuned, started: float, section: str) -> Path:
+    """Write the tuned model (weights stored as the source stores them) and, with ``--report``, its
+    metadata ``section`` as JSON with the command that made it."""
+    from lsi_ros.models.checkpoint import save_model
+
+    weight_format = model.info.get("architecture", {}).get("weights", "fp16")
+    path = save_model(tuned, Path(args.output), weight_format)
+    if args.report:
+        report = {
+            "command": "lsi finetune " + " ".join(sys.argv[2:]),
+            "base_model": args.model,
+            "output": str(path),
+            "pattern_set_id": tuned.pattern_set.pattern_set_id,
+            "seconds": round(time.monotonic() - started, 1),
+            **tuned.info[section],
+        }
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    return path
