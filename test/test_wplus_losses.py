@@ -244,3 +244,26 @@ def test_the_utkface_training_source_holds_no_held_out_face():
     train = real_faces.utkface_faces(folder, split="train")[:300]
     held = {f.key for f in real_faces.utkface_faces(folder)}
     assert train and not any(real_faces.is_held_out(f.key) or f.key in held for f in train)
+
+
+def test_finetune_command_on_utkface_training_photos(dcgan_model, tmp_path, capsys):
+    """`lsi finetune --utkface N` end to end on the DCGAN double: a bad recipe is one clear line and
+    writes nothing; a good one writes a model file with the same patterns and a report."""
+    from lsi_ros.cli import main
+    from lsi_ros.evaluation import real_faces
+
+    if not (real_faces.default_real_faces_dir() / real_faces.UTKFACE_FOLDER).is_dir():
+        pytest.skip("no shared UTKFace photos on this machine")
+    output, report = tmp_path / "ft.safetensors", tmp_path / "ft.json"
+    common = ["finetune", "--utkface", "4", "--model", str(dcgan_model), "--output", str(output)]
+    assert main([*common, "--losses", "arcface=1"]) == 2
+    assert "bad loss term" in capsys.readouterr().err and not output.exists()
+    assert main([*common, "--latent-space", "w+"]) == 2
+    assert "W+ is its W" in capsys.readouterr().err and not output.exists()
+    recipe = ["--latent-space", "w", "--losses", "l2=1,identity=0.5", "--steps", "2", "--batch-size", "2"]
+    assert main([*common, *recipe, "--report", str(report)]) == 0
+    tuned, base = load_model(output), load_model(dcgan_model)
+    assert tuned.pattern_set.pattern_set_id == base.pattern_set.pattern_set_id
+    written = json.loads(report.read_text())
+    assert written["photos"] == 4 and written["loss_weights"]["identity"] == 0.5
+    assert {"l2", "identity", "total"} <= set(written["history"][-1])

@@ -89,7 +89,8 @@ def add_parser(subparsers):
         "--teacher-exit",
         choices=("exact", "fast"),
         default="exact",
-        help="MobileStyleGAN 256² exit the teacher optimises through (fast: ~2.5x quicker, approximate)",
+        help="MobileStyleGAN 256² exit the teacher (or --utkface training) optimises through (fast: ~2.5x "
+        "quicker, approximate)",
     )
     parser.add_argument(
         "--repeats", type=int, default=4, help="images: simulated noisy frames per image (default 4)"
@@ -202,9 +203,11 @@ def run_photos(args, model, started: float) -> int:
     )
     weights = config.loss_weights()  # a bad --losses fails before the photos are framed
     analyzer = FaceAnalyzer()
-    photos = finetune.utkface_training_photos(analyzer, args.utkface)
-    face_loss = losses.FaceLoss(analyzer) if weights.needs_faces else None
     generator = finetune.generator_for(model)
+    if args.teacher_exit != "exact" and generator.generator_id.startswith("mobilestylegan"):
+        generator = finetune.generator_for(model, early_exit=args.teacher_exit)
+    photos = finetune.utkface_training_photos(analyzer, args.utkface, generator.resolution)
+    face_loss = losses.FaceLoss(analyzer) if weights.needs_faces else None
     tuned, history = finetune.finetune_on_photos(model, photos.images, generator, config, face_loss)
     path = save_and_report(args, model, tuned, started, "photo_finetune")
     first, last = history[0], history[-1]

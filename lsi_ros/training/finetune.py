@@ -428,9 +428,12 @@ class PhotoFinetuneConfig:
         return LossWeights.parse(self.losses)
 
 
-def utkface_training_photos(analyzer, count: int, root=None, cache_dir=None, progress: bool = True):
-    """The first ``count`` faces of UTKFace's training split (key order), FFHQ-framed (cached): the
-    real-face training source. Held-out faces are refused here as well as by the split itself."""
+def utkface_training_photos(
+    analyzer, count: int, resolution: int | None = None, root=None, cache_dir=None, progress: bool = True
+):
+    """The first ``count`` faces of UTKFace's training split (key order), FFHQ-framed (cached), at
+    ``resolution`` (default the framing's 256²): the real-face training source. Held-out faces are
+    refused here as well as by the split itself."""
     from lsi_ros.evaluation import real_faces
 
     root = Path(root or real_faces.default_real_faces_dir())
@@ -442,7 +445,13 @@ def utkface_training_photos(analyzer, count: int, root=None, cache_dir=None, pro
         raise ValueError(f"no UTKFace training-split faces in {folder}")
     if any(real_faces.is_held_out(face.key) for face in faces):
         raise AssertionError("a held-out UTKFace face reached the training set")
-    return real_faces.frame_faces(analyzer, faces, cache_dir, progress=progress)
+    framed = real_faces.frame_faces(analyzer, faces, cache_dir, progress=progress)
+    if resolution and resolution != framed.images.shape[1]:
+        import cv2
+
+        size = (resolution, resolution)
+        framed.images = np.stack([cv2.resize(i, size, interpolation=cv2.INTER_AREA) for i in framed.images])
+    return framed
 
 
 def finetune_on_photos(
