@@ -216,3 +216,20 @@ def test_shipped_estimate_boundaries_belong_to_the_shipped_models():
         model = load_model(find_model(name.strip().removeprefix("attributes-")))
         assert fitted.pattern_set_id == model.pattern_set.pattern_set_id
         assert fitted.names == generic.names and fitted.generator_id == model.info["generator_id"]
+
+
+def test_w_plus_code_is_classified_by_the_mean_of_its_layers(tmp_path, probe):
+    """The boundaries live in W: a [3, 8] code reads as the mean of its rows."""
+    codes, received = probe
+    process = start(str(save_boundaries(BOUNDARIES, tmp_path / "b.safetensors")))
+    rows = np.zeros((3, 8), dtype=np.float32)
+    rows[:, 0] = [1.0, 2.0, 3.0]  # mean 2
+    rows[:, 1] = [0.75, 0.0, 0.0]  # mean 0.25
+    try:
+        code = latent.to_msg(rows, model_id="m", pattern_set_id="p")
+        assert wait_for(lambda: codes.publish(code) or received["attributes"], timeout=30, period=0.3)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    expected = 1 / (1 + np.exp(-np.array([2.0, -0.5 + 0.5])))
+    np.testing.assert_allclose(received["attributes"][0].scores, expected, rtol=1e-6)

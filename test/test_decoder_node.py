@@ -90,3 +90,31 @@ def test_static_tf_arrives_for_a_late_joiner(decoded):
     x, y, z, w = q
     optical_z_in_body = np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])
     assert np.allclose(optical_z_in_body, [1.0, 0.0, 0.0]) and np.isclose(np.linalg.norm(q), 1.0)
+
+
+def test_w_plus_code_decodes_with_per_layer_styles(ros_context, spin):
+    """A [23, 512] code through MobileStyleGAN (OpenVINO on the CPU): the image is the generator's of
+    those 23 styles, not of their mean."""
+    decoder = LatentDecoder(
+        context=ros_context,
+        parameter_overrides=[Parameter("generator", value="mobilestylegan"), Parameter("threads", value=1)],
+    )
+    probe = Node("decoder_wplus_probe", context=ros_context)
+    raw = []
+    probe.create_subscription(Image, "image_raw", raw.append, qos.RELIABLE)
+    codes = probe.create_publisher(latent.LatentCode, "latent", qos.RELIABLE)
+    stop = spin(decoder, probe)
+    generator = decoder.generator
+    rows = generator.sample_latents(list(range(200, 200 + generator.num_ws)), truncation_psi=0.7)
+    code = latent.to_msg(rows, model_id="wplus", pattern_set_id="test")
+    assert list(code.shape) == [23, 512]
+    try:
+        assert wait_for(lambda: codes.publish(code) or raw, timeout=60, period=0.5)
+    finally:
+        stop()
+        decoder.destroy_node()
+    pixels = image.image_to_array(raw[0])
+    expected = np.rint(generator.synthesize(rows[None])[0] * 255).astype(np.uint8)
+    mean_only = np.rint(generator.synthesize(rows.mean(0)[None])[0] * 255).astype(np.uint8)
+    assert np.abs(pixels.astype(int) - expected).max() <= 1
+    assert np.abs(pixels.astype(int) - mean_only).mean() > 5

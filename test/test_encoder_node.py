@@ -130,3 +130,34 @@ def test_impossible_readings_give_no_code_and_a_warn(tmp_path, graph):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_w_plus_model_publishes_one_latent_per_layer(tmp_path, graph):
+    """A W+ model file: the code's shape is [n_layers, latent_dim] and its rows are the encoder's."""
+    from lsi_ros.models.encoder import with_layer_offsets
+
+    node, frames, received = graph
+    model = make_model()
+    model.encoder = with_layer_offsets(model.encoder, 3)
+    with torch.no_grad():
+        model.encoder.layer_offsets.bias.copy_(torch.linspace(-1, 1, 24))
+    path = save_model(model, tmp_path / "wplus.safetensors")
+    model = load_model(path)
+    set_id = model.pattern_set.pattern_set_id
+    process = start_encoder(path)
+    try:
+        assert wait_for(lambda: received["status"], timeout=30), "no diagnostics from latent_encoder"
+        good = np.random.default_rng(2).uniform(100, 5000, 16).astype(np.float32)
+        frame = Measurements(pattern_set_id=set_id, sequence=3, values=good)
+        assert wait_for(lambda: frames.publish(frame) or received["codes"], timeout=20, period=0.3)
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    code = received["codes"][0]
+    assert list(code.shape) == [3, 8]
+    with torch.no_grad():
+        expected = model.encoder(torch.from_numpy(good)[None])[0].numpy()
+    rows = latent.from_msg(code)
+    np.testing.assert_allclose(rows, expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(rows[0] - rows[2]).max() > 0.1  # the layers differ

@@ -17,7 +17,11 @@ def add_parser(subparsers):
         "paired with a co-located camera's images by header stamp (--bag). Only the encoder learns; the "
         "output is a normal model file with the same pattern_set_id (the DMD keeps its patterns). Scenes "
         "are split into training and held-out sets; held-out latent error and PSNR/SSIM before and after "
-        "are printed and stored in the model's metadata (<output>.json).",
+        "are printed and stored in the model's metadata (<output>.json). --utkface N instead trains on the "
+        "first N faces of UTKFace's training split with no teacher: each photo is measured, encoded, decoded "
+        "by the frozen generator and compared with the photo (image L2, identity and perceptual terms, "
+        "--losses), in W or W+ (--latent-space); held-out faces are never used, evaluate with "
+        "`lsi eval --real`.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -27,6 +31,25 @@ def add_parser(subparsers):
         "offline (scikit-image astronaut, matplotlib Grace Hopper, 2 tiny LFW faces)",
     )
     source.add_argument("--bag", metavar="PATH", help="rosbag2 folder (MCAP) with measurements and reference")
+    source.add_argument(
+        "--utkface",
+        type=int,
+        metavar="N",
+        help="the first N faces of UTKFace's training split (FFHQ-framed, cached), trained through the "
+        "generator with image and identity losses",
+    )
+    parser.add_argument(
+        "--latent-space",
+        choices=("w", "w+"),
+        default="w+",
+        help="--utkface: encode into W, or W+ (per-layer offsets grown at zero from the model's W encoder)",
+    )
+    parser.add_argument(
+        "--losses",
+        default="paper",
+        help="--utkface: loss weights, 'paper' (image L2 1.0, identity 0.5, perceptual 0.1) or e.g. "
+        "'l2=1,identity=0.5,perceptual=0'",
+    )
     parser.add_argument(
         "--measurements-topic", default="/measurements", help="bag: lsi_ros/Measurements topic"
     )
@@ -49,7 +72,7 @@ def add_parser(subparsers):
     )
     parser.add_argument("--steps", type=int, default=300, help="encoder training steps (default 300)")
     parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="(--utkface: 8 is plenty on a CPU)")
     parser.add_argument(
         "--held-out", type=float, default=0.25, help="fraction of scenes held out (default 0.25)"
     )
@@ -66,7 +89,8 @@ def add_parser(subparsers):
         "--teacher-exit",
         choices=("exact", "fast"),
         default="exact",
-        help="MobileStyleGAN 256² exit the teacher optimises through (fast: ~2.5x quicker, approximate)",
+        help="MobileStyleGAN 256² exit the teacher (or --utkface training) optimises through (fast: ~2.5x "
+        "quicker, approximate)",
     )
     parser.add_argument(
         "--repeats", type=int, default=4, help="images: simulated noisy frames per image (default 4)"
@@ -95,7 +119,7 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from lsi_ros.models.checkpoint import load_model, save_model
+    from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.registry import find_model
     from lsi_ros.optics import PhotodiodeModel
     from lsi_ros.scenes import folder_scenes, offline_faces
@@ -105,6 +129,8 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     started = time.monotonic()
     model = load_model(find_model(args.model))
+    if args.utkface is not None:
+        return run_photos(args, model, started)
     generator = finetune.generator_for(model)
     teacher_generator = generator
     if args.teacher_exit != "exact" and generator.generator_id.startswith("mobilestylegan"):
@@ -146,19 +172,7 @@ def run(args) -> int:
         "generator_id": teacher_generator.generator_id,
         **latent_teacher.context["config"],
     }
-    weight_format = model.info.get("architecture", {}).get("weights", "fp16")  # as the source stores them
-    path = save_model(result.model, Path(args.output), weight_format)
-    if args.report:
-        report = {
-            "command": "lsi finetune " + " ".join(sys.argv[2:]),
-            "base_model": args.model,
-            "output": str(path),
-            "pattern_set_id": result.model.pattern_set.pattern_set_id,
-            "seconds": round(time.monotonic() - started, 1),
-            **result.model.info["finetune"],
-        }
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    path = save_and_report(args, model, result.model, started, "finetune")
     print(f"held-out scenes: {', '.join(result.held_out_scenes)}")
     for label, row in (("before", result.before), ("after", result.after), ("teacher", result.teacher)):
         latent = f"latent MSE {row['latent_mse']:.4f}  " if "latent_mse" in row else ""
@@ -170,3 +184,59 @@ def run(args) -> int:
         f"wrote {path} (pattern set {result.model.pattern_set.pattern_set_id}), {path.with_suffix('.json')}"
     )
     return 0
+
+
+def run_photos(args, model, started: float) -> int:
+    """``--utkface N``: image and identity losses on real photos of the training split, no teacher."""
+    from lsi_ros.evaluation.face_analysis import FaceAnalyzer
+    from lsi_ros.training import finetune, losses
+
+    if args.utkface < 1:
+        raise ValueError(f"--utkface needs at least one face, not {args.utkface}")
+    config = finetune.PhotoFinetuneConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        latent_space=args.latent_space,
+        losses=args.losses,
+        seed=args.seed,
+    )
+    weights = config.loss_weights()  # a bad --losses fails before the photos are framed
+    analyzer = FaceAnalyzer()
+    generator = finetune.generator_for(model)
+    if args.teacher_exit != "exact" and generator.generator_id.startswith("mobilestylegan"):
+        generator = finetune.generator_for(model, early_exit=args.teacher_exit)
+    photos = finetune.utkface_training_photos(analyzer, args.utkface, generator.resolution)
+    face_loss = losses.FaceLoss(analyzer) if weights.needs_faces else None
+    tuned, history = finetune.finetune_on_photos(model, photos.images, generator, config, face_loss)
+    path = save_and_report(args, model, tuned, started, "photo_finetune")
+    first, last = history[0], history[-1]
+    print(
+        f"training loss {first['total']:.4f} at step {first['step']} -> {last['total']:.4f} at {last['step']}"
+    )
+    print(
+        f"wrote {path} ({tuned.encoder.latent_space}, pattern set {tuned.pattern_set.pattern_set_id}); "
+        "evaluate on held-out people with `lsi eval --real --models <it> ...`"
+    )
+    return 0
+
+
+def save_and_report(args, model, tuned, started: float, section: str) -> Path:
+    """Write the tuned model (weights stored as the source stores them) and, with ``--report``, its
+    metadata ``section`` as JSON with the command that made it."""
+    from lsi_ros.models.checkpoint import save_model
+
+    weight_format = model.info.get("architecture", {}).get("weights", "fp16")
+    path = save_model(tuned, Path(args.output), weight_format)
+    if args.report:
+        report = {
+            "command": "lsi finetune " + " ".join(sys.argv[2:]),
+            "base_model": args.model,
+            "output": str(path),
+            "pattern_set_id": tuned.pattern_set.pattern_set_id,
+            "seconds": round(time.monotonic() - started, 1),
+            **tuned.info[section],
+        }
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    return path

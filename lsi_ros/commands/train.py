@@ -57,6 +57,17 @@ def add_parser(subparsers):
         help="image loss terms, one of l1, l2, ms-ssim or a sum like l1+ms-ssim (default l2)",
     )
     parser.add_argument(
+        "--latent-space",
+        dest="latent_space",
+        choices=("w", "w+"),
+        help="encode into W (default) or W+ (one latent per generator layer)",
+    )
+    parser.add_argument(
+        "--losses",
+        help="the paper's weighted terms instead of the latent MSE: 'paper' (latent L1 1, image L2 1, "
+        "identity 0.5, perceptual 0.1 through face-api) or e.g. 'latent=1,l2=1,identity=0.5'",
+    )
+    parser.add_argument(
         "--patterns-from",
         dest="patterns_from",
         help="model file whose DMD patterns stay as they are; only the encoder is trained",

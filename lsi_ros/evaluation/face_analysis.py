@@ -206,14 +206,21 @@ def _residual(x, p: dict, name: str, down: bool = False):
     return functional.relu(out + x)
 
 
-def _descriptor(x: torch.Tensor, p: dict) -> torch.Tensor:
-    """The 128-d face descriptor (dlib's ResNet-34-like metric net), 150² -> (N, 128)."""
+DESCRIPTOR_STAGES = ("conv32_3", "conv64_3", "conv128_2", "conv256_2")  # the last block of each width
+
+
+def descriptor_features(x: torch.Tensor, p: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The 128-d face descriptor (dlib's ResNet-34-like metric net), 150² -> (N, 128), and the feature
+    maps after each stage (``DESCRIPTOR_STAGES``): what a perceptual loss on faces compares."""
     x = functional.max_pool2d(_scaled_conv(x, p, "conv32_down", 2), 3, 2)
+    stages = []
     for name in ("conv32_1", "conv32_2", "conv32_3", "conv64_down", "conv64_1", "conv64_2", "conv64_3",
                  "conv128_down", "conv128_1", "conv128_2", "conv256_down", "conv256_1", "conv256_2",
                  "conv256_down_out"):  # fmt: skip
         x = _residual(x, p, name, down=name.endswith(("down", "down_out")))
-    return x.mean((2, 3)) @ p["fc"]
+        if name in DESCRIPTOR_STAGES:
+            stages.append(x)
+    return x.mean((2, 3)) @ p["fc"], stages
 
 
 @dataclass(frozen=True)
@@ -351,12 +358,16 @@ class FaceAnalyzer:
             "expressions": expressions.cpu().numpy(),
         }
 
+    def descriptor_features(self, crops: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Differentiable: (N, 3, 150, 150) aligned crops in 0..255 -> descriptors (N, 128) as a
+        tensor and the stage feature maps (training losses; ``descriptors`` is the numpy readout)."""
+        return descriptor_features(_normalise(crops, FACE_MEAN_RGB), self.params["face_recognition_model"])
+
     @torch.inference_mode()
     def descriptors(self, crops: torch.Tensor) -> np.ndarray:
         """(N, 3, 150, 150) aligned face crops in 0..255 -> (N, 128) descriptors; faces of one person
         lie within a Euclidean distance of about 0.6 (face-api's matching threshold)."""
-        x = _normalise(crops, FACE_MEAN_RGB)
-        return _descriptor(x, self.params["face_recognition_model"]).cpu().numpy()
+        return self.descriptor_features(crops)[0].cpu().numpy()
 
     def describe(self, images: np.ndarray, input_size: int = 416) -> np.ndarray:
         """(N, H, W, 3) uint8 -> the (N, 128) descriptor of each image's main face (detector,

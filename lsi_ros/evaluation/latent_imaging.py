@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from lsi_ros.evaluation.images import grayscale
 from lsi_ros.evaluation.quality import quality_metrics
+from lsi_ros.models.encoder import normalised_error
 from lsi_ros.optics import ForwardModel, PhotodiodeModel
 
 # Five scales of an 11-pixel window need more than (11 - 1) * 2**4 pixels a side.
@@ -37,7 +38,7 @@ def score_image(truth_rgb: np.ndarray, decoded_rgb: np.ndarray) -> dict:
 def encode_faces(
     model, images, photodiode: PhotodiodeModel, seed: int = 0, chunk: int = 2048
 ) -> np.ndarray | torch.Tensor:
-    """Faces (N, R, R, 3) -> latents (N, D) through patterns, detector and encoder.
+    """Faces (N, R, R, 3) -> latents (N, D), or W+ (N, L, D), through patterns, detector and encoder.
 
     Numpy faces in [0, 1] are measured with numpy noise; a uint8 torch tensor is measured and encoded
     where it lies (a GPU's faces stay there), in chunks, with torch noise, and gives a tensor."""
@@ -89,7 +90,7 @@ def evaluate(models, generator, faces, photodiodes, batch: int = 16, progress: b
                         score_image(t, d) for t, d in zip(truth[start : start + batch], decoded, strict=True)
                     ]
                     bar.update(len(decoded))
-                latent_error = float(np.mean(((latents - faces.latents) / std) ** 2))
+                latent_error = float(np.mean(normalised_error(latents, faces.latents, std) ** 2))
                 m = model.num_measurements
                 rows.append(_row("lsi", m, m, photodiode.label, scores, faces, latent_mse=latent_error))
     return rows

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from lsi_ros.evaluation.latent_imaging import score_image
+from lsi_ros.models.encoder import normalised_error
 from lsi_ros.training.finetune import references_for, simulate_measurements
 
 
@@ -84,7 +85,7 @@ def evaluate_real_images(
                     **_mean(scores),
                     **{f"vs_teacher_{k}": v for k, v in _mean(versus).items()},
                     "latent_mse_vs_teacher": round(
-                        float(np.mean(((latents - taught.latents) / std) ** 2)), 4
+                        float(np.mean(normalised_error(latents, taught.latents, std) ** 2)), 4
                     ),
                     **common,
                     "psnr_per_image": {n: round(s["psnr"], 2) for n, s in zip(names, scores, strict=True)},

@@ -6,7 +6,8 @@ Tensors: ``patterns.bits`` (uint8, the pattern-set format of lsi_ros.optics.patt
 scale per output row in ``encoder.<name>.row_scale`` (half the bytes; the latent estimate moves by far
 less than its error) and is widened to fp32 on loading. Metadata: ``format``,
 ``version``, ``model_id``, ``pattern_set_id`` and ``info`` (JSON: M, resolution, generator id,
-architecture, training data seeds, metrics). A ``<name>.json`` copy of ``info`` sits beside the
+``latent_space`` ("w", or "w+" with ``architecture.num_ws`` layers), architecture, training data
+seeds, metrics). A ``<name>.json`` copy of ``info`` sits beside the
 file for people; loading reads only the safetensors file and never unpickles anything.
 """
 
@@ -88,8 +89,10 @@ def save_model(model: LsiModel, path, weight_format: str = "fp16") -> Path:
     info |= {
         "M": model.num_measurements,
         "resolution": list(model.pattern_set.resolution),
+        "latent_space": model.encoder.latent_space,
         "architecture": {
             "latent_dim": model.encoder.latent_dim,
+            "num_ws": model.encoder.num_ws,
             "width": model.encoder.width,
             "depth": model.encoder.depth,
             "members": len(model.encoder.members) if isinstance(model.encoder, EncoderEnsemble) else 1,
@@ -120,8 +123,17 @@ def load_model(path, device: str = "cpu") -> LsiModel:
         pattern_set, info = stored_pattern_set(tensors, metadata, path, ModelFileError)
         arch = info["architecture"]
         encoder = build_encoder(
-            pattern_set.num_patterns, arch["latent_dim"], arch["width"], arch["depth"], arch.get("members", 1)
+            pattern_set.num_patterns,
+            arch["latent_dim"],
+            arch["width"],
+            arch["depth"],
+            arch.get("members", 1),
+            arch.get("num_ws", 1),
         )
+        if info.get("latent_space", "w") != encoder.latent_space:
+            raise ModelFileError(
+                f"{path}: latent space {info.get('latent_space')!r} but {encoder.num_ws} latent vectors"
+            )
         encoder.load_state_dict(_widened(tensors, path), strict=True)
         if isinstance(encoder, EncoderEnsemble):
             encoder.check_members()

@@ -4,6 +4,11 @@ Training sees ``LatentSpaceImager``: straight-through binary patterns (the paper
 encoder), the photodiode in the loop, and the encoder that maps the M measurements to the
 generator's latent as an offset from its mean (normalised by the latent's per-dimension std).
 At run time only ``MeasurementEncoder`` and the frozen patterns are needed.
+
+Latent spaces: "w" (one 512-d vector, the generator repeats it for every layer) or "w+" (one vector
+per generator layer, ``num_ws`` of them, as the paper encodes): a W prediction plus per-layer offsets
+from the same features. The offsets start at zero, so a W+ encoder made from a trained W encoder
+(``with_layer_offsets``) starts from exactly that encoder's faces.
 """
 
 import torch
@@ -21,19 +26,43 @@ class ResidualBlock(nn.Module):
         return x + self.net(x)
 
 
+LATENT_SPACES = ("w", "w+")
+
+
+def latent_space_of(num_ws: int) -> str:
+    return "w+" if num_ws > 1 else "w"
+
+
+def normalised_error(predicted, target, std):
+    """Per-dimension error ``(predicted - target) / std`` of latents (N, D) or W+ (N, L, D) against
+    targets in either form (a W target stands for every layer); numpy or torch alike."""
+    if predicted.ndim == target.ndim + 1:
+        target = target[:, None]
+    elif target.ndim == predicted.ndim + 1:
+        predicted = predicted[:, None]
+    return (predicted - target) / std
+
+
 class MeasurementEncoder(nn.Module):
     """M measurements -> latent, ``w_mean + w_std · f(LayerNorm(y))``.
 
     LayerNorm over the measurements of a frame removes a global gain and offset (light level,
     amplifier gain, dark level, ambient light), so one model serves bright and dim scenes.
+    With ``num_ws`` > 1 (W+) the output is (..., num_ws, latent_dim): the W estimate plus a per-layer
+    offset (``layer_offsets``, zero at initialisation) from the same features.
     """
 
-    def __init__(self, num_measurements: int, latent_dim: int = 512, width: int = 1024, depth: int = 2):
+    def __init__(
+        self, num_measurements: int, latent_dim: int = 512, width: int = 1024, depth: int = 2, num_ws: int = 1
+    ):
         super().__init__()
+        if not isinstance(num_ws, int) or num_ws < 1:
+            raise ValueError(f"an encoder outputs at least one latent vector, not {num_ws!r}")
         self.num_measurements = num_measurements
         self.latent_dim = latent_dim
         self.width = width
         self.depth = depth
+        self.num_ws = num_ws
         self.net = nn.Sequential(
             nn.LayerNorm(num_measurements),
             nn.Linear(num_measurements, width),
@@ -42,15 +71,28 @@ class MeasurementEncoder(nn.Module):
             nn.LayerNorm(width),
             nn.Linear(width, latent_dim),
         )
+        if num_ws > 1:
+            self.layer_offsets = nn.Linear(width, num_ws * latent_dim)
+            nn.init.zeros_(self.layer_offsets.weight)
+            nn.init.zeros_(self.layer_offsets.bias)
         self.register_buffer("latent_mean", torch.zeros(latent_dim))
         self.register_buffer("latent_std", torch.ones(latent_dim))
 
+    @property
+    def latent_space(self) -> str:
+        return latent_space_of(self.num_ws)
+
     def normalised(self, y: torch.Tensor) -> torch.Tensor:
-        """The predicted offset ``(w - w_mean) / w_std`` (what the latent loss compares)."""
-        return self.net(y)
+        """The predicted offset ``(w - w_mean) / w_std`` (what the latent loss compares); W+:
+        (..., num_ws, latent_dim)."""
+        if self.num_ws == 1:
+            return self.net(y)
+        features = self.net[:-1](y)
+        offsets = self.layer_offsets(features).unflatten(-1, (self.num_ws, self.latent_dim))
+        return self.net[-1](features).unsqueeze(-2) + offsets
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.latent_mean + self.latent_std * self.net(y)
+        return self.latent_mean + self.latent_std * self.normalised(y)
 
 
 class EncoderEnsemble(nn.Module):
@@ -69,6 +111,7 @@ class EncoderEnsemble(nn.Module):
         self.latent_dim = first.latent_dim
         self.width = first.width
         self.depth = first.depth
+        self.num_ws = first.num_ws
         self._stacked, self._stacked_key = [], None  # the inference path's stacked weights, and of what
 
     def check_members(self) -> None:
@@ -76,14 +119,18 @@ class EncoderEnsemble(nn.Module):
         weights, which replace the buffers the constructor saw)."""
         first = self.members[0]
         for member in self.members[1:]:
-            shape = (member.num_measurements, member.latent_dim, member.width, member.depth)
-            if shape != (first.num_measurements, first.latent_dim, first.width, first.depth):
+            shape = (member.num_measurements, member.latent_dim, member.width, member.depth, member.num_ws)
+            if shape != (first.num_measurements, first.latent_dim, first.width, first.depth, first.num_ws):
                 raise ValueError("ensemble members differ in shape")
             if not (
                 torch.equal(member.latent_mean, first.latent_mean)
                 and torch.equal(member.latent_std, first.latent_std)
             ):
                 raise ValueError("ensemble members normalise the latent differently")
+
+    @property
+    def latent_space(self) -> str:
+        return latent_space_of(self.num_ws)
 
     @property
     def latent_mean(self) -> torch.Tensor:
@@ -96,8 +143,9 @@ class EncoderEnsemble(nn.Module):
     def normalised(self, y: torch.Tensor) -> torch.Tensor:
         """The members' mean estimate; without gradients all members run at once, each layer one
         batched matrix product over stacked weights (half the time of one member after another at
-        one frame), rebuilt whenever a member's weights change or move."""
-        if torch.is_grad_enabled():
+        one frame), rebuilt whenever a member's weights change or move. W+ members run one after
+        another (their offset heads branch off the stacked path)."""
+        if torch.is_grad_enabled() or self.num_ws > 1:
             return torch.stack([member.normalised(y) for member in self.members]).mean(0)
         if y.ndim == 1:  # one frame without a batch axis, as a single encoder takes it
             return self.normalised(y[None])[0]
@@ -149,13 +197,34 @@ def _run_stacked(layers: list[tuple], x: torch.Tensor) -> torch.Tensor:
 
 
 def build_encoder(
-    num_measurements: int, latent_dim: int, width: int, depth: int, members: int = 1
+    num_measurements: int, latent_dim: int, width: int, depth: int, members: int = 1, num_ws: int = 1
 ) -> MeasurementEncoder | EncoderEnsemble:
     """An untrained encoder of a model file's architecture (one network, or an ensemble of them)."""
     if not isinstance(members, int) or members < 1:
         raise ValueError(f"an encoder has at least one member, not {members!r}")
-    networks = [MeasurementEncoder(num_measurements, latent_dim, width, depth) for _ in range(members)]
+    networks = [
+        MeasurementEncoder(num_measurements, latent_dim, width, depth, num_ws) for _ in range(members)
+    ]
     return networks[0] if members == 1 else EncoderEnsemble(networks)
+
+
+def with_layer_offsets(
+    encoder: MeasurementEncoder | EncoderEnsemble, num_ws: int
+) -> MeasurementEncoder | EncoderEnsemble:
+    """A W+ encoder of ``num_ws`` layers that starts as ``encoder`` (its weights, zero per-layer
+    offsets): it decodes the same faces until training moves the offsets."""
+    members = list(encoder.members) if isinstance(encoder, EncoderEnsemble) else [encoder]
+    widened = build_encoder(
+        encoder.num_measurements, encoder.latent_dim, encoder.width, encoder.depth, len(members), num_ws
+    ).to(encoder.latent_mean.device)
+    for target, source in zip(widened.members if len(members) > 1 else [widened], members, strict=True):
+        state = {k: v for k, v in source.state_dict().items() if not k.startswith("layer_offsets.")}
+        missing, _ = target.load_state_dict(state, strict=False)
+        if any(not k.startswith("layer_offsets.") for k in missing):
+            raise ValueError(f"cannot widen the encoder: {missing} missing")
+        if source.num_ws == num_ws:  # already W+ of this depth: keep its offsets
+            target.load_state_dict(source.state_dict())
+    return widened
 
 
 class BinaryPatterns(nn.Module):

@@ -265,6 +265,13 @@ class DCGAN(Generator):
 _BACKENDS = {"mobilestylegan": MobileStyleGAN, "dcgan": DCGAN}
 
 
+def generator_num_ws(name: str) -> int:
+    """Style vectors per image of a backend (W+ layers), without loading it."""
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown generator {name!r}; choose from {sorted(_BACKENDS)}")
+    return _BACKENDS[name].num_ws
+
+
 def get_generator(name: str, **kwargs) -> Generator:
     """Build a backend by name: "mobilestylegan" (kwargs early_exit, batch_size, threads, device,
     backend) or "dcgan" (threads). ``threads=0`` uses every core."""

@@ -16,6 +16,13 @@ its ``pattern_set_id``. Scenes are split into training and held-out sets (every 
 on one side; a bag's frames in blocks of time); latent error and decoded-image PSNR/SSIM on the
 held-out scenes are reported before and after, next to the teacher's own reconstruction (the
 ceiling a perfect encoder would reach).
+
+Real photos without a teacher (``finetune_on_photos``): the UTKFace training split (never a held-out
+face, lsi_ros.evaluation.real_faces) framed by the FFHQ rule, measured through the model's patterns
+and the photodiode model at a random light level each step, encoded, decoded by the frozen generator's
+differentiable torch path and compared with the photo itself (image L2, identity and perceptual terms
+of ``losses.loss_terms``; no latent term, a photo has no true latent). In W+ the encoder first gains
+per-layer offsets at zero (``with_layer_offsets``): training starts from the shipped W encoder's faces.
 """
 
 import copy
@@ -28,9 +35,12 @@ from tqdm import tqdm
 
 from lsi_ros.evaluation.latent_imaging import score_image
 from lsi_ros.models.checkpoint import LsiModel
+from lsi_ros.models.encoder import LATENT_SPACES, normalised_error, with_layer_offsets
 from lsi_ros.optics import ForwardModel, PhotodiodeModel
 from lsi_ros.optics.objective import scene_on_dmd
-from lsi_ros.training.train import learning_rate
+from lsi_ros.training import losses
+from lsi_ros.training.losses import LossWeights
+from lsi_ros.training.train import detect, learning_rate, log_uniform_flux
 
 DEFAULT_TOLERANCE_S = 0.02
 DEFAULT_SPLIT_BLOCK_S = 5.0
@@ -312,7 +322,7 @@ def evaluate_pairs(encoder, pairs: MeasurementPairs, generator) -> dict:
     encoder.eval()
     predicted = encoder(torch.from_numpy(pairs.values)).numpy()
     std = encoder.latent_std.numpy()
-    latent_mse = float(np.mean(((predicted - pairs.latents) / std) ** 2))
+    latent_mse = float(np.mean(normalised_error(predicted, pairs.latents, std) ** 2))
     decoded = generator.synthesize(predicted)
     scores = [score_image(pairs.references[s], d) for s, d in zip(pairs.scenes, decoded, strict=True)]
     metrics = {k: round(float(np.mean([s[k] for s in scores])), 4) for k in scores[0]}
@@ -344,7 +354,7 @@ def train_encoder(encoder, pairs: MeasurementPairs, config: FinetuneConfig, prog
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config.steps, config.lr)
         index = torch.randint(0, len(values), (min(config.batch_size, len(values)),), generator=rng)
-        loss = torch.nn.functional.mse_loss(encoder.normalised(values[index]), target[index])
+        loss = losses.latent_loss(encoder.normalised(values[index]), target[index], "l2")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -400,3 +410,109 @@ def finetune(
     }
     tuned = LsiModel(f"{model.model_id}-ft", model.pattern_set, encoder, info)
     return FinetuneResult(tuned, before, after, teacher, history, train.names, held.names)
+
+
+# -- real photos through the generator: image and identity losses, no latent target ----------------
+@dataclass(frozen=True)
+class PhotoFinetuneConfig:
+    steps: int = 100
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    latent_space: str = "w+"
+    losses: str = "paper"  # "paper" (LossWeights defaults) or "l2=1,identity=0.5,perceptual=0.1"
+    photon_flux_range: tuple = (20.0, 2000.0)
+    seed: int = 0
+
+    def loss_weights(self) -> LossWeights:
+        return LossWeights.parse(self.losses)
+
+
+def utkface_training_photos(
+    analyzer, count: int, resolution: int | None = None, root=None, cache_dir=None, progress: bool = True
+):
+    """The first ``count`` faces of UTKFace's training split (key order), FFHQ-framed (cached), at
+    ``resolution`` (default the framing's 256²): the real-face training source. Held-out faces are
+    refused here as well as by the split itself."""
+    from lsi_ros.evaluation import real_faces
+
+    root = Path(root or real_faces.default_real_faces_dir())
+    folder = root / real_faces.UTKFACE_FOLDER
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no UTKFace photos at {folder} (see the shared data README)")
+    faces = real_faces.utkface_faces(folder, split="train")[:count]
+    if not faces:
+        raise ValueError(f"no UTKFace training-split faces in {folder}")
+    if any(real_faces.is_held_out(face.key) for face in faces):
+        raise AssertionError("a held-out UTKFace face reached the training set")
+    framed = real_faces.frame_faces(analyzer, faces, cache_dir, progress=progress)
+    if resolution and resolution != framed.images.shape[1]:
+        import cv2
+
+        size = (resolution, resolution)
+        framed.images = np.stack([cv2.resize(i, size, interpolation=cv2.INTER_AREA) for i in framed.images])
+    return framed
+
+
+def finetune_on_photos(
+    model: LsiModel,
+    photos: np.ndarray,
+    generator,
+    config: PhotoFinetuneConfig = PhotoFinetuneConfig(),
+    face_loss: losses.FaceLoss | None = None,
+    progress: bool = True,
+) -> tuple[LsiModel, list]:
+    """A copy of ``model`` whose encoder (W, or W+ grown from it) learnt to decode ``photos``
+    (N, R, R, 3) uint8, FFHQ-framed at the generator's resolution, through the frozen generator; the
+    patterns stay as they are. Returns the model and the loss terms every 10 steps."""
+    if config.latent_space not in LATENT_SPACES:
+        raise ValueError(f"latent space must be one of {LATENT_SPACES}, not {config.latent_space!r}")
+    weights = config.loss_weights()
+    if weights.needs_faces and face_loss is None:
+        face_loss = losses.FaceLoss()
+    resolution = generator.resolution
+    if photos.ndim != 4 or photos.shape[1:] != (resolution, resolution, 3) or photos.dtype != np.uint8:
+        raise ValueError(f"photos must be (N, {resolution}, {resolution}, 3) uint8, not {photos.shape}")
+    encoder = copy.deepcopy(model.encoder).float().cpu()
+    if config.latent_space == "w+":
+        if generator.num_ws == 1:
+            raise ValueError(f"{generator.generator_id} takes one latent per image: W+ is its W")
+        encoder = with_layer_offsets(encoder, generator.num_ws)
+    encoder.train().requires_grad_(True)
+    side = model.pattern_set.resolution[0]
+    images = photos.astype(np.float32) / 255.0
+    ideal = torch.from_numpy(
+        ForwardModel(model.pattern_set).measure(np.stack([scene_on_dmd(i, side) for i in images]))
+    ).float()
+    targets = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    net = generator.torch_synthesis()
+    rng = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history = []
+    bar = tqdm(range(config.steps), desc=f"fine-tune on photos ({config.latent_space})", disable=not progress)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config.steps, config.lr)
+        index = torch.randint(0, len(photos), (min(config.batch_size, len(photos)),), generator=rng)
+        counts = detect(ideal[index], log_uniform_flux(config.photon_flux_range, rng), rng)
+        predicted = encoder.normalised(counts)
+        decoded = net(encoder.latent_mean + encoder.latent_std * predicted)
+        terms = losses.loss_terms(weights, predicted, None, targets[index], decoded, face_loss)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        optimizer.step()
+        values = {k: round(float(v.detach()), 5) for k, v in terms.items()}
+        bar.set_postfix(loss=f"{values['total']:.4f}")
+        if step % 10 == 0 or step + 1 == config.steps:
+            history.append({"step": step + 1, **values})
+    encoder.eval().requires_grad_(False)
+    info = dict(model.info)
+    info["photo_finetune"] = {
+        "base_model_id": model.model_id,
+        "photos": len(photos),
+        "config": asdict(config),
+        "loss_weights": asdict(weights),
+        "history": history,
+    }
+    suffix = "-wplus-ft" if config.latent_space == "w+" else "-ft"
+    return LsiModel(f"{model.model_id}{suffix}", model.pattern_set, encoder, info), history

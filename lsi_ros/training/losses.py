@@ -3,10 +3,16 @@ made) and the image losses through the frozen generator, shared by training and 
 
 ``1 − MS-SSIM`` uses the largest Gaussian window whose four downsamplings still fit the image, so
 the same loss works on 256² MobileStyleGAN faces (window 11) and the 64² DCGAN double (window 3).
+
+``loss_terms`` is the paper's recipe as one call: latent L1, image L2 (plus the L1 / MS-SSIM terms),
+identity and perceptual terms through face-api's face descriptor network (``FaceLoss``), each weighted
+(``LossWeights``). Real photos have no true latent: their terms are the image and face ones alone.
 """
 
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from pytorch_msssim import ms_ssim
 
@@ -56,3 +62,143 @@ def image_loss(decoded: torch.Tensor, target: torch.Tensor, weights: Mapping[str
             value = 1.0 - ms_ssim(decoded, target, data_range=1.0, win_size=window, size_average=False)
         loss = loss + weight * value
     return loss
+
+
+# -- the paper's recipe: latent + image + identity + perceptual ----------------------------------
+LATENT_LOSSES = ("l1", "l2")
+# Where face-api's aligned box (68 landmarks' bounding box padded by 20 %) falls on FFHQ-framed faces,
+# as fractions of the side (x0, y0, x1, y1): the median over 64 MobileStyleGAN faces (seeds 0-63,
+# psi 0.7); FFHQ framing puts every face there, so the identity loss skips detection and landmarks.
+FFHQ_FACE_BOX = (0.144, 0.321, 0.842, 0.974)
+
+
+def latent_loss(predicted: torch.Tensor, target: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """Mean L1 or squared error of normalised latents; a W target (N, D) stands for every layer of a
+    W+ prediction (N, L, D)."""
+    from lsi_ros.models.encoder import normalised_error
+
+    if kind not in LATENT_LOSSES:
+        raise ValueError(f"unknown latent loss {kind!r}; choose from {LATENT_LOSSES}")
+    error = normalised_error(predicted, target, 1.0)
+    return error.abs().mean() if kind == "l1" else error.pow(2).mean()
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the training terms; the defaults are the paper's recipe (latent L1 1.0, image L2
+    1.0, identity 0.5, perceptual 0.1) with face-api's descriptor network in place of ArcFace (identity)
+    and DINO (perceptual), the face networks that ship offline."""
+
+    latent: float = 1.0
+    latent_kind: str = "l1"
+    l2: float = 1.0
+    l1: float = 0.0
+    ms_ssim: float = 0.0
+    identity: float = 0.5
+    perceptual: float = 0.1
+
+    def __post_init__(self):
+        if self.latent_kind not in LATENT_LOSSES:
+            raise ValueError(f"unknown latent loss {self.latent_kind!r}; choose from {LATENT_LOSSES}")
+        for name, value in asdict(self).items():
+            if name != "latent_kind" and not (isinstance(value, int | float) and value >= 0):
+                raise ValueError(f"loss weight {name} must be a number >= 0, not {value!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> "LossWeights":
+        """``"paper"`` (the defaults) or ``"latent=1,l2=1,identity=0.5"`` (terms not named keep their
+        default; ``latent_kind=l2``)."""
+        if text.strip() == "paper":
+            return cls()
+        fields = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, _, value = item.partition("=")
+            name = name.strip().replace("-", "_")
+            if name not in cls.__dataclass_fields__ or not value:
+                raise ValueError(
+                    f"bad loss term {item!r}: write name=weight with name one of "
+                    f"{', '.join(cls.__dataclass_fields__)}"
+                )
+            fields[name] = value.strip() if name == "latent_kind" else float(value)
+        return cls(**fields)
+
+    @property
+    def image_terms(self) -> dict[str, float]:
+        return {"l2": self.l2, "l1": self.l1, "ms-ssim": self.ms_ssim}
+
+    @property
+    def needs_faces(self) -> bool:
+        """Whether the face network (identity, perceptual) must be loaded."""
+        return bool(self.identity or self.perceptual)
+
+
+class FaceLoss(torch.nn.Module):
+    """Identity (``1 − cosine`` of face-api's 128-d descriptors) and perceptual (squared distance of
+    channel-normalised feature maps after each stage of the same network, LPIPS-style) per image (N,),
+    on the face crop at a fixed box of FFHQ-framed images. Differentiable in the decoded image; the
+    network is frozen (its weights are plain tensors)."""
+
+    def __init__(self, analyzer=None, box=FFHQ_FACE_BOX, device: str | torch.device = "cpu"):
+        super().__init__()
+        from lsi_ros.evaluation.face_analysis import FaceAnalyzer
+
+        self.analyzer = analyzer or FaceAnalyzer(device=device, networks=("face_recognition_model",))
+        self.box = tuple(float(v) for v in box)
+
+    def features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(N, 3, H, W) in [0, 1] -> descriptors (N, 128) and stage feature maps."""
+        from lsi_ros.evaluation.face_analysis import DESCRIPTOR_INPUT
+
+        side = images.shape[-1]
+        boxes = np.repeat(np.asarray(self.box, np.float32)[None] * side, len(images), 0)
+        crops, _ = self.analyzer.crop(images.permute(0, 2, 3, 1) * 255.0, boxes, DESCRIPTOR_INPUT)
+        return self.analyzer.descriptor_features(crops)
+
+    def forward(self, decoded: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            target_descriptor, target_maps = self.features(target)
+        descriptor, maps = self.features(decoded)
+        identity = 1.0 - torch.nn.functional.cosine_similarity(descriptor, target_descriptor, dim=1)
+        perceptual = sum(
+            (_unit_channels(a) - _unit_channels(b)).pow(2).sum(1).mean((1, 2))
+            for a, b in zip(maps, target_maps, strict=True)
+        ) / len(maps)
+        return identity, perceptual
+
+
+def _unit_channels(x: torch.Tensor) -> torch.Tensor:
+    return x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+
+
+def loss_terms(
+    weights: LossWeights,
+    predicted: torch.Tensor | None,
+    true: torch.Tensor | None,
+    rendered: torch.Tensor,
+    decoded: torch.Tensor,
+    face_loss: FaceLoss | None = None,
+) -> dict[str, torch.Tensor]:
+    """The weighted terms (batch means) and their sum under ``"total"``.
+
+    ``predicted``/``true``: latents in the encoder's normalised units (``true`` None, as for real
+    photos, drops the latent term); ``rendered``: the image the camera saw, ``decoded``: the generator's
+    image of the prediction, both (N, 3, H, W) in [0, 1]. Zero-weight terms are not computed."""
+    terms = {}
+    if weights.latent and true is not None:
+        terms["latent"] = weights.latent * latent_loss(predicted, true, weights.latent_kind)
+    if any(weights.image_terms.values()):
+        for name, weight in weights.image_terms.items():
+            if weight:
+                terms[name] = image_loss(decoded, rendered, {name: weight}).mean()
+    if weights.needs_faces:
+        if face_loss is None:
+            raise ValueError("identity and perceptual terms need a FaceLoss (face-api's weights)")
+        identity, perceptual = face_loss(decoded, rendered)
+        if weights.identity:
+            terms["identity"] = weights.identity * identity.mean()
+        if weights.perceptual:
+            terms["perceptual"] = weights.perceptual * perceptual.mean()
+    if not terms:
+        raise ValueError("every loss term has weight 0")
+    terms["total"] = sum(terms.values())
+    return terms

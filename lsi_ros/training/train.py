@@ -10,6 +10,12 @@ folder's ``state.safetensors``. With ``keep_best`` (the default; ``lsi train --l
 the export is the checkpoint of lowest validation latent error: early stopping without cutting the
 learning-rate schedule short.
 
+``latent_space="w+"`` trains an encoder with one latent per generator layer (``MeasurementEncoder``
+with ``num_ws``). ``losses`` replaces the loss with the paper's weighted terms (``losses.loss_terms``:
+latent L1, image L2, identity and perceptual through face-api's descriptor network; "paper" for the
+defaults, or ``"latent=1,l2=1,identity=0.5"``); the image the camera saw is then the generator's RGB
+render of the true latent.
+
 With ``patterns_from`` the patterns of a model file are shown as they are and only the encoder learns;
 ``members`` > 1 then trains that many encoders one after another (seeds ``seed``, ``seed + 1``, ...)
 and exports one model that averages their estimates (``EncoderEnsemble``): an encoder overfits the
@@ -39,7 +45,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from lsi_ros.models.checkpoint import LsiModel, as_stored, load_model, save_model
-from lsi_ros.models.encoder import BinaryPatterns, EncoderEnsemble, MeasurementEncoder
+from lsi_ros.models.encoder import (
+    LATENT_SPACES,
+    BinaryPatterns,
+    EncoderEnsemble,
+    MeasurementEncoder,
+    normalised_error,
+)
 from lsi_ros.optics.patterns import learned_patterns
 from lsi_ros.optics.photodiode import PhotodiodeModel
 from lsi_ros.training import data, losses
@@ -73,6 +85,8 @@ class TrainConfig:
     stream: bool = False  # faces rendered inside the loop, each seen once (lsi_ros.training.stream)
     budget_s: float = 0.0  # streamed training: stop, validate and checkpoint within this (0: none)
     chunk_faces: int = 4096  # streamed training: faces rendered at a time (a multiple of batch_size)
+    latent_space: str = "w"  # "w", or "w+": one latent per generator layer
+    losses: str = ""  # "": latent MSE (+ image_loss); "paper" or "latent=1,l2=1,identity=0.5,...": loss_terms
     extra: dict = field(default_factory=dict)
 
     @property
@@ -196,7 +210,7 @@ class Trainer:
         self.validation_seeds = (int(faces.seeds[split]), int(faces.seeds[-1]))
         self._build(self.train_w)
         self.measurements = None  # (faces, M) noise-free values of the fixed patterns
-        if self.patterns_source is not None and not config.image_loss_weight:
+        if self.patterns_source is not None and not config.image_loss_weight and not config.losses:
             if measurements is None:
                 measurements = ideal_measurements(faces.images, self.patterns.binary().float())
             if measurements.shape != (count, config.num_measurements):
@@ -226,12 +240,22 @@ class Trainer:
         """The training stream ``rng`` from the seed, the patterns drawn from it (or fixed), the encoder
         normalised by the spread of ``latents`` (N, D), and their optimiser."""
         config = self.config
+        if config.latent_space not in LATENT_SPACES:
+            raise ValueError(f"latent space must be one of {LATENT_SPACES}, not {config.latent_space!r}")
+        self.paper_losses = losses.LossWeights.parse(config.losses) if config.losses else None
         self.rng = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         self.patterns = BinaryPatterns(config.num_measurements, self.resolution, self.rng).to(self.device)
         self.patterns_source = self._fix_patterns(config.patterns_from) if config.patterns_from else None
+        num_ws = 1
+        if config.latent_space == "w+":
+            from lsi_ros.models.generators import generator_num_ws
+
+            num_ws = generator_num_ws(config.generator)
+            if num_ws == 1:
+                raise ValueError(f"generator {config.generator} takes one latent per image: W+ is its W")
         self.encoder = MeasurementEncoder(
-            config.num_measurements, latents.shape[1], config.width, config.depth
+            config.num_measurements, latents.shape[1], config.width, config.depth, num_ws
         ).to(self.device)
         self.encoder.latent_mean.copy_(latents.mean(0))
         self.encoder.latent_std.copy_(latents.std(0).clamp_min(1e-6))
@@ -247,6 +271,7 @@ class Trainer:
             )
         self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
         self._image_net = None
+        self._face_loss = None
 
     def _fix_patterns(self, path) -> dict:
         """Show a model file's binary patterns and freeze them; returns where they came from."""
@@ -313,12 +338,15 @@ class Trainer:
             group["lr"] = learning_rate(self.step, self.config.steps, group["peak"])
         predicted = self.model(x, self._photon_flux(), self._noise_rng(), self.measurements is not None)
         target = (w - self.encoder.latent_mean) / self.encoder.latent_std
-        decoded = None
-        if self.config.image_loss_weight:
-            rendered = self.observed(x) if rendered is None else rendered
-            decoded = self.decode(predicted)
-        terms = losses.training_terms(predicted, target, rendered, decoded, self.image_terms)
-        loss = sum(self.loss_weights[name] * value for name, value in terms.items())
+        if self.paper_losses is not None:
+            loss = self.weighted_loss(predicted, target)["total"]
+        else:
+            decoded = None
+            if self.config.image_loss_weight:
+                rendered = self.observed(x) if rendered is None else rendered
+                decoded = self.decode(predicted)
+            terms = losses.training_terms(predicted, target, rendered, decoded, self.image_terms)
+            loss = sum(self.loss_weights[name] * value for name, value in terms.items())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -364,6 +392,18 @@ class Trainer:
         """Channel sums (N, H·W) in [0, 3] -> the grayscale faces (N, 1, R, R) in [0, 1]."""
         return (x_sum / 3.0).reshape(len(x_sum), 1, self.resolution, self.resolution)
 
+    def weighted_loss(self, predicted: torch.Tensor, target: torch.Tensor) -> dict:
+        """``losses.loss_terms`` of normalised latents: the decoded face against the generator's RGB
+        render of the true latent (what the camera saw), identity and perceptual terms through face-api."""
+        net = self.image_net()
+        mean, std = self.encoder.latent_mean, self.encoder.latent_std
+        with torch.no_grad():
+            rendered = net(mean + std * target)
+        if self.paper_losses.needs_faces and self._face_loss is None:
+            self._face_loss = losses.FaceLoss(device=self.device)
+        decoded = net(mean + std * predicted)
+        return losses.loss_terms(self.paper_losses, predicted, target, rendered, decoded, self._face_loss)
+
     @torch.no_grad()
     def validate(self, photon_flux: float | None = 200.0, encoder=None) -> float:
         """Latent MSE (normalised units) on the validation faces with the binary patterns, of the
@@ -384,9 +424,10 @@ class Trainer:
             ideal = x if self.measurements is not None else x @ binary.T
             predicted = encoder.normalised(detect(ideal, flux, rng))
             target = (w - encoder.latent_mean) / encoder.latent_std
-            losses.append(torch.nn.functional.mse_loss(predicted, target, reduction="sum").item())
+            error = normalised_error(predicted, target, 1.0).pow(2).flatten(1).mean(1)
+            losses.append(error.sum().item())
         encoder.train(was_training)
-        return sum(losses) / (len(self.val_x) * self.val_w.shape[1])
+        return sum(losses) / len(self.val_x)
 
     @torch.no_grad()
     def validate_image(self, faces: int = 64, photon_flux: float | None = 200.0) -> float:

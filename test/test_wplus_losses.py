@@ -1,0 +1,269 @@
+"""W+ encoders (per-layer offsets grown from a W encoder) in model files, the paper's loss terms
+(latent, image, identity and perceptual through face-api's descriptor network) and fine-tuning on real
+photos through the frozen generator."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import dcgan_config
+from test_models import make_model
+
+from lsi_ros.models.checkpoint import ModelFileError, as_stored, load_model, save_model
+from lsi_ros.models.encoder import EncoderEnsemble, MeasurementEncoder, normalised_error, with_layer_offsets
+from lsi_ros.training import losses
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def perturbed(encoder, scale=0.5, seed=0):
+    """The encoder with random per-layer offsets, so W+ rows differ."""
+    generator = torch.Generator().manual_seed(seed)
+    members = encoder.members if isinstance(encoder, EncoderEnsemble) else [encoder]
+    with torch.no_grad():
+        for member in members:
+            offsets = member.layer_offsets
+            offsets.weight.copy_(scale * torch.randn(offsets.weight.shape, generator=generator))
+            offsets.bias.copy_(scale * torch.randn(offsets.bias.shape, generator=generator))
+    return encoder
+
+
+# -- the W+ encoder and its file ------------------------------------------------------------------
+def test_w_plus_encoder_grown_from_w_starts_as_it_and_outputs_one_latent_per_layer():
+    model = make_model()
+    y = torch.rand(5, 16) * 1000
+    widened = with_layer_offsets(model.encoder, 3).eval()
+    assert widened.latent_space == "w+" and model.encoder.latent_space == "w"
+    w, w_plus = model.encoder(y).detach(), widened(y).detach()
+    assert w_plus.shape == (5, 3, 8)
+    torch.testing.assert_close(w_plus, w[:, None].expand(-1, 3, -1))
+    perturbed(widened)
+    moved = widened(y).detach()
+    assert (moved[:, 0] - moved[:, 1]).abs().max() > 0.1  # layers now differ
+    assert widened(y[0]).shape == (3, 8)  # one frame without a batch axis, as the node passes it
+
+
+def test_w_plus_model_file_round_trips_with_its_latent_space(tmp_path):
+    model = make_model()
+    model.encoder = perturbed(with_layer_offsets(model.encoder, 3))
+    path = save_model(model, tmp_path / "wplus.safetensors")
+    info = json.loads(path.with_suffix(".json").read_text())
+    assert info["latent_space"] == "w+" and info["architecture"]["num_ws"] == 3
+    loaded = load_model(path)
+    y = torch.rand(4, 16) * 1000
+    assert loaded.encoder.latent_space == "w+"
+    with torch.no_grad():  # the weights the file keeps (fp16), exactly
+        torch.testing.assert_close(loaded.encoder(y), as_stored(model.encoder, "fp16")(y))
+
+
+def test_w_plus_ensemble_in_int8_round_trips(tmp_path):
+    members = [make_model(seed=k).encoder for k in range(2)]
+    for member in members[1:]:
+        member.load_state_dict(members[0].state_dict() | {"net.1.weight": member.net[1].weight})
+    model = make_model()
+    model.encoder = perturbed(with_layer_offsets(EncoderEnsemble(members), 4), scale=0.05)
+    path = save_model(model, tmp_path / "ens.safetensors", weight_format="int8")
+    loaded = load_model(path)
+    y = torch.rand(3, 16) * 1000
+    expected = model.encoder(y).detach()
+    with torch.no_grad():
+        got = loaded.encoder(y)
+    assert got.shape == (3, 4, 8)
+    assert (got - expected).abs().max() < 0.05 * expected.abs().max()
+
+
+def test_a_file_whose_latent_space_disagrees_with_its_encoder_is_refused(tmp_path):
+    model = make_model()
+    model.encoder = with_layer_offsets(model.encoder, 3)
+    path = save_model(model, tmp_path / "wplus.safetensors")
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    info = json.loads(metadata["info"])
+    info["latent_space"] = "w"
+    save_file(tensors, str(path), metadata | {"info": json.dumps(info)})
+    with pytest.raises(ModelFileError, match="latent space"):
+        load_model(path)
+
+
+def test_latent_error_of_w_plus_against_a_w_target_counts_every_layer():
+    target = np.zeros((2, 4), np.float32)
+    predicted = np.zeros((2, 3, 4), np.float32)
+    predicted[:, 1] = 2.0
+    assert np.mean(normalised_error(predicted, target, 2.0) ** 2) == pytest.approx(1 / 3)
+    assert normalised_error(target, target, 1.0).shape == (2, 4)
+
+
+# -- the loss terms ---------------------------------------------------------------------------------
+def test_loss_weights_default_to_the_paper_and_parse_a_recipe():
+    paper = losses.LossWeights()
+    assert (paper.latent, paper.latent_kind, paper.l2, paper.identity, paper.perceptual) == (
+        1.0,
+        "l1",
+        1.0,
+        0.5,
+        0.1,
+    )
+    parsed = losses.LossWeights.parse("latent=0, l2=2,identity=1,perceptual=0,latent_kind=l2")
+    assert (parsed.latent, parsed.l2, parsed.identity, parsed.perceptual, parsed.latent_kind) == (
+        0,
+        2,
+        1,
+        0,
+        "l2",
+    )
+    assert parsed.needs_faces and losses.LossWeights.parse("paper") == paper
+    for bad in ("identity", "arcface=1", "l2=-1", "latent_kind=l3"):
+        with pytest.raises(ValueError):
+            losses.LossWeights.parse(bad)
+
+
+@pytest.fixture(scope="module")
+def face_loss():
+    return losses.FaceLoss()
+
+
+@pytest.fixture(scope="module")
+def two_faces():
+    """Two different MobileStyleGAN faces (FFHQ-framed, as the fixed box expects), (2, 3, 256, 256)."""
+    from lsi_ros.models.generators import get_generator
+
+    faces = get_generator("mobilestylegan").synthesize(
+        get_generator("mobilestylegan").sample_latents([3, 11], 0.7)
+    )
+    return torch.from_numpy(faces).permute(0, 3, 1, 2).contiguous()
+
+
+def test_identity_and_perceptual_are_zero_for_the_same_face_and_larger_for_another(face_loss, two_faces):
+    identity, perceptual = face_loss(two_faces, two_faces)
+    assert identity.abs().max() < 1e-5 and perceptual.abs().max() < 1e-6
+    other = two_faces.flip(0)
+    identity, perceptual = face_loss(other, two_faces)
+    assert (identity > 0.01).all() and (perceptual > 0.01).all()
+
+
+def test_identity_gradient_reaches_the_decoded_image_and_lowers_the_term(face_loss, two_faces):
+    target, start = two_faces[:1], two_faces[1:].clone().requires_grad_(True)
+    identity, perceptual = face_loss(start, target)
+    (identity + perceptual).sum().backward()
+    assert torch.isfinite(start.grad).all() and start.grad.abs().max() > 0
+    stepped = (start - 0.5 * start.grad / start.grad.abs().max()).detach().clamp(0, 1)
+    assert face_loss(stepped, target)[0].item() < identity.item()
+
+
+def test_loss_terms_weigh_and_sum_and_real_photos_have_no_latent_term(face_loss, two_faces):
+    predicted = torch.zeros(2, 3, 8, requires_grad=True)
+    true = torch.ones(2, 8)
+    decoded = (two_faces.flip(0) * 1.0).requires_grad_(True)
+    terms = losses.loss_terms(losses.LossWeights(), predicted, true, two_faces, decoded, face_loss)
+    assert set(terms) == {"latent", "l2", "identity", "perceptual", "total"}
+    assert terms["latent"].item() == pytest.approx(1.0)  # L1 of 0 against 1
+    assert terms["total"].item() == pytest.approx(sum(v.item() for k, v in terms.items() if k != "total"))
+    terms["total"].backward()
+    assert predicted.grad.abs().sum() > 0 and decoded.grad.abs().sum() > 0
+    photos = losses.loss_terms(losses.LossWeights(), predicted, None, two_faces, decoded, face_loss)
+    assert "latent" not in photos
+    with pytest.raises(ValueError, match="FaceLoss"):
+        losses.loss_terms(losses.LossWeights(), predicted, None, two_faces, decoded)
+
+
+# -- training with the terms ------------------------------------------------------------------------
+def test_trainer_with_the_papers_terms_reaches_encoder_and_patterns(dcgan_data, tmp_path):
+    from lsi_ros.training.train import Trainer
+
+    trainer = Trainer(dcgan_config(dcgan_data, losses="latent=1,l2=1,identity=0.5,perceptual=0.1"), tmp_path)
+    trainer.train_step()
+    for name, parameter in trainer.imager.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().max() > 0, name
+    terms = trainer.weighted_loss(torch.zeros(2, 100), torch.ones(2, 100))
+    assert {"latent", "l2", "identity", "perceptual"} <= set(terms)
+
+
+def test_trainer_refuses_w_plus_of_a_one_layer_generator_and_unknown_spaces(dcgan_data, tmp_path):
+    from lsi_ros.training.train import Trainer
+
+    with pytest.raises(ValueError, match="W\\+ is its W"):
+        Trainer(dcgan_config(dcgan_data, latent_space="w+"), tmp_path / "a")
+    with pytest.raises(ValueError, match="latent space"):
+        Trainer(dcgan_config(dcgan_data, latent_space="z"), tmp_path / "b")
+
+
+# -- real photos ------------------------------------------------------------------------------------
+def test_photo_finetune_in_w_plus_moves_the_offsets_and_lowers_the_image_loss(face_loss):
+    """Two steps through MobileStyleGAN's torch path on two of the generator's own faces (as photos)."""
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.optics.patterns import bernoulli_patterns, learned_patterns
+    from lsi_ros.training.finetune import PhotoFinetuneConfig, finetune_on_photos
+
+    generator = get_generator("mobilestylegan")
+    w = generator.sample_latents([5, 6], 0.7)
+    photos = (generator.synthesize(w) * 255 + 0.5).astype(np.uint8)
+    torch.manual_seed(0)
+    encoder = MeasurementEncoder(64, 512, width=32, depth=1)
+    encoder.latent_mean.copy_(torch.from_numpy(generator.mean_latent()))
+    encoder.latent_std.fill_(0.5)
+    dense = bernoulli_patterns(64, 256, seed=0).dense().astype(bool)
+    from lsi_ros.models.checkpoint import LsiModel
+
+    model = LsiModel("t-m64", learned_patterns(dense, model_id="t-m64"), encoder.eval(), {})
+    config = PhotoFinetuneConfig(steps=3, batch_size=2, lr=1e-3, losses="l2=1,identity=0.5,perceptual=0.1")
+    tuned, history = finetune_on_photos(model, photos, generator, config, face_loss, progress=False)
+    assert tuned.encoder.latent_space == "w+" and tuned.encoder.num_ws == generator.num_ws
+    assert tuned.encoder.layer_offsets.weight.abs().max() > 0  # the per-layer offsets learnt
+    assert set(history[0]) == {"step", "l2", "identity", "perceptual", "total"}
+    assert tuned.info["photo_finetune"]["photos"] == 2
+    with pytest.raises(ValueError, match="uint8"):
+        finetune_on_photos(model, photos.astype(np.float32), generator, config, face_loss, progress=False)
+
+
+def test_photo_finetune_of_a_w_model_on_the_dcgan_double_lowers_its_loss(dcgan_model):
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.training.finetune import PhotoFinetuneConfig, finetune_on_photos
+
+    dcgan_model = load_model(dcgan_model)
+    generator = get_generator("dcgan")
+    photos = (generator.synthesize(generator.sample_latents(list(range(900, 916)))) * 255).astype(np.uint8)
+    config = PhotoFinetuneConfig(steps=40, batch_size=16, lr=1e-3, latent_space="w", losses="l2=1,identity=0")
+    tuned, history = finetune_on_photos(dcgan_model, photos, generator, config, progress=False)
+    assert tuned.encoder.latent_space == "w"
+    assert np.mean([h["total"] for h in history[-2:]]) < history[0]["total"]
+    with pytest.raises(ValueError, match="W\\+ is its W"):
+        finetune_on_photos(dcgan_model, photos, generator, replace(config, latent_space="w+"), progress=False)
+
+
+def test_the_utkface_training_source_holds_no_held_out_face():
+    from lsi_ros.evaluation import real_faces
+
+    folder = real_faces.default_real_faces_dir() / real_faces.UTKFACE_FOLDER
+    if not folder.is_dir():
+        pytest.skip("no shared UTKFace photos on this machine")
+    train = real_faces.utkface_faces(folder, split="train")[:300]
+    held = {f.key for f in real_faces.utkface_faces(folder)}
+    assert train and not any(real_faces.is_held_out(f.key) or f.key in held for f in train)
+
+
+def test_finetune_command_on_utkface_training_photos(dcgan_model, tmp_path, capsys):
+    """`lsi finetune --utkface N` end to end on the DCGAN double: a bad recipe is one clear line and
+    writes nothing; a good one writes a model file with the same patterns and a report."""
+    from lsi_ros.cli import main
+    from lsi_ros.evaluation import real_faces
+
+    if not (real_faces.default_real_faces_dir() / real_faces.UTKFACE_FOLDER).is_dir():
+        pytest.skip("no shared UTKFace photos on this machine")
+    output, report = tmp_path / "ft.safetensors", tmp_path / "ft.json"
+    common = ["finetune", "--utkface", "4", "--model", str(dcgan_model), "--output", str(output)]
+    assert main([*common, "--losses", "arcface=1"]) == 2
+    assert "bad loss term" in capsys.readouterr().err and not output.exists()
+    assert main([*common, "--latent-space", "w+"]) == 2
+    assert "W+ is its W" in capsys.readouterr().err and not output.exists()
+    recipe = ["--latent-space", "w", "--losses", "l2=1,identity=0.5", "--steps", "2", "--batch-size", "2"]
+    assert main([*common, *recipe, "--report", str(report)]) == 0
+    tuned, base = load_model(output), load_model(dcgan_model)
+    assert tuned.pattern_set.pattern_set_id == base.pattern_set.pattern_set_id
+    written = json.loads(report.read_text())
+    assert written["photos"] == 4 and written["loss_weights"]["identity"] == 0.5
+    assert {"l2", "identity", "total"} <= set(written["history"][-1])
