@@ -8,7 +8,7 @@ The node keeps running and reports a missing or corrupt model file as an ERROR.
 Task mode: given a task model (``model:=task-male-m4``: patterns learned for one attribute and a
 tiny head, no latent), the same frames become that attribute's probability on ``attributes``.
 
-Subscribes: ``measurements`` (lsi_ros/Measurements, sensor-data QoS). Publishes: ``latent``
+Subscribes: ``measurements`` (lsi_ros/Measurements, reliable, 100 deep). Publishes: ``latent``
 (lsi_ros/LatentCode, reliable) or, in task mode, ``attributes`` (lsi_ros/Attributes, reliable);
 ``/diagnostics``.
 """
@@ -29,7 +29,7 @@ from lsi_ros.ros.parameters import Param, declare
 from lsi_ros.ros.reference import Topic
 
 TOPICS = (
-    Topic("sub", "measurements", "lsi_ros/msg/Measurements", "Measurement frames (sensor-data QoS)."),
+    Topic("sub", "measurements", "lsi_ros/msg/Measurements", "Measurement frames (reliable, 100 deep)."),
     Topic("pub", "latent", "lsi_ros/msg/LatentCode", "One latent code per frame (latent mode)."),
     Topic("pub", "attributes", "lsi_ros/msg/Attributes", "The task attribute's probability (task mode)."),
     Topic(
@@ -82,7 +82,7 @@ class LatentEncoder(Node):
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
         msg_type, topic = (LatentCode, "latent") if self.task is None else (Attributes, "attributes")
         self._publisher = checks.CheckedPublisher(self, msg_type, topic, qos.RELIABLE, self.refusals)
-        self.create_subscription(Measurements, "measurements", self._on_frame, qos.SENSOR_DATA)
+        self.create_subscription(Measurements, "measurements", self._on_frame, qos.FRAMES)
         self.create_timer(1.0, self._report)
 
     @property
