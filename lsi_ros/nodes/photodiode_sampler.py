@@ -208,7 +208,7 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
             self.create_subscription(PatternSetInfo, "pattern_set", self._on_pattern_set, qos.LATCHED)
         ]
         if self.config["backend"] == "sim":
-            self._inputs.append(self.create_subscription(Image, "scene", self._on_scene, qos.SCENE_INPUT))
+            self._inputs.append(self.create_subscription(Image, "scene", self._on_scene, qos.SCENES_IN))
 
     def activate(self):
         if self.config["backend"] != "sim":
