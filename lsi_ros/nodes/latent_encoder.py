@@ -119,7 +119,12 @@ class LatentEncoder(Node):
                 except queue.Empty:
                     break
             stop = frames[-1] is None
-            self._encode([f for f in frames if f is not None])
+            try:
+                self._encode([f for f in frames if f is not None])
+            except RuntimeError:  # rclpy's RCLError once Ctrl-C has shut the context down
+                if self.context.ok():
+                    raise
+                return
             if stop:
                 return
 
