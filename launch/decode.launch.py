@@ -59,6 +59,11 @@ def generate_launch_description():
                 default_value="0",
                 description="CPU threads of the decoder (0: all; 1 when capture shares the computer).",
             ),
+            DeclareLaunchArgument(
+                "decoder_max_rate_hz",
+                default_value="0.0",
+                description="Decoded images per second at most, of the newest code (0.0: every code).",
+            ),
             Node(
                 package="lsi_ros",
                 executable="latent_decoder",
@@ -68,6 +73,7 @@ def generate_launch_description():
                     {
                         "generator": LaunchConfiguration("generator"),
                         "threads": LaunchConfiguration("decoder_threads"),
+                        "max_rate_hz": LaunchConfiguration("decoder_max_rate_hz"),
                     },
                 ],
                 **respawned,

@@ -57,6 +57,12 @@ def generate_launch_description():
                 description="Decoder CPU threads: 1 keeps a core for the capture nodes on this one computer.",
             ),
             DeclareLaunchArgument(
+                "decoder_max_rate_hz",
+                default_value="1.0",
+                description="Decoded images per second at most (0.0: every code): decoding one takes "
+                "~0.3 s of a core, which the capture nodes on this one computer need.",
+            ),
+            DeclareLaunchArgument(
                 "record", default_value="false", description="Record a bag (bag_recorder)."
             ),
             DeclareLaunchArgument(
@@ -98,6 +104,7 @@ def generate_launch_description():
                     "web_port": LaunchConfiguration("web_port"),
                     "generator": LaunchConfiguration("generator"),
                     "decoder_threads": LaunchConfiguration("decoder_threads"),
+                    "decoder_max_rate_hz": LaunchConfiguration("decoder_max_rate_hz"),
                 },
             ),
             Node(

@@ -207,31 +207,40 @@ def bench(results: Path) -> str:
 
 
 def pipeline(results: Path) -> str:
+    """One column per pipeline row (each model at its own DMD-limited frame rate)."""
     rows_in = load("bench.json", results)["rows"]
-    p = pick(rows_in, what="pipeline") or {}
+    runs = [r for r in rows_in if r.get("what") == "pipeline"] or [{}]
     rows = [
-        ["scenes offered / s", value(p, "offered_fps", 1)],
-        ["measurement frames", value(p, "measurement_frames", 0)],
-        ["`LatentCode` messages", value(p, "latent_codes", 0)],
-        ["frames dropped", value(p, "frames_dropped", 0)],
-        [
-            "scene → `LatentCode` p50 / p95, ms",
-            f"{value(p, 'scene_to_latent_p50_ms', 0)} / {value(p, 'scene_to_latent_p95_ms', 0)}",
+        ["scenes offered / s"] + [value(p, "offered_fps", 1) for p in runs],
+        ["measurement frames"] + [value(p, "measurement_frames", 0) for p in runs],
+        ["`LatentCode` messages"] + [value(p, "latent_codes", 0) for p in runs],
+        ["frames dropped"] + [value(p, "frames_dropped", 0) for p in runs],
+        ["scene → `LatentCode` p50 / p95, ms"]
+        + [
+            f"{value(p, 'scene_to_latent_p50_ms', 0)} / {value(p, 'scene_to_latent_p95_ms', 0)}" for p in runs
         ],
-        ["decoded images / s (one thread)", value(p, "decoded_fps", 2)],
+        ["decoded images / s (one thread)"] + [value(p, "decoded_fps", 2) for p in runs],
     ]
-    for name, node in p.get("nodes", {}).items():
-        rows.append(
-            [
-                f"`{name}` CPU % of a core / peak MB",
-                f"{node['cpu_percent_of_one_core']:.0f} / {node['rss_peak_mb']:,.0f}",
-            ]
-        )
+    names = dict.fromkeys(name for p in runs for name in p.get("nodes", {}))
+    for name in names:
+        cells = []
+        for p in runs:
+            node = p.get("nodes", {}).get(name)
+            cells.append(
+                "–"
+                if node is None
+                else f"{node['cpu_percent_of_one_core']:.0f} / {value(node, 'cpu_ms_per_scene', 1)} / "
+                f"{node['rss_peak_mb']:,.0f}"
+            )
+        rows.append([f"`{name}` CPU % of a core / CPU ms per scene / peak MB", *cells])
     decoders = [r for r in rows_in if r.get("what") == "decoder"]
     rows += [
-        [f"decoder alone, `{d['early_exit']}` exit, images/s", fmt(d["images_per_s"], 1)] for d in decoders
+        [f"decoder alone, `{d['early_exit']}` exit, images/s", fmt(d["images_per_s"], 1)]
+        + [""] * (len(runs) - 1)
+        for d in decoders
     ]
-    return table([f"M = {p.get('M', '–')}, {p.get('duration_s', 0):.0f} s", "value"], rows)
+    header = [f"M = {p.get('M', '–')}, {p.get('duration_s', 0):.0f} s" for p in runs]
+    return table(["", *header], rows)
 
 
 def training(results: Path) -> str:

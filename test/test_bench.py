@@ -32,6 +32,18 @@ def test_bench_only_reruns_the_named_suites_and_keeps_the_other_rows(tmp_path):
         assert row["image_rgb8"] > 100 * row["measurements"], "the link carries < 1/100 of the image"
 
 
+def test_a_pipeline_run_replaces_only_the_row_of_its_own_model():
+    from lsi_ros.commands.bench import _replaced
+
+    m128 = {"what": "pipeline", "model": "m128"}
+    m64 = {"what": "pipeline", "model": "m64"}
+    soak = {"what": "soak", "model": "m128"}
+    encoder = {"what": "encoder", "M": 64}
+    assert _replaced(m64, {"pipeline"}, "m64") and not _replaced(m128, {"pipeline"}, "m64")
+    assert not _replaced(soak, {"pipeline"}, "m128") and _replaced(soak, {"soak"}, "m128")
+    assert _replaced(encoder, {"encoder"}, "m128") and not _replaced(encoder, {"pipeline"}, "m128")
+
+
 def _stamp(seconds: int, nanosec: int = 0) -> Time:
     return Time(sec=seconds, nanosec=nanosec)
 

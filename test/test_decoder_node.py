@@ -118,3 +118,39 @@ def test_w_plus_code_decodes_with_per_layer_styles(ros_context, spin):
     mean_only = np.rint(generator.synthesize(rows.mean(0)[None])[0] * 255).astype(np.uint8)
     assert np.abs(pixels.astype(int) - expected).max() <= 1
     assert np.abs(pixels.astype(int) - mean_only).mean() > 5
+
+
+def test_max_rate_decodes_the_newest_code_at_most_that_often(ros_context, spin):
+    """Codes at ~20/s, max_rate_hz 2: at most ~2 images a second, each of a code that was the newest
+    when its turn came (the last code sent is the last image), the rest counted as superseded."""
+    import time
+
+    from conftest import publishing
+
+    decoder = LatentDecoder(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("generator", value="dcgan"),
+            Parameter("threads", value=1),
+            Parameter("max_rate_hz", value=2.0),
+        ],
+    )
+    probe = Node("rate_probe", context=ros_context)
+    images = []
+    probe.create_subscription(Image, "image_raw", images.append, qos.RELIABLE)
+    codes = probe.create_publisher(latent.LatentCode, "latent", qos.RELIABLE)
+    stop = spin(decoder, probe)
+    code = latent.to_msg(get_generator("dcgan").sample_latents([5]), model_id="dcgan", pattern_set_id="t")
+    assert wait_for(lambda: codes.get_subscription_count() > 0, timeout=30)
+    with publishing(codes, code, period=0.05):
+        assert wait_for(lambda: images, timeout=30), "no image decoded"
+        first = time.monotonic()
+        time.sleep(3.0)
+        window_s, count = time.monotonic() - first, len(images) - 1
+    code.header.stamp.sec = 77  # one last code, after the stream: its turn comes within 1/max_rate
+    codes.publish(code)
+    assert wait_for(lambda: images[-1].header.stamp.sec == 77, timeout=10), "the newest code was not shown"
+    stop()
+    assert 1 <= count <= 2.0 * window_s + 1, (count, window_s)
+    assert decoder.superseded > 0
+    decoder.destroy_node()

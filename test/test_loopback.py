@@ -1,9 +1,9 @@
 """DDS of a ROS process started here listens on 127.0.0.1 only (config/fastdds_localhost.xml).
 
-A node runs in its own process; its sockets are listed with psutil. rmw_fastrtps in LOCALHOST
-discovery mode adds a UDP transport of its own after the profile's, and that transport's send
-sockets (ephemeral ports) are the only ones left outside loopback: nothing receives there on an
-RTPS port. Without the profile, the RTPS ports themselves are open on every interface.
+A node runs in its own process; its sockets are listed with psutil. In LOCALHOST discovery mode
+rmw_fastrtps appends an unrestricted UDP transport of its own after the profile's (send sockets on
+0.0.0.0 and the LAN address); the profile makes Fast DDS refuse it, so no socket at all is bound
+outside 127.0.0.1. Without the profile, the RTPS ports themselves are open on every interface.
 """
 
 import os
@@ -22,12 +22,15 @@ def ephemeral_ports() -> range:
     return range(low, high + 1)
 
 
-def node_sockets(env: dict) -> list:
-    """The inet sockets of a latent_source process once its DDS participant is up."""
+def node_sockets(env: dict, received=None) -> list:
+    """The inet sockets of a latent_source process once its DDS participant is up; with ``received``
+    (a callable), once the node's codes reach a peer, so the sockets cover a matched exchange."""
     process = subprocess.Popen(node_command("latent_source", "-p", "rate_hz:=5.0"), env=env)
     try:
         handle = psutil.Process(process.pid)
         assert wait_for(lambda: len(handle.net_connections(kind="inet")) >= 3, timeout=30), "no DDS sockets"
+        if received is not None:
+            assert wait_for(received, timeout=30), "no latent code reached a peer on loopback"
         time.sleep(2.0)  # discovery opens its send channels within the first announcements
         return handle.net_connections(kind="inet")
     finally:
@@ -35,13 +38,22 @@ def node_sockets(env: dict) -> list:
         process.wait(timeout=20)
 
 
-def test_ros_sockets_listen_on_loopback_only():
+def test_ros_sockets_listen_on_loopback_only(ros_context, spin):
+    from rclpy.node import Node
+
+    from lsi_ros.msg import LatentCode
+    from lsi_ros.ros import qos
+
     profile = os.environ["FASTDDS_DEFAULT_PROFILES_FILE"]
     assert Path(profile).name == "fastdds_localhost.xml" and Path(profile).is_file()
-    sockets = node_sockets(dict(os.environ))
+    peer = Node("loopback_peer", context=ros_context)
+    codes = []
+    peer.create_subscription(LatentCode, "latent", codes.append, qos.RELIABLE)
+    spin(peer)
+    sockets = node_sockets(dict(os.environ), received=lambda: codes)
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
     outside = [s.laddr for s in sockets if s.laddr.ip != LOOPBACK]
-    assert all(address.port in ephemeral_ports() for address in outside), outside
-    assert len(outside) <= 2, f"more than rmw's LOCALHOST send sockets outside loopback: {outside}"
+    assert not outside, f"sockets bound outside {LOOPBACK}: {outside}"
     assert any(s.laddr.ip == LOOPBACK and s.laddr.port not in ephemeral_ports() for s in sockets)
 
     without_profile = {k: v for k, v in os.environ.items() if k != "FASTDDS_DEFAULT_PROFILES_FILE"}

@@ -63,7 +63,7 @@ def main(args) -> int:
     output = Path(args.output)
     kept = json.loads(output.read_text())["rows"] if output.exists() else []
     rerun = {kind for name in args.only for kind in SUITES[name]}
-    rows = [row for row in kept if row["what"] not in rerun]
+    rows = [row for row in kept if not _replaced(row, rerun, args.model)]
     for name in args.only:
         new = suites[name]()
         for row in new:
@@ -76,6 +76,14 @@ def main(args) -> int:
     output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {output}")
     return 0
+
+
+def _replaced(row: dict, rerun: set, model: str) -> bool:
+    """Whether this run replaces a row already in the file: its kind is rerun (a pipeline or soak
+    row only by a run of the same model, so M = 128 and M = 64 rows stand side by side)."""
+    if row["what"] not in rerun:
+        return False
+    return row["what"] not in ("pipeline", "soak") or row.get("model") == model
 
 
 def _pipeline(args, soak: bool = False) -> list:

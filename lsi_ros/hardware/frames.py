@@ -5,6 +5,7 @@ and without a gap in the detector's sample stream; anything else is dropped and 
 encoder never sees a half-filled frame.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -145,7 +146,7 @@ class FrameAssembler:
             self.counters.dropped_out_of_order += 1
             self._restart(broken=True)
             return None
-        if not np.isfinite(sample.value):
+        if not math.isfinite(sample.value):
             self.counters.dropped_invalid_value += 1
             self._restart(broken=True)
             return None

@@ -78,8 +78,8 @@ class SimulatedPhotodiode(Detector):
         counts = self.model.sample(ideal, self.rng).counts
         clipped = counts >= self.model.full_scale
         set_id = self.pattern_set.pattern_set_id
-        for index in range(counts.shape[-1]):
-            yield Sample(set_id, index, float(counts[index]), bool(clipped[index]))
+        for index, (value, saturated) in enumerate(zip(counts.tolist(), clipped.tolist(), strict=True)):
+            yield Sample(set_id, index, value, saturated)
 
     def status(self) -> dict:
         return {"backend": "sim", "scene": self.scene is not None, "noise": self.model.label}

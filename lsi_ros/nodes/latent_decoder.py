@@ -9,6 +9,12 @@ reliable), ``camera_info`` (sensor_msgs/CameraInfo), ``image_raw/compressed``
 (sensor_msgs/CompressedImage, "rgb8; jpeg compressed bgr8"), ``/tf_static`` (tf2_msgs/TFMessage),
 ``/diagnostics``. Codes of the wrong width, empty or with non-finite values are refused and counted;
 a code the generator turns into non-finite pixels gives no image (lsi_ros.ros.checks).
+
+Decoding a code takes far longer than a DMD frame (hundreds of ms on one CPU thread), so the decoder
+shows the newest code rather than a backlog. ``max_rate_hz`` caps the images per second: a display
+needs a few, and a decoder on the capture computer then leaves the CPU to the measurement path. With
+it, a code that a newer one replaces before its turn is counted as ``superseded``; every code is
+still produced and published by the encoder.
 """
 
 import time
@@ -61,6 +67,14 @@ PARAMS = (
     ),
     Param("jpeg_quality", 90, "JPEG quality of image_raw/compressed.", min=1, max=100, applies="live"),
     Param(
+        "max_rate_hz",
+        0.0,
+        "Decode at most this many codes per second, always the newest (0: every code as it arrives, "
+        "as fast as the generator allows).",
+        min=0.0,
+        max=1000.0,
+    ),
+    Param(
         "threads",
         0,
         "CPU threads of the generator (0: all cores). 1 leaves the other cores to capture nodes "
@@ -93,9 +107,30 @@ class LatentDecoder(Node):
                     )
                 ]
             )
-        self.create_subscription(LatentCode, "latent", self._on_latent, qos.LATEST)
+        self.superseded = 0
+        self._pending = None
+        self._last_decode = -float("inf")
+        if self.config["max_rate_hz"] > 0:
+            self._period_s = 1.0 / self.config["max_rate_hz"]
+            self.create_subscription(LatentCode, "latent", self._keep_newest, qos.LATEST)
+            self.create_timer(self._period_s / 4, self._decode_pending)
+        else:
+            self.create_subscription(LatentCode, "latent", self._on_latent, qos.LATEST)
         self.create_timer(1.0, self._report)
         self.get_logger().info(f"decoding with {self.generator.generator_id}")
+
+    def _keep_newest(self, msg: LatentCode):
+        """max_rate_hz: decode the code now if its turn has come, else keep it as the newest."""
+        self.superseded += self._pending is not None
+        self._pending = msg
+        self._decode_pending()
+
+    def _decode_pending(self):
+        if self._pending is None or time.monotonic() - self._last_decode < self._period_s:
+            return
+        msg, self._pending = self._pending, None
+        self._last_decode = time.monotonic()
+        self._on_latent(msg)
 
     def _on_latent(self, msg: LatentCode):
         try:
@@ -125,6 +160,7 @@ class LatentDecoder(Node):
     def _report(self):
         values = {
             "decoded": self._image.published,
+            "superseded": self.superseded,
             **self.refusals.values(),
             "generator": self.generator.generator_id,
         }

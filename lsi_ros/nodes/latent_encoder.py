@@ -5,14 +5,21 @@ when it holds the wrong number of values, when a value is not finite or outside 
 can read (lsi_ros.ros.checks); a code or probability that comes out non-finite is not published.
 The node keeps running and reports a missing or corrupt model file as an ERROR.
 
+Frames are encoded on a worker thread, in arrival order: when several wait (a busy CPU delayed the
+node), they go through the encoder as one batch, which reads the model's weights once for all of
+them (the M = 128 ensemble's weights are 44 MB: one frame at a time is bound by memory, not by
+arithmetic). Each frame still becomes its own code, stamped as its frame.
+
 Task mode: given a task model (``model:=task-male-m4``: patterns learned for one attribute and a
 tiny head, no latent), the same frames become that attribute's probability on ``attributes``.
 
-Subscribes: ``measurements`` (lsi_ros/Measurements, sensor-data QoS). Publishes: ``latent``
+Subscribes: ``measurements`` (lsi_ros/Measurements, best effort, 100 deep). Publishes: ``latent``
 (lsi_ros/LatentCode, reliable) or, in task mode, ``attributes`` (lsi_ros/Attributes, reliable);
 ``/diagnostics``.
 """
 
+import queue
+import threading
 import time
 from collections import deque
 
@@ -29,7 +36,7 @@ from lsi_ros.ros.parameters import Param, declare
 from lsi_ros.ros.reference import Topic
 
 TOPICS = (
-    Topic("sub", "measurements", "lsi_ros/msg/Measurements", "Measurement frames (sensor-data QoS)."),
+    Topic("sub", "measurements", "lsi_ros/msg/Measurements", "Measurement frames (best effort, 100 deep)."),
     Topic("pub", "latent", "lsi_ros/msg/LatentCode", "One latent code per frame (latent mode)."),
     Topic("pub", "attributes", "lsi_ros/msg/Attributes", "The task attribute's probability (task mode)."),
     Topic(
@@ -53,6 +60,12 @@ PARAMS = (
         max=64,
     ),
 )
+
+
+# Most frames encoded together; the queue between the subscription and the worker holds as many
+# frames as the subscription's own queue (qos.FRAMES_IN), beyond that DDS keeps the newest.
+MAX_BATCH = 32
+QUEUED_FRAMES = qos.FRAMES_IN.depth
 
 
 class LatentEncoder(Node):
@@ -82,7 +95,10 @@ class LatentEncoder(Node):
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
         msg_type, topic = (LatentCode, "latent") if self.task is None else (Attributes, "attributes")
         self._publisher = checks.CheckedPublisher(self, msg_type, topic, qos.RELIABLE, self.refusals)
-        self.create_subscription(Measurements, "measurements", self._on_frame, qos.SENSOR_DATA)
+        self._frames = queue.Queue(maxsize=QUEUED_FRAMES)
+        self._worker = threading.Thread(target=self._encode_queued, name="encoder", daemon=True)
+        self._worker.start()
+        self.create_subscription(Measurements, "measurements", self._on_frame, qos.FRAMES_IN)
         self.create_timer(1.0, self._report)
 
     @property
@@ -91,8 +107,34 @@ class LatentEncoder(Node):
         return self.model if isinstance(self.model, TaskModel) else None
 
     def _on_frame(self, frame: Measurements):
-        if self.model is None:
-            return
+        self._frames.put(frame)
+
+    def _encode_queued(self):
+        """Worker: every frame waiting (up to MAX_BATCH) at once, until destroy_node() sends None."""
+        while True:
+            frames = [self._frames.get()]
+            while len(frames) < MAX_BATCH and frames[-1] is not None:
+                try:
+                    frames.append(self._frames.get_nowait())
+                except queue.Empty:
+                    break
+            stop = frames[-1] is None
+            try:
+                self._encode([f for f in frames if f is not None])
+            except RuntimeError:  # rclpy's RCLError once Ctrl-C has shut the context down
+                if self.context.ok():
+                    raise
+                return
+            if stop:
+                return
+
+    def destroy_node(self):
+        self._frames.put(None)
+        self._worker.join(timeout=5.0)
+        return super().destroy_node()
+
+    def _checked(self, frame: Measurements) -> np.ndarray | None:
+        """The frame's values if the model can encode them, else None (refused and counted)."""
         expected = self.model.pattern_set.pattern_set_id
         if frame.pattern_set_id != expected:
             self.refusals.refuse(
@@ -100,14 +142,14 @@ class LatentEncoder(Node):
                 f"frame {frame.sequence} was measured with pattern set {frame.pattern_set_id}; "
                 f"model {self.model.pattern_set.model_id} needs {expected}",
             )
-            return
+            return None
         values = np.asarray(frame.values, dtype=np.float32)
         if values.size != self.model.num_measurements:
             self.refusals.refuse(
                 "refused_count",
                 f"frame {frame.sequence} has {values.size} values, model needs {self.model.num_measurements}",
             )
-            return
+            return None
         source = checks.describe(frame.header, frame.sequence)
         for kind, problem in (
             ("refused_nonfinite", checks.array_problem(values=values)),
@@ -115,24 +157,43 @@ class LatentEncoder(Node):
         ):
             if problem:
                 self.refusals.refuse(kind, f"{source} refused: {problem}")
-                return
+                return None
+        return values
+
+    def _encode(self, frames: list):
+        if self.model is None or not frames:
+            return
+        checked = [(frame, self._checked(frame)) for frame in frames]
+        checked = [(frame, values) for frame, values in checked if values is not None]
+        if not checked:
+            return
         start = time.perf_counter()
+        values = np.stack([v for _, v in checked])
         if self.task is not None:
-            output = np.atleast_1d(self.task.probabilities(values)).astype(np.float32)
-            msg = Attributes(
-                header=frame.header,
-                model_id=self.task.pattern_set.model_id,
-                names=[self.task.attribute],
-                scores=output,
+            outputs = np.atleast_2d(self.task.probabilities(values).reshape(len(checked), -1)).astype(
+                np.float32
             )
         else:
             with torch.inference_mode():
-                output = self.model.encoder(torch.from_numpy(values).to(self.device)[None])[0].cpu().numpy()
-            msg = latent.to_msg(
-                output, header=frame.header, model_id=self.model.model_id, pattern_set_id=frame.pattern_set_id
-            )
-        self.latencies_ms.append(1e3 * (time.perf_counter() - start))
-        self._publisher.publish(msg, source, output=output)
+                outputs = self.model.encoder(torch.from_numpy(values).to(self.device)).cpu().numpy()
+        per_frame_ms = 1e3 * (time.perf_counter() - start) / len(checked)
+        for (frame, _), output in zip(checked, outputs, strict=True):
+            self.latencies_ms.append(per_frame_ms)
+            if self.task is not None:
+                msg = Attributes(
+                    header=frame.header,
+                    model_id=self.task.pattern_set.model_id,
+                    names=[self.task.attribute],
+                    scores=output,
+                )
+            else:
+                msg = latent.to_msg(
+                    output,
+                    header=frame.header,
+                    model_id=self.model.model_id,
+                    pattern_set_id=frame.pattern_set_id,
+                )
+            self._publisher.publish(msg, checks.describe(frame.header, frame.sequence), output=output)
 
     def _report(self):
         values = {"encoded": self._publisher.published, **self.refusals.values()}

@@ -20,9 +20,9 @@ from the photodiode model's nominal parameters), saves it to ``calibration`` whe
 answers with the numbers.
 
 Subscribes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local), ``scene``
-(sensor_msgs/Image, sim backend). Publishes: ``measurements`` (lsi_ros/Measurements, sensor-data
-QoS), ``/diagnostics`` (frame counters; serial_adc: connected, frames, crc_errors, bytes_skipped,
-missed_triggers, timeouts, reconnects, last_error).
+(sensor_msgs/Image, sim backend; best effort, 30 deep). Publishes: ``measurements``
+(lsi_ros/Measurements, reliable, 100 deep), ``/diagnostics`` (frame counters; serial_adc: connected,
+frames, crc_errors, bytes_skipped, missed_triggers, timeouts, reconnects, last_error).
 
 A lifecycle node (``ros2 lifecycle set /photodiode_sampler <transition>``): configure builds the
 detector backend, loads the calibration and subscribes to the pattern set (and the scene); activate
@@ -185,7 +185,7 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
             self,
             Measurements,
             "measurements",
-            qos.SENSOR_DATA,
+            qos.FRAMES,
             self.refusals,
             create=self.create_lifecycle_publisher,
         )
@@ -208,7 +208,7 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
             self.create_subscription(PatternSetInfo, "pattern_set", self._on_pattern_set, qos.LATCHED)
         ]
         if self.config["backend"] == "sim":
-            self._inputs.append(self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA))
+            self._inputs.append(self.create_subscription(Image, "scene", self._on_scene, qos.SCENES_IN))
 
     def activate(self):
         if self.config["backend"] != "sim":

@@ -4,6 +4,10 @@ For simulation and demos: feeds photodiode_sampler's sim backend like a camera d
 
 Publishes: ``scene`` (sensor_msgs/Image, rgb8, sensor-data QoS), ``/diagnostics``. An image larger
 than the message limit (lsi_ros.ros.checks.MAX_MESSAGE_BYTES) is refused with a WARN, not sent.
+
+With ``loop``, a folder, video or the portraits replay their first pass from memory when it fits in
+``REPLAY_BUDGET_BYTES``: decoding an image file per scene costs more than publishing it at the DMD's
+frame rate.
 """
 
 import itertools
@@ -14,6 +18,10 @@ from lsi_ros import scenes
 from lsi_ros.ros import checks, diagnostics, image, node_main, qos
 from lsi_ros.ros.parameters import Param, declare
 from lsi_ros.ros.reference import Topic
+
+# Largest first pass (decoded RGB bytes) a looping finite source keeps for its replays.
+REPLAY_BUDGET_BYTES = 64 * 2**20
+FINITE_SOURCES = ("folder", "video", "portraits")
 
 TOPICS = (
     Topic("pub", "scene", "sensor_msgs/msg/Image", "rgb8 scenes at rate_hz (sensor-data QoS)."),
@@ -48,6 +56,7 @@ class SceneSource(Node):
         super().__init__("scene_source", **node_options)
         self.config = declare(self, PARAMS, apply=self._apply)
         self.error = ""
+        self._replay = None
         self.refusals = checks.Refusals(self)
         self._scenes = self._open()
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
@@ -82,11 +91,25 @@ class SceneSource(Node):
             self.error = f"{source} source '{path}' holds no readable images"
             self.get_logger().error(self.error)
             return iter(())
-        return itertools.chain([first], stream, self._repeat(make))
+        first_pass = itertools.chain([first], stream)
+        if source in FINITE_SOURCES:
+            first_pass = self._kept(first_pass)
+        return itertools.chain(first_pass, self._repeat(make))
+
+    def _kept(self, first_pass):
+        """The first pass, kept for the replays while it fits REPLAY_BUDGET_BYTES."""
+        kept, size = [], 0
+        for scene in first_pass:
+            size += scene[1].nbytes
+            kept = kept if kept is not None and size <= REPLAY_BUDGET_BYTES else None
+            if kept is not None:
+                kept.append(scene)
+            yield scene
+        self._replay = kept
 
     def _repeat(self, make):
         while self.config["loop"]:
-            yield from make()
+            yield from self._replay if self._replay is not None else make()
 
     def _tick(self):
         scene = next(self._scenes, None)

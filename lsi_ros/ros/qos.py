@@ -11,6 +11,17 @@ from rclpy.qos import (
 # Measurement frames and scenes: newest wins, a late frame is worth less than a fresh one.
 SENSOR_DATA = qos_profile_sensor_data
 
+# Measurement frames as the sampler sends them: every frame is to become a latent code and a frame
+# is a few hundred bytes, so reliable and 100 deep (1.3 s at 74 frames/s). Reliable or best-effort
+# subscribers both match.
+FRAMES = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+# What the encoder (frames) and the sampler (scenes) take in: best effort, so any publisher matches
+# (a bag, a camera driver, a sampler of your own), but deeper than SENSOR_DATA's 5, so input that
+# arrives while a busy CPU stalls the node waits instead of being replaced.
+FRAMES_IN = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+SCENES_IN = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)
+
 # Latent codes, decoded images, attributes: small and consumed by other machines; keep them all.
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
