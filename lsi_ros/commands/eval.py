@@ -98,7 +98,8 @@ def add_parser(subparsers):
         default=None,
         help="instead: find and frame the face (lsi_ros.framing) in unframed scenes (a face anywhere, "
         "15-60 %% of the field wide, rolled up to 15 degrees; and empty scenes): detection and "
-        "false-positive rates, same person and SSIM of locator-framed vs hand-framed LSI at --framing-model, localisation cost, "
+        "false-positive rates, same person and SSIM of locator-framed vs hand-framed LSI at --framing-model, "
+        "localisation cost, "
         "tracking over a walking sequence -> docs/results/framing.json and .png",
     )
     parser.add_argument("--framing-model", default="m128", help="--scenes: the model imaging the face")
