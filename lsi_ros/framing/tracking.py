@@ -180,7 +180,13 @@ class FaceTracker:
         def mismatch(params):
             return float(np.sum((self._predicted(params, indices) - measured)[1:] ** 2)) / norm**2
 
-        fit = minimize(mismatch, s["params"], method="Nelder-Mead", options={"xatol": 0.05, "fatol": 1e-7})
+        simplex = s["params"] + np.vstack([np.zeros(3), np.diag([2.0, 2.0, 0.04])])  # pixels, log scale
+        fit = minimize(
+            mismatch,
+            s["params"],
+            method="Nelder-Mead",
+            options={"xatol": 0.02, "fatol": 1e-7, "initial_simplex": simplex},
+        )
         s["params"] = fit.x
         residual = float(np.sqrt(fit.fun))
         registration = self._moved(fit.x)
