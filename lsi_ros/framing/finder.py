@@ -5,7 +5,8 @@ few hundred Walsh-Hadamard patterns give at 0.1–0.7 for clear faces, too close
 decide on. This net is trained on exactly those images (:func:`coarse_image`: unframed scenes measured
 through ``measure_field`` with the locator's pattern set and photodiode noise, reconstructed by the
 zero-filled inverse), so it needs no detector in the loop: a 64² image in, a 16² map out (CenterNet
-style, cross-entropy on a Gaussian heat: face-centre heat, the centre's offset in its cell, the log face width), about 100k weights.
+style: face-centre heat, fitted by cross-entropy to a Gaussian round the centre; the centre's offset in
+its cell; the log face width), a few tens of thousands of weights.
 The zoomed image is checked by the same net, a second look that keeps empty scenes empty.
 
 Training (``lsi eval --scenes unframed --train-finder``) uses faces of training seeds only; the weights
