@@ -29,6 +29,7 @@ PAGES = (
     "docs/web_view.md",
     "docs/generator.md",
     "docs/real_faces.md",
+    "docs/framing.md",
     "docs/ros2.md",
     "experiments/README.md",
 )

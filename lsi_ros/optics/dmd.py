@@ -5,9 +5,10 @@ integer ``b`` that fits (``b = floor(min(rows / H, cols / W))``), centred on the
 mirrors are off (they tilt light away from the photodiode). Example: 256² on a 1920×1080 DLP6500
 → b = 4, a 1024×1024 active area at column 448, row 28.
 
-When the objective puts the scene off the grid (``lsi calibrate`` measures the shift and scale), a
-:class:`GridRegistration` moves and scales the patterns with it, to the nearest mirror: the patterns
-then meet the scene points the model was trained on.
+When the objective puts the scene off the grid (``lsi calibrate`` measures the shift and scale), or
+the face to image sits elsewhere in the field (``lsi_ros.framing``: shift, scale and roll), a
+:class:`GridRegistration` moves, scales and turns the patterns with it, to the nearest mirror: the
+patterns then meet the scene points the model was trained on.
 """
 
 from __future__ import annotations
@@ -36,11 +37,16 @@ MIRROR_ARRAYS = {dmd.name: dmd for dmd in (DLP6500, DLP7000, DLP9000)}
 @dataclass(frozen=True)
 class GridRegistration:
     """Where the scene lies on the sampling grid: the scene point the patterns expect at ``p``
-    sampling pixels from the grid centre falls at ``scale·p + shift`` (rows, columns), as
-    ``lsi_ros.optics.calibration.estimate_registration`` reports it."""
+    sampling pixels from the grid centre falls at ``scale·R(roll)·p + shift`` (rows, columns), as
+    ``lsi_ros.optics.calibration.estimate_registration`` (shift, scale) and
+    ``lsi_ros.framing`` (all three) report it.
+
+    ``roll`` is in degrees, ``R = [[cos, −sin], [sin, cos]]`` on (row, column) offsets: a positive
+    roll turns the grid counter-clockwise as the scene is seen (rows down, columns right)."""
 
     shift: tuple[float, float] = (0.0, 0.0)
     scale: float = 1.0
+    roll: float = 0.0
 
     def __post_init__(self) -> None:
         shift = tuple(float(v) for v in self.shift)
@@ -48,12 +54,28 @@ class GridRegistration:
             raise ValueError(f"registration shift must be two finite numbers, got {self.shift!r}")
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"registration scale must be positive, got {self.scale!r}")
+        if not math.isfinite(self.roll):
+            raise ValueError(f"registration roll must be a finite angle in degrees, got {self.roll!r}")
         object.__setattr__(self, "shift", shift)
         object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "roll", float(self.roll))
 
     @property
     def is_identity(self) -> bool:
-        return self.shift == (0.0, 0.0) and self.scale == 1.0
+        return self.shift == (0.0, 0.0) and self.scale == 1.0 and self.roll == 0.0
+
+    def rotation(self) -> np.ndarray:
+        """``R(roll)``, the 2×2 matrix acting on (row, column) offsets."""
+        c, s = math.cos(math.radians(self.roll)), math.sin(math.radians(self.roll))
+        return np.array([[c, -s], [s, c]])
+
+    def to_scene(self, offsets: np.ndarray) -> np.ndarray:
+        """Grid offsets ``(..., 2)`` (rows, columns from the grid centre) -> scene points, same units."""
+        return self.scale * np.asarray(offsets, dtype=np.float64) @ self.rotation().T + self.shift
+
+    def to_grid(self, points: np.ndarray) -> np.ndarray:
+        """Scene points ``(..., 2)`` -> grid offsets: the inverse of :meth:`to_scene`."""
+        return (np.asarray(points, dtype=np.float64) - self.shift) @ self.rotation() / self.scale
 
 
 @dataclass(frozen=True)
@@ -62,8 +84,8 @@ class Placement:
 
     Sampling pixel ``(i, j)`` covers mirror rows ``row_offset + b·i .. row_offset + b·i + b − 1``
     and mirror columns ``col_offset + b·j .. col_offset + b·j + b − 1``, with ``b = block``; with a
-    ``registration`` it covers the mirrors whose centres fall in that pixel once the grid is moved
-    and scaled as the registration says.
+    ``registration`` it covers the mirrors whose centres fall in that pixel once the grid is moved,
+    scaled and turned as the registration says.
     """
 
     geometry: DmdGeometry
@@ -78,7 +100,8 @@ class Placement:
         return self.block * self.resolution[0], self.block * self.resolution[1]
 
     def _pixel_coordinates(self, axis: int) -> np.ndarray:
-        """Sampling pixel (row or column) under each mirror row or column; out of range outside."""
+        """Sampling pixel (row or column) under each mirror row or column; out of range outside.
+        Unrolled registrations only (a roll mixes rows and columns: :meth:`_pixel_grid`)."""
         size = self.resolution[axis]
         mirrors = np.arange((self.geometry.rows, self.geometry.cols)[axis])
         offset = (self.row_offset, self.col_offset)[axis]
@@ -88,14 +111,25 @@ class Placement:
         grid = (mirrors + 0.5 - offset) / self.block  # each mirror's centre in grid pixels
         return np.floor((grid - centre - self.registration.shift[axis]) / self.registration.scale + centre)
 
+    def _pixel_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sampling pixel (row, column) under every mirror, ``(rows, cols)`` int arrays each."""
+        if self.registration.roll == 0.0:
+            rows, cols = self._pixel_coordinates(0).astype(int), self._pixel_coordinates(1).astype(int)
+            return np.broadcast_arrays(rows[:, None], cols[None, :])
+        h, w = self.resolution
+        centre = np.array([h / 2, w / 2])
+        mirror_rows = (np.arange(self.geometry.rows) + 0.5 - self.row_offset) / self.block - centre[0]
+        mirror_cols = (np.arange(self.geometry.cols) + 0.5 - self.col_offset) / self.block - centre[1]
+        points = np.stack(np.meshgrid(mirror_rows, mirror_cols, indexing="ij"), axis=-1)
+        pixels = np.floor(self.registration.to_grid(points) + centre).astype(int)
+        return pixels[..., 0], pixels[..., 1]
+
     def pixel_index_map(self) -> np.ndarray:
         """``(rows, cols)`` int array: flat sampling-pixel index under each mirror, −1 outside."""
         h, w = self.resolution
-        rows, cols = self._pixel_coordinates(0).astype(int), self._pixel_coordinates(1).astype(int)
-        row_in = (rows >= 0) & (rows < h)
-        col_in = (cols >= 0) & (cols < w)
-        index = rows[:, None] * w + cols[None, :]
-        return np.where(row_in[:, None] & col_in[None, :], index, -1)
+        rows, cols = self._pixel_grid()
+        inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+        return np.where(inside, rows * w + cols, -1)
 
     def place(self, pattern: np.ndarray) -> np.ndarray:
         """Full-array bool image ``(rows, cols)`` for one ``(H, W)`` pattern."""
@@ -145,7 +179,9 @@ def placement(
         col_offset=(geometry.cols - block * w) // 2,
         registration=registration or GridRegistration(),
     )
-    if not place.registration.is_identity:
+    if place.registration.roll != 0.0:
+        _check_rolled(place)
+    elif not place.registration.is_identity:
         for axis, size in enumerate((h, w)):
             offset, mirrors = (
                 (place.row_offset, geometry.rows) if axis == 0 else (place.col_offset, geometry.cols)
@@ -161,6 +197,32 @@ def placement(
                     f"{edges[0]:.1f}..{edges[1]:.1f} of {mirrors}, {missing.size} pixels without a mirror)"
                 )
     return place
+
+
+def _check_rolled(place: Placement) -> None:
+    """A turned grid must keep its corners on the array and a mirror under every sampling pixel."""
+    h, w = place.resolution
+    corners = place.registration.to_scene(
+        [[-h / 2, -w / 2], [-h / 2, w / 2], [h / 2, -w / 2], [h / 2, w / 2]]
+    )
+    corners = corners + [h / 2, w / 2]
+    rows = place.row_offset + place.block * corners[:, 0]
+    cols = place.col_offset + place.block * corners[:, 1]
+    covered = np.unique(place.pixel_index_map())
+    missing = h * w - int(np.count_nonzero(covered >= 0))
+    if (
+        rows.min() < -0.5
+        or rows.max() > place.geometry.rows + 0.5
+        or cols.min() < -0.5
+        or (cols.max() > place.geometry.cols + 0.5)
+        or missing
+    ):
+        raise ValueError(
+            f"registration {place.registration} moves the sampling grid off the {place.geometry.name} "
+            f"mirror array (corners at mirror rows {rows.min():.1f}..{rows.max():.1f} of "
+            f"{place.geometry.rows}, columns {cols.min():.1f}..{cols.max():.1f} of {place.geometry.cols}, "
+            f"{missing} pixels without a mirror)"
+        )
 
 
 def place_pattern(pattern: np.ndarray, geometry: DmdGeometry) -> np.ndarray:
