@@ -85,16 +85,21 @@ def test_dmd_driver_applies_a_registration_live_and_announces_it(tmp_path, probe
         )
         assert applied.pattern_set_id == received["info"][0].pattern_set_id
         assert (applied.field_rows, applied.field_cols) == (128, 128)
-        # bad numbers, and a grid pushed off the mirror array: refused, counted, the registration stays
+        # a grid partly off the mirror array (a face at the field's edge) is shown where it has mirrors
+        publishers["request"].publish(request((3.0, -5.0), 1.6, 12.0))
+        assert wait_for(lambda: received["applied"][-1].registration_id == 2, timeout=10)
+        publishers["request"].publish(request((3.0, -5.0), 0.5, 12.0))
+        assert wait_for(lambda: received["applied"][-1].registration_id == 3, timeout=10)
+        # bad numbers: refused, counted, the registration stays
         publishers["request"].publish(request((0.0, 0.0), 0.0))
-        publishers["request"].publish(request((0.0, 0.0), 3.0))
+        publishers["request"].publish(request((0.0, 0.0), 0.5, float("nan")))
         assert wait_for(
             lambda: status(received, "dmd_driver").get("registrations_refused") == "2", timeout=10
         )
         values = status(received, "dmd_driver")
-        assert values["framing_registration_id"] == "1" and values["framing_roll_deg"] == "12.00"
-        assert values["registrations_applied"] == "1"
-        assert received["applied"][-1].registration_id == 1
+        assert values["framing_registration_id"] == "3" and values["framing_roll_deg"] == "12.00"
+        assert values["registrations_applied"] == "3"
+        assert received["applied"][-1].registration_id == 3
         # the pattern set is announced once and stays what it was
         assert len({info.pattern_set_id for info in received["info"]}) == 1
         assert driver.poll() is None, "dmd_driver died"
@@ -176,3 +181,63 @@ def test_a_frame_straddling_a_registration_change_is_dropped_and_counted():
     assert frame.registration_id == 7 and frame.sequence == 1
     assert assembler.counters.dropped_registration_change == 2
     assert assembler.counters.published == 2
+
+
+def box_iou(a, b) -> float:
+    x0, y0 = np.maximum(a[:2], b[:2])
+    x1, y1 = np.minimum(a[2:], b[2:])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter)
+
+
+def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, probe):
+    """A held-out face off-centre in a 512² field: the locator's probes go through dmd_driver and the
+    sampler, its box lands on the face, and dmd_driver shows the model's grid where the box says."""
+    from lsi_ros.framing.unframed import background, face_box, face_registration, render
+    from lsi_ros.msg import FaceLocation
+    from lsi_ros.scenes import face_scenes
+
+    node, publishers, received = probe
+    faces = []
+    node.create_subscription(FaceLocation, framing.FACE, faces.append, qos.RELIABLE)
+    field_shape = (512, 512)
+    _, face = next(face_scenes())
+    truth = face_registration((330.0, 220.0), 0.4, 8.0, field_shape, face.shape[0])
+    field = render(face, truth, background(field_shape, np.random.default_rng(1)))
+    field = np.rint(field * 255).astype(np.uint8)
+    common = {"framing": "true"}
+    processes = [
+        start(
+            "dmd_driver", tmp_path, pattern_set="hadamard-split:64", cache_dir=tmp_path / "patterns", **common
+        ),
+        start("photodiode_sampler", tmp_path, noise="false", field_size=512, **common),
+        start(
+            "face_locator",
+            tmp_path,
+            field_size=512,
+            tracking="false",
+            cache_dir=tmp_path / "patterns",
+            frame_id="cam",
+        ),
+    ]
+    try:
+
+        def send_scene():
+            msg = image.array_to_image(field, "rgb8")
+            msg.header.stamp = node.get_clock().now().to_msg()
+            publishers["scene"].publish(msg)
+            return any(f.found for f in faces)
+
+        assert wait_for(send_scene, timeout=120, period=0.5), f"no face found in {len(faces)} localisations"
+        found = next(f for f in faces if f.found)
+        assert found.header.frame_id == "cam" and found.score >= 0.5 and len(found.landmarks) == 136
+        assert found.stages[0] == "coarse" and found.patterns >= 1024
+        assert box_iou(np.asarray(found.box), face_box(truth, field_shape, face.shape[0])) > 0.5
+        assert wait_for(lambda: received["applied"][-1].registration_id >= 1, timeout=20)
+        applied = received["applied"][-1]
+        assert (applied.shift_row, applied.scale, applied.roll_deg) == pytest.approx(
+            (found.registration.shift_row, found.registration.scale, found.registration.roll_deg)
+        )
+        assert all(process.poll() is None for process in processes)
+    finally:
+        stop(*processes)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lsi_ros.framing import measure_field
-from lsi_ros.hardware import Detector, PatternProjector
+from lsi_ros.hardware import Detector, PatternProjector, mirror_placement
 from lsi_ros.hardware.frames import Sample
 from lsi_ros.optics import dmd as dmd_geometry
 from lsi_ros.optics.forward import ForwardModel
@@ -32,8 +32,8 @@ class SimulatedDmd(PatternProjector):
         self.pattern_set = None
         self.running = False
 
-    def upload(self, pattern_set, registration=None) -> None:
-        self.placement = dmd_geometry.placement(self.geometry, pattern_set.resolution, registration)
+    def upload(self, pattern_set, registration=None, partial: bool = False) -> None:
+        self.placement = mirror_placement(self.geometry, pattern_set.resolution, registration, partial)
         self.pattern_set = pattern_set
 
     def start(self) -> None:

@@ -17,7 +17,8 @@ calibration's registration), to the nearest mirror. The pattern set and its anno
 are; each registration put on the DMD gets the next id and is announced on ``framing/applied``
 (transient-local), stamped when it took effect; the sampler tags every frame with the id it was
 measured under. A request that cannot be shown (bad numbers, grid off the mirror array) is refused,
-counted and reported (WARN), and the registration on display stays. ``framing/probe`` asks for one
+counted and reported (WARN), and the registration on display stays; a grid partly off the mirror
+array is shown where it has mirrors (the scene field lies inside the array). ``framing/probe`` asks for one
 pass of another set (face_locator's Hadamard patterns), registered as the request says: it is shown,
 announced on ``framing/probe_shown`` and the model's set comes back with its registration.
 
@@ -224,7 +225,7 @@ class DmdDriver(lifecycle.ManagedNode):
         try:
             if not self.uploaded:
                 total = framing.compose(self._registration(self.pattern_set), self.framing)
-                self.projector.upload(self.pattern_set, total)
+                self.projector.upload(self.pattern_set, total, partial=not self.framing.is_identity)
                 self.uploaded = True
             if self.active:
                 self.projector.start()
@@ -277,7 +278,7 @@ class DmdDriver(lifecycle.ManagedNode):
         try:
             requested = framing.from_msg(msg)
             total = framing.compose(self.registration, requested)
-            self.projector.upload(self.pattern_set, total)
+            self.projector.upload(self.pattern_set, total, partial=True)
             self.projector.start()
         except (ValueError, HardwareError) as error:
             self._restore()
@@ -301,7 +302,8 @@ class DmdDriver(lifecycle.ManagedNode):
             # the calibration's shift is in sampling pixels: rescaled to the probe's grid
             ratio = probe_set.resolution[0] / self.pattern_set.resolution[0]
             calibration = replace(self.registration, shift=tuple(ratio * v for v in self.registration.shift))
-            self.projector.upload(probe_set, framing.compose(calibration, framing.from_msg(msg)))
+            registration = framing.compose(calibration, framing.from_msg(msg))
+            self.projector.upload(probe_set, registration, partial=True)
             self.projector.start()
         except (ValueError, OSError) as error:
             self._restore()
@@ -316,7 +318,8 @@ class DmdDriver(lifecycle.ManagedNode):
     def _restore(self):
         """The model's set with the registration on display (after a probe or a refused request)."""
         try:
-            self.projector.upload(self.pattern_set, framing.compose(self.registration, self.framing))
+            total = framing.compose(self.registration, self.framing)
+            self.projector.upload(self.pattern_set, total, partial=not self.framing.is_identity)
             self.projector.start()
         except HardwareError as error:
             self.uploaded = False
