@@ -9,8 +9,11 @@ grid off the field (a face near the edge): those sampling pixels are shown on no
 
 Units of the measurements: one fully lit sampling pixel of one colour channel, as the models are
 trained (:mod:`lsi_ros.optics.forward`): each mirror counts ``1 / (b·scale)²``, so the same face
-measures the same at any distance. Physically a smaller face sends less light; the simulated detector
-assumes the photodiode's gain follows (an automatic exposure), and adds its noise at the model's scale.
+measures the same at any distance. The light is physical, though: the photodiode model is stated for
+the model's 256² grid spread over the whole field, so a grid on fewer mirrors sends it the fraction
+``light_fraction`` of that light. The simulated detector draws the noise of the light that arrives and
+scales the counts back to the model's units (the gain follows the framing, as an automatic exposure
+would): a small face is measured with more noise, a coarse image of the whole field with little.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from lsi_ros.optics.photodiode import PhotodiodeModel
 
 # The DLP6500's active area for 256² patterns at 4 mirrors a pixel: the field the objective images.
 DEFAULT_FIELD = (1024, 1024)
+# The sampling grid the photodiode model's units are stated for (lsi_ros.optics.photodiode).
+MODEL_RESOLUTION = 256
 
 
 def _shape(field_shape) -> tuple[int, int]:
@@ -85,6 +90,26 @@ def _pixel_sums(values: np.ndarray, placement: Placement) -> tuple[np.ndarray, n
     return sums, counts
 
 
+def light_fraction(
+    resolution: int | tuple[int, int], registration: GridRegistration | None, field_shape=DEFAULT_FIELD
+) -> float:
+    """Light per sampling-pixel unit on the registered grid against the model's grid on the whole
+    field: ``(b·scale)² / b₀²`` (b₀ the block of a ``MODEL_RESOLUTION``² grid on the field)."""
+    place = field_placement(resolution, registration, field_shape)
+    reference = field_placement(MODEL_RESOLUTION, None, field_shape).block
+    return (place.block * place.registration.scale / reference) ** 2
+
+
+def detect_light(
+    y: np.ndarray, fraction: float, photodiode: PhotodiodeModel, rng: np.random.Generator
+) -> np.ndarray:
+    """ADC counts in the model's units for ideal ``y`` that reach the photodiode as ``fraction·y``:
+    sampled at the light that arrives, then scaled back about the counts of darkness."""
+    counts = photodiode.sample(np.asarray(y, dtype=np.float64) * fraction, rng).counts
+    dark = photodiode.expected_counts(0.0)
+    return (counts - dark) / fraction + dark
+
+
 def measure_field(
     field_image: np.ndarray,
     pattern_set: PatternSet | ForwardModel,
@@ -93,8 +118,8 @@ def measure_field(
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """The ``P`` values the registered patterns measure on a field image ``(rows, cols[, 3])``: ideal
-    ``y`` without a photodiode, its ADC counts with one. Exact at mirror level and cheap: the mirrors
-    under each sampling pixel are summed first, then one matrix product."""
+    ``y`` without a photodiode, its ADC counts (:func:`detect_light`) with one. Exact at mirror level and
+    cheap: the mirrors under each sampling pixel are summed first, then one matrix product."""
     forward = pattern_set if isinstance(pattern_set, ForwardModel) else ForwardModel(pattern_set, np.float32)
     field_shape = np.asarray(field_image).shape[:2]
     place = field_placement(forward.resolution, registration, field_shape)
@@ -103,7 +128,8 @@ def measure_field(
     y = forward.matrix @ (sums[:, 0] / mirrors_per_pixel).astype(forward.matrix.dtype)
     if photodiode is None:
         return y
-    return photodiode.sample(y, rng or np.random.default_rng(0)).counts
+    fraction = light_fraction(forward.resolution, registration, field_shape)
+    return detect_light(y, fraction, photodiode, rng or np.random.default_rng(0))
 
 
 def framed_view(

@@ -1,13 +1,15 @@
 """Find the face in the field with the camera itself, and the registration that frames it as FFHQ.
 
 Stage 1 (``coarse``): Walsh-Hadamard patterns over the whole field (the lowest ``coarse_patterns``
-coefficients of an ``R₁²`` grid, reference-first, one pattern each) -> a blurred image of the field ->
-face-api's tiny face detector -> a candidate box. Stage 2 (``zoom``): the same kind of patterns
-registered onto a window round the candidate -> a sharper image of the face -> the detector again (the
-score decides face or no face) and the 68-landmark net -> the FFHQ dataset script's square from the
-eye and mouth landmarks (``lsi_ros.evaluation.real_faces.ffhq_quad``) -> the registration. In tracking
-mode the last box is known and stage 2 alone runs round it. The cost is counted in patterns shown and
-in milliseconds at the DMD's pattern rate (``DmdTiming``); compute time is reported beside it.
+coefficients of a 64² grid, reference-first, one pattern each, and one all-off pattern for the ambient
+light) -> a blurred image of the field -> the face finder (:mod:`lsi_ros.framing.finder`) -> a candidate
+box. Stage 2 (``zoom``): the same kind of patterns registered onto a window round the candidate -> a
+sharper image of the face -> the finder again (its score decides face or no face) and face-api's
+68-landmark net (twice: in the finder's box, then in the landmarks' own box) -> the FFHQ dataset
+script's square from the eye and mouth landmarks (``lsi_ros.evaluation.real_faces.ffhq_quad``) -> the
+registration. In tracking mode the last box is known and stage 2 alone runs round it. The cost is
+counted in patterns shown and in milliseconds at the DMD's pattern rate (``DmdTiming``); compute time
+is reported beside it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,20 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import cv2
 import numpy as np
 
 from lsi_ros.evaluation.baselines import reconstruct_pinv, walsh_coefficients
 from lsi_ros.evaluation.real_faces import ffhq_quad
-from lsi_ros.framing.field import DEFAULT_FIELD, field_placement, measure_field, registration_from_quad
+from lsi_ros.framing.field import (
+    DEFAULT_FIELD,
+    detect_light,
+    field_placement,
+    light_fraction,
+    measure_field,
+    registration_from_quad,
+)
+from lsi_ros.framing.finder import INPUT as FINDER_INPUT
 from lsi_ros.optics.dmd import DLPC900_1080P, DmdTiming, GridRegistration
 from lsi_ros.optics.forward import ForwardModel
 from lsi_ros.optics.patterns import hadamard_reference_patterns
@@ -31,14 +42,14 @@ from lsi_ros.optics.photodiode import PhotodiodeModel
 class LocatorConfig:
     """Pattern budgets and thresholds of the two stages (see the module docstring)."""
 
-    coarse_resolution: int = 64
     coarse_patterns: int = 1024
     zoom_resolution: int = 128
     zoom_patterns: int = 2048
-    zoom_window: float = 2.2  # zoom window side / candidate box side
-    track_window: float = 3.0  # wider in tracking mode: the face may have moved since
-    min_score: float = 0.5  # detector score in the zoomed image that means "a face"
-    candidate_score: float = 0.2  # stage-1 score worth a zoom
+    zoom_window: float = 2.2  # zoom window side / candidate face width
+    track_window: float = 2.8  # wider in tracking mode: the face may have moved since
+    candidate_score: float = 0.3  # stage-1 finder score worth a zoom
+    min_score: float = 0.5  # finder score in the zoomed image that means "a face"
+    landmark_box: float = 1.36  # landmark crop side / face width (face-api's detector box is this wide)
     resolution: int = 256  # the model's sampling grid, which the registration frames
 
 
@@ -83,11 +94,13 @@ def window_registration(centre_xy, side: float, resolution: int, field_shape) ->
 class FaceLocator:
     """Two-stage localisation through the simulated (or real) detector of :func:`measure_field`.
 
-    ``analyzer``: a :class:`lsi_ros.evaluation.face_analysis.FaceAnalyzer` with the detector and the
-    landmark net; ``photodiode``: the detector's noise (None: ideal)."""
+    ``finder``: the trained :class:`lsi_ros.framing.finder.FaceFinder`; ``analyzer``: a
+    :class:`lsi_ros.evaluation.face_analysis.FaceAnalyzer` with the 68-landmark net; ``photodiode``:
+    the detector's noise (None: ideal)."""
 
     def __init__(
         self,
+        finder,
         analyzer,
         field_shape=DEFAULT_FIELD,
         config: LocatorConfig = LocatorConfig(),
@@ -95,6 +108,7 @@ class FaceLocator:
         timing: DmdTiming = DLPC900_1080P,
         seed: int = 0,
     ):
+        self.finder = finder
         self.analyzer = analyzer
         self.field_shape = tuple(field_shape)
         self.config = config
@@ -102,33 +116,44 @@ class FaceLocator:
         self.timing = timing
         self.rng = np.random.default_rng(seed)
 
+    @property
+    def dark_patterns(self) -> int:
+        """The all-off pattern per acquisition that measures ambient light (none for an ideal detector)."""
+        return 0 if self.photodiode is None else 1
+
     @cached_property
     def coarse(self) -> ForwardModel:
-        c = self.config
-        return ForwardModel(hadamard_reference_patterns(c.coarse_patterns, c.coarse_resolution), np.float32)
+        return ForwardModel(
+            hadamard_reference_patterns(self.config.coarse_patterns, FINDER_INPUT), np.float32
+        )
 
     @cached_property
     def zoom(self) -> ForwardModel:
         c = self.config
         return ForwardModel(hadamard_reference_patterns(c.zoom_patterns, c.zoom_resolution), np.float32)
 
+    @property
+    def coarse_cost(self) -> int:
+        return self.coarse.num_patterns + self.dark_patterns
+
+    @property
+    def zoom_cost(self) -> int:
+        return self.zoom.num_patterns + self.dark_patterns
+
     def acquire(self, field_image, forward: ForwardModel, registration: GridRegistration) -> np.ndarray:
-        """A grayscale image (R, R) in [0, 1] of what the registered Hadamard patterns see."""
+        """A grayscale image (R, R) in [0, 1] of what the registered Hadamard patterns see; with a
+        photodiode, one all-off pattern more measures the ambient light, which is subtracted."""
         y = measure_field(field_image, forward, registration, self.photodiode, self.rng)
         if self.photodiode is not None:
-            y = self.photodiode.to_ideal(y)
+            fraction = light_fraction(forward.resolution, registration, self.field_shape)
+            dark = detect_light(np.zeros(1), fraction, self.photodiode, self.rng)
+            y = self.photodiode.to_ideal(y) - self.photodiode.to_ideal(dark)
         indices, coefficients = walsh_coefficients(forward.pattern_set, y)
         return np.clip(reconstruct_pinv(indices, coefficients, forward.resolution[0]), 0.0, 1.0)
 
-    def _detect(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        rgb = np.repeat(np.rint(image * 255).astype(np.uint8)[None, ..., None], 3, axis=-1)
-        boxes, scores = self.analyzer.detect(rgb)
-        return boxes[0], float(scores[0])
-
-    def _landmarks(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        rgb = np.repeat(np.rint(image * 255).astype(np.uint8)[None, ..., None], 3, axis=-1)
-        crops, frames = self.analyzer.crop(rgb, box[None])
-        return frames[0, :2] + self.analyzer.landmarks(crops)[0] * frames[0, 2]
+    def coarse_image(self, field_image) -> np.ndarray:
+        """Stage 1's image of the whole field (64, 64)."""
+        return self.acquire(field_image, self.coarse, GridRegistration())
 
     def locate(self, field_image: np.ndarray, near: np.ndarray | None = None) -> Localization:
         """Find the face in ``field_image`` (rows, cols[, 3]); ``near``: the last known box (x0, y0, x1, y1)
@@ -136,32 +161,30 @@ class FaceLocator:
         start = time.perf_counter()
         c = self.config
         patterns, stages = 0, []
-        candidate = None
+        candidate, window, score = None, c.zoom_window, 0.0
         if near is not None:
             candidate, window = np.asarray(near, dtype=np.float64), c.track_window
-        if candidate is None:
-            identity = GridRegistration()
-            image = self.acquire(field_image, self.coarse, identity)
-            patterns += self.coarse.num_patterns
+        else:
+            image = self.coarse_image(field_image)
+            patterns += self.coarse_cost
             stages.append("coarse")
-            box, score = self._detect(image)
+            boxes, scores = self.finder.find(image[None])
+            score = float(scores[0])
             if score >= c.candidate_score:
-                corners = _to_field(box.reshape(2, 2), c.coarse_resolution, identity, self.field_shape)
-                candidate, window = corners.ravel(), c.zoom_window
-        result = None
+                identity = GridRegistration()
+                candidate = _to_field(
+                    boxes[0].reshape(2, 2), FINDER_INPUT, identity, self.field_shape
+                ).ravel()
+        result = Localization(None, None, score, None, 0, 0.0, 0.0)
         if candidate is not None:
             result = self._zoom(field_image, candidate, window)
-            patterns += self.zoom.num_patterns
+            patterns += self.zoom_cost
             stages.append("zoom")
             if not result.found and near is not None:
                 fallback = self.locate(field_image)
-                fallback.patterns += patterns
-                fallback.stages = stages + fallback.stages
-                fallback.display_ms = 1000.0 * self.timing.frame_time(fallback.patterns)
-                fallback.compute_ms = 1000.0 * (time.perf_counter() - start)
-                return fallback
-        if result is None:
-            result = Localization(None, None, 0.0, None, 0, 0.0, 0.0)
+                patterns += fallback.patterns
+                stages += fallback.stages
+                result = fallback
         result.patterns, result.stages = patterns, stages
         result.display_ms = 1000.0 * self.timing.frame_time(patterns)
         result.compute_ms = 1000.0 * (time.perf_counter() - start)
@@ -173,12 +196,31 @@ class FaceLocator:
         side = window * float(np.max(candidate[2:] - candidate[:2]))
         registration = window_registration(centre, side, c.zoom_resolution, self.field_shape)
         image = self.acquire(field_image, self.zoom, registration)
-        box, score = self._detect(image)
+        shrink = c.zoom_resolution / FINDER_INPUT
+        small = cv2.resize(
+            image.astype(np.float32), (FINDER_INPUT, FINDER_INPUT), interpolation=cv2.INTER_AREA
+        )
+        boxes, scores = self.finder.find(small[None])
+        box, score = boxes[0] * shrink, float(scores[0])
         if score < c.min_score:
             return Localization(None, None, score, None, 0, 0.0, 0.0)
         landmarks = self._landmarks(image, box)
-        to_field = lambda points: _to_field(points, c.zoom_resolution, registration, self.field_shape)  # noqa: E731
+
+        def to_field(points):
+            return _to_field(points, c.zoom_resolution, registration, self.field_shape)
+
         landmarks = to_field(landmarks)
-        quad = ffhq_quad(landmarks)
-        framing = registration_from_quad(quad, self.field_shape, c.resolution)
+        framing = registration_from_quad(ffhq_quad(landmarks), self.field_shape, c.resolution)
         return Localization(to_field(box.reshape(2, 2)).ravel(), landmarks, score, framing, 0, 0.0, 0.0)
+
+    def _landmarks(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """68 landmarks (x, y) in the image's pixels: first in a square round the finder's box, then in
+        face-api's aligned box of those landmarks."""
+        rgb = np.repeat(np.rint(image * 255).astype(np.uint8)[None, ..., None], 3, axis=-1)
+        centre, half = (box[:2] + box[2:]) / 2, self.config.landmark_box * (box[2] - box[0]) / 2
+        crop_box = np.concatenate([centre - half, centre + half])[None]
+        for _ in range(2):
+            crops, frames = self.analyzer.crop(rgb, crop_box)
+            landmarks = frames[:, None, :2] + self.analyzer.landmarks(crops) * frames[:, None, 2:3]
+            crop_box = self.analyzer.aligned_boxes(landmarks)
+        return landmarks[0]

@@ -1,0 +1,228 @@
+"""The find-and-frame loop scored on unframed scenes: is the face found, is the empty field left
+empty, and does the model image the face framed by the locator as well as the face framed by hand.
+
+Per scene with a face (:mod:`lsi_ros.framing.unframed`): the locator's registration and the hand
+registration each put the model's patterns on the field (``measure_field``, mirror level, the
+realistic photodiode); each set of counts is encoded and decoded, and both decoded faces are scored
+against the hand-framed face (``framed_view`` of the hand registration: what the model should see):
+grayscale SSIM and face-api descriptor distance (same person below 0.6). A scene where the locator
+finds no face counts as a miss (it has no locator-framed reconstruction). The walking sequence runs
+the tracking loop: every frame measured with the current registration, a zoom round the last box
+whenever :class:`RelocalisationPolicy` asks, and the share of all patterns that went to localisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lsi_ros.evaluation.identity import SAME_PERSON_DISTANCE, uint8_images
+from lsi_ros.evaluation.latent_imaging import score_image
+from lsi_ros.framing.field import framed_view, measure_field
+from lsi_ros.framing.tracking import LocalisationCost, RelocalisationPolicy
+from lsi_ros.framing.unframed import unframed_scenes, walking_sequence
+from lsi_ros.optics.forward import ForwardModel
+
+RESOLUTION = 256
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    low, high = np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])
+    inter = float(np.prod(np.clip(high - low, 0, None)))
+    union = float(np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2])) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def registration_error(found, truth) -> dict:
+    """Centre error in sampling pixels of the model's grid, scale ratio and roll difference (degrees)."""
+    return {
+        "centre_px": float(np.hypot(*np.subtract(found.shift, truth.shift))),
+        "scale_ratio": float(found.scale / truth.scale),
+        "roll_deg": float(found.roll - truth.roll),
+    }
+
+
+class FramedImaging:
+    """The model imaging a field through a registration: counts -> latent -> decoded face."""
+
+    def __init__(self, model, generator, photodiode, seed: int = 0):
+        self.model, self.generator, self.photodiode = model, generator, photodiode
+        self.forward = ForwardModel(model.pattern_set, np.float32)
+        self.rng = np.random.default_rng(seed)
+
+    def counts(self, field_image, registration) -> np.ndarray:
+        return measure_field(field_image, self.forward, registration, self.photodiode, self.rng)
+
+    def decode(self, counts: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            latents = self.model.encoder(torch.from_numpy(np.asarray(counts, np.float32))).numpy()
+        return np.concatenate(
+            [self.generator.synthesize(latents[i : i + 8]) for i in range(0, len(latents), 8)]
+        )
+
+
+def evaluate_scenes(
+    locator, imaging: FramedImaging, analyzer, faces, names, empty: int, seed: int, source: str
+):
+    """Scores of one face set (N, R, R, 3) uint8 placed once each into unframed scenes, plus ``empty``
+    scenes without a face; returns (summary dict, per-scene records for figures)."""
+    scenes = unframed_scenes(
+        faces, len(faces), empty, seed=seed, field_shape=locator.field_shape, names=names
+    )
+    records = []
+    for scene in tqdm(scenes, desc=f"framing: {source}", unit="scene"):
+        found = locator.locate(scene.image)
+        record = {"scene": scene, "found": found}
+        if scene.has_face:
+            record["truth"] = framed_view(scene.image, scene.registration, RESOLUTION)
+            record["hand_counts"] = imaging.counts(scene.image, scene.registration)
+            if found.found:
+                record["located_counts"] = imaging.counts(scene.image, found.registration)
+                record["iou"] = box_iou(found.box, scene.box)
+                record["error"] = registration_error(found.registration, scene.registration)
+        records.append(record)
+    with_face = [r for r in records if r["scene"].has_face]
+    located = [r for r in with_face if "located_counts" in r]
+    hand = imaging.decode(np.stack([r["hand_counts"] for r in with_face]))
+    by_locator = imaging.decode(np.stack([r["located_counts"] for r in located])) if located else None
+    truth = np.stack([r["truth"] for r in with_face])
+    truth_desc = analyzer.describe(uint8_images(truth))
+    hand_desc = analyzer.describe(uint8_images(hand))
+    for i, r in enumerate(with_face):
+        r["hand"] = hand[i]
+        r["hand_ssim"] = score_image(truth[i], hand[i])["ssim"]
+        r["hand_distance"] = float(np.linalg.norm(hand_desc[i] - truth_desc[i]))
+    if located:
+        located_desc = analyzer.describe(uint8_images(by_locator))
+        index = {id(r): i for i, r in enumerate(with_face)}
+        for k, r in enumerate(located):
+            i = index[id(r)]
+            r["located"] = by_locator[k]
+            r["located_ssim"] = score_image(truth[i], by_locator[k])["ssim"]
+            r["located_distance"] = float(np.linalg.norm(located_desc[k] - truth_desc[i]))
+    return _summary(records, source), records
+
+
+def _summary(records: list, source: str) -> dict:
+    with_face = [r for r in records if r["scene"].has_face]
+    empty = [r for r in records if not r["scene"].has_face]
+    located = [r for r in with_face if "located" in r]
+    costs = [r["found"] for r in records if r["scene"].has_face]
+
+    def rate(values) -> float | None:
+        return round(float(np.mean(values)), 4) if len(values) else None
+
+    summary = {
+        "faces": source,
+        "n_face_scenes": len(with_face),
+        "n_empty_scenes": len(empty),
+        "detection_rate": rate([r["found"].found for r in with_face]),
+        "false_positive_rate": rate([r["found"].found for r in empty]),
+        "face_width_range": [round(min(r["scene"].face_width for r in with_face), 3),
+                             round(max(r["scene"].face_width for r in with_face), 3)],
+        "hand": {
+            "ssim": rate([r["hand_ssim"] for r in with_face]),
+            "same_person_rate": rate([r["hand_distance"] < SAME_PERSON_DISTANCE for r in with_face]),
+            "median_distance": round(float(np.median([r["hand_distance"] for r in with_face])), 4),
+        },
+    }  # fmt: skip
+    if located:
+        errors = {k: np.array([r["error"][k] for r in located]) for k in located[0]["error"]}
+        summary["located"] = {
+            "n": len(located),
+            "ssim": rate([r["located_ssim"] for r in located]),
+            "same_person_rate": rate([r["located_distance"] < SAME_PERSON_DISTANCE for r in located]),
+            "median_distance": round(float(np.median([r["located_distance"] for r in located])), 4),
+            "hand_ssim_same_scenes": rate([r["hand_ssim"] for r in located]),
+            "hand_same_person_rate_same_scenes": rate(
+                [r["hand_distance"] < SAME_PERSON_DISTANCE for r in located]
+            ),
+            "box_iou_median": round(float(np.median([r["iou"] for r in located])), 4),
+            "centre_error_px_median": round(float(np.median(errors["centre_px"])), 3),
+            "scale_error_median": round(float(np.median(np.abs(errors["scale_ratio"] - 1))), 4),
+            "roll_error_deg_median": round(float(np.median(np.abs(errors["roll_deg"]))), 3),
+        }
+        # Misses count as failures end to end: no locator-framed face is no face imaged.
+        summary["located"]["same_person_rate_all_scenes"] = rate(
+            [r.get("located_distance", np.inf) < SAME_PERSON_DISTANCE for r in with_face]
+        )
+    summary["localisation"] = {
+        "patterns_mean": round(float(np.mean([c.patterns for c in costs])), 1),
+        "display_ms_mean": round(float(np.mean([c.display_ms for c in costs])), 2),
+        "compute_ms_mean": round(float(np.mean([c.compute_ms for c in costs])), 1),
+    }
+    return summary
+
+
+def evaluate_tracking(
+    locator, imaging: FramedImaging, face: np.ndarray, frames: int, policy: RelocalisationPolicy
+):
+    """The tracking loop over a walking sequence; the cost and how well each frame stayed framed."""
+    cost = LocalisationCost(imaging.model.num_measurements)
+    current, errors, misses, pending = None, [], 0, True
+    for scene in tqdm(walking_sequence(face, frames, locator.field_shape), total=frames, desc="tracking"):
+        if pending:
+            result = locator.locate(scene.image, near=None if current is None else current.box)
+            cost.add_localisation(result.patterns, result.display_ms)
+            policy.localised()
+            if result.found:
+                current = result
+            else:
+                misses += 1
+        if current is None:
+            pending = True
+            continue
+        cost.add_frame()
+        pending = policy.should_localise(imaging.counts(scene.image, current.registration))
+        errors.append(registration_error(current.registration, scene.registration))
+    summary = cost.summary()
+    summary.update(
+        {
+            "frame_ms": round(1000.0 * locator.timing.frame_time(cost.frame_patterns), 3),
+            "relocalise_every_frames": policy.every,
+            "relocalise_change": policy.change,
+            "failed_localisations": misses,
+            "centre_error_px_median": round(float(np.median([e["centre_px"] for e in errors])), 3),
+            "centre_error_px_p95": round(float(np.percentile([e["centre_px"] for e in errors], 95)), 3),
+            "scale_error_median": round(float(np.median([abs(e["scale_ratio"] - 1) for e in errors])), 4),
+        }
+    )
+    return summary
+
+
+def plot_framing(records: list, path, title: str) -> None:
+    """Rows of examples: the field with the located (green) and true (white) boxes, the hand-framed face,
+    its reconstruction framed by hand, and framed by the locator."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    fig, axes = plt.subplots(len(records), 4, figsize=(10, 2.6 * len(records)), squeeze=False)
+    for row, (label, r) in zip(axes, records, strict=True):
+        scene, found = r["scene"], r["found"]
+        row[0].imshow(scene.image)
+        if scene.box is not None:
+            x0, y0, x1, y1 = scene.box
+            row[0].add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.2))
+        if found.found:
+            x0, y0, x1, y1 = found.box
+            row[0].add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="lime", lw=1.2))
+        row[0].set_title(
+            f"{label}: {'found' if found.found else 'no face'} ({found.patterns} patterns)", fontsize=8
+        )
+        panels = [("framed by hand (truth)", r.get("truth")), ("LSI, hand-framed", r.get("hand")),
+                  ("LSI, framed by the locator", r.get("located"))]  # fmt: skip
+        for ax, (name, image) in zip(row[1:], panels, strict=True):
+            if image is not None:
+                ax.imshow(np.clip(image, 0, 1))
+            ax.set_title(name, fontsize=8)
+        for ax in row:
+            ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,135 @@
+"""Find and frame: registered patterns at mirror level, the framing geometry, the re-localisation policy,
+and the locator on a synthetic scene (a face found where it is, an empty field left empty)."""
+
+import numpy as np
+import pytest
+import torch
+
+from lsi_ros.evaluation.face_analysis import NETWORKS, FaceAnalyzer, default_face_api_dir
+from lsi_ros.framing.field import (
+    field_placement,
+    framed_view,
+    measure_field,
+    registered_patterns,
+    registration_from_quad,
+    registration_quad,
+)
+from lsi_ros.framing.tracking import LocalisationCost, RelocalisationPolicy, relative_change
+from lsi_ros.framing.unframed import face_box, face_registration, unframed_scene, walking_sequence
+from lsi_ros.optics import DLP6500, GridRegistration, bernoulli_patterns, placement
+
+FIELD = (512, 512)
+
+
+def test_a_shift_of_k_mirrors_moves_every_pattern_by_exactly_k():
+    patterns = bernoulli_patterns(6, 64, seed=3)  # 8 mirrors a sampling pixel on the 512² field
+    still = registered_patterns(patterns, None, FIELD)
+    for rows, cols in ((0, 1), (3, 0), (-5, 7)):
+        moved = registered_patterns(patterns, GridRegistration((rows / 8, cols / 8)), FIELD)
+        assert np.array_equal(
+            np.roll(still, (rows, cols), axis=(1, 2))[:, 16:-16, 16:-16], moved[:, 16:-16, 16:-16]
+        )
+
+
+def test_a_quarter_turn_turns_every_pattern_counter_clockwise_mirror_for_mirror():
+    patterns = bernoulli_patterns(3, 64, seed=4)
+    still = registered_patterns(patterns, None, FIELD)
+    turned = registered_patterns(patterns, GridRegistration(roll=90.0), FIELD)
+    assert np.array_equal(turned, np.rot90(still, 1, axes=(1, 2)))
+
+
+def test_measure_field_is_the_mirror_level_sum_over_the_registered_patterns():
+    rng = np.random.default_rng(0)
+    image = rng.random((*FIELD, 3))
+    patterns = bernoulli_patterns(5, 64, seed=5)
+    registration = GridRegistration((3.3, -7.1), 0.61, 12.0)
+    shown = registered_patterns(patterns, registration, FIELD).astype(np.float64)
+    mirrors_per_pixel = (field_placement(64, registration, FIELD).block * 0.61) ** 2
+    expected = shown.reshape(5, -1) @ image.sum(-1).ravel() / mirrors_per_pixel
+    np.testing.assert_allclose(measure_field(image, patterns, registration), expected, rtol=1e-5)
+
+
+def test_a_quad_and_its_registration_are_one_and_the_same():
+    registration = face_registration((300.0, 200.0), 0.3, -11.0, FIELD)
+    quad = registration_quad(registration, FIELD)
+    back = registration_from_quad(quad, FIELD)
+    np.testing.assert_allclose(back.shift, registration.shift, atol=1e-9)
+    assert back.scale == pytest.approx(registration.scale) and back.roll == pytest.approx(-11.0)
+    box = face_box(registration, FIELD)
+    assert box[2] - box[0] > 0.3 * FIELD[1]  # a rolled face's axis-aligned box is wider than the face
+    # The top edge runs from top-left to top-right: turned 11° clockwise, its right end lies lower.
+    assert quad[3, 1] > quad[0, 1]
+
+
+def test_framed_view_of_the_hand_registration_is_the_face_that_was_placed():
+    face = np.zeros((256, 256, 3), np.uint8)
+    face[64:192, 96:160] = 255  # a bright bar in the crop's centre
+    scene = unframed_scene("bar", face, np.random.default_rng(1), FIELD, widths=(0.5, 0.5), max_roll=0.0)
+    view = framed_view(scene.image, scene.registration, 256)
+    assert view.shape == (256, 256, 3)
+    assert view[100:160, 110:146].mean() > 0.95  # the bar where it was in the crop
+
+
+def test_a_rolled_registration_that_leaves_the_mirror_array_is_refused():
+    assert placement(DLP6500, 256, GridRegistration(roll=2.0)).registration.roll == 2.0
+    with pytest.raises(ValueError, match="off the DLP6500"):
+        placement(DLP6500, 256, GridRegistration(roll=10.0))  # the corners of 1024² turn past its 1080 rows
+
+
+def test_the_policy_relocalises_on_change_and_every_n_frames():
+    policy = RelocalisationPolicy(every=5, change=0.1)
+    y = np.random.default_rng(0).random(128)
+    assert not policy.should_localise(y)
+    assert not policy.should_localise(y * 1.01 + 0.5)  # exposure and offset are not motion
+    assert relative_change(np.roll(y, 3), y) > 0.5
+    assert policy.should_localise(np.roll(y, 3))
+    policy.localised()
+    assert [policy.should_localise(y) for _ in range(5)] == [False] * 4 + [True]
+    cost = LocalisationCost(128)
+    cost.add_localisation(3000, 316.0)
+    for _ in range(100):
+        cost.add_frame()
+    assert cost.fraction == pytest.approx(3000 / (3000 + 12800))
+
+
+def test_a_walking_person_crosses_the_field_and_comes_closer():
+    face = np.full((256, 256, 3), 128, np.uint8)
+    frames = list(walking_sequence(face, 5, FIELD))
+    centres = [(f.box[0] + f.box[2]) / 2 for f in frames]
+    assert np.all(np.diff(centres) > 0) and frames[-1].face_width > frames[0].face_width
+
+
+MODEL_DIR = default_face_api_dir()
+
+
+@pytest.mark.skipif(
+    not all((MODEL_DIR / f"{n}-weights_manifest.json").is_file() for n in NETWORKS),
+    reason=f"face-api weights not cached in {MODEL_DIR}: run `lsi label --fetch` once (needs npm)",
+)
+def test_the_locator_finds_a_face_where_it_is_and_nothing_in_an_empty_field():
+    from lsi_ros.framing.finder import load_face_finder
+    from lsi_ros.framing.localize import FaceLocator
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.models.registry import find_model
+    from lsi_ros.optics import PhotodiodeModel
+
+    torch.set_num_threads(1)
+    generator = get_generator("mobilestylegan")
+    face = np.rint(generator.synthesize(generator.sample_latents([1_000_003], 0.7))[0] * 255).astype(np.uint8)
+    analyzer = FaceAnalyzer(networks=("face_landmark_68_model",))
+    locator = FaceLocator(load_face_finder(find_model("face-finder")), analyzer, photodiode=PhotodiodeModel())
+    rng = np.random.default_rng(7)
+    scene = unframed_scene("face", face, rng, widths=(0.3, 0.3))
+    found = locator.locate(scene.image)
+    assert found.found and found.stages == ["coarse", "zoom"]
+    assert found.patterns == locator.coarse_cost + locator.zoom_cost
+    assert found.display_ms == pytest.approx(1000 * found.patterns / locator.timing.pattern_rate_hz)
+    hand, located = scene.registration, found.registration
+    grid_pixels = np.hypot(*np.subtract(hand.shift, located.shift))  # in the model's 256² sampling pixels
+    assert (
+        grid_pixels < 12 and abs(located.scale / hand.scale - 1) < 0.1 and abs(located.roll - hand.roll) < 5
+    )
+    tracked = locator.locate(scene.image, near=found.box)
+    assert tracked.found and tracked.stages == ["zoom"]
+    empty = locator.locate(unframed_scene("empty", None, rng).image)
+    assert not empty.found and empty.registration is None
