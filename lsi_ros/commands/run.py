@@ -38,7 +38,7 @@ def add_parser(subparsers):
         "walking); writes --output/framing.png, fields beside their decoded images (default off)",
     )
     parser.add_argument(
-        "--field-size", type=int, default=512, help="framing: side of the scene field in pixels (default 512)"
+        "--field-size", type=int, default=384, help="framing: side of the scene field in pixels (default 384)"
     )
     parser.add_argument(
         "--figure",

@@ -16,8 +16,10 @@ this node's registration are watched (lsi_ros.framing.tracking.RelocalisationPol
 for again round its last box (the zoom alone; the whole field when it is gone). A probe that gets no
 measurement within ``probe_timeout_s`` ends that localisation (reported, tried again).
 
-The face-api weights are read from ``face_api_dir`` (empty: ~/.cache/lsi_ros/face-api, fetched once
-by ``make .venv/.stamps/face-api``); without them the node reports ERROR and keeps running.
+The face finder (``finder``: a model name or file, lsi_ros.framing.finder) finds the face in the
+reconstructed images; face-api's 68-landmark net, read from ``face_api_dir`` (empty:
+~/.cache/lsi_ros/face-api, fetched once by ``make .venv/.stamps/face-api``), places the landmarks.
+Without either the node reports ERROR and keeps running.
 """
 
 import threading
@@ -28,6 +30,7 @@ import numpy as np
 from rclpy.node import Node
 
 from lsi_ros.evaluation.baselines import reconstruct_pinv, walsh_coefficients
+from lsi_ros.framing.finder import INPUT as FINDER_INPUT
 from lsi_ros.framing.localize import FaceLocator, LocatorConfig
 from lsi_ros.framing.tracking import LocalisationCost, RelocalisationPolicy
 from lsi_ros.hardware import pattern_sources
@@ -60,7 +63,7 @@ PARAMS = (
         DEFAULTS.coarse_patterns,
         "Hadamard patterns of the whole-field look.",
         min=16,
-        max=DEFAULTS.coarse_resolution**2,
+        max=FINDER_INPUT**2,
     ),
     Param(
         "zoom_patterns",
@@ -87,7 +90,8 @@ PARAMS = (
     ),
     Param("probe_timeout_s", 5.0, "Seconds a probe may take to come back measured.", min=0.1, max=600.0),
     Param("pattern_rate_hz", 9500.0, "DMD pattern rate, for the display-time cost.", min=1.0, max=50000.0),
-    Param("face_api_dir", "", "Folder of the face-api weights (empty: the default cache)."),
+    Param("finder", "face-finder", "Face finder: a model name (models/) or file."),
+    Param("face_api_dir", "", "Folder of the face-api landmark weights (empty: the default cache)."),
     Param("cache_dir", "", "Where the probe pattern sets are written (empty: ~/.cache/lsi_ros/patterns)."),
     Param("frame_id", "lsi_camera", "header.frame_id of the face locations and requests.", applies="live"),
 )
@@ -100,8 +104,8 @@ class ProbeTimeoutError(TimeoutError):
 class CameraFaceLocator(FaceLocator):
     """The core locator, acquiring through dmd_driver and photodiode_sampler instead of a field image."""
 
-    def __init__(self, node: "FaceLocatorNode", analyzer, field_shape, config, timing):
-        super().__init__(analyzer, field_shape, config, photodiode=None, timing=timing)
+    def __init__(self, node: "FaceLocatorNode", finder, analyzer, field_shape, config, timing):
+        super().__init__(finder, analyzer, field_shape, config, photodiode=None, timing=timing)
         self.node = node
 
     def acquire(self, field_image, forward, registration) -> np.ndarray:
@@ -151,6 +155,8 @@ class FaceLocatorNode(Node):
 
     def _load_locator(self):
         from lsi_ros.evaluation.face_analysis import FaceAnalyzer
+        from lsi_ros.framing.finder import FaceFinderError, load_face_finder
+        from lsi_ros.models.registry import find_model
 
         c = self.config
         config = LocatorConfig(
@@ -160,15 +166,14 @@ class FaceLocatorNode(Node):
             resolution=c["resolution"],
         )
         try:
-            analyzer = FaceAnalyzer(
-                c["face_api_dir"] or None, networks=("tiny_face_detector_model", "face_landmark_68_model")
-            )
-        except OSError as error:
-            self.error = f"face-api weights not readable (make .venv/.stamps/face-api): {error}"
+            finder = load_face_finder(find_model(c["finder"]))
+            analyzer = FaceAnalyzer(c["face_api_dir"] or None, networks=("face_landmark_68_model",))
+        except (OSError, FaceFinderError) as error:
+            self.error = f"face finder or face-api landmark weights not readable: {error}"
             self.get_logger().error(self.error)
             return
         timing = replace(DLPC900_1080P, pattern_rate_hz=c["pattern_rate_hz"])
-        self.locator = CameraFaceLocator(self, analyzer, self.field_shape, config, timing)
+        self.locator = CameraFaceLocator(self, finder, analyzer, self.field_shape, config, timing)
 
     # -- acquisition through the camera ------------------------------------------------------------
 
