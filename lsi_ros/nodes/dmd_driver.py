@@ -157,9 +157,7 @@ class DmdDriver(lifecycle.ManagedNode):
             ("registrations_applied", "registrations_refused", "probes_shown", "probes_refused"), 0
         )
         self.framing_error = ""
-        self._framing_inputs = []
-        self._applied = self.create_publisher(Registration, framing.APPLIED, qos.LATCHED)
-        self._probe_shown = self.create_publisher(Registration, framing.PROBE_SHOWN, qos.RELIABLE)
+        self._framing_inputs = []  # framing's subscriptions and publishers, made at configure
         self._retry_delay = 0.0
         self._retry_at = None
         self.create_timer(1.0, self._report)
@@ -186,7 +184,11 @@ class DmdDriver(lifecycle.ManagedNode):
             ) from error
         self.uploaded = False
         if self.config["framing"] and not self._framing_inputs:
+            self._applied = self.create_publisher(Registration, framing.APPLIED, qos.LATCHED)
+            self._probe_shown = self.create_publisher(Registration, framing.PROBE_SHOWN, qos.RELIABLE)
             self._framing_inputs = [
+                self._applied,
+                self._probe_shown,
                 self.create_subscription(Registration, framing.REQUEST, self._on_registration, qos.RELIABLE),
                 self.create_subscription(Registration, framing.PROBE, self._on_probe, qos.RELIABLE),
             ]
@@ -207,8 +209,11 @@ class DmdDriver(lifecycle.ManagedNode):
             close()
         self.projector = self.pattern_set = self.path = None
         self.uploaded = False
-        for subscription in self._framing_inputs:
-            self.destroy_subscription(subscription)
+        for endpoint in self._framing_inputs:
+            if endpoint in self.subscriptions:
+                self.destroy_subscription(endpoint)
+            else:
+                self.destroy_publisher(endpoint)
         self._framing_inputs = []
 
     def _stop_projector(self):

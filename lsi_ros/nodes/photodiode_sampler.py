@@ -227,9 +227,7 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
             self.refusals,
             create=self.create_lifecycle_publisher,
         )
-        self._probe_publisher = self.create_lifecycle_publisher(
-            Measurements, framing.PROBE_MEASUREMENTS, qos.RELIABLE
-        )
+        self._probe_publisher = None
         self._registration = Registration()
         self._probe_forwards = {}
         self.probes_measured = 0
@@ -255,6 +253,10 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
             self._inputs.append(
                 self.create_subscription(Registration, framing.APPLIED, self._on_registration, qos.LATCHED)
             )
+            if self.config["backend"] == "sim" and self._probe_publisher is None:
+                self._probe_publisher = self.create_lifecycle_publisher(
+                    Measurements, framing.PROBE_MEASUREMENTS, qos.RELIABLE
+                )
             if self.config["backend"] == "sim":
                 self._inputs.append(
                     self.create_subscription(Registration, framing.PROBE_SHOWN, self._on_probe, qos.RELIABLE)
