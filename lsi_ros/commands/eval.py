@@ -432,7 +432,7 @@ def main_framing(args, photodiode) -> int:
     from lsi_ros.evaluation import framing
     from lsi_ros.framing.finder import build_face_finder, load_face_finder
     from lsi_ros.framing.localize import FaceLocator
-    from lsi_ros.framing.tracking import RelocalisationPolicy
+    from lsi_ros.framing.tracking import FaceTracker, RelocalisationPolicy
     from lsi_ros.framing.unframed import generated_faces
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.generators import get_generator
@@ -483,7 +483,9 @@ def main_framing(args, photodiode) -> int:
     policy = RelocalisationPolicy()
     results["tracking"] = {
         "sequence": f"{args.walk_frames} frames of seed {first} walking across the field and towards it",
-        **framing.evaluate_tracking(locator, imaging, faces[0], args.walk_frames, policy),
+        **framing.evaluate_tracking(
+            locator, imaging, faces[0], args.walk_frames, policy, FaceTracker(locator)
+        ),
     }
     output = Path(args.output or "docs/results/framing.json")
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -157,35 +157,53 @@ def _summary(records: list, source: str) -> dict:
 
 
 def evaluate_tracking(
-    locator, imaging: FramedImaging, face: np.ndarray, frames: int, policy: RelocalisationPolicy
+    locator,
+    imaging: FramedImaging,
+    face: np.ndarray,
+    frames: int,
+    policy: RelocalisationPolicy,
+    tracker,
+    track_every: int = 2,
 ):
-    """The tracking loop over a walking sequence; the cost and how well each frame stayed framed."""
+    """The tracking loop over a walking sequence: a tracking update every ``track_every`` frames, a
+    localisation (a zoom round the tracked box) when the tracker or the policy asks; the cost and how
+    well each frame stayed framed."""
     cost = LocalisationCost(imaging.model.num_measurements)
-    current, errors, misses, pending = None, [], 0, True
-    for scene in tqdm(walking_sequence(face, frames, locator.field_shape), total=frames, desc="tracking"):
+    registration, errors, misses, pending = None, [], 0, True
+    sequence = walking_sequence(face, frames, locator.field_shape)
+    for index, scene in enumerate(tqdm(sequence, total=frames, desc="tracking", unit="frame")):
         if pending:
-            result = locator.locate(scene.image, near=None if current is None else current.box)
+            result = locator.locate(scene.image, near=None if registration is None else tracker.box())
             cost.add_localisation(result.patterns, result.display_ms)
             policy.localised()
+            pending = not result.found
             if result.found:
-                current = result
+                tracker.start(result)
+                registration = result.registration
             else:
                 misses += 1
-        if current is None:
-            pending = True
+        elif index % track_every == 0:
+            registration, _, ok = tracker.update(scene.image)
+            cost.add_tracking(tracker.cost, 1000.0 * locator.timing.frame_time(tracker.cost))
+            policy.reframed()
+            pending = not ok
+        if registration is None:
             continue
         cost.add_frame()
-        pending = policy.should_localise(imaging.counts(scene.image, current.registration))
-        errors.append(registration_error(current.registration, scene.registration))
+        pending = policy.should_localise(imaging.counts(scene.image, registration)) or pending
+        errors.append(registration_error(registration, scene.registration))
     summary = cost.summary()
+    centre = np.array([e["centre_px"] for e in errors])
     summary.update(
         {
             "frame_ms": round(1000.0 * locator.timing.frame_time(cost.frame_patterns), 3),
+            "tracking_update_every_frames": track_every,
+            "tracking_patterns_per_update": tracker.cost,
             "relocalise_every_frames": policy.every,
             "relocalise_change": policy.change,
             "failed_localisations": misses,
-            "centre_error_px_median": round(float(np.median([e["centre_px"] for e in errors])), 3),
-            "centre_error_px_p95": round(float(np.percentile([e["centre_px"] for e in errors], 95)), 3),
+            "centre_error_px_median": round(float(np.median(centre)), 3),
+            "centre_error_px_p95": round(float(np.percentile(centre, 95)), 3),
             "scale_error_median": round(float(np.median([abs(e["scale_ratio"] - 1) for e in errors])), 4),
         }
     )

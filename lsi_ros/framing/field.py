@@ -169,6 +169,16 @@ def registration_quad(
     return rows_cols[:, ::-1]
 
 
+def field_to_grid(points_xy: np.ndarray, field_shape=DEFAULT_FIELD, resolution: int = 256) -> np.ndarray:
+    """Field pixels (x, y) (pixel centres at integers) -> (row, column) offsets from the centre of an
+    unregistered ``R²`` grid, in its sampling pixels: the units of ``GridRegistration.shift``."""
+    place = field_placement(resolution, None, field_shape)
+    points = np.asarray(points_xy, dtype=np.float64)
+    rows = (points[..., 1] + 0.5 - place.row_offset) / place.block - place.resolution[0] / 2
+    cols = (points[..., 0] + 0.5 - place.col_offset) / place.block - place.resolution[1] / 2
+    return np.stack([rows, cols], axis=-1)
+
+
 def registration_from_quad(
     quad: np.ndarray, field_shape=DEFAULT_FIELD, resolution: int = 256
 ) -> GridRegistration:
@@ -177,13 +187,11 @@ def registration_from_quad(
     quad = np.asarray(quad, dtype=np.float64)
     if quad.shape != (4, 2) or not np.all(np.isfinite(quad)):
         raise ValueError(f"a quad is four finite (x, y) corners, got {quad!r}")
-    place = field_placement(resolution, None, field_shape)
-    h, w = place.resolution
+    h, w = field_placement(resolution, None, field_shape).resolution
     # Complex (row + i·column): R(roll) is multiplication by exp(i·roll).
     grid = np.array([-h / 2 - w / 2 * 1j, h / 2 - w / 2 * 1j, h / 2 + w / 2 * 1j, -h / 2 + w / 2 * 1j])
-    rows = (quad[:, 1] + 0.5 - place.row_offset) / place.block - h / 2
-    cols = (quad[:, 0] + 0.5 - place.col_offset) / place.block - w / 2
-    scene = rows + 1j * cols
+    offsets = field_to_grid(quad, field_shape, resolution)
+    scene = offsets[:, 0] + 1j * offsets[:, 1]
     a = np.vdot(grid - grid.mean(), scene - scene.mean()) / np.vdot(grid - grid.mean(), grid - grid.mean())
     shift = scene.mean() - a * grid.mean()
     return GridRegistration(

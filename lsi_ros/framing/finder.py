@@ -38,7 +38,7 @@ class FaceFinderError(ValueError):
 class FaceFinderNet(nn.Module):
     """64² grayscale -> (4, 16, 16): heat logit, x/y offset logits in the cell, log face width."""
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 16):
         super().__init__()
         w = width
         self.body = nn.Sequential(
@@ -122,7 +122,7 @@ def _targets(boxes: list, cells: int) -> tuple[np.ndarray, ...]:
 
 
 def train_face_finder(
-    images: np.ndarray, boxes: list, epochs: int = 12, batch: int = 64, seed: int = 0, width: int = 32
+    images: np.ndarray, boxes: list, epochs: int = 12, batch: int = 64, seed: int = 0, width: int = 16
 ) -> FaceFinderNet:
     """Fit the net to coarse images (N, 64, 64) and their face boxes (image pixels; None = no face)."""
     torch.manual_seed(seed)
@@ -196,7 +196,7 @@ TRAINING_FIRST_SEED = 700_000
 
 
 def build_face_finder(
-    generator, scenes: int, photodiode, path, faces: int = 160, epochs: int = 10, seed: int = 0
+    generator, scenes: int, photodiode, path, faces: int = 160, epochs: int = 6, seed: int = 0
 ) -> FaceFinder:
     """Generate ``faces`` training-seed faces, ``scenes`` coarse training images of them through the
     locator's acquisition (256² field: the coarse image is 64² whatever the field), train, save."""

@@ -27,6 +27,7 @@ from lsi_ros.framing.field import (
     DEFAULT_FIELD,
     detect_light,
     field_placement,
+    field_to_grid,
     light_fraction,
     measure_field,
     registration_from_quad,
@@ -66,13 +67,15 @@ class Localization:
     display_ms: float
     compute_ms: float
     stages: list[str] = field(default_factory=list)
+    window: GridRegistration | None = None  # where the zoomed image was taken (its grid on the field)
+    image: np.ndarray | None = None  # the zoomed image (R, R), grayscale in [0, 1]
 
     @property
     def found(self) -> bool:
         return self.registration is not None
 
 
-def _to_field(
+def to_field(
     points_xy: np.ndarray, resolution: int, registration: GridRegistration, field_shape
 ) -> np.ndarray:
     """Points (x, y) in an acquired image's pixels (pixel i spans [i, i + 1)) -> field pixels (x, y),
@@ -85,10 +88,9 @@ def _to_field(
 
 def window_registration(centre_xy, side: float, resolution: int, field_shape) -> GridRegistration:
     """The registration that puts an ``R²`` grid on the square of ``side`` field pixels at ``centre_xy``."""
-    place = field_placement(resolution, None, field_shape)
-    row = (centre_xy[1] + 0.5 - place.row_offset) / place.block - resolution / 2
-    col = (centre_xy[0] + 0.5 - place.col_offset) / place.block - resolution / 2
-    return GridRegistration((float(row), float(col)), side / (resolution * place.block))
+    row, col = field_to_grid(centre_xy, field_shape, resolution)
+    block = field_placement(resolution, None, field_shape).block
+    return GridRegistration((float(row), float(col)), side / (resolution * block))
 
 
 class FaceLocator:
@@ -140,15 +142,20 @@ class FaceLocator:
     def zoom_cost(self) -> int:
         return self.zoom.num_patterns + self.dark_patterns
 
-    def acquire(self, field_image, forward: ForwardModel, registration: GridRegistration) -> np.ndarray:
-        """A grayscale image (R, R) in [0, 1] of what the registered Hadamard patterns see; with a
-        photodiode, one all-off pattern more measures the ambient light, which is subtracted."""
+    def coefficients(self, field_image, forward: ForwardModel, registration: GridRegistration):
+        """Sequency indices (K, 2) and orthonormal Walsh coefficients (K,) of the grayscale field under the
+        registered Hadamard patterns; with a photodiode, one all-off pattern more measures the ambient
+        light, which is subtracted."""
         y = measure_field(field_image, forward, registration, self.photodiode, self.rng)
         if self.photodiode is not None:
             fraction = light_fraction(forward.resolution, registration, self.field_shape)
             dark = detect_light(np.zeros(1), fraction, self.photodiode, self.rng)
             y = self.photodiode.to_ideal(y) - self.photodiode.to_ideal(dark)
-        indices, coefficients = walsh_coefficients(forward.pattern_set, y)
+        return walsh_coefficients(forward.pattern_set, y)
+
+    def acquire(self, field_image, forward: ForwardModel, registration: GridRegistration) -> np.ndarray:
+        """A grayscale image (R, R) in [0, 1] of what the registered Hadamard patterns see."""
+        indices, coefficients = self.coefficients(field_image, forward, registration)
         return np.clip(reconstruct_pinv(indices, coefficients, forward.resolution[0]), 0.0, 1.0)
 
     def coarse_image(self, field_image) -> np.ndarray:
@@ -172,9 +179,7 @@ class FaceLocator:
             score = float(scores[0])
             if score >= c.candidate_score:
                 identity = GridRegistration()
-                candidate = _to_field(
-                    boxes[0].reshape(2, 2), FINDER_INPUT, identity, self.field_shape
-                ).ravel()
+                candidate = to_field(boxes[0].reshape(2, 2), FINDER_INPUT, identity, self.field_shape).ravel()
         result = Localization(None, None, score, None, 0, 0.0, 0.0)
         if candidate is not None:
             result = self._zoom(field_image, candidate, window)
@@ -206,12 +211,13 @@ class FaceLocator:
             return Localization(None, None, score, None, 0, 0.0, 0.0)
         landmarks = self._landmarks(image, box)
 
-        def to_field(points):
-            return _to_field(points, c.zoom_resolution, registration, self.field_shape)
+        def on_field(points):
+            return to_field(points, c.zoom_resolution, registration, self.field_shape)
 
-        landmarks = to_field(landmarks)
+        landmarks = on_field(landmarks)
         framing = registration_from_quad(ffhq_quad(landmarks), self.field_shape, c.resolution)
-        return Localization(to_field(box.reshape(2, 2)).ravel(), landmarks, score, framing, 0, 0.0, 0.0)
+        box = on_field(box.reshape(2, 2)).ravel()
+        return Localization(box, landmarks, score, framing, 0, 0.0, 0.0, window=registration, image=image)
 
     def _landmarks(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
         """68 landmarks (x, y) in the image's pixels: first in a square round the finder's box, then in
