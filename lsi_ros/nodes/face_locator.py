@@ -29,7 +29,7 @@ from dataclasses import replace
 import numpy as np
 from rclpy.node import Node
 
-from lsi_ros.evaluation.baselines import reconstruct_pinv, walsh_coefficients
+from lsi_ros.evaluation.baselines import walsh_coefficients
 from lsi_ros.framing.finder import INPUT as FINDER_INPUT
 from lsi_ros.framing.localize import FaceLocator, LocatorConfig
 from lsi_ros.framing.tracking import LocalisationCost, RelocalisationPolicy
@@ -108,10 +108,10 @@ class CameraFaceLocator(FaceLocator):
         super().__init__(finder, analyzer, field_shape, config, photodiode=None, timing=timing)
         self.node = node
 
-    def acquire(self, field_image, forward, registration) -> np.ndarray:
-        y = self.node.probe(forward, registration)
-        indices, coefficients = walsh_coefficients(forward.pattern_set, y)
-        return np.clip(reconstruct_pinv(indices, coefficients, forward.resolution[0]), 0.0, 1.0)
+    def coefficients(self, field_image, forward, registration):
+        """The Walsh coefficients of what the sampler measured of the probe (its ambient light already
+        subtracted: the sampler publishes probes in the model's units)."""
+        return walsh_coefficients(forward.pattern_set, self.node.probe(forward, registration))
 
 
 class FaceLocatorNode(Node):
