@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from lsi_ros.framing import measure_field
+from lsi_ros.framing.field import detect_light, light_fraction
 from lsi_ros.hardware import Detector, PatternProjector, mirror_placement
 from lsi_ros.hardware.frames import Sample
 from lsi_ros.optics import dmd as dmd_geometry
@@ -85,6 +86,12 @@ class SimulatedPhotodiode(Detector):
     def measure_field(self, forward, registration) -> np.ndarray:
         """ADC counts of one pass of ``forward``'s patterns, registered so, over the field scene."""
         return measure_field(self.scene, forward, registration, self.model, self.rng)
+
+    def measure_probe(self, forward, registration) -> tuple[np.ndarray, np.ndarray]:
+        """A probe's counts and those of one all-off pattern after it (the ambient light)."""
+        fraction = light_fraction(forward.resolution, registration, self.field_shape)
+        dark = detect_light(np.zeros(1), fraction, self.model, self.rng)
+        return self.measure_field(forward, registration), dark
 
     def acquire_frame(self) -> Iterator[Sample]:
         if self.field_shape is not None:

@@ -20,8 +20,9 @@ progress when the registration changes, or begun before the change took effect, 
 counted (frames_dropped_registration_change). The sim backend then images the scene onto the whole
 field (``field_size`` pixels a side, the DMD's active area) and measures it through the registered
 patterns (lsi_ros.framing.measure_field), and measures each probe dmd_driver shows
-(``framing/probe_shown``) once, on the latest scene, into ``framing/probe_measurements`` (in the
-model's units: one lit sampling pixel of one channel = 1; ``registration_id`` = the probe's id).
+(``framing/probe_shown``) once, on the latest scene, with one all-off pattern more for the ambient
+light, into ``framing/probe_measurements`` (in the model's units, ambient subtracted: one lit sampling
+pixel of one channel = 1; ``registration_id`` = the probe's id).
 
 Service ``~/measure_dark`` (std_srvs/Trigger): with the objective covered, averages the next
 ``dark_frames`` frames into the dark level and read noise of the calibration in use (or of one made
@@ -388,15 +389,16 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
             if forward is None:
                 pattern_set = pattern_sources.load_announced(msg.pattern_set_id, msg.uri)
                 forward = self._probe_forwards[msg.pattern_set_id] = ForwardModel(pattern_set, np.float32)
-            counts = self.detector.measure_field(forward, framing.from_msg(msg))
+            counts, dark = self.detector.measure_probe(forward, framing.from_msg(msg))
         except (ValueError, OSError) as error:
             self._fail(f"probe {msg.registration_id} not measured: {error}")
             return
+        model = self.detector.model
         out = Measurements(
             pattern_set_id=msg.pattern_set_id,
             registration_id=msg.registration_id,
             sequence=self.probes_measured,
-            values=self.detector.model.to_ideal(counts).astype(np.float32),
+            values=(model.to_ideal(counts) - model.to_ideal(dark)).astype(np.float32),
             saturated_count=int(np.count_nonzero(counts >= self.detector.model.full_scale)),
         )
         out.header = msg.header
