@@ -120,7 +120,7 @@ def test_frames_carry_their_registration_and_measure_the_field_through_it(tmp_pa
         cache_dir=tmp_path / "patterns",
         **common,
     )
-    sampler = start("photodiode_sampler", tmp_path, noise="false", field_size=128, **common)
+    sampler = start("photodiode_sampler", tmp_path, noise="false", field_size=256, **common)
     try:
         assert wait_for(lambda: received["info"] and received["applied"], timeout=30)
         assert wait_for(
@@ -129,7 +129,7 @@ def test_frames_carry_their_registration_and_measure_the_field_through_it(tmp_pa
         pattern_set = load_pattern_set(received["info"][0].uri)
         forward = ForwardModel(pattern_set, np.float32)
         rng = np.random.default_rng(0)
-        field = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+        field = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
         scenes = {}
         registrations = {0: None}
         changes = [((4.0, -6.0), 0.5, 0.0), ((-3.0, 2.0), 0.6, 20.0), ((0.0, 0.0), 0.75, -9.0)]

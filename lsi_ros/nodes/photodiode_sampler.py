@@ -127,8 +127,8 @@ PARAMS = lifecycle.read_at_configure(
         "field_size",
         1024,
         "sim, framing: side in pixels of the field the scene is imaged onto (the DMD's active area; "
-        "registrations are independent of it).",
-        min=16,
+        "registrations are independent of it; at least the model's 256-pixel grid).",
+        min=256,
         max=8192,
     ),
     Param("port", "/dev/ttyACM0", "serial_adc: serial device path or pyserial URL (rfc2217://, socket://)."),
@@ -431,7 +431,12 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
             self._measure(self.get_clock().now().nanoseconds)
 
     def _measure(self, stamp_ns: int):
-        for sample in self.detector.acquire_frame():
+        try:
+            samples = list(self.detector.acquire_frame())
+        except ValueError as error:  # a field the registered patterns cannot measure
+            self._fail(f"frame not measured: {error}")
+            return
+        for sample in samples:
             frame = self.assembler.add(sample, stamp_ns)
             if frame is not None:
                 self._publish(frame)
