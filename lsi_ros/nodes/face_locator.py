@@ -11,9 +11,11 @@ landmarks in pixels of the field, ``field_size`` a side).
 
 Localisation starts when dmd_driver announces its registration (``framing/applied``); without a face
 it is tried again every ``search_period_s``. With ``tracking`` the measurement frames taken under
-this node's registration are watched (lsi_ros.framing.tracking.RelocalisationPolicy): after
-``every`` frames, or when they change by more than ``change`` (the face moved), the face is looked
-for again round its last box (the zoom alone; the whole field when it is gone). A probe that gets no
+this node's registration are watched: every ``track_every`` frames a few low-order Walsh patterns on
+the last zoom window follow the face (lsi_ros.framing.tracking.FaceTracker) and move the registration
+with it; after ``every`` frames, when they change by more than ``change``
+(lsi_ros.framing.tracking.RelocalisationPolicy), or when the tracker loses the face, the face is
+looked for again round its last box (the zoom alone; the whole field when it is gone). A probe that gets no
 measurement within ``probe_timeout_s`` ends that localisation (reported, tried again).
 
 The face finder (``finder``: a model name or file, lsi_ros.framing.finder) finds the face in the
@@ -32,7 +34,7 @@ from rclpy.node import Node
 from lsi_ros.evaluation.baselines import walsh_coefficients
 from lsi_ros.framing.finder import INPUT as FINDER_INPUT
 from lsi_ros.framing.localize import FaceLocator, LocatorConfig
-from lsi_ros.framing.tracking import LocalisationCost, RelocalisationPolicy
+from lsi_ros.framing.tracking import FaceTracker, LocalisationCost, RelocalisationPolicy
 from lsi_ros.hardware import pattern_sources
 from lsi_ros.msg import FaceLocation, Measurements, Registration
 from lsi_ros.optics.dmd import DLPC900_1080P
@@ -75,11 +77,24 @@ PARAMS = (
     Param("min_score", DEFAULTS.min_score, "Detector score that means a face.", min=0.0, max=1.0),
     Param("tracking", True, "Watch the frames and look again when the face moved.", applies="live"),
     Param(
-        "every", 150, "tracking: look again after this many frames at most.", min=1, max=10**9, applies="live"
+        "every",
+        RelocalisationPolicy.every,
+        "tracking: look again after this many frames at most.",
+        min=1,
+        max=10**9,
+        applies="live",
+    ),
+    Param(
+        "track_every",
+        2,
+        "tracking: frames between tracker updates (0: no tracker, localisations only).",
+        min=0,
+        max=10**6,
+        applies="live",
     ),
     Param(
         "change",
-        0.12,
+        RelocalisationPolicy.change,
         "tracking: relative change of the frames (mean removed) that means the face moved.",
         min=1e-4,
         max=10.0,
@@ -125,13 +140,19 @@ class FaceLocatorNode(Node):
         self.locator = None
         self.cost = LocalisationCost(frame_patterns=0)
         self.policy = RelocalisationPolicy(every=self.config["every"], change=self.config["change"])
-        self.counters = dict.fromkeys(("localisations", "faces_found", "probe_timeouts"), 0)
+        self.counters = dict.fromkeys(
+            ("localisations", "faces_found", "tracking_updates", "tracking_lost", "probe_timeouts"), 0
+        )
+        self.tracker = None  # a FaceTracker started from the last localisation that found the face
+        self._task = "locate"  # what the worker does when woken: "locate" or "track"
+        self._frames_since_track = 0
         self.last = None  # the last FaceLocation published
         self._lock = threading.Lock()
         self._wanted = threading.Event()
         self._near = None  # box to zoom round first (tracking)
         self._requested = None  # the registration this node asked for, until dmd_driver applies it
         self._requested_at = 0.0
+        self._requested_by = "locate"
         self._framing_id = None  # dmd_driver's id of this node's registration, once applied
         self._next_search = None
         self._probe_id = 0
@@ -224,7 +245,11 @@ class FaceLocatorNode(Node):
         with self._lock:
             if self._requested is not None and _same(msg, self._requested):
                 self._framing_id, self._requested = msg.registration_id, None
-                self.policy.localised()
+                self._frames_since_track = 0
+                if self._requested_by == "track":
+                    self.policy.reframed()
+                else:
+                    self.policy.localised()
             elif self.last is None and self._next_search is None:
                 self._next_search = time.monotonic()  # the DMD is up: first look
 
@@ -234,15 +259,20 @@ class FaceLocatorNode(Node):
         if not self.config["tracking"] or msg.registration_id != self._framing_id or self._wanted.is_set():
             return
         self.policy.every, self.policy.change = self.config["every"], self.config["change"]
-        if self.policy.should_localise(np.asarray(msg.values)):
+        self._frames_since_track += 1
+        locate = self.policy.should_localise(np.asarray(msg.values))
+        track = self.tracker is not None and 0 < self.config["track_every"] <= self._frames_since_track
+        if locate or track:
             with self._lock:
-                self._near, self._framing_id = self.last_box(), None
+                self._task = "locate" if locate else "track"
+                self._near, self._framing_id = self.tracked_box(), None
             self._wanted.set()
 
-    def last_box(self):
-        return (
-            np.asarray(self.last.box, dtype=np.float64) if self.last is not None and self.last.found else None
-        )
+    def tracked_box(self):
+        """The face's box as last localised, moved as the tracker followed it (None: no face)."""
+        if self.last is None or not self.last.found:
+            return None
+        return self.tracker.box() if self.tracker is not None else np.asarray(self.last.box, dtype=np.float64)
 
     def _search_timer(self):
         with self._lock:
@@ -265,7 +295,12 @@ class FaceLocatorNode(Node):
                 self._wanted.clear()
                 continue
             try:
-                self._localise()
+                with self._lock:
+                    task, self._task = self._task, "locate"
+                if task == "track":
+                    self._track()
+                else:
+                    self._localise()
             except ProbeTimeoutError as error:
                 self.counters["probe_timeouts"] += 1
                 self.error = str(error)
@@ -278,6 +313,26 @@ class FaceLocatorNode(Node):
         with self._lock:
             self._near = None
             self._next_search = time.monotonic() + self.config["search_period_s"]
+
+    def _track(self):
+        """One tracker update: the registration follows the face, or the face is looked for again."""
+        registration, _, ok = self.tracker.update(None)
+        self.counters["tracking_updates"] += 1
+        self.cost.add_tracking(self.tracker.cost, 1000.0 * self.locator.timing.frame_time(self.tracker.cost))
+        if not ok:
+            self.counters["tracking_lost"] += 1
+            with self._lock:
+                self._near = self.tracked_box()
+            return self._localise()
+        self._request(registration, "track")
+
+    def _request(self, registration, by: str):
+        request = framing.to_msg(registration, self.field_shape)
+        request.header.stamp = self.get_clock().now().to_msg()
+        request.header.frame_id = self.config["frame_id"]
+        with self._lock:
+            self._requested, self._requested_at, self._requested_by = request, time.monotonic(), by
+        self._request_pub.publish(request)
 
     def _localise(self):
         with self._lock:
@@ -301,12 +356,12 @@ class FaceLocatorNode(Node):
             out.box = np.asarray(result.box, dtype=np.float32)
             out.landmarks = np.asarray(result.landmarks, dtype=np.float32).ravel()
             out.registration = framing.to_msg(result.registration, self.field_shape)
-            request = framing.to_msg(result.registration, self.field_shape)
-            request.header = out.header
-            with self._lock:
-                self._requested, self._requested_at = request, time.monotonic()
-            self._request_pub.publish(request)
+            self.tracker = FaceTracker(self.locator) if self.config["track_every"] else None
+            if self.tracker is not None:
+                self.tracker.start(result)
+            self._request(result.registration, "locate")
         else:
+            self.tracker = None
             self._retry_later()
         self.last = out
         self._face_pub.publish(out)
