@@ -241,3 +241,17 @@ def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, 
         assert all(process.poll() is None for process in processes)
     finally:
         stop(*processes)
+
+
+def test_a_framing_registration_on_a_calibrated_dmd_composes_with_the_calibration():
+    from lsi_ros.optics.dmd import GridRegistration
+
+    calibration = GridRegistration((1.5, -2.0), 1.03, 0.7)
+    face = GridRegistration((-30.0, 45.0), 0.4, -12.0)
+    points = np.random.default_rng(0).uniform(-128, 128, (20, 2))
+    composed = framing.compose(calibration, face)
+    np.testing.assert_allclose(
+        composed.to_scene(points), calibration.to_scene(face.to_scene(points)), atol=1e-9
+    )
+    assert framing.compose(GridRegistration(), face) == face
+    assert framing.from_msg(framing.to_msg(face, (384, 384))) == face
