@@ -11,6 +11,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from lsi_ros.evaluation.face_analysis import default_face_api_dir
 from lsi_ros.framing import measure_field
 from lsi_ros.hardware.frames import FrameAssembler, Sample
 from lsi_ros.msg import Measurements, PatternSetInfo, Registration
@@ -190,6 +191,10 @@ def box_iou(a, b) -> float:
     return inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter)
 
 
+@pytest.mark.skipif(
+    not (default_face_api_dir() / "face_landmark_68_model-weights_manifest.json").is_file(),
+    reason="face-api landmark weights not cached: make .venv/.stamps/face-api (needs npm)",
+)
 def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, probe):
     """A held-out face off-centre in a 512² field: the locator's probes go through dmd_driver and the
     sampler, its box lands on the face, and dmd_driver shows the model's grid where the box says."""
