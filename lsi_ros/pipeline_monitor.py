@@ -199,6 +199,8 @@ class PipelineMonitor(Node):
                 quad = registration_quad(registration, field.shape[:2], view.shape[0])
                 closed = np.vstack([quad, quad[:1]])
                 axes[0, column].plot(closed[:, 0], closed[:, 1], color="lime", linewidth=1.2)
+                axes[0, column].set_xlim(-0.5, field.shape[1] - 0.5)  # a grid partly off the field
+                axes[0, column].set_ylim(field.shape[0] - 0.5, -0.5)
             axes[1, column].imshow(view)
             axes[2, column].imshow(decoded)
         for row, label in enumerate(("scene field + registered grid", "what the grid frames", "decoded")):
