@@ -2,8 +2,10 @@
 
 import argparse
 import json
+import shlex
 import shutil
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -125,7 +127,8 @@ def main(args) -> int:
     summary |= {"model": args.model, "source": args.source, "duration_s": args.duration}
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if args.figure:
-        Path(args.figure).with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+        command = {"command": shlex.join(["lsi", *sys.argv[1:]])}
+        Path(args.figure).with_suffix(".json").write_text(json.dumps(summary | command, indent=2) + "\n")
     if strip is not None:
         cv2.imwrite(str(output / "frames.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
     latency = summary["latency_ms"]
