@@ -6,11 +6,16 @@ ros2 launch lsi_ros capture.launch.py dmd_backend:=dlpc900 detector_backend:=ser
 The DMD shows the model's learned patterns unless pattern_set:= names another set (the encoder then
 refuses the frames, by design: its model only understands its own patterns). Every node runs in
 namespace:= and is started again RESPAWN_DELAY_S after it dies (respawn:=false turns that off).
+
+framing:=auto finds the face in the field with the camera itself and shows the model's patterns
+registered onto it (face_locator, dmd_driver and photodiode_sampler with framing: docs/ros2.md);
+framing:=off (default) leaves the patterns where the calibration puts them.
 """
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -22,6 +27,8 @@ def generate_launch_description():
     params_file = LaunchConfiguration("params_file")
     backend = LaunchConfiguration("backend")
     model = LaunchConfiguration("model")
+    framing_on = PythonExpression(["'", LaunchConfiguration("framing"), "' == 'auto'"])
+    field_size = LaunchConfiguration("field_size")
     respawned = {
         "namespace": LaunchConfiguration("namespace"),
         "respawn": LaunchConfiguration("respawn"),
@@ -60,6 +67,17 @@ def generate_launch_description():
                 default_value=["model:", model],
                 description="What the DMD shows: model:<name>, a pattern-set file, hadamard-split:<P>, ...",
             ),
+            DeclareLaunchArgument(
+                "framing",
+                default_value="off",
+                choices=["auto", "off"],
+                description="auto: find the face and register the patterns onto it; off: as calibrated.",
+            ),
+            DeclareLaunchArgument(
+                "field_size",
+                default_value="1024",
+                description="framing: side of the scene field in pixels (boxes; the simulated field).",
+            ),
             Node(
                 package="lsi_ros",
                 executable="dmd_driver",
@@ -69,6 +87,7 @@ def generate_launch_description():
                     {
                         "backend": LaunchConfiguration("dmd_backend"),
                         "pattern_set": LaunchConfiguration("pattern_set"),
+                        "framing": framing_on,
                     },
                 ],
                 **respawned,
@@ -77,7 +96,22 @@ def generate_launch_description():
                 package="lsi_ros",
                 executable="photodiode_sampler",
                 name="photodiode_sampler",
-                parameters=[params_file, {"backend": LaunchConfiguration("detector_backend")}],
+                parameters=[
+                    params_file,
+                    {
+                        "backend": LaunchConfiguration("detector_backend"),
+                        "framing": framing_on,
+                        "field_size": field_size,
+                    },
+                ],
+                **respawned,
+            ),
+            Node(
+                package="lsi_ros",
+                executable="face_locator",
+                name="face_locator",
+                parameters=[params_file, {"field_size": field_size}],
+                condition=IfCondition(framing_on),
                 **respawned,
             ),
             Node(

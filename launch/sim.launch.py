@@ -2,6 +2,7 @@
 
 ros2 launch lsi_ros sim.launch.py model:=m128 source:=portraits
 ros2 launch lsi_ros sim.launch.py namespace:=robot1   # every node and topic under /robot1
+ros2 launch lsi_ros sim.launch.py framing:=auto source:=walking   # a person walking across the field
 Each included file runs in its own scope (GroupAction), so that its arguments (params_file, ...) do
 not leak into the next one.
 """
@@ -44,7 +45,21 @@ def generate_launch_description():
                 description="Generator of the model and the faces.",
             ),
             DeclareLaunchArgument(
-                "source", default_value="demo", description="folder, video, faces, portraits or demo."
+                "source",
+                default_value="demo",
+                description="folder, video, faces, portraits, demo; unframed or walking (faces in a field).",
+            ),
+            DeclareLaunchArgument(
+                "framing",
+                default_value="off",
+                choices=["auto", "off"],
+                description="auto: find the face in the field and register the patterns onto it.",
+            ),
+            DeclareLaunchArgument(
+                "field_size",
+                default_value="384",
+                description="framing, unframed/walking: side of the simulated scene field in pixels "
+                "(384: a scene image fits Fast DDS's 512 KiB shared-memory segment).",
             ),
             DeclareLaunchArgument("path", default_value="", description="Image folder or video file."),
             DeclareLaunchArgument("scene_rate_hz", default_value="5.0", description="Scenes per second."),
@@ -79,6 +94,7 @@ def generate_launch_description():
                         "path": LaunchConfiguration("path"),
                         "rate_hz": LaunchConfiguration("scene_rate_hz"),
                         "generator": LaunchConfiguration("generator"),
+                        "field_size": LaunchConfiguration("field_size"),
                     }
                 ],
                 respawn=respawn,
@@ -92,6 +108,8 @@ def generate_launch_description():
                     "respawn": respawn,
                     "backend": "sim",
                     "model": LaunchConfiguration("model"),
+                    "framing": LaunchConfiguration("framing"),
+                    "field_size": LaunchConfiguration("field_size"),
                 },
             ),
             included(

@@ -3,6 +3,9 @@
 Follows each scene through the graph by its header stamp (the sampler stamps a frame with its
 scene's stamp, the encoder and decoder copy it): scene -> Measurements -> LatentCode -> Image (image_raw).
 ``keep_images=False`` keeps only stamps and arrival times, for long runs at the DMD frame rate.
+With ``framing`` the scenes are fields with a face somewhere: each decoded image is compared with what
+the registration its frame was measured under frames (lsi_ros.framing.framed_view), and
+:meth:`framing_figure` shows the fields, the framed faces and the decoded images side by side.
 """
 
 import time
@@ -13,9 +16,10 @@ from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from lsi_ros.msg import LatentCode, Measurements
+from lsi_ros.msg import FaceLocation, LatentCode, Measurements, Registration
 from lsi_ros.optics.objective import scene_on_dmd
 from lsi_ros.ros import image, qos
+from lsi_ros.ros import registration as framing_topics
 
 
 def _key(header) -> tuple:
@@ -23,10 +27,17 @@ def _key(header) -> tuple:
 
 
 class PipelineMonitor(Node):
-    def __init__(self, resolution: int = 256, keep_images: bool = True, **node_options):
+    def __init__(
+        self, resolution: int = 256, keep_images: bool = True, framing: bool = False, **node_options
+    ):
         super().__init__("pipeline_monitor", **node_options)
         self.resolution = resolution
         self.keep_images = keep_images
+        self.framing = framing
+        self.registrations = {0: None}  # dmd_driver's registration ids -> GridRegistration
+        self.frame_registration = {}  # scene stamp -> registration id of its frame
+        self.faces = []  # FaceLocation messages
+        self.framed = []  # (field uint8, registration, framed view, decoded), framing only
         self.scenes = {}
         self.events = {"measurements": {}, "latent": {}, "image": {}}
         self.sizes = {}
@@ -38,6 +49,9 @@ class PipelineMonitor(Node):
         self.create_subscription(Measurements, "measurements", self._on_measurements, qos.SENSOR_DATA)
         self.create_subscription(LatentCode, "latent", self._on_latent, qos.RELIABLE)
         self.create_subscription(Image, "image_raw", self._on_image, qos.RELIABLE)
+        if framing:
+            self.create_subscription(Registration, framing_topics.APPLIED, self._on_applied, qos.LATCHED)
+            self.create_subscription(FaceLocation, framing_topics.FACE, self.faces.append, qos.RELIABLE)
 
     def _arrival_ms(self, header) -> float:
         stamp_ns = header.stamp.sec * 10**9 + header.stamp.nanosec
@@ -48,6 +62,9 @@ class PipelineMonitor(Node):
             self.scenes[_key(msg.header)] = None
             self.sizes.setdefault("scene", len(serialize_message(msg)))
             return
+        if self.framing:
+            self.scenes[_key(msg.header)] = np.rint(image.to_rgb_float(msg) * 255).astype(np.uint8)
+            return
         rgb = scene_on_dmd(image.to_rgb_float(msg), self.resolution)
         self.scenes[_key(msg.header)] = rgb
         on_grid = image.array_to_image(np.rint(rgb * 255).astype(np.uint8), "rgb8")
@@ -56,6 +73,7 @@ class PipelineMonitor(Node):
     def _on_measurements(self, msg):
         self.events["measurements"][_key(msg.header)] = self._arrival_ms(msg.header)
         self.sequences.append((_key(msg.header), msg.sequence))
+        self.frame_registration[_key(msg.header)] = msg.registration_id
         self.sizes.setdefault("measurements", len(serialize_message(msg)))
 
     def _on_latent(self, msg):
@@ -67,9 +85,24 @@ class PipelineMonitor(Node):
         self.first_image_time = self.first_image_time or time.monotonic()
         self.events["image"][_key(msg.header)] = self._arrival_ms(msg.header)
         scene = self.scenes.get(_key(msg.header))
-        if scene is not None:
-            decoded = image.to_rgb_float(msg)
+        if scene is None:
+            return
+        decoded = image.to_rgb_float(msg)
+        if not self.framing:
             self.pairs.append((scene_on_dmd(scene, decoded.shape[0]), decoded))
+            return
+        from lsi_ros.framing import framed_view
+
+        registration_id = self.frame_registration.get(_key(msg.header))
+        if registration_id not in self.registrations:
+            return  # its frame was not seen, or its registration's announcement was missed
+        registration = self.registrations[registration_id]
+        view = np.clip(framed_view(scene, registration, decoded.shape[0]), 0.0, 1.0)
+        self.pairs.append((view, decoded))
+        self.framed.append((scene, registration, view, decoded))
+
+    def _on_applied(self, msg):
+        self.registrations[msg.registration_id] = framing_topics.from_msg(msg) if msg.scale > 0 else None
 
     def summary(self, since_ns: int | None = None, until_ns: int | None = None) -> dict:
         """Counts, drops and latencies of the scenes stamped in [since_ns, until_ns) (default: all)."""
@@ -127,3 +160,54 @@ class PipelineMonitor(Node):
         top = np.concatenate([s for s, _ in chosen], axis=1)
         bottom = np.concatenate([d for _, d in chosen], axis=1)
         return np.rint(np.concatenate([top, bottom], axis=0) * 255).astype(np.uint8)
+
+    def framing_summary(self) -> dict:
+        """Localisations, faces found, their cost, and the registrations frames were measured under."""
+        found = [f for f in self.faces if f.found]
+        ids = list(self.frame_registration.values())
+        return {
+            "localisations": len(self.faces),
+            "faces_found": len(found),
+            "registrations_applied": len([i for i in self.registrations if i]),
+            "frames_registered": int(sum(1 for i in ids if i)),
+            "frames_unregistered": int(sum(1 for i in ids if not i)),
+            "localisation_patterns_p50": float(np.median([f.patterns for f in self.faces]))
+            if self.faces
+            else None,
+            "localisation_display_ms_p50": float(np.median([f.display_ms for f in self.faces]))
+            if self.faces
+            else None,
+            "localisation_compute_ms_p50": float(np.median([f.compute_ms for f in self.faces]))
+            if self.faces
+            else None,
+        }
+
+    def framing_figure(self, path, count: int = 6) -> None:
+        """Fields with the registered grid (top), what it frames (middle), decoded images (bottom)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from lsi_ros.framing import registration_quad
+
+        chosen = self.framed[:: max(1, len(self.framed) // count)][:count]
+        figure, axes = plt.subplots(3, len(chosen), figsize=(2.2 * len(chosen), 6.9), squeeze=False)
+        for column, (field, registration, view, decoded) in enumerate(chosen):
+            axes[0, column].imshow(field)
+            if registration is not None:
+                quad = registration_quad(registration, field.shape[:2], view.shape[0])
+                closed = np.vstack([quad, quad[:1]])
+                axes[0, column].plot(closed[:, 0], closed[:, 1], color="lime", linewidth=1.2)
+                axes[0, column].set_xlim(-0.5, field.shape[1] - 0.5)  # a grid partly off the field
+                axes[0, column].set_ylim(field.shape[0] - 0.5, -0.5)
+            axes[1, column].imshow(view)
+            axes[2, column].imshow(decoded)
+        for row, label in enumerate(("scene field + registered grid", "what the grid frames", "decoded")):
+            axes[row, 0].set_ylabel(label, fontsize=8)
+        for ax in axes.ravel():
+            ax.set_xticks([])
+            ax.set_yticks([])
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)

@@ -103,3 +103,34 @@ def offline_faces(lfw_faces: int = 2) -> Iterator[tuple[str, np.ndarray]]:
     yield from portrait_faces()
     for index, gray in enumerate(data.lfw_subset()[:lfw_faces]):
         yield f"lfw_{index:03d}", np.repeat(np.rint(gray * 255).astype(np.uint8)[:, :, None], 3, axis=2)
+
+
+def unframed_face_scenes(
+    generator_name: str = "mobilestylegan",
+    first_seed: int | None = None,
+    field_size: int = 1024,
+    seed: int = 0,
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Held-out faces anywhere in a larger textured field, at any size and roll, every fifth field
+    empty (lsi_ros.framing.unframed): what a robot's camera sees."""
+    from lsi_ros.framing.unframed import unframed_scene
+
+    rng = np.random.default_rng(seed)
+    for index, (name, face) in enumerate(face_scenes(generator_name, first_seed)):
+        scene = unframed_scene(name, None if index % 5 == 4 else face, rng, (field_size, field_size))
+        yield f"unframed {scene.name}", np.rint(scene.image * 255).astype(np.uint8)
+
+
+def walking_scenes(
+    generator_name: str = "mobilestylegan",
+    first_seed: int | None = None,
+    field_size: int = 1024,
+    frames: int = 60,
+) -> Iterator[tuple[str, np.ndarray]]:
+    """One held-out person walking across the field and towards the camera, in ``frames`` scenes
+    (lsi_ros.framing.unframed.walking_sequence)."""
+    from lsi_ros.framing.unframed import walking_sequence
+
+    name, face = next(face_scenes(generator_name, first_seed))
+    for scene in walking_sequence(face, frames, (field_size, field_size)):
+        yield f"{name} {scene.name}", np.rint(scene.image * 255).astype(np.uint8)

@@ -65,10 +65,14 @@ def statuses(received, name):
 
 
 def test_scene_to_measurement_frame_matches_the_forward_model(tmp_path, probe):
+    """framing:=off (the default, given here) measures the scene resized to the grid, as ever."""
     node, scenes, received = probe
-    launch = start_capture(tmp_path, pattern_set="hadamard-split:32")
+    launch = start_capture(tmp_path, pattern_set="hadamard-split:32", framing="off")
     try:
         assert wait_for(lambda: received["info"], timeout=30), "dmd_driver announced no pattern set"
+        assert_all_nodes_alive(launch)  # no face_locator
+        assert not node.get_publishers_info_by_topic("/framing/applied")
+        assert not node.get_subscriptions_info_by_topic("/framing/registration")
         info = received["info"][0]
         assert (info.num_patterns, info.resolution, info.kind) == (32, 64, "hadamard-split")
         assert wait_for(lambda: statuses(received, "photodiode_sampler"), timeout=30)
@@ -92,6 +96,7 @@ def test_scene_to_measurement_frame_matches_the_forward_model(tmp_path, probe):
     by_stamp = {(s.sec, s.nanosec): rgb for s, rgb in sent}
     for frame in received["frames"]:
         assert frame.pattern_set_id == info.pattern_set_id and len(frame.values) == 32
+        assert frame.registration_id == 0
         rgb = by_stamp[(frame.header.stamp.sec, frame.header.stamp.nanosec)]
         expected = forward.measure(scene_on_dmd(rgb.astype(np.float32) / 255.0, 64))
         np.testing.assert_allclose(frame.values, expected, rtol=1e-5)

@@ -13,13 +13,14 @@ PAGE = Path(__file__).resolve().parents[1] / "docs" / "nodes.md"
 # How each node is started here (fast settings; what they publish does not depend on them) and the
 # declared interfaces a node has only in another mode.
 STARTS = {
-    "dmd_driver": ({}, set()),
+    "dmd_driver": ({"framing": True}, set()),
+    "face_locator": ({}, set()),
     "latent_classifier": ({}, set()),
     "latent_decoder": ({"generator": "dcgan", "threads": 1}, set()),
     "latent_encoder": ({"threads": 1}, {"attributes"}),  # task mode only
     "latent_monitor": ({}, set()),
     "latent_source": ({}, set()),
-    "photodiode_sampler": ({}, set()),
+    "photodiode_sampler": ({"framing": True}, set()),
     "scene_source": ({"source": "folder", "path": "/nonexistent"}, set()),
     "web_view": ({"port": 0}, set()),
 }

@@ -2,8 +2,10 @@
 
 import argparse
 import json
+import shlex
 import shutil
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +32,22 @@ def add_parser(subparsers):
     parser.add_argument("--generator", default="mobilestylegan", help="generator of the model and the faces")
     parser.add_argument("--path", default="", help="image folder or video file for --source folder/video")
     parser.add_argument("--scene-rate", type=float, default=2.0, help="scenes per second (default 2)")
+    parser.add_argument(
+        "--framing",
+        choices=("off", "auto"),
+        default="off",
+        help="auto: find the face in the field and register the patterns onto it (sources unframed, "
+        "walking); writes --output/framing.png, fields beside their decoded images (default off)",
+    )
+    parser.add_argument(
+        "--field-size", type=int, default=384, help="framing: side of the scene field in pixels (default 384)"
+    )
+    parser.add_argument(
+        "--figure",
+        default="",
+        help="framing: also write the figure here, with its numbers beside it (.json), e.g. "
+        "docs/results/framing_sequence.png",
+    )
     parser.add_argument("--output", default="runs/latest", help="output folder (replaced)")
     parser.add_argument(
         "--web",
@@ -67,12 +85,14 @@ def main(args) -> int:
         "web": str(args.web).lower(),
         "web_port": str(web_port),
     }
+    if args.framing == "auto":
+        arguments |= {"framing": "auto", "field_size": str(args.field_size)}
     if args.path:
         arguments["path"] = args.path
     adopt_ros_environment()
     context = rclpy.Context()
     rclpy.init(context=context)
-    monitor = PipelineMonitor(context=context)
+    monitor = PipelineMonitor(context=context, framing=args.framing == "auto")
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(monitor)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -96,10 +116,19 @@ def main(args) -> int:
         executor.shutdown(timeout_sec=2.0)
         summary = monitor.summary()
         strip = monitor.frame_strip() if monitor.pairs else None
+        if monitor.framing:
+            summary["framing"] = monitor.framing_summary()
+            if monitor.framed:
+                figures = [output / "framing.png", *([Path(args.figure)] if args.figure else [])]
+                for figure in figures:
+                    monitor.framing_figure(figure)
         monitor.destroy_node()
         rclpy.try_shutdown(context=context)
     summary |= {"model": args.model, "source": args.source, "duration_s": args.duration}
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.figure:
+        command = {"command": shlex.join(["lsi", *sys.argv[1:]])}
+        Path(args.figure).with_suffix(".json").write_text(json.dumps(summary | command, indent=2) + "\n")
     if strip is not None:
         cv2.imwrite(str(output / "frames.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
     latency = summary["latency_ms"]

@@ -19,9 +19,10 @@ class PatternProjector(ABC):
     """A DMD: upload a pattern set, display it cyclically, report status."""
 
     @abstractmethod
-    def upload(self, pattern_set, registration=None) -> None:
+    def upload(self, pattern_set, registration=None, partial: bool = False) -> None:
         """Load the patterns into the device (all at once or in batches that fit its memory), moved
-        and scaled onto the scene by ``registration`` (lsi_ros.optics.dmd.GridRegistration) if given."""
+        and scaled onto the scene by ``registration`` (lsi_ros.optics.dmd.GridRegistration) if given;
+        ``partial``: the registered grid may leave the mirror array in part (:func:`placement`)."""
 
     @abstractmethod
     def start(self) -> None: ...
@@ -46,6 +47,24 @@ class Detector(ABC):
 
     @abstractmethod
     def status(self) -> dict: ...
+
+
+def mirror_placement(geometry, resolution, registration=None, partial: bool = False):
+    """Where the patterns land on the mirror array. A calibration's registration must keep the whole
+    grid on the array (lsi_ros.optics.dmd.placement raises otherwise); with ``partial`` (framing: a
+    face near the field's edge, a look round it) the sampling pixels off the array are shown on no
+    mirror: the scene field lies inside the array, so they would have seen no light anyway."""
+    from dataclasses import replace
+
+    from lsi_ros.optics import dmd
+
+    if not partial:
+        return dmd.placement(geometry, resolution, registration)
+    from lsi_ros.framing import field_placement
+
+    return replace(
+        field_placement(resolution, registration, (geometry.rows, geometry.cols)), geometry=geometry
+    )
 
 
 def projector_backends() -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lsi_ros.hardware import HardwareError, PatternProjector
+from lsi_ros.hardware import HardwareError, PatternProjector, mirror_placement
 from lsi_ros.optics import dmd as dmd_geometry
 
 UPLOAD_CHUNK = 64  # pictures per SeqPut: bounds the host memory of one transfer
@@ -70,8 +70,8 @@ class Alp4Projector(PatternProjector):
             )
         return alp
 
-    def upload(self, pattern_set, registration=None) -> None:
-        placement = dmd_geometry.placement(self.geometry, pattern_set.resolution, registration)
+    def upload(self, pattern_set, registration=None, partial: bool = False) -> None:
+        placement = mirror_placement(self.geometry, pattern_set.resolution, registration, partial)
         if pattern_set.num_patterns > self.timing.pattern_memory:
             raise ValueError(
                 f"{pattern_set.num_patterns} patterns exceed the ALP's {self.timing.pattern_memory}"

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lsi_ros.hardware import HardwareError, PatternProjector
+from lsi_ros.hardware import HardwareError, PatternProjector, mirror_placement
 from lsi_ros.optics import dmd as dmd_geometry
 
 VENDOR_ID = 0x0451
@@ -691,8 +691,8 @@ class Dlpc900Projector(PatternProjector):
                 self.close()
             raise
 
-    def upload(self, pattern_set, registration=None) -> None:
-        self.placement = dmd_geometry.placement(self.geometry, pattern_set.resolution, registration)
+    def upload(self, pattern_set, registration=None, partial: bool = False) -> None:
+        self.placement = mirror_placement(self.geometry, pattern_set.resolution, registration, partial)
         self.pattern_set = pattern_set
         m = pattern_set.num_patterns
         self.batches = [range(s, min(s + self.pattern_memory, m)) for s in range(0, m, self.pattern_memory)]

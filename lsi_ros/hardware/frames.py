@@ -40,6 +40,7 @@ class MeasurementFrame:
     stamp_ns: int
     values: np.ndarray
     saturated_count: int
+    registration_id: int = 0
 
 
 @dataclass
@@ -51,6 +52,7 @@ class FrameCounters:
     dropped_invalid_value: int = 0
     dropped_missed_trigger: int = 0
     dropped_interrupted: int = 0
+    dropped_registration_change: int = 0
 
     @property
     def dropped(self) -> int:
@@ -61,6 +63,7 @@ class FrameCounters:
             + self.dropped_invalid_value
             + self.dropped_missed_trigger
             + self.dropped_interrupted
+            + self.dropped_registration_change
         )
 
 
@@ -116,6 +119,19 @@ class FrameAssembler:
     _broken: bool = False
     _gap_counted: bool = False
     _last_index: int = -1
+    registration_id: int = 0
+    _registration_since_ns: int = 0
+
+    def change_registration(self, registration_id: int, since_ns: int = 0) -> None:
+        """The DMD shows the patterns with another registration from ``since_ns`` on (host time):
+        the frame in progress, and a frame whose first pattern was shown before, mix two registrations
+        and are dropped and counted; the frames after carry ``registration_id``."""
+        if registration_id == self.registration_id:
+            return
+        if self._values:
+            self.counters.dropped_registration_change += 1
+            self._restart(broken=True)
+        self.registration_id, self._registration_since_ns = registration_id, since_ns
 
     def add(self, sample: Sample, stamp_ns: int) -> MeasurementFrame | None:
         """Feed one sample (``stamp_ns``: when its pattern was shown); returns a frame when one completes."""
@@ -140,6 +156,10 @@ class FrameAssembler:
                 self.counters.dropped_incomplete += 1
             self._restart(broken=False)
             self._stamp_ns = stamp_ns
+            if stamp_ns < self._registration_since_ns:
+                self.counters.dropped_registration_change += 1
+                self._restart(broken=True)
+                return None
         elif self._broken:
             return None
         elif sample.pattern_index != len(self._values):
@@ -160,6 +180,7 @@ class FrameAssembler:
             stamp_ns=self._stamp_ns,
             values=np.asarray(self._values, dtype=np.float32),
             saturated_count=self._saturated,
+            registration_id=self.registration_id,
         )
         self._sequence += 1
         self.counters.published += 1

@@ -2,16 +2,21 @@
 
 The objective lens maps the scene onto the DMD's sampling grid (lsi_ros.optics.objective); the
 photodiode sums the light of all channels passing the pattern, and the detector model adds shot,
-read and dark noise and ADC quantisation with saturation.
+read and dark noise and ADC quantisation with saturation. With a ``field_shape`` (framing) the scene
+fills the whole field of the DMD's active area instead, and the patterns measure it where the
+registration puts them (lsi_ros.framing.measure_field).
 """
 
 from collections.abc import Iterator
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import torch
 
-from lsi_ros.hardware import Detector, PatternProjector
+from lsi_ros.framing import measure_field
+from lsi_ros.framing.field import detect_light, light_fraction
+from lsi_ros.hardware import Detector, PatternProjector, mirror_placement
 from lsi_ros.hardware.frames import Sample
 from lsi_ros.optics import dmd as dmd_geometry
 from lsi_ros.optics.forward import ForwardModel
@@ -28,8 +33,8 @@ class SimulatedDmd(PatternProjector):
         self.pattern_set = None
         self.running = False
 
-    def upload(self, pattern_set, registration=None) -> None:
-        self.placement = dmd_geometry.placement(self.geometry, pattern_set.resolution, registration)
+    def upload(self, pattern_set, registration=None, partial: bool = False) -> None:
+        self.placement = mirror_placement(self.geometry, pattern_set.resolution, registration, partial)
         self.pattern_set = pattern_set
 
     def start(self) -> None:
@@ -56,26 +61,46 @@ class SimulatedDmd(PatternProjector):
 class SimulatedPhotodiode(Detector):
     """One reading per pattern of the current scene through the photodiode model."""
 
-    def __init__(self, model: PhotodiodeModel, seed: int = 0):
+    def __init__(self, model: PhotodiodeModel, seed: int = 0, field_shape: tuple[int, int] | None = None):
         self.model = model
         self.rng = np.random.default_rng(seed)
         self.pattern_set = None
         self._forward = None
         self.scene = None
+        self.field_shape = field_shape
+        self.registration = None
 
     def set_pattern_set(self, pattern_set) -> None:
         self.pattern_set = pattern_set
         self._forward = ForwardModel(pattern_set, dtype=np.float32)
 
     def set_scene(self, rgb: np.ndarray) -> None:
-        """The scene (H, W, 3) in [0, 1], any size; kept on the DMD's sampling grid."""
-        self.scene = scene_on_dmd(rgb, self.pattern_set.resolution[0])
+        """The scene (H, W, 3) in [0, 1], any size; kept on the DMD's sampling grid, or with a
+        ``field_shape`` resized to the field (the objective images all of it onto the active area)."""
+        if self.field_shape is None:
+            self.scene = scene_on_dmd(rgb, self.pattern_set.resolution[0])
+        else:
+            rows, cols = self.field_shape
+            self.scene = cv2.resize(rgb, (cols, rows), interpolation=cv2.INTER_AREA)
+
+    def measure_field(self, forward, registration) -> np.ndarray:
+        """ADC counts of one pass of ``forward``'s patterns, registered so, over the field scene."""
+        return measure_field(self.scene, forward, registration, self.model, self.rng)
+
+    def measure_probe(self, forward, registration) -> tuple[np.ndarray, np.ndarray]:
+        """A probe's counts and those of one all-off pattern after it (the ambient light)."""
+        fraction = light_fraction(forward.resolution, registration, self.field_shape)
+        dark = detect_light(np.zeros(1), fraction, self.model, self.rng)
+        return self.measure_field(forward, registration), dark
 
     def acquire_frame(self) -> Iterator[Sample]:
-        # one float32 matrix-vector product with the pattern matrix the forward model keeps in torch
-        # (numpy's BLAS is 3-5x slower on this (P, H·W) shape)
-        ideal = self._forward.measure_torch(torch.from_numpy(self.scene).permute(2, 0, 1)).numpy()
-        counts = self.model.sample(ideal, self.rng).counts
+        if self.field_shape is not None:
+            counts = self.measure_field(self._forward, self.registration)
+        else:
+            # one float32 matrix-vector product with the pattern matrix the forward model keeps in
+            # torch (numpy's BLAS is 3-5x slower on this (P, H·W) shape)
+            ideal = self._forward.measure_torch(torch.from_numpy(self.scene).permute(2, 0, 1)).numpy()
+            counts = self.model.sample(ideal, self.rng).counts
         clipped = counts >= self.model.full_scale
         set_id = self.pattern_set.pattern_set_id
         for index, (value, saturated) in enumerate(zip(counts.tolist(), clipped.tolist(), strict=True)):

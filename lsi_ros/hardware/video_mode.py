@@ -22,7 +22,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from lsi_ros.hardware import HardwareError, PatternProjector
+from lsi_ros.hardware import HardwareError, PatternProjector, mirror_placement
 from lsi_ros.optics import dmd as dmd_geometry
 
 FRAME_RATE_HZ = 60.0
@@ -166,8 +166,8 @@ class VideoModeProjector(PatternProjector):
         self.state = "idle"
         self.fault = ""
 
-    def upload(self, pattern_set, registration=None) -> None:
-        self.placement = dmd_geometry.placement(self.geometry, pattern_set.resolution, registration)
+    def upload(self, pattern_set, registration=None, partial: bool = False) -> None:
+        self.placement = mirror_placement(self.geometry, pattern_set.resolution, registration, partial)
         planes = pack_video_frames(pattern_set.dense())  # (F, H, W, 3) at sampling resolution
         self.frames = np.stack([self.placement.place_values(frame) for frame in planes])
         self.pattern_set = pattern_set

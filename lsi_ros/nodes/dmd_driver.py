@@ -10,6 +10,18 @@ scene by its measured registration (shift, scale; lsi_ros.optics.dmd.GridRegistr
 pattern set is unchanged, because the measurements still mean the same scene points. A calibration
 that cannot be read or used is reported (ERROR) and the patterns are shown unregistered.
 
+With ``framing`` (``framing:=auto`` in the launch files) the registration also comes live, from
+``framing/registration`` (lsi_ros/Registration; face_locator sends it, ``ros2 topic pub`` works too):
+the model's patterns are shown moved, scaled and turned onto that part of the scene field (after the
+calibration's registration), to the nearest mirror. The pattern set and its announcement stay as they
+are; each registration put on the DMD gets the next id and is announced on ``framing/applied``
+(transient-local), stamped when it took effect; the sampler tags every frame with the id it was
+measured under. A request that cannot be shown (bad numbers, grid off the mirror array) is refused,
+counted and reported (WARN), and the registration on display stays; a grid partly off the mirror
+array is shown where it has mirrors (the scene field lies inside the array). ``framing/probe`` asks for one
+pass of another set (face_locator's Hadamard patterns), registered as the request says: it is shown,
+announced on ``framing/probe_shown`` and the model's set comes back with its registration.
+
 Publishes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local: late joiners get it, sent once
 the backend displays the set), ``/diagnostics``. A pattern set that cannot be loaded fails the
 configure transition, is reported (ERROR) and the node keeps running, so a fixed file or parameter
@@ -24,12 +36,14 @@ activates itself, so a plain ``ros2 run`` or launch file starts it displaying.
 """
 
 import time
+from dataclasses import replace
 
 from lsi_ros.hardware import HardwareError, pattern_sources, projector_backends
-from lsi_ros.msg import PatternSetInfo
+from lsi_ros.msg import PatternSetInfo, Registration
 from lsi_ros.optics import dmd as dmd_geometry
 from lsi_ros.optics.calibration import CalibrationError, DetectorCalibration
 from lsi_ros.ros import diagnostics, lifecycle, node_main, qos
+from lsi_ros.ros import registration as framing
 from lsi_ros.ros.parameters import Param, ParameterError
 from lsi_ros.ros.reference import Topic
 
@@ -47,6 +61,20 @@ TOPICS = (
         "lsi_ros/msg/PatternSetInfo",
         "The set on display (transient-local), sent on activation.",
     ),
+    Topic(
+        "sub",
+        framing.REQUEST,
+        "lsi_ros/msg/Registration",
+        "framing: the registration to show the model's set with, applied live.",
+    ),
+    Topic("sub", framing.PROBE, "lsi_ros/msg/Registration", "framing: show one pass of this set."),
+    Topic(
+        "pub",
+        framing.APPLIED,
+        "lsi_ros/msg/Registration",
+        "framing: the registration on display and its id (transient-local).",
+    ),
+    Topic("pub", framing.PROBE_SHOWN, "lsi_ros/msg/Registration", "framing: a probe is on the DMD now."),
     Topic(
         "pub", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "Device state, registration, errors."
     ),
@@ -74,6 +102,12 @@ PARAMS = lifecycle.read_at_configure(
         "",
         "Calibration JSON from `lsi calibrate`: its registration moves the patterns onto the scene "
         "(empty: none).",
+    ),
+    Param(
+        "framing",
+        False,
+        "Take registrations live from framing/registration and probes from framing/probe "
+        "(false: the calibration's registration only).",
     ),
     Param("frame_id", "lsi_camera", "header.frame_id of the announcement."),
     Param(
@@ -117,6 +151,13 @@ class DmdDriver(lifecycle.ManagedNode):
         self.uploaded = False
         self.registration = dmd_geometry.GridRegistration()
         self.registration_error = ""
+        self.framing = dmd_geometry.GridRegistration()  # the live registration on the scene field
+        self.framing_msg = framing.to_msg(None)
+        self.framing_counters = dict.fromkeys(
+            ("registrations_applied", "registrations_refused", "probes_shown", "probes_refused"), 0
+        )
+        self.framing_error = ""
+        self._framing_inputs = []  # framing's subscriptions and publishers, made at configure
         self._retry_delay = 0.0
         self._retry_at = None
         self.create_timer(1.0, self._report)
@@ -142,6 +183,15 @@ class DmdDriver(lifecycle.ManagedNode):
                 f"cannot display pattern set '{self.config['pattern_set']}': {error}"
             ) from error
         self.uploaded = False
+        if self.config["framing"] and not self._framing_inputs:
+            self._applied = self.create_publisher(Registration, framing.APPLIED, qos.LATCHED)
+            self._probe_shown = self.create_publisher(Registration, framing.PROBE_SHOWN, qos.RELIABLE)
+            self._framing_inputs = [
+                self._applied,
+                self._probe_shown,
+                self.create_subscription(Registration, framing.REQUEST, self._on_registration, qos.RELIABLE),
+                self.create_subscription(Registration, framing.PROBE, self._on_probe, qos.RELIABLE),
+            ]
         self._bring_up()
 
     def activate(self):
@@ -159,6 +209,12 @@ class DmdDriver(lifecycle.ManagedNode):
             close()
         self.projector = self.pattern_set = self.path = None
         self.uploaded = False
+        for endpoint in self._framing_inputs:
+            if endpoint in self.subscriptions:
+                self.destroy_subscription(endpoint)
+            else:
+                self.destroy_publisher(endpoint)
+        self._framing_inputs = []
 
     def _stop_projector(self):
         try:
@@ -173,7 +229,8 @@ class DmdDriver(lifecycle.ManagedNode):
         self._retry_at = None
         try:
             if not self.uploaded:
-                self.projector.upload(self.pattern_set, self._registration(self.pattern_set))
+                total = framing.compose(self._registration(self.pattern_set), self.framing)
+                self.projector.upload(self.pattern_set, total, partial=not self.framing.is_identity)
                 self.uploaded = True
             if self.active:
                 self.projector.start()
@@ -209,6 +266,74 @@ class DmdDriver(lifecycle.ManagedNode):
             f"displaying {pattern_set.kind} pattern set {pattern_set.pattern_set_id} "
             f"({pattern_set.num_patterns} patterns at {info.pattern_rate_hz:.0f} Hz)"
         )
+        if self.config["framing"]:
+            self._announce_framing()
+
+    def _announce_framing(self):
+        msg = self.framing_msg
+        msg.pattern_set_id, msg.uri = self.pattern_set.pattern_set_id, str(self.path)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.config["frame_id"]
+        self._applied.publish(msg)
+
+    def _on_registration(self, msg: Registration):
+        """framing: show the model's set with the requested registration; refuse what cannot be shown."""
+        if not self.active or not self.uploaded:
+            return self._refuse("registrations_refused", "registration request while not displaying")
+        try:
+            requested = framing.from_msg(msg)
+            total = framing.compose(self.registration, requested)
+            self.projector.upload(self.pattern_set, total, partial=True)
+            self.projector.start()
+        except (ValueError, HardwareError) as error:
+            self._restore()
+            return self._refuse("registrations_refused", f"registration not applied: {error}")
+        self.framing = requested
+        self.framing_msg = framing.to_msg(
+            requested,
+            framing.field_shape(msg, (0, 0)),
+            registration_id=self.framing_msg.registration_id + 1,
+        )
+        self.framing_counters["registrations_applied"] += 1
+        self.framing_error = ""
+        self._announce_framing()
+
+    def _on_probe(self, msg: Registration):
+        """framing: one pass of another set (a locator's probe), then the model's set again."""
+        if not self.active or not self.uploaded:
+            return self._refuse("probes_refused", "probe request while not displaying")
+        try:
+            probe_set = pattern_sources.load_announced(msg.pattern_set_id, msg.uri)
+            # the calibration's shift is in sampling pixels: rescaled to the probe's grid
+            ratio = probe_set.resolution[0] / self.pattern_set.resolution[0]
+            calibration = replace(self.registration, shift=tuple(ratio * v for v in self.registration.shift))
+            registration = framing.compose(calibration, framing.from_msg(msg))
+            self.projector.upload(probe_set, registration, partial=True)
+            self.projector.start()
+        except (ValueError, OSError) as error:
+            self._restore()
+            return self._refuse("probes_refused", f"probe {msg.registration_id} not shown: {error}")
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.config["frame_id"]
+        self._probe_shown.publish(msg)
+        self.framing_counters["probes_shown"] += 1
+        self.framing_error = ""
+        self._restore()
+
+    def _restore(self):
+        """The model's set with the registration on display (after a probe or a refused request)."""
+        try:
+            total = framing.compose(self.registration, self.framing)
+            self.projector.upload(self.pattern_set, total, partial=not self.framing.is_identity)
+            self.projector.start()
+        except HardwareError as error:
+            self.uploaded = False
+            self._schedule_retry(str(error))
+
+    def _refuse(self, counter: str, message: str):
+        self.framing_counters[counter] += 1
+        self.framing_error = message
+        self.get_logger().warning(message, throttle_duration_sec=2.0)
 
     def _registration(self, pattern_set) -> dmd_geometry.GridRegistration:
         """The calibration's registration for this pattern set, or none (and an error) when the file
@@ -259,9 +384,19 @@ class DmdDriver(lifecycle.ManagedNode):
             "registration_shift_px": "{:.3f}, {:.3f}".format(*self.registration.shift),
             "registration_scale": f"{self.registration.scale:.4f}",
         }
+        if self.config["framing"]:
+            status |= {
+                "framing_registration_id": self.framing_msg.registration_id,
+                "framing_shift_px": "{:.3f}, {:.3f}".format(*self.framing.shift),
+                "framing_scale": f"{self.framing.scale:.4f}",
+                "framing_roll_deg": f"{self.framing.roll:.2f}",
+                **self.framing_counters,
+            }
         error = self.error or status.get("error") or self.registration_error
         if error:
             self._diagnostics.publish(diagnostics.ERROR, error, status)
+        elif self.framing_error:
+            self._diagnostics.publish(diagnostics.WARN, self.framing_error, status)
         elif not self.active:
             self._diagnostics.publish(diagnostics.WARN, "inactive: patterns uploaded, not shown", status)
         else:

@@ -14,6 +14,16 @@ or non-finite (lsi_ros.ros.checks). Diagnostics are WARN while drops happened wi
 seconds. A re-announced identical pattern set (a restarted dmd_driver) keeps the frame sequence
 numbers and counters going.
 
+With ``framing`` the sampler follows dmd_driver's registration (``framing/applied``): every frame
+carries the id of the registration it was measured under (Measurements.registration_id); a frame in
+progress when the registration changes, or begun before the change took effect, is dropped and
+counted (frames_dropped_registration_change). The sim backend then images the scene onto the whole
+field (``field_size`` pixels a side, the DMD's active area) and measures it through the registered
+patterns (lsi_ros.framing.measure_field), and measures each probe dmd_driver shows
+(``framing/probe_shown``) once, on the latest scene, with one all-off pattern more for the ambient
+light, into ``framing/probe_measurements`` (in the model's units, ambient subtracted: one lit sampling
+pixel of one channel = 1; ``registration_id`` = the probe's id).
+
 Service ``~/measure_dark`` (std_srvs/Trigger): with the objective covered, averages the next
 ``dark_frames`` frames into the dark level and read noise of the calibration in use (or of one made
 from the photodiode model's nominal parameters), saves it to ``calibration`` when that is set and
@@ -51,10 +61,12 @@ from std_srvs.srv import Trigger
 
 from lsi_ros.hardware import detector_backends, pattern_sources
 from lsi_ros.hardware.frames import DeviceClock, FrameAssembler
-from lsi_ros.msg import Measurements, PatternSetInfo
+from lsi_ros.msg import Measurements, PatternSetInfo, Registration
 from lsi_ros.optics.calibration import CalibrationError, DetectorCalibration, estimate_dark
+from lsi_ros.optics.forward import ForwardModel
 from lsi_ros.optics.photodiode import PhotodiodeModel
 from lsi_ros.ros import checks, diagnostics, image, lifecycle, node_main, qos
+from lsi_ros.ros import registration as framing
 from lsi_ros.ros.parameters import Param
 from lsi_ros.ros.reference import Topic
 
@@ -66,6 +78,19 @@ TOPICS = (
         "measurements",
         "lsi_ros/msg/Measurements",
         "One frame per pass over the patterns, while active.",
+    ),
+    Topic(
+        "sub",
+        framing.APPLIED,
+        "lsi_ros/msg/Registration",
+        "framing: the registration frames are measured under.",
+    ),
+    Topic("sub", framing.PROBE_SHOWN, "lsi_ros/msg/Registration", "framing, sim: a probe to measure."),
+    Topic(
+        "pub",
+        framing.PROBE_MEASUREMENTS,
+        "lsi_ros/msg/Measurements",
+        "framing, sim: one frame of each probe, in the model's units.",
     ),
     Topic("srv", "~/measure_dark", "std_srvs/srv/Trigger", "Dark level and read noise, objective covered."),
     Topic("pub", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "Frame counters, link state."),
@@ -92,6 +117,20 @@ PARAMS = lifecycle.read_at_configure(
         applies="live",
     ),
     Param("seed", 0, "sim: seed of the detector noise.", min=0, max=2**31 - 1),
+    Param(
+        "framing",
+        False,
+        "Tag frames with dmd_driver's registration (framing/applied); sim: measure the whole scene "
+        "field through the registered patterns, and the probes.",
+    ),
+    Param(
+        "field_size",
+        1024,
+        "sim, framing: side in pixels of the field the scene is imaged onto (the DMD's active area; "
+        "registrations are independent of it; at least the model's 256-pixel grid).",
+        min=256,
+        max=8192,
+    ),
     Param("port", "/dev/ttyACM0", "serial_adc: serial device path or pyserial URL (rfc2217://, socket://)."),
     Param(
         "baud_rate",
@@ -189,6 +228,10 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
             self.refusals,
             create=self.create_lifecycle_publisher,
         )
+        self._probe_publisher = None
+        self._registration = Registration()
+        self._probe_forwards = {}
+        self.probes_measured = 0
         self._dark_lock = threading.Lock()
         self._dark_frames: list | None = None
         self._dark_done: Future | None = None
@@ -207,6 +250,18 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
         self._inputs = [
             self.create_subscription(PatternSetInfo, "pattern_set", self._on_pattern_set, qos.LATCHED)
         ]
+        if self.config["framing"]:
+            self._inputs.append(
+                self.create_subscription(Registration, framing.APPLIED, self._on_registration, qos.LATCHED)
+            )
+            if self.config["backend"] == "sim" and self._probe_publisher is None:
+                self._probe_publisher = self.create_lifecycle_publisher(
+                    Measurements, framing.PROBE_MEASUREMENTS, qos.RELIABLE
+                )
+            if self.config["backend"] == "sim":
+                self._inputs.append(
+                    self.create_subscription(Registration, framing.PROBE_SHOWN, self._on_probe, qos.RELIABLE)
+                )
         if self.config["backend"] == "sim":
             self._inputs.append(self.create_subscription(Image, "scene", self._on_scene, qos.SCENES_IN))
 
@@ -253,7 +308,12 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
         backend = detector_backends()[self.config["backend"]]
         if self.config["backend"] == "sim":
             torch.set_num_threads(1)  # one frame is one small product; more threads only contend
-            return backend(model=self._photodiode_model(self.config), seed=self.config["seed"])
+            side = self.config["field_size"]
+            return backend(
+                model=self._photodiode_model(self.config),
+                seed=self.config["seed"],
+                field_shape=(side, side) if self.config["framing"] else None,
+            )
         if self.config["backend"] == "nidaqmx":
             return backend(
                 channel=self.config["daq_channel"],
@@ -291,12 +351,59 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
         self.detector.set_pattern_set(pattern_set)
         if self.assembler is None or self.assembler.pattern_set_id != pattern_set.pattern_set_id:
             self.assembler = FrameAssembler(pattern_set.pattern_set_id, pattern_set.num_patterns)
+            self._follow_registration()
         self.get_logger().info(
             f"sampling pattern set {pattern_set.pattern_set_id} (M = {pattern_set.num_patterns})"
         )
         self._frame_period_s = pattern_set.num_patterns / info.pattern_rate_hz
         if self.active:
             self._start_trigger()
+
+    def _on_registration(self, msg: Registration):
+        """framing: the registration dmd_driver shows the model's set with from now on."""
+        try:
+            framing.from_msg(msg)
+        except ValueError as error:
+            self._fail(f"announced registration {msg.registration_id} ignored: {error}")
+            return
+        self._registration = msg
+        self._follow_registration()
+
+    def _follow_registration(self):
+        msg = self._registration
+        if self.config["backend"] == "sim":
+            # measured at once on the latest scene: no frame can straddle, whatever its scene's stamp
+            self.detector.registration = framing.from_msg(msg) if msg.scale > 0 else None
+            since_ns = 0
+        else:
+            since_ns = Time.from_msg(msg.header.stamp).nanoseconds
+        if self.assembler is not None:
+            self.assembler.change_registration(msg.registration_id, since_ns)
+
+    def _on_probe(self, msg: Registration):
+        """framing, sim: one frame of the probe dmd_driver shows, on the latest scene."""
+        if not self.active or self.detector.scene is None:
+            return
+        try:
+            forward = self._probe_forwards.get(msg.pattern_set_id)
+            if forward is None:
+                pattern_set = pattern_sources.load_announced(msg.pattern_set_id, msg.uri)
+                forward = self._probe_forwards[msg.pattern_set_id] = ForwardModel(pattern_set, np.float32)
+            counts, dark = self.detector.measure_probe(forward, framing.from_msg(msg))
+        except (ValueError, OSError) as error:
+            self._fail(f"probe {msg.registration_id} not measured: {error}")
+            return
+        model = self.detector.model
+        out = Measurements(
+            pattern_set_id=msg.pattern_set_id,
+            registration_id=msg.registration_id,
+            sequence=self.probes_measured,
+            values=(model.to_ideal(counts) - model.to_ideal(dark)).astype(np.float32),
+            saturated_count=int(np.count_nonzero(counts >= self.detector.model.full_scale)),
+        )
+        out.header = msg.header
+        self._probe_publisher.publish(out)
+        self.probes_measured += 1
 
     def _start_trigger(self):
         """sim, continuous: measure the latest scene at the DMD frame rate."""
@@ -324,7 +431,12 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
             self._measure(self.get_clock().now().nanoseconds)
 
     def _measure(self, stamp_ns: int):
-        for sample in self.detector.acquire_frame():
+        try:
+            samples = list(self.detector.acquire_frame())
+        except ValueError as error:  # a field the registered patterns cannot measure
+            self._fail(f"frame not measured: {error}")
+            return
+        for sample in samples:
             frame = self.assembler.add(sample, stamp_ns)
             if frame is not None:
                 self._publish(frame)
@@ -433,6 +545,7 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
             values=np.asarray(values, dtype=np.float32),
             saturated_count=frame.saturated_count,
             dropped_count=0,
+            registration_id=frame.registration_id,
         )
         msg.header.stamp = Time(nanoseconds=frame.stamp_ns).to_msg()
         msg.header.frame_id = self.config["frame_id"]
@@ -479,6 +592,15 @@ class PhotodiodeSampler(lifecycle.ManagedNode):
             "frames_dropped_invalid_value": counters.dropped_invalid_value,
             "frames_dropped_missed_trigger": counters.dropped_missed_trigger,
             "frames_dropped_interrupted": counters.dropped_interrupted,
+            **(
+                {
+                    "frames_dropped_registration_change": counters.dropped_registration_change,
+                    "registration_id": self._registration.registration_id,
+                    "probes_measured": self.probes_measured,
+                }
+                if self.config["framing"]
+                else {}
+            ),
             **self.refusals.values(),
         }
         calibration_failed = bool(self.config["calibration"]) and self.calibration is None

@@ -1,5 +1,9 @@
 """scene_source: publishes scene images from a folder, a video, held-out generated faces or portraits.
 
+``unframed`` and ``walking`` put held-out faces into a larger field (``field_size`` pixels a side) for
+the framing camera (``framing:=auto``): faces anywhere, at any size and roll, every fifth field empty;
+or one person walking across the field and towards the camera in ``walking_frames`` scenes.
+
 For simulation and demos: feeds photodiode_sampler's sim backend like a camera driver would.
 
 Publishes: ``scene`` (sensor_msgs/Image, rgb8, sensor-data QoS), ``/diagnostics``. An image larger
@@ -33,7 +37,7 @@ PARAMS = (
         "source",
         "portraits",
         "Where scenes come from.",
-        choices=("folder", "video", "faces", "portraits", "demo"),
+        choices=("folder", "video", "faces", "portraits", "demo", "unframed", "walking"),
     ),
     Param("path", "", "Image folder or video file (source folder/video)."),
     Param(
@@ -43,8 +47,14 @@ PARAMS = (
         choices=("mobilestylegan", "dcgan"),
     ),
     Param(
-        "first_seed", -1, "faces: first seed (-1: the start of the held-out range).", min=-1, max=2**31 - 1
+        "first_seed",
+        -1,
+        "faces, unframed, walking: first seed (-1: the start of the held-out range).",
+        min=-1,
+        max=2**31 - 1,
     ),
+    Param("field_size", 1024, "unframed, walking: side of the field in pixels.", min=64, max=4096),
+    Param("walking_frames", 60, "walking: scenes of one walk.", min=2, max=100_000),
     Param("rate_hz", 5.0, "Scenes per second.", min=0.01, max=1000.0, applies="live"),
     Param("loop", True, "Start over at the end of the source.", applies="live"),
     Param("frame_id", "lsi_scene", "header.frame_id of the images.", applies="live"),
@@ -71,14 +81,19 @@ class SceneSource(Node):
 
     def _open(self):
         source, path = self.config["source"], self.config["path"]
+        first_seed = None if self.config["first_seed"] < 0 else self.config["first_seed"]
         make = {
             "folder": lambda: scenes.folder_scenes(path),
             "video": lambda: scenes.video_scenes(path),
-            "faces": lambda: scenes.face_scenes(
-                self.config["generator"], None if self.config["first_seed"] < 0 else self.config["first_seed"]
-            ),
+            "faces": lambda: scenes.face_scenes(self.config["generator"], first_seed),
             "portraits": scenes.portrait_scenes,
             "demo": lambda: scenes.demo_scenes(self.config["generator"]),
+            "unframed": lambda: scenes.unframed_face_scenes(
+                self.config["generator"], first_seed, self.config["field_size"]
+            ),
+            "walking": lambda: scenes.walking_scenes(
+                self.config["generator"], first_seed, self.config["field_size"], self.config["walking_frames"]
+            ),
         }[source]
         try:
             stream = make()
