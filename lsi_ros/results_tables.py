@@ -22,6 +22,7 @@ ABOUT = {
     "bench.json": "latency, throughput, bytes per frame, the ROS pipeline, training steps",
     "make_run_summary.json": "the summary `make run` writes (one run, copied here)",
     "finetune.json": "encoder fine-tuning on the offline portraits",
+    "framing.json": "find and frame: the locator against hand framing on unframed scenes, and its cost",
     "framing_sequence.json": "the framing camera (framing:=auto) on a person walking across the field",
     "quality_images.json": "models on the offline portraits (real photos)",
     "quality_offline_images.json": "Hadamard baselines on offline test images",
