@@ -58,6 +58,40 @@ def test_teacher_lowers_the_image_error_from_the_encoders_start_and_caches_by_co
         teacher.invert(np.zeros((1, 32, 32, 3), np.float32), progress=False)
 
 
+def test_teacher_checkpoints_keep_the_best_latent_so_far_and_the_cosine_ramp_ends_at_zero(
+    dcgan_data, dcgan_model, tmp_path
+):
+    model, generator = load_model(dcgan_model), get_generator("dcgan")
+    _, faces = held_out_faces(dcgan_data, 2)
+    images = np.roll(faces, 3, axis=2)
+    config = TeacherConfig(steps=40, space="w+", schedule="cosine", checkpoints=(0, 5, 40), batch_size=2)
+    teacher = LatentTeacher(generator, model, config, tmp_path / "cache")
+    assert teacher.learning_rate(0) < teacher.learning_rate(5) == config.lr > teacher.learning_rate(39) > 0
+    first = teacher.invert(images, progress=False)
+    assert sorted(first.history) == [0, 5, 40] and first.seconds_per_step > 0
+    np.testing.assert_array_equal(first.history[40], first.latents)
+    np.testing.assert_allclose(first.history[0][:, 0], first.initial_latents, atol=1e-6)
+    target = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+
+    def objective(latents):  # the teacher's loss: what "best" means
+        w = torch.from_numpy(latents)
+        decoded = generator.torch_synthesis()(w)
+        offset = (w - teacher.latent_mean) / teacher.latent_std
+        return teacher._image_loss(decoded, target) + config.prior_weight * offset.pow(2).flatten(1).mean(1)
+
+    with torch.no_grad():
+        losses = [objective(first.history[k]) for k in (0, 5, 40)]
+    assert torch.all(losses[1] < losses[0]) and torch.all(losses[2] <= losses[1] + 1e-6)
+    again = teacher.invert(images, progress=False)
+    assert again.cached == 2 and again.seconds_per_step is None
+    np.testing.assert_array_equal(again.history[5], first.history[5])
+    # Settings left at their defaults keep the cache keys of inversions written before they existed.
+    plain = LatentTeacher(generator, model, TeacherConfig(steps=20))
+    assert "schedule" not in plain.context["config"] and "schedule" in teacher.context["config"]
+    with pytest.raises(ValueError, match="checkpoints"):
+        LatentTeacher(generator, model, TeacherConfig(steps=20, checkpoints=(30,)))
+
+
 def miscalibrated_camera(model, faces, repeats):
     """The "real" camera: scene off by a few pixels, vignetting, a dimmer scene, and gain/offset errors."""
     yy, xx = np.mgrid[:64, :64]
