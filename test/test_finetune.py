@@ -84,6 +84,7 @@ def test_teacher_checkpoints_keep_the_best_latent_so_far_and_the_cosine_ramp_end
     assert torch.all(losses[1] < losses[0]) and torch.all(losses[2] <= losses[1] + 1e-6)
     again = teacher.invert(images, progress=False)
     assert again.cached == 2 and again.seconds_per_step is None
+    assert teacher.step_seconds(2) > 0 and teacher.config == config
     np.testing.assert_array_equal(again.history[5], first.history[5])
     # Settings left at their defaults keep the cache keys of inversions written before they existed.
     plain = LatentTeacher(generator, model, TeacherConfig(steps=20))

@@ -127,6 +127,17 @@ def add_parser(subparsers):
         help="--ceiling: start W+ at the encoding (default) or where the W inversion ended",
     )
     parser.add_argument(
+        "--wplus-steps",
+        type=int,
+        default=None,
+        help="--ceiling: W+ inversion steps (default --teacher-steps)",
+    )
+    parser.add_argument(
+        "--step-costs",
+        action="store_true",
+        help="--ceiling: also time one inversion step per image through each exit at batch 1 and 2",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=0,
@@ -372,6 +383,7 @@ def main_real(args, photodiode) -> int:
                 schedule=args.teacher_schedule,
                 checkpoints=args.teacher_checkpoints,
                 wplus_start=args.wplus_start,
+                wplus_steps=args.wplus_steps,
                 teacher_generator=None
                 if exact
                 else get_generator(args.generator, early_exit=args.teacher_exit),
@@ -383,6 +395,8 @@ def main_real(args, photodiode) -> int:
             "figure": f"{args.examples or 'docs/results/real_faces_ceiling.png'} (the Canada portraits among "
             "the inverted faces; UTKFace photos are not redistributable and are not shown)",
         }
+        if args.step_costs and args.generator == "mobilestylegan":
+            ceiling["step_costs"] = real_faces.step_costs(generator, models[-1])
         if args.teacher_checkpoints:
             # Next to the example figure (the default's folder when there is none).
             shown = Path(args.examples or "docs/results/real_faces_ceiling.png")

@@ -520,6 +520,7 @@ def ceiling(
     checkpoints=(),
     teacher_generator=None,
     wplus_start: str = "encoder",
+    wplus_steps: int | None = None,
 ) -> list[dict]:
     """How close can the generator come to each real face at all? The latent teacher's inversion of
     every face in W and in W+ (started at ``model``'s noiseless encoding), scored like the camera's rows:
@@ -529,7 +530,8 @@ def ceiling(
     ``convergence``); ``teacher_generator``: the generator the inversion optimises through (default
     ``generator``; e.g. its fast exit), while every latent is scored as ``generator`` draws it;
     ``wplus_start``: W+ starts at the encoding ("encoder") or where the W inversion ended ("w": W+
-    contains W, so it continues from there; its steps then count on from W's)."""
+    contains W, so it continues from there; its steps then count on from W's); ``wplus_steps``: W+'s
+    own step count (default ``steps``). The last step of each space is always on its curve."""
     if wplus_start not in ("encoder", "w") or (wplus_start == "w" and list(spaces) != ["w", "w+"]):
         raise ValueError(
             f"wplus_start must be 'encoder', or 'w' with spaces ('w', 'w+'), not {wplus_start!r}"
@@ -550,18 +552,21 @@ def ceiling(
 
     rows, start, steps_before = [], None, 0
     for space in spaces:
+        steps_here = wplus_steps if space == "w+" and wplus_steps else steps
         config = replace(
             TeacherConfig(),
-            steps=steps,
+            steps=steps_here,
             space=space,
             schedule=schedule,
-            checkpoints=tuple(sorted(set(checkpoints))),
+            checkpoints=tuple(sorted({k for k in checkpoints if k <= steps_here})),
             **({"lr": lr} if lr else {}),
         )
         teacher = LatentTeacher(teacher_generator or generator, model, config, cache_dir or teacher_cache())
         taught = teacher.invert(references, progress=progress, start=start)
         curve = {k: scored(latents) for k, latents in taught.history.items()}
-        scores, decoded = curve[steps] if steps in curve else scored(taught.latents)  # the last is the result
+        if steps_here not in curve:
+            curve[steps_here] = scored(taught.latents)
+        scores, decoded = curve[steps_here]  # the last step's latent is the result
         began = [{k: q[f"initial_{k}"] for k in ("psnr", "ssim", "ms_ssim")} for q in taught.quality]
         row = {
             "method": f"inversion-{space}",
@@ -579,7 +584,7 @@ def ceiling(
                 if start is not None
                 else "start_model's noiseless encoding",
             },
-            "total_steps": steps_before + steps,
+            "total_steps": steps_before + steps_here,
             "convergence": [
                 {"steps": k, "total_steps": steps_before + k, **point} for k, (point, _) in curve.items()
             ],
@@ -590,7 +595,7 @@ def ceiling(
         if teacher_generator is not None:
             row["quality_through_optimised_generator"] = teacher_exit_quality
         if space == "w" and wplus_start == "w":
-            start, steps_before = taught.latents, steps
+            start, steps_before = taught.latents, steps_here
         if taught.seconds_per_step is not None:
             row["seconds_per_image_step"] = round(taught.seconds_per_step, 3)
         rows.append(row)
@@ -598,6 +603,38 @@ def ceiling(
             for face, image in zip(face_set.faces, decoded, strict=True):
                 if face.label in examples:
                     examples[face.label][f"inversion {space.upper()}"] = image / np.float32(255)
+    return rows
+
+
+def step_costs(generator, model, exits=("exact", "fast"), batches=(1, 2)) -> list[dict]:
+    """Seconds per image of one W+ inversion step through each MobileStyleGAN exit and batch size, at
+    this process's torch threads and with the machine's load (it may be shared) beside each."""
+    import torch
+
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.training.teacher import LatentTeacher, TeacherConfig
+
+    rows = []
+    for early_exit in exits:
+        net = (
+            generator
+            if generator.early_exit == early_exit
+            else get_generator("mobilestylegan", early_exit=early_exit)
+        )
+        teacher = LatentTeacher(net, model, TeacherConfig(space="w+"))
+        teacher.step_seconds(1)  # warm-up: builds the torch network
+        for batch in batches:
+            seconds = teacher.step_seconds(batch)
+            rows.append(
+                {
+                    "backend": "native-torch",
+                    "early_exit": early_exit,
+                    "batch": batch,
+                    "threads": torch.get_num_threads(),
+                    "seconds_per_image_step": round(seconds, 2),
+                    "load_1min": round(os.getloadavg()[0], 1),
+                }
+            )
     return rows
 
 

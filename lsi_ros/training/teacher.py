@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +177,25 @@ class LatentTeacher:
             bar.update(len(images))
             bar.set_postfix(loss=f"{float(per_image.detach().mean()):.4f}")
         return (self.latent_mean + self.latent_std * best).numpy().astype(np.float32), history
+
+    def step_seconds(self, batch: int = 1) -> float:
+        """Wall time of one inversion step (decode, loss, backward, Adam) per image at ``batch``: two
+        steps minus one step on random images, so loading and the last look cancel out."""
+        rng = np.random.default_rng(0)
+        res = self.generator.resolution
+        images = rng.random((batch, res, res, 3), dtype=np.float32)
+        start = np.repeat(self.latent_mean.numpy()[None], batch, axis=0)
+        config, seconds = self.config, []
+        try:
+            for steps in (1, 2):
+                self.config = replace(config, steps=steps, checkpoints=())
+                began = time.perf_counter()
+                with tqdm(disable=True) as bar:
+                    self._invert(images, start, bar)
+                seconds.append(time.perf_counter() - began)
+        finally:
+            self.config = config
+        return (seconds[1] - seconds[0]) / batch
 
     # -- the public call, with the cache ------------------------------------------------------
     def invert(
