@@ -85,6 +85,13 @@ def test_teacher_checkpoints_keep_the_best_latent_so_far_and_the_cosine_ramp_end
     again = teacher.invert(images, progress=False)
     assert again.cached == 2 and again.seconds_per_step is None
     assert teacher.step_seconds(2) > 0 and teacher.config == config
+    # W+ continued from a W inversion: started where W ended, cached apart from the encoder start.
+    w_teacher = LatentTeacher(generator, model, TeacherConfig(steps=10), tmp_path / "cache")
+    w = w_teacher.invert(images, progress=False).latents
+    continued = teacher.invert(images, progress=False, start=w)
+    assert continued.cached == 0 and np.allclose(continued.history[0][:, 0], w, atol=1e-6)
+    with pytest.raises(ValueError, match="start"):
+        teacher.invert(images, progress=False, start=w[:1])
     np.testing.assert_array_equal(again.history[5], first.history[5])
     # Settings left at their defaults keep the cache keys of inversions written before they existed.
     plain = LatentTeacher(generator, model, TeacherConfig(steps=20))

@@ -369,6 +369,9 @@ def main_real(args, photodiode) -> int:
 
             torch.set_num_threads(args.threads)
         exact = args.teacher_exit == "exact" or args.generator != "mobilestylegan"
+        costs = None
+        if args.step_costs and args.generator == "mobilestylegan":
+            costs = real_faces.step_costs(generator, models[-1])
         ceiling = {
             "command": results["command"],
             "rows": real_faces.ceiling(
@@ -395,8 +398,8 @@ def main_real(args, photodiode) -> int:
             "figure": f"{args.examples or 'docs/results/real_faces_ceiling.png'} (the Canada portraits among "
             "the inverted faces; UTKFace photos are not redistributable and are not shown)",
         }
-        if args.step_costs and args.generator == "mobilestylegan":
-            ceiling["step_costs"] = real_faces.step_costs(generator, models[-1])
+        if costs is not None:
+            ceiling["step_costs"] = costs
         if args.teacher_checkpoints:
             # Next to the example figure (the default's folder when there is none).
             shown = Path(args.examples or "docs/results/real_faces_ceiling.png")

@@ -563,7 +563,11 @@ def ceiling(
         )
         teacher = LatentTeacher(teacher_generator or generator, model, config, cache_dir or teacher_cache())
         taught = teacher.invert(references, progress=progress, start=start)
-        curve = {k: scored(latents) for k, latents in taught.history.items()}
+        # W+ started from W: its step 0 is W's last latent, already scored.
+        curve = {
+            k: rows[-1]["_last"] if k == 0 and start is not None else scored(latents)
+            for k, latents in taught.history.items()
+        }
         if steps_here not in curve:
             curve[steps_here] = scored(taught.latents)
         scores, decoded = curve[steps_here]  # the last step's latent is the result
@@ -598,43 +602,39 @@ def ceiling(
             start, steps_before = taught.latents, steps_here
         if taught.seconds_per_step is not None:
             row["seconds_per_image_step"] = round(taught.seconds_per_step, 3)
-        rows.append(row)
+        rows.append(row | {"_last": (scores, decoded)})
         if examples is not None:
             for face, image in zip(face_set.faces, decoded, strict=True):
                 if face.label in examples:
                     examples[face.label][f"inversion {space.upper()}"] = image / np.float32(255)
-    return rows
+    return [{k: v for k, v in row.items() if k != "_last"} for row in rows]
 
 
-def step_costs(generator, model, exits=("exact", "fast"), batches=(1, 2)) -> list[dict]:
-    """Seconds per image of one W+ inversion step through each MobileStyleGAN exit and batch size, at
-    this process's torch threads and with the machine's load (it may be shared) beside each."""
+def step_costs(generator, model, configurations=(("exact", 1), ("fast", 1), ("fast", 2))) -> list[dict]:
+    """Seconds per image of one W+ inversion step through a MobileStyleGAN exit at a batch size, per
+    (exit, batch), at this process's torch threads and with the machine's load (it may be shared)."""
     import torch
 
     from lsi_ros.models.generators import get_generator
     from lsi_ros.training.teacher import LatentTeacher, TeacherConfig
 
-    rows = []
-    for early_exit in exits:
-        net = (
-            generator
-            if generator.early_exit == early_exit
-            else get_generator("mobilestylegan", early_exit=early_exit)
+    rows, teachers = [], {}
+    for early_exit, batch in configurations:
+        if early_exit not in teachers:
+            same = generator.early_exit == early_exit
+            net = generator if same else get_generator("mobilestylegan", early_exit=early_exit)
+            net.torch_synthesis()  # built once, outside the timing
+            teachers[early_exit] = LatentTeacher(net, model, TeacherConfig(space="w+"))
+        rows.append(
+            {
+                "backend": "native-torch",
+                "early_exit": early_exit,
+                "batch": batch,
+                "threads": torch.get_num_threads(),
+                "seconds_per_image_step": round(teachers[early_exit].step_seconds(batch), 2),
+                "load_1min": round(os.getloadavg()[0], 1),
+            }
         )
-        teacher = LatentTeacher(net, model, TeacherConfig(space="w+"))
-        teacher.step_seconds(1)  # warm-up: builds the torch network
-        for batch in batches:
-            seconds = teacher.step_seconds(batch)
-            rows.append(
-                {
-                    "backend": "native-torch",
-                    "early_exit": early_exit,
-                    "batch": batch,
-                    "threads": torch.get_num_threads(),
-                    "seconds_per_image_step": round(seconds, 2),
-                    "load_1min": round(os.getloadavg()[0], 1),
-                }
-            )
     return rows
 
 
