@@ -371,9 +371,9 @@ def real_faces(results: Path) -> str:
     for method in ("inversion-w", "inversion-w+"):
         r = pick(ceiling.get("rows", []), method=method)
         if r is not None:
-            label = (
-                f"generator's ceiling, {method.removeprefix('inversion-').upper()} ({r['n_images']} faces)"
-            )
+            steps = r.get("total_steps", r["teacher"]["steps"])
+            space = method.removeprefix("inversion-").upper()
+            label = f"generator's ceiling, {space} ({r['n_images']} faces, {steps} steps)"
             rows.append(
                 [
                     label,

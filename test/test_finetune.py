@@ -58,6 +58,48 @@ def test_teacher_lowers_the_image_error_from_the_encoders_start_and_caches_by_co
         teacher.invert(np.zeros((1, 32, 32, 3), np.float32), progress=False)
 
 
+def test_teacher_checkpoints_keep_the_best_latent_so_far_and_the_cosine_ramp_ends_at_zero(tmp_path):
+    generator, model = get_generator("dcgan"), None
+    images = np.roll(generator.synthesize(generator.sample_latents([1, 2])), 3, axis=2)
+    elsewhere = generator.sample_latents([3, 4])  # the start: other faces
+    config = TeacherConfig(
+        steps=40, space="w+", schedule="cosine", checkpoints=(0, 5, 40), batch_size=2, init="mean"
+    )
+    teacher = LatentTeacher(generator, model, config, tmp_path / "cache")
+    assert teacher.learning_rate(0) < teacher.learning_rate(5) == config.lr > teacher.learning_rate(39) > 0
+    first = teacher.invert(images, progress=False, start=elsewhere)
+    assert sorted(first.history) == [0, 5, 40] and first.seconds_per_step > 0
+    np.testing.assert_array_equal(first.history[40], first.latents)
+    np.testing.assert_allclose(first.history[0][:, 0], elsewhere, atol=1e-6)
+    target = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+
+    def objective(latents):  # the teacher's loss: what "best" means
+        w = torch.from_numpy(latents)
+        decoded = generator.torch_synthesis()(w)
+        offset = (w - teacher.latent_mean) / teacher.latent_std
+        return teacher._image_loss(decoded, target) + config.prior_weight * offset.pow(2).flatten(1).mean(1)
+
+    with torch.no_grad():
+        losses = [objective(first.history[k]) for k in (0, 5, 40)]
+    assert torch.all(losses[1] < losses[0]) and torch.all(losses[2] <= losses[1] + 1e-6)
+    again = teacher.invert(images, progress=False, start=elsewhere)
+    assert again.cached == 2 and again.seconds_per_step is None
+    assert teacher.step_seconds(2) > 0 and teacher.config == config
+    # W+ continued from a W inversion: started where W ended, cached apart from the encoder start.
+    w_teacher = LatentTeacher(generator, model, TeacherConfig(steps=10, init="mean"), tmp_path / "cache")
+    w = w_teacher.invert(images, progress=False, start=elsewhere).latents
+    continued = teacher.invert(images, progress=False, start=w)
+    assert continued.cached == 0 and np.allclose(continued.history[0][:, 0], w, atol=1e-6)
+    with pytest.raises(ValueError, match="start"):
+        teacher.invert(images, progress=False, start=w[:1])
+    np.testing.assert_array_equal(again.history[5], first.history[5])
+    # Settings left at their defaults keep the cache keys of inversions written before they existed.
+    plain = LatentTeacher(generator, model, TeacherConfig(steps=20, init="mean"))
+    assert "schedule" not in plain.context["config"] and "schedule" in teacher.context["config"]
+    with pytest.raises(ValueError, match="checkpoints"):
+        LatentTeacher(generator, model, TeacherConfig(steps=20, checkpoints=(30,), init="mean"))
+
+
 def miscalibrated_camera(model, faces, repeats):
     """The "real" camera: scene off by a few pixels, vignetting, a dimmer scene, and gain/offset errors."""
     yy, xx = np.mgrid[:64, :64]

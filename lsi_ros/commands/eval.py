@@ -122,11 +122,57 @@ def add_parser(subparsers):
         help="--scenes, instead: train the face finder on SCENES coarse images of training-seed faces -> "
         "models/face-finder.safetensors",
     )
-    parser.add_argument("--teacher-steps", type=int, default=100, help="--images: GAN inversion steps")
+    parser.add_argument(
+        "--teacher-steps", type=int, default=100, help="--images, --ceiling: GAN inversion steps"
+    )
     parser.add_argument(
         "--teacher-lr", type=float, default=None, help="--images, --ceiling: inversion step (latent stds)"
     )
-    parser.add_argument("--teacher-exit", choices=("exact", "fast"), default="exact", help="--images")
+    parser.add_argument(
+        "--teacher-exit",
+        choices=("exact", "fast"),
+        default="exact",
+        help="--images, --ceiling: the MobileStyleGAN exit the inversion optimises through (the ceiling "
+        "scores every latent through the exact exit)",
+    )
+    parser.add_argument(
+        "--teacher-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="--ceiling: inversion step size, constant or StyleGAN2's projector ramp (warm-up, cosine down)",
+    )
+    parser.add_argument(
+        "--teacher-checkpoints",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="STEPS",
+        help="--ceiling: also score the best latent after each of these step counts (the convergence curve "
+        "-> docs/results/real_faces_ceiling_curve.png)",
+    )
+    parser.add_argument(
+        "--wplus-start",
+        choices=("encoder", "w"),
+        default="encoder",
+        help="--ceiling: start W+ at the encoding (default) or where the W inversion ended",
+    )
+    parser.add_argument(
+        "--wplus-steps",
+        type=int,
+        default=None,
+        help="--ceiling: W+ inversion steps (default --teacher-steps)",
+    )
+    parser.add_argument(
+        "--step-costs",
+        action="store_true",
+        help="--ceiling: also time one inversion step per image through each exit at batch 1 and 2",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="--ceiling: torch threads of the inversion (0: torch's default)",
+    )
     parser.add_argument("--cache-dir", default=None, help="--images: teacher cache")
     parser.add_argument("--output", default=None, help="results JSON (default docs/results/quality.json)")
     parser.add_argument("--figure", default="docs/results/quality.png", help="quality figure ('' for none)")
@@ -350,6 +396,14 @@ def main_real(args, photodiode) -> int:
         camera = real_faces.evaluate(
             analyzer, models, generator, chosen, photodiode, [], examples=examples, box=box
         )
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        exact = args.teacher_exit == "exact" or args.generator != "mobilestylegan"
+        costs = None
+        if args.step_costs and args.generator == "mobilestylegan":
+            costs = real_faces.step_costs(generator, models[-1])
         ceiling = {
             "command": results["command"],
             "rows": real_faces.ceiling(
@@ -361,12 +415,30 @@ def main_real(args, photodiode) -> int:
                 lr=args.teacher_lr,
                 examples=examples,
                 box=box,
+                schedule=args.teacher_schedule,
+                checkpoints=args.teacher_checkpoints,
+                wplus_start=args.wplus_start,
+                wplus_steps=args.wplus_steps,
+                teacher_generator=None
+                if exact
+                else get_generator(args.generator, early_exit=args.teacher_exit),
             ),
             "camera_on_the_same_faces": camera,
             "faces": {s: n for s in real_faces.SOURCES if (n := sum(f.source == s for f in chosen.faces))},
             "note": "rank-1 among the inverted faces only; compare with the camera's rows on the same faces "
             "in 'camera_on_the_same_faces'",
+            "figure": f"{args.examples or 'docs/results/real_faces_ceiling.png'} (the Canada portraits among "
+            "the inverted faces; UTKFace photos are not redistributable and are not shown)",
         }
+        if costs is not None:
+            ceiling["step_costs"] = costs
+        if args.teacher_checkpoints:
+            # Next to the example figure (the default's folder when there is none).
+            shown = Path(args.examples or "docs/results/real_faces_ceiling.png")
+            curve = shown.with_name(f"{shown.stem}_curve.png")
+            curve.parent.mkdir(parents=True, exist_ok=True)
+            real_faces.plot_convergence(ceiling["rows"], curve)
+            ceiling["convergence_figure"] = str(curve)
         results = {**_read_json(output), "ceiling": ceiling}
         rows = ceiling["rows"]
     else:
@@ -407,6 +479,12 @@ def main_real(args, photodiode) -> int:
             f"rank-1 {row['rank1_identification']:.3f} gender {row['gender_agreement']:.3f} "
             f"({row['n_images']} faces)"
         )
+        for point in row.get("convergence", []):
+            print(
+                f"  after {point['steps']:4d} steps: SSIM {point['ssim']:.3f} "
+                f"same {point['same_person_rate']:.3f} "
+                f"rank-1 {point['rank1_identification']:.3f} gender {point['gender_agreement']:.3f}"
+            )
     print(f"wrote {output}, {figure or '-'}")
     return 0
 

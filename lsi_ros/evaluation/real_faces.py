@@ -516,38 +516,162 @@ def ceiling(
     progress: bool = True,
     examples: dict | None = None,
     box=None,
+    schedule: str = "constant",
+    checkpoints=(),
+    teacher_generator=None,
+    wplus_start: str = "encoder",
+    wplus_steps: int | None = None,
 ) -> list[dict]:
     """How close can the generator come to each real face at all? The latent teacher's inversion of
     every face in W and in W+ (started at ``model``'s noiseless encoding), scored like the camera's rows:
-    no encoder can decode a face closer than its generator can draw it."""
+    no encoder can decode a face closer than its generator can draw it.
+
+    ``checkpoints``: step counts at which the best latent so far is scored too (each row's
+    ``convergence``); ``teacher_generator``: the generator the inversion optimises through (default
+    ``generator``; e.g. its fast exit), while every latent is scored as ``generator`` draws it;
+    ``wplus_start``: W+ starts at the encoding ("encoder") or where the W inversion ended ("w": W+
+    contains W, so it continues from there; its steps then count on from W's); ``wplus_steps``: W+'s
+    own step count (default ``steps``). The last step of each space is always on its curve."""
+    if wplus_start not in ("encoder", "w") or (wplus_start == "w" and list(spaces) != ["w", "w+"]):
+        raise ValueError(
+            f"wplus_start must be 'encoder', or 'w' with spaces ('w', 'w+'), not {wplus_start!r}"
+        )
     from dataclasses import asdict, replace
 
-    from lsi_ros.evaluation.latent_imaging import decode_faces
+    from lsi_ros.evaluation.latent_imaging import decode_faces, score_image
     from lsi_ros.training.teacher import LatentTeacher, TeacherConfig
     from lsi_ros.training.teacher import default_cache_dir as teacher_cache
 
     truth = read_faces(analyzer, face_set.images, box)
     references = face_set.images / np.float32(255)
-    rows = []
+
+    def scored(latents) -> tuple[dict, np.ndarray]:
+        decoded = decode_faces(generator, latents, progress=False)
+        quality = [score_image(r, d / np.float32(255)) for r, d in zip(references, decoded, strict=True)]
+        return _scores(face_set, truth, read_faces(analyzer, decoded, box), quality), decoded
+
+    rows, start, steps_before = [], None, 0
     for space in spaces:
-        config = replace(TeacherConfig(), steps=steps, space=space, **({"lr": lr} if lr else {}))
-        teacher = LatentTeacher(generator, model, config, cache_dir or teacher_cache())
-        taught = teacher.invert(references, progress=progress)
-        decoded = decode_faces(generator, taught.latents, progress=False)
-        quality = [{k: q[k] for k in ("psnr", "ssim", "ms_ssim", "psnr_rgb")} for q in taught.quality]
-        start = [{k: q[f"initial_{k}"] for k in ("psnr", "ssim", "ms_ssim")} for q in taught.quality]
+        steps_here = wplus_steps if space == "w+" and wplus_steps else steps
+        config = replace(
+            TeacherConfig(),
+            steps=steps_here,
+            space=space,
+            schedule=schedule,
+            checkpoints=tuple(sorted({k for k in checkpoints if k <= steps_here})),
+            **({"lr": lr} if lr else {}),
+        )
+        teacher = LatentTeacher(teacher_generator or generator, model, config, cache_dir or teacher_cache())
+        taught = teacher.invert(references, progress=progress, start=start)
+        # W+ started from W: its step 0 is W's last latent, already scored.
+        curve = {
+            k: rows[-1]["_last"] if k == 0 and start is not None else scored(latents)
+            for k, latents in taught.history.items()
+        }
+        if steps_here not in curve:
+            curve[steps_here] = scored(taught.latents)
+        scores, decoded = curve[steps_here]  # the last step's latent is the result
+        began = [{k: q[f"initial_{k}"] for k in ("psnr", "ssim", "ms_ssim")} for q in taught.quality]
         row = {
             "method": f"inversion-{space}",
             "M": 0,
             "patterns": 0,
             "noise": "none",
-            **_scores(face_set, truth, read_faces(analyzer, decoded, box), quality),
-            "start": {k: round(float(np.mean([s[k] for s in start])), 3) for k in start[0]},
-            "teacher": {**asdict(config), "start_model": model.model_id},
+            **scores,
+            "start": {k: round(float(np.mean([b[k] for b in began])), 3) for k in began[0]},
+            "teacher": {
+                **asdict(config),
+                "start_model": model.model_id,
+                "optimised_through": (teacher_generator or generator).generator_id,
+                "scored_on": generator.generator_id,
+                "started_from": "the W inversion"
+                if start is not None
+                else "start_model's noiseless encoding",
+            },
+            "total_steps": steps_before + steps_here,
+            "convergence": [
+                {"steps": k, "total_steps": steps_before + k, **point} for k, (point, _) in curve.items()
+            ],
         }
-        rows.append(row)
+        teacher_exit_quality = {
+            k: round(float(np.mean([q[k] for q in taught.quality])), 3) for k in ("psnr", "ssim")
+        }
+        if teacher_generator is not None:
+            row["quality_through_optimised_generator"] = teacher_exit_quality
+        if space == "w" and wplus_start == "w":
+            start, steps_before = taught.latents, steps_here
+        if taught.seconds_per_step is not None:
+            row["seconds_per_image_step"] = round(taught.seconds_per_step, 3)
+        rows.append(row | {"_last": (scores, decoded)})
         if examples is not None:
             for face, image in zip(face_set.faces, decoded, strict=True):
                 if face.label in examples:
                     examples[face.label][f"inversion {space.upper()}"] = image / np.float32(255)
+    return [{k: v for k, v in row.items() if k != "_last"} for row in rows]
+
+
+def step_costs(generator, model, configurations=(("exact", 1), ("fast", 1), ("fast", 2))) -> list[dict]:
+    """Seconds per image of one W+ inversion step through a MobileStyleGAN exit at a batch size, per
+    (exit, batch), at this process's torch threads and with the machine's load (it may be shared)."""
+    import torch
+
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.training.teacher import LatentTeacher, TeacherConfig
+
+    rows, teachers = [], {}
+    for early_exit, batch in configurations:
+        if early_exit not in teachers:
+            same = generator.early_exit == early_exit
+            net = generator if same else get_generator("mobilestylegan", early_exit=early_exit)
+            net.torch_synthesis()  # built once, outside the timing
+            teachers[early_exit] = LatentTeacher(net, model, TeacherConfig(space="w+"))
+        rows.append(
+            {
+                "backend": "native-torch",
+                "early_exit": early_exit,
+                "batch": batch,
+                "threads": torch.get_num_threads(),
+                "seconds_per_image_step": round(teachers[early_exit].step_seconds(batch), 2),
+                "load_1min": round(os.getloadavg()[0], 1),
+            }
+        )
     return rows
+
+
+def plot_convergence(rows: list[dict], path) -> None:
+    """Same person and gray SSIM of the inversions against their steps, per space and set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chained = any(c["total_steps"] != c["steps"] for r in rows for c in r.get("convergence", []))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    styles = {"all": "-", "canada": "--", "utkface": ":"}
+    for row in rows:
+        curve = row.get("convergence") or []
+        if not curve:
+            continue
+        steps = [c["total_steps"] for c in curve]
+        space = row["method"].removeprefix("inversion-").upper()
+        for name, style in styles.items():
+            points = [c if name == "all" else c["by_set"].get(name) for c in curve]
+            if any(p is None for p in points):
+                continue
+            label = f"{space}, {name} ({points[0]['n_images']})"
+            color = "C1" if space == "W+" else "C0"
+            for ax, key in zip(axes, ("same_person_rate", "ssim"), strict=True):
+                ax.plot(steps, [p[key] for p in points], style, color=color, marker="o", ms=3, label=label)
+    axes[0].set_ylabel("same person (face-api distance < 0.6)")
+    axes[1].set_ylabel("gray SSIM")
+    for ax in axes:
+        ax.set_xlabel(
+            "inversion steps" + (" (W+ counted on from the W steps it started at)" if chained else "")
+        )
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(0, 1)
+    axes[1].legend(fontsize=7)
+    fig.suptitle("the generator's ceiling on real faces: inversion in W and W+")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
