@@ -152,7 +152,10 @@ def test_the_gpu_slot_command_trains_evaluates_and_resumes_from_a_carried_checkp
     for results in (first, second):
         assert results["held_out"]["seeds"] == [HELD_OUT_SEED_START, HELD_OUT_SEED_START + 31]
         assert np.isfinite(results["held_out"]["latent_mse"]["new"])
-    assert second["this_run"]["faces_per_s"] > 0 and second["this_run"]["steps_per_s"] > 0
+    ran = [
+        r["this_run"] for r in (first, second) if r["this_run"]["steps"]
+    ]  # a fast host may finish in slot 1
+    assert ran and all(r["faces_per_s"] > 0 and r["steps_per_s"] > 0 for r in ran)
     files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) <= 8  # what the device tool brings back: 8 files, 2 folders down
     assert all(len(p.relative_to(out).parts) <= 3 for p in files)
