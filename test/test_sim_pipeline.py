@@ -30,6 +30,8 @@ def test_sim_pipeline_end_to_end(dcgan_model, tmp_path):
         "15",
         "--scene-rate",
         "4",
+        "--decode-rate",
+        "0",  # every code: the pairing check needs many decoded frames
         "--output",
         str(output),
     ]

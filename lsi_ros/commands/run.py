@@ -48,6 +48,13 @@ def add_parser(subparsers):
         help="framing: also write the figure here, with its numbers beside it (.json), e.g. "
         "docs/results/framing_sequence.png",
     )
+    parser.add_argument(
+        "--decode-rate",
+        type=float,
+        default=None,
+        help="images the decoder draws per second at most, of the newest code (0: every code; "
+        "default: sim.launch.py's decoder_max_rate_hz, 1.0)",
+    )
     parser.add_argument("--output", default="runs/latest", help="output folder (replaced)")
     parser.add_argument(
         "--web",
@@ -89,6 +96,8 @@ def main(args) -> int:
         arguments |= {"framing": "auto", "field_size": str(args.field_size)}
     if args.path:
         arguments["path"] = args.path
+    if args.decode_rate is not None:
+        arguments["decoder_max_rate_hz"] = str(args.decode_rate)
     adopt_ros_environment()
     context = rclpy.Context()
     rclpy.init(context=context)
