@@ -4,6 +4,7 @@ endpoints on a real image topic, 4xx for bad requests, and "no signal" when a to
 import asyncio
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import node_command, wait_for
 
+from lsi_ros.ros.launch_process import SIGTERM_TIMEOUT_S
 from lsi_ros.web.browser import PAGE_READY, HeadlessChromium, find_chromium
 from lsi_ros.web.live import PipelineState
 
@@ -147,12 +149,14 @@ class Camera:
 
 
 def stop(process: subprocess.Popen) -> str:
+    """SIGINT, as Ctrl-C; `lsi run` may take LaunchProcess.stop's whole timeout (a node finishing a
+    decode), so wait longer than that before killing its session (nodes included: they hold the pipe)."""
     process.send_signal(signal.SIGINT)
     try:
-        output, _ = process.communicate(timeout=30)
+        output, _ = process.communicate(timeout=SIGTERM_TIMEOUT_S + 45)
     except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate(timeout=30)
     return output
 
 
@@ -168,6 +172,7 @@ def camera_view():
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
 
     def serving():
@@ -286,6 +291,7 @@ def test_live_page_in_headless_chromium_on_the_simulated_camera(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )  # fmt: skip
     try:
         page = asyncio.run(_watch_page(port, tmp_path))
