@@ -69,6 +69,8 @@ def add_parser(subparsers):
 
 
 def main(args) -> int:
+    import signal
+
     import cv2
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -76,6 +78,9 @@ def main(args) -> int:
     from lsi_ros.pipeline_monitor import PipelineMonitor
     from lsi_ros.ros.launch_process import LaunchProcess, adopt_ros_environment
 
+    # SIGINT stops the run as Ctrl-C does, also when the caller started it with SIGINT ignored (a
+    # background job of a non-interactive shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     output = Path(args.output)
     shutil.rmtree(output, ignore_errors=True)
     output.mkdir(parents=True)
