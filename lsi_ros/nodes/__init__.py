@@ -4,13 +4,16 @@ Every module here that defines ``main()`` becomes an executable of the package o
 (CMakeLists.txt installs lib/lsi_ros/<name>; setup.py makes a console script).
 """
 
+import os
 import signal
 import sys
 from pathlib import Path
 
 
 def _exit_quietly_on_interrupt(signum, frame):
-    sys.exit(0)
+    # os._exit, not sys.exit: SystemExit raised inside torch's import unwinds through its C++ start-up
+    # code, which then aborts (SIGABRT). Nothing is open yet that needs closing.
+    os._exit(0)
 
 
 # A node executable interrupted while it still imports (torch alone takes seconds) exits 0 without
