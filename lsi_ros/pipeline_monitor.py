@@ -8,6 +8,7 @@ the registration its frame was measured under frames (lsi_ros.framing.framed_vie
 :meth:`framing_figure` shows the fields, the framed faces and the decoded images side by side.
 """
 
+import struct
 import time
 
 import numpy as np
@@ -24,6 +25,12 @@ from lsi_ros.ros import registration as framing_topics
 
 def _key(header) -> tuple:
     return header.stamp.sec, header.stamp.nanosec
+
+
+def _stamp_of_serialized(data: bytes) -> tuple:
+    """(sec, nanosec) of a serialized message that starts with a std_msgs/Header: the CDR stream is a
+    4-byte encapsulation header (its second byte 1 for little endian), then the stamp."""
+    return struct.unpack_from("<iI" if data[1] == 1 else ">iI", data, 4)
 
 
 class PipelineMonitor(Node):
@@ -45,9 +52,14 @@ class PipelineMonitor(Node):
         self.sequences = []
         self.first_latent_time = None
         self.first_image_time = None
-        self.create_subscription(Image, "scene", self._on_scene, qos.SENSOR_DATA)
-        self.create_subscription(Measurements, "measurements", self._on_measurements, qos.SENSOR_DATA)
-        self.create_subscription(LatentCode, "latent", self._on_latent, qos.RELIABLE)
+        # As deep as the pipeline's own inputs, so that a monitor the CPU holds back misses no more than
+        # the nodes it watches; without images a scene is only its stamp, read off the serialized message.
+        if keep_images:
+            self.create_subscription(Image, "scene", self._on_scene, qos.SCENES_IN)
+        else:
+            self.create_subscription(Image, "scene", self._on_scene_stamp, qos.SCENES_IN, raw=True)
+        self.create_subscription(Measurements, "measurements", self._on_measurements, qos.FRAMES_IN)
+        self.create_subscription(LatentCode, "latent", self._on_latent, qos.CODES)
         self.create_subscription(Image, "image_raw", self._on_image, qos.RELIABLE)
         if framing:
             self.create_subscription(Registration, framing_topics.APPLIED, self._on_applied, qos.LATCHED)
@@ -57,11 +69,11 @@ class PipelineMonitor(Node):
         stamp_ns = header.stamp.sec * 10**9 + header.stamp.nanosec
         return (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
 
+    def _on_scene_stamp(self, data: bytes):
+        self.scenes[_stamp_of_serialized(data)] = None
+        self.sizes.setdefault("scene", len(data))
+
     def _on_scene(self, msg):
-        if not self.keep_images:
-            self.scenes[_key(msg.header)] = None
-            self.sizes.setdefault("scene", len(serialize_message(msg)))
-            return
         if self.framing:
             self.scenes[_key(msg.header)] = np.rint(image.to_rgb_float(msg) * 255).astype(np.uint8)
             return

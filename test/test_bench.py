@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from rclpy.serialization import serialize_message
 
 from lsi_ros.msg import LatentCode, Measurements
 from lsi_ros.pipeline_monitor import PipelineMonitor
@@ -54,7 +55,7 @@ def test_monitor_summary_counts_only_scenes_stamped_inside_the_window(ros_contex
         for second in range(10):
             scene = image.array_to_image(np.zeros((8, 8, 3), np.uint8), "rgb8")
             scene.header.stamp = _stamp(second)
-            monitor._on_scene(scene)
+            monitor._on_scene_stamp(serialize_message(scene))  # what its raw subscription receives
             frame = Measurements(values=np.zeros(4, np.float32), sequence=second)
             frame.header.stamp = _stamp(second)
             if second != 0:  # the monitor's best-effort subscription misses frame 0; the encoder got it
@@ -76,6 +77,15 @@ def test_monitor_summary_counts_only_scenes_stamped_inside_the_window(ros_contex
     assert (window["measurement_frames_unseen"], everything["measurement_frames_unseen"]) == (1, 2)
     assert (everything["measurement_frames"], everything["latent_messages"]) == (9, 10)
     assert monitor.scenes and all(rgb is None for rgb in monitor.scenes.values()), "no images kept"
+
+
+def test_the_monitor_reads_a_scene_stamp_off_the_serialized_message():
+    from lsi_ros.pipeline_monitor import _stamp_of_serialized
+
+    scene = image.array_to_image(np.zeros((4, 6, 3), np.uint8), "rgb8")
+    scene.header.stamp = _stamp(1_733_000_000, nanosec=999_999_999)
+    scene.header.frame_id = "dmd"
+    assert _stamp_of_serialized(serialize_message(scene)) == (1_733_000_000, 999_999_999)
 
 
 def test_soak_timeline_slices_drops_and_node_latency_per_sample(ros_context):

@@ -72,8 +72,8 @@ class LatentClassifier(Node):
         else:
             self.get_logger().info(self.status)
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
-        self._publisher = checks.CheckedPublisher(self, Attributes, "attributes", qos.RELIABLE, self.refusals)
-        self.create_subscription(LatentCode, "latent", self._on_latent, qos.RELIABLE)
+        self._publisher = checks.CheckedPublisher(self, Attributes, "attributes", qos.CODES, self.refusals)
+        self.create_subscription(LatentCode, "latent", self._on_latent, qos.CODES)
         self.create_timer(1.0, self._report)
 
     def _on_latent(self, msg: LatentCode):

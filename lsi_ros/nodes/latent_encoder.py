@@ -94,7 +94,7 @@ class LatentEncoder(Node):
             )
         self._diagnostics = diagnostics.DiagnosticsReporter(self)
         msg_type, topic = (LatentCode, "latent") if self.task is None else (Attributes, "attributes")
-        self._publisher = checks.CheckedPublisher(self, msg_type, topic, qos.RELIABLE, self.refusals)
+        self._publisher = checks.CheckedPublisher(self, msg_type, topic, qos.CODES, self.refusals)
         self._frames = queue.Queue(maxsize=QUEUED_FRAMES)
         self._worker = threading.Thread(target=self._encode_queued, name="encoder", daemon=True)
         self._worker.start()

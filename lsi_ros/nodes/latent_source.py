@@ -39,7 +39,7 @@ class LatentSource(Node):
         self.config = declare(self, PARAMS, apply=self._apply)
         self._rng = np.random.default_rng(self.config["seed"])
         self._sent = 0
-        self._publisher = self.create_publisher(latent.LatentCode, "latent", qos.RELIABLE)
+        self._publisher = self.create_publisher(latent.LatentCode, "latent", qos.CODES)
         self._timer = self.create_timer(1.0 / self.config["rate_hz"], self._tick)
 
     def _apply(self, changes: dict):

@@ -22,8 +22,13 @@ FRAMES = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=Reli
 FRAMES_IN = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 SCENES_IN = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)
 
-# Latent codes, decoded images, attributes: small and consumed by other machines; keep them all.
+# Decoded images, registrations, face locations: consumed by other machines; keep them all.
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+# Latent codes and attributes, one per frame and a few KB each: reliable only within the writer's
+# history, so 100 deep (0.7 s at 148 frames/s). A recorder, classifier or observer that a busy CPU
+# holds back for longer than 10 frames would otherwise lose codes the camera made.
+CODES = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 # A recorder keeps up with bursts rather than dropping: deep reliable queue.
 RECORDING = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
