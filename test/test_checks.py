@@ -93,3 +93,29 @@ def test_a_scene_over_the_message_limit_is_refused_at_its_publisher(tmp_path, ro
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_diagnostics_of_nodes_in_two_namespaces_do_not_share_a_name(ros_context, spin):
+    """Two cameras on one robot (namespaces cam1 and cam2) report as cam1/... and cam2/...; a node in
+    the root namespace keeps its bare name."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from lsi_ros.ros import diagnostics
+
+    nodes = [Node("latent_encoder", namespace=ns, context=ros_context) for ns in ("cam1", "cam2", "/")]
+    reporters = [diagnostics.DiagnosticsReporter(node) for node in nodes]
+    probe = Node("diagnostics_probe", context=ros_context)
+    names = set()
+    probe.create_subscription(
+        DiagnosticArray, "/diagnostics", lambda a: names.update(s.name for s in a.status), 50
+    )
+    spin(probe, *nodes)
+    expected = {"cam1/latent_encoder", "cam2/latent_encoder", "latent_encoder"}
+
+    def published():
+        for reporter in reporters:
+            reporter.publish(diagnostics.OK, "running", {})
+        return expected <= names
+
+    assert wait_for(published, timeout=10)
+    assert names == expected

@@ -21,14 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
 NAMESPACE = "/robot1"
 # Each long-running node of sim.launch.py and the output that shows it is back at work (the
-# classifier's boundaries do not read the DCGAN test double's codes: it reports, publishes nothing).
+# classifier's boundaries do not read the DCGAN test double's codes: it reports, under its namespaced
+# name, and publishes nothing).
 RESPAWNED = {
     "scene_source": "latent",
     "dmd_driver": "latent",
     "photodiode_sampler": "latent",
     "latent_encoder": "latent",
     "latent_decoder": "image_raw",
-    "latent_classifier": "diagnostics/latent_classifier",
+    "latent_classifier": f"diagnostics/{NAMESPACE.strip('/')}/latent_classifier",
 }
 MAX_OUTAGE_S = 10.0
 

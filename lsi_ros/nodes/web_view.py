@@ -197,7 +197,7 @@ class WebViewNode(Node):
 
     def _on_diagnostics(self, msg):
         for status in msg.status:
-            if status.name != self.get_name():
+            if status.name != diagnostics.status_name(self):
                 self.state.diagnostics(status.name, {kv.key: kv.value for kv in status.values})
 
     def _report(self):

@@ -7,12 +7,18 @@ WARN = DiagnosticStatus.WARN
 ERROR = DiagnosticStatus.ERROR
 
 
+def status_name(node) -> str:
+    """A node's name on /diagnostics: with its namespace (``robot1/latent_encoder``), so that two
+    cameras on one robot do not report under one name; a node in the root namespace keeps its bare name."""
+    return node.get_fully_qualified_name().lstrip("/")
+
+
 class DiagnosticsReporter:
     """Publishes one DiagnosticStatus for its node: a level, a message and key/value counters."""
 
     def __init__(self, node, hardware_id: str = ""):
         self._node = node
-        self._name = f"{node.get_name()}"
+        self._name = status_name(node)
         self._hardware_id = hardware_id
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
