@@ -187,7 +187,8 @@ def _pipeline_rows(model, duration_s, timing, scenes, soak_every_s) -> list:
         if "start_ns" not in window and now - monitor.first_image_time >= WARMUP_S:
             window["start_ns"] = monitor.get_clock().now().nanoseconds
             window["load"] = [os.getloadavg()[0]]
-            watch.attach(launch.node_pids())
+            # the observer shares the two cores: its CPU is shown beside the nodes'
+            watch.attach({**launch.node_pids(), "benchmark_observer": os.getpid()})
             watch.start_window()
             window["started"] = now
         if "started" in window and "end_ns" not in window and now - window["started"] >= duration_s:
@@ -260,3 +261,37 @@ def _per_scene(resources: dict, scenes_per_s: float) -> dict:
 
 def _round(value):
     return None if value is None else round(value, 2)
+
+
+def soak_figure(row: dict, path) -> None:
+    """The soak over time: each node's resident memory and CPU, the time each stage adds and the
+    frames dropped per sample (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timeline = row["timeline"]
+    minutes = [sample["t_s"] / 60 for sample in timeline]
+    figure, axes = plt.subplots(1, 4, figsize=(18, 4))
+    for name in timeline[0]["nodes"]:
+        axes[0].plot(minutes, [s["nodes"][name]["rss_mb"] for s in timeline], label=name)
+        axes[1].plot(minutes, [s["nodes"][name]["cpu_percent_of_one_core"] for s in timeline], label=name)
+    stages = dict.fromkeys(stage for s in timeline for stage in s["node_latency_p50_ms"])
+    for stage in stages:
+        axes[2].plot(minutes, [s["node_latency_p50_ms"].get(stage) for s in timeline], label=stage)
+    axes[3].bar(minutes, [s["frames_dropped"] for s in timeline], width=0.8 * row["sample_every_s"] / 60)
+    titles = ("resident memory, MB", "CPU, % of one core", "time the stage adds, p50 ms", "frames dropped")
+    for axis, title in zip(axes, titles, strict=True):
+        axis.set_title(title)
+        axis.set_xlabel("minutes")
+    axes[2].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    axes[2].legend(fontsize=7)
+    figure.suptitle(
+        f"{row['duration_s'] / 60:.0f} min at {row['offered_fps']:.1f} scenes/s, M = {row['M']}: "
+        f"{row['scenes']:,} scenes, {row['frames_dropped']:,} dropped"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)

@@ -245,6 +245,42 @@ def pipeline(results: Path) -> str:
     return table(["", *header], rows)
 
 
+def soak(results: Path) -> str:
+    """The long run (`lsi bench --only soak`): totals over the window, then per node how memory and
+    CPU moved between the first and the last sample."""
+    runs = [r for r in load("bench.json", results)["rows"] if r.get("what") == "soak"]
+    if not runs:
+        return "No soak has been run (`lsi bench --only soak`).\n"
+    run = runs[0]
+    timeline = run["timeline"]
+    first, last = timeline[0], timeline[-1]
+    dropped_slices = sum(1 for sample in timeline if sample["frames_dropped"])
+    rows = [
+        ["window", f"{run['duration_s'] / 60:.1f} min, M = {run['M']} at {run['offered_fps']:.1f} scenes/s"],
+        ["scenes / `LatentCode` messages", f"{run['scenes']:,} / {run['latent_codes']:,}"],
+        [
+            "frames dropped",
+            f"{run['frames_dropped']:,} ({dropped_slices} of {len(timeline)} samples had any)",
+        ],
+        [
+            "scene → `LatentCode` p50 / p95, ms",
+            f"{value(run, 'scene_to_latent_p50_ms', 0)} / {value(run, 'scene_to_latent_p95_ms', 0)}",
+        ],
+        ["1-minute load at start / end", " / ".join(fmt(x, 1) for x in run["load_average_1min"])],
+    ]
+    for name, growth in run["rss_growth_mb"].items():
+        cpu = [s["nodes"][name]["cpu_percent_of_one_core"] for s in timeline if name in s["nodes"]]
+        cpu = [c for c in cpu if c is not None]
+        rows.append(
+            [
+                f"`{name}` RSS first → last sample, MB (growth) / mean CPU %",
+                f"{first['nodes'][name]['rss_mb']:,.0f} → {last['nodes'][name]['rss_mb']:,.0f} "
+                f"({growth:+.1f}) / {sum(cpu) / max(len(cpu), 1):.0f}",
+            ]
+        )
+    return table(["", f"sampled every {run['sample_every_s']:.0f} s"], rows)
+
+
 def training(results: Path) -> str:
     rows = [
         [
@@ -405,6 +441,7 @@ GENERATORS = {
     "attributes": attributes,
     "bench": bench,
     "pipeline": pipeline,
+    "soak": soak,
     "training": training,
     "make-run": make_run,
     "finetune": finetune,

@@ -90,7 +90,11 @@ def _pipeline(args, soak: bool = False) -> list:
     from bench import pipeline
 
     if soak:
-        return pipeline.pipeline_rows(args.model, args.soak_duration, soak_every_s=args.soak_every)
+        rows = pipeline.pipeline_rows(args.model, args.soak_duration, soak_every_s=args.soak_every)
+        figure = Path(args.output).parent / "soak.png"
+        pipeline.soak_figure(rows[0], figure)
+        print(f"wrote {figure}")
+        return rows
     return pipeline.pipeline_rows(model=args.model, duration_s=args.duration)
 
 
