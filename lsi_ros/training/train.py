@@ -416,7 +416,7 @@ class Trainer:
         encoder.eval()
         rng = torch.Generator(self.device).manual_seed(12345)
         binary = self.patterns.binary().float()
-        losses = []
+        squared_errors = []
         for start in range(0, len(self.val_x), 256):
             x = self._batch(self.val_x[start : start + 256])
             w = self.val_w[start : start + 256].to(self.device)
@@ -425,9 +425,9 @@ class Trainer:
             predicted = encoder.normalised(detect(ideal, flux, rng))
             target = (w - encoder.latent_mean) / encoder.latent_std
             error = normalised_error(predicted, target, 1.0).pow(2).flatten(1).mean(1)
-            losses.append(error.sum().item())
+            squared_errors.append(error.sum().item())
         encoder.train(was_training)
-        return sum(losses) / len(self.val_x)
+        return sum(squared_errors) / len(self.val_x)
 
     @torch.no_grad()
     def validate_image(self, faces: int = 64, photon_flux: float | None = 200.0) -> float:
