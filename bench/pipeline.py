@@ -20,6 +20,25 @@ from lsi_ros.optics import DLPC900_1080P
 
 WARMUP_S = 5.0
 DRAIN_S = 3.0
+# What the camera's own nodes count (their /diagnostics), read with the scene source paused and the
+# pipeline drained at both ends of the window: exact, and blind to what the observer itself misses.
+NODE_COUNTERS = {
+    "scenes_published": ("scene_source", "published"),
+    "frames_published": ("photodiode_sampler", "frames_published"),
+    "codes_encoded": ("latent_encoder", "encoded"),
+}
+PAUSED_RATE_HZ = 0.01
+
+
+def counted_by_nodes(start: dict, end: dict) -> dict:
+    """Scenes, frames and codes the nodes counted between two drained moments, and where the
+    missing ones went: lost between the scene and its frame, or between the frame and its code."""
+    delta = {label: end[label] - start[label] for label in NODE_COUNTERS}
+    return {
+        **delta,
+        "lost_scene_to_frame": delta["scenes_published"] - delta["frames_published"],
+        "lost_frame_to_code": delta["frames_published"] - delta["codes_encoded"],
+    }
 
 
 class ProcessWatch:
@@ -179,12 +198,21 @@ def _pipeline_rows(model, duration_s, timing, scenes, soak_every_s) -> list:
     watch = ProcessWatch(every_s=soak_every_s)
     window = {}
 
+    def paused_counts() -> dict:
+        """Pause the scene source, let every scene in flight become a code, read the nodes' counts."""
+        monitor.set_scene_rate(PAUSED_RATE_HZ)
+        time.sleep(DRAIN_S)
+        return monitor.counts_after(time.monotonic(), NODE_COUNTERS)
+
     def measured(launch) -> bool:
-        """Start the window WARMUP_S after the first decoded image; stop DRAIN_S after it closes."""
+        """Start the window WARMUP_S after the first decoded image; the source is paused around it."""
         now = time.monotonic()
         if monitor.first_latent_time is None or monitor.first_image_time is None:
             return False
         if "start_ns" not in window and now - monitor.first_image_time >= WARMUP_S:
+            window["counts_start"] = paused_counts()
+            monitor.set_scene_rate(frame_rate)
+            now = time.monotonic()
             window["start_ns"] = monitor.get_clock().now().nanoseconds
             window["load"] = [os.getloadavg()[0]]
             # the observer shares the two cores: its CPU is shown beside the nodes'
@@ -195,8 +223,9 @@ def _pipeline_rows(model, duration_s, timing, scenes, soak_every_s) -> list:
             window["end_ns"] = monitor.get_clock().now().nanoseconds
             window["resources"] = watch.end_window()
             window["load"].append(os.getloadavg()[0])
-            window["ended"] = now
-        return "ended" in window and now - window["ended"] >= DRAIN_S
+            window["counts_end"] = paused_counts()
+            return True
+        return False
 
     deadline = time.monotonic() + duration_s + 240.0
     try:
@@ -213,6 +242,7 @@ def _pipeline_rows(model, duration_s, timing, scenes, soak_every_s) -> list:
         raise RuntimeError(f"the pipeline did not run through the measurement window (exit code {code})")
     latency = summary["latency_ms"]
     seconds = (window["end_ns"] - window["start_ns"]) / 1e9
+    counted = counted_by_nodes(window["counts_start"], window["counts_end"])
     soak = {}
     if soak_every_s:
         timeline = _soak_timeline(monitor, watch, window["start_ns"])
@@ -234,7 +264,11 @@ def _pipeline_rows(model, duration_s, timing, scenes, soak_every_s) -> list:
             "measurement_frames": summary["measurement_frames"],
             "latent_codes": summary["latent_messages"],
             "latent_fps": round(summary["latent_messages"] / seconds, 2),
-            "frames_dropped": summary["dropped_frames"],
+            **counted,
+            # scenes published in the window that never became a code, as the nodes count them
+            "frames_dropped": counted["scenes_published"] - counted["codes_encoded"],
+            # scenes the observer saw with no code it saw (it can miss codes the camera made)
+            "frames_dropped_seen_by_observer": summary["dropped_frames"],
             "measurement_sequence_gaps": summary["sequence_gaps"],
             "scene_to_latent_p50_ms": _round(latency["scene_to_latent"]["p50"]),
             "scene_to_latent_p95_ms": _round(latency["scene_to_latent"]["p95"]),

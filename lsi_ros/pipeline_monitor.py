@@ -12,7 +12,10 @@ import struct
 import time
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -61,9 +64,44 @@ class PipelineMonitor(Node):
         self.create_subscription(Measurements, "measurements", self._on_measurements, qos.FRAMES_IN)
         self.create_subscription(LatentCode, "latent", self._on_latent, qos.CODES)
         self.create_subscription(Image, "image_raw", self._on_image, qos.RELIABLE)
+        self.counters = {}  # status name -> (monotonic time received, {counter: value})
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        self._scene_rate = self.create_client(SetParameters, "scene_source/set_parameters")
         if framing:
             self.create_subscription(Registration, framing_topics.APPLIED, self._on_applied, qos.LATCHED)
             self.create_subscription(FaceLocation, framing_topics.FACE, self.faces.append, qos.RELIABLE)
+
+    def _on_diagnostics(self, array):
+        for status in array.status:
+            counts = {kv.key: int(kv.value) for kv in status.values if kv.value.isdigit()}
+            self.counters[status.name] = (time.monotonic(), counts)
+
+    def set_scene_rate(self, rate_hz: float, timeout_s: float = 10.0) -> None:
+        """Set scene_source's rate_hz (live); a near-zero rate pauses the source."""
+        if not self._scene_rate.wait_for_service(timeout_sec=timeout_s):
+            raise RuntimeError("scene_source/set_parameters is not available")
+        request = SetParameters.Request(
+            parameters=[Parameter("rate_hz", value=float(rate_hz)).to_parameter_msg()]
+        )
+        future = self._scene_rate.call_async(request)
+        deadline = time.monotonic() + timeout_s
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not future.done() or not future.result().results[0].successful:
+            raise RuntimeError(f"scene_source refused rate_hz {rate_hz}")
+
+    def counts_after(self, moment: float, wanted: dict, timeout_s: float = 10.0) -> dict:
+        """``{label: value}`` of the counters ``wanted`` (``{label: (status name, key)}``), each read
+        from a /diagnostics status received after ``moment`` (time.monotonic())."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            fresh = {name: self.counters.get(name, (0.0, {})) for name, _ in wanted.values()}
+            if all(received > moment for received, _ in fresh.values()):
+                return {label: fresh[name][1].get(key) for label, (name, key) in wanted.items()}
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"no /diagnostics from {sorted(n for n, _ in wanted.values())} within {timeout_s} s"
+        )
 
     def _arrival_ms(self, header) -> float:
         stamp_ns = header.stamp.sec * 10**9 + header.stamp.nanosec

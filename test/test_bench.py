@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -116,3 +117,50 @@ def test_soak_timeline_slices_drops_and_node_latency_per_sample(ros_context):
         "latent_decoder": 50.0,
     }
     assert timeline[1]["nodes"] == nodes
+
+
+def test_node_counts_say_where_frames_were_lost():
+    from bench.pipeline import counted_by_nodes
+
+    start = {"scenes_published": 100, "frames_published": 90, "codes_encoded": 80}
+    end = {"scenes_published": 1100, "frames_published": 1088, "codes_encoded": 1077}
+    assert counted_by_nodes(start, end) == {
+        "scenes_published": 1000,
+        "frames_published": 998,
+        "codes_encoded": 997,
+        "lost_scene_to_frame": 2,
+        "lost_frame_to_code": 1,
+    }
+
+
+def test_the_monitor_pauses_a_running_scene_source_and_reads_its_count(tmp_path, ros_context, spin):
+    """What the benchmark does at both ends of its window, against a real scene_source process:
+    paused, its published count stops; resumed, it rises again."""
+    import subprocess
+
+    import cv2
+    from conftest import node_command, wait_for
+
+    for index in range(3):
+        cv2.imwrite(str(tmp_path / f"{index}.png"), np.full((16, 16, 3), 40 * index, np.uint8))
+    monitor = PipelineMonitor(keep_images=False, context=ros_context)
+    stop = spin(monitor)
+    wanted = {"published": ("scene_source", "published")}
+    process = subprocess.Popen(
+        node_command("scene_source", "-p", "source:=folder", "-p", f"path:={tmp_path}", "-p", "rate_hz:=20.0")
+    )
+    try:
+        assert wait_for(lambda: monitor.counters.get("scene_source", (0, {}))[1].get("published", 0) > 5, 60)
+        monitor.set_scene_rate(0.01)
+        time.sleep(0.5)
+        paused = monitor.counts_after(time.monotonic(), wanted)
+        time.sleep(1.5)
+        assert monitor.counts_after(time.monotonic(), wanted) == paused
+        monitor.set_scene_rate(20.0)
+        time.sleep(1.0)
+        assert monitor.counts_after(time.monotonic(), wanted)["published"] > paused["published"]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        stop()
+        monitor.destroy_node()

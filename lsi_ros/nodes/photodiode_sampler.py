@@ -30,7 +30,7 @@ from the photodiode model's nominal parameters), saves it to ``calibration`` whe
 answers with the numbers.
 
 Subscribes: ``pattern_set`` (lsi_ros/PatternSetInfo, transient-local), ``scene``
-(sensor_msgs/Image, sim backend; best effort, 30 deep). Publishes: ``measurements``
+(sensor_msgs/Image, sim backend; best effort, 100 deep). Publishes: ``measurements``
 (lsi_ros/Measurements, reliable, 100 deep), ``/diagnostics`` (frame counters; serial_adc: connected,
 frames, crc_errors, bytes_skipped, missed_triggers, timeouts, reconnects, last_error).
 

@@ -20,7 +20,7 @@ FRAMES = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=Reli
 # (a bag, a camera driver, a sampler of your own), but deeper than SENSOR_DATA's 5, so input that
 # arrives while a busy CPU stalls the node waits instead of being replaced.
 FRAMES_IN = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
-SCENES_IN = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)
+SCENES_IN = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 # Decoded images, registrations, face locations: consumed by other machines; keep them all.
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
