@@ -217,6 +217,8 @@ def pipeline(results: Path) -> str:
         ["measurement frames"] + [value(p, "measurement_frames", 0) for p in runs],
         ["`LatentCode` messages"] + [value(p, "latent_codes", 0) for p in runs],
         ["frames dropped"] + [value(p, "frames_dropped", 0) for p in runs],
+        ["of which lost scene → frame / frame → code (node counters)"]
+        + [f"{value(p, 'lost_scene_to_frame', 0)} / {value(p, 'lost_frame_to_code', 0)}" for p in runs],
         ["scene → `LatentCode` p50 / p95, ms"]
         + [
             f"{value(p, 'scene_to_latent_p50_ms', 0)} / {value(p, 'scene_to_latent_p95_ms', 0)}" for p in runs
