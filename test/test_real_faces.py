@@ -76,6 +76,25 @@ def test_split_is_fixed_by_content_hash():
     assert held == [k for k in keys if real_faces.is_held_out(k)]
 
 
+def test_canada_portraits_alternate_women_and_men(tmp_path):
+    # Named like the shipped set: all women first in file order, then the men, and one unlabelled.
+    names = ["003f", "008f", "010f", "019f", "095m", "098m", "100x"]
+    for k, name in enumerate(names):
+        (tmp_path / f"canada__{name}.png").write_bytes(bytes([k]))
+    faces = real_faces.canada_faces(tmp_path)
+    assert [f.path.stem[-4:] for f in faces] == ["003f", "095m", "008f", "098m", "010f", "019f", "100x"]
+    assert [f.female for f in faces] == [1, 0, 1, 0, 1, 1, None]
+    assert faces == real_faces.canada_faces(tmp_path), "the order is fixed"
+
+
+@needs_photos
+def test_the_first_canada_portraits_are_balanced_by_gender():
+    faces = real_faces.canada_faces(ROOT / real_faces.CANADA_FOLDER)
+    assert len(faces) == 40
+    for n in (2, 10, 20, 40):
+        assert sum(f.female for f in faces[:n]) == n // 2
+
+
 @needs_photos
 def test_utkface_split_has_over_a_thousand_held_out_faces_disjoint_from_training():
     held = real_faces.utkface_faces(ROOT / real_faces.UTKFACE_FOLDER, "held-out")
@@ -170,3 +189,32 @@ def test_lsi_eval_real_on_a_folder(tmp_path):
         "mean-latent",
         "lsi",
     }
+
+
+@needs_photos
+@needs_face_api
+def test_lsi_eval_ceiling_adds_its_section_and_keeps_the_rows(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for face in real_faces.utkface_faces(ROOT / real_faces.UTKFACE_FOLDER)[:2]:
+        shutil.copy(face.path, folder / face.path.name)
+    output, figure = tmp_path / "real.json", tmp_path / "ceiling.png"
+    earlier = {"rows": [{"method": "lsi", "same_person_rate": 0.25}], "command": "lsi eval --real"}
+    output.write_text(json.dumps(earlier))
+    command = [sys.executable, "-m", "lsi_ros.cli", "eval", "--real", str(folder), "--models", "m32"]
+    command += ["--ceiling", "2", "--teacher-steps", "1", "--wplus-steps", "1", "--wplus-start", "w"]
+    command += ["--teacher-checkpoints", "0", "1", "--teacher-exit", "fast", "--teacher-batch", "1"]
+    command += ["--threads", "1", "--cache-dir", str(tmp_path / "teacher"), "--output", str(output)]
+    command += ["--examples", str(figure)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert {k: results[k] for k in earlier} == earlier, "the camera's rows and their command stay"
+    ceiling = results["ceiling"]
+    assert "--ceiling 2" in ceiling["command"] and ceiling["faces"] == {"folder": 2}
+    w, wplus = ceiling["rows"]
+    assert (w["method"], wplus["method"]) == ("inversion-w", "inversion-w+")
+    assert w["teacher"]["batch_size"] == 1 and (w["total_steps"], wplus["total_steps"]) == (1, 2)
+    assert [p["total_steps"] for p in w["convergence"] + wplus["convergence"]] == [0, 1, 1, 2]
+    assert len(list((tmp_path / "teacher").glob("*.safetensors"))) == 4, "two faces, two spaces cached"
+    assert figure.is_file() and (tmp_path / "ceiling_curve.png").is_file()

@@ -163,6 +163,13 @@ def add_parser(subparsers):
         help="--ceiling: W+ inversion steps (default --teacher-steps)",
     )
     parser.add_argument(
+        "--teacher-batch",
+        type=int,
+        default=None,
+        help="--ceiling: images inverted at once (default 4; each image's steps are its own either way, "
+        "and one at a time is quickest on one CPU thread)",
+    )
+    parser.add_argument(
         "--step-costs",
         action="store_true",
         help="--ceiling: also time one inversion step per image through each exit at batch 1 and 2",
@@ -173,7 +180,11 @@ def add_parser(subparsers):
         default=0,
         help="--ceiling: torch threads of the inversion (0: torch's default)",
     )
-    parser.add_argument("--cache-dir", default=None, help="--images: teacher cache")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="--images, --ceiling: teacher cache (default ~/.cache/lsi_ros/teacher)",
+    )
     parser.add_argument("--output", default=None, help="results JSON (default docs/results/quality.json)")
     parser.add_argument("--figure", default="docs/results/quality.png", help="quality figure ('' for none)")
     parser.add_argument(
@@ -419,6 +430,8 @@ def main_real(args, photodiode) -> int:
                 checkpoints=args.teacher_checkpoints,
                 wplus_start=args.wplus_start,
                 wplus_steps=args.wplus_steps,
+                batch_size=args.teacher_batch,
+                cache_dir=args.cache_dir,
                 teacher_generator=None
                 if exact
                 else get_generator(args.generator, early_exit=args.teacher_exit),

@@ -115,13 +115,18 @@ def folder_faces(folder) -> list[RealFace]:
 
 
 def canada_faces(folder) -> list[RealFace]:
-    """The 40 FFHQ-framed Canada portraits; gender from the name's last letter (f/m), age unknown."""
-    faces = []
+    """The 40 FFHQ-framed Canada portraits; gender from the name's last letter (f/m), age unknown.
+
+    The files list all women before all men, so they come woman, man, woman, ... (each in file order;
+    unlabelled ones last): the first N portraits are then balanced by gender for any N."""
+    by_gender = {1: [], 0: [], None: []}
     for path in sorted(Path(folder).glob("*.png")):
-        letter = path.stem[-1]
-        female = {"f": 1, "m": 0}.get(letter)
-        faces.append(RealFace(path, _sha256(path), "canada", None, female))
-    return faces
+        female = {"f": 1, "m": 0}.get(path.stem[-1])
+        by_gender[female].append(RealFace(path, _sha256(path), "canada", None, female))
+    women, men = by_gender[1], by_gender[0]
+    paired = [face for pair in zip(women, men, strict=False) for face in pair]
+    longer = women if len(women) > len(men) else men
+    return paired + longer[len(paired) // 2 :] + by_gender[None]
 
 
 def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
@@ -521,6 +526,7 @@ def ceiling(
     teacher_generator=None,
     wplus_start: str = "encoder",
     wplus_steps: int | None = None,
+    batch_size: int | None = None,
 ) -> list[dict]:
     """How close can the generator come to each real face at all? The latent teacher's inversion of
     every face in W and in W+ (started at ``model``'s noiseless encoding), scored like the camera's rows:
@@ -531,7 +537,9 @@ def ceiling(
     ``generator``; e.g. its fast exit), while every latent is scored as ``generator`` draws it;
     ``wplus_start``: W+ starts at the encoding ("encoder") or where the W inversion ended ("w": W+
     contains W, so it continues from there; its steps then count on from W's); ``wplus_steps``: W+'s
-    own step count (default ``steps``). The last step of each space is always on its curve."""
+    own step count (default ``steps``); ``batch_size``: images inverted at once (default the teacher's;
+    each image's steps are its own either way, one at a time is quickest on one CPU thread). The last
+    step of each space is always on its curve."""
     if wplus_start not in ("encoder", "w") or (wplus_start == "w" and list(spaces) != ["w", "w+"]):
         raise ValueError(
             f"wplus_start must be 'encoder', or 'w' with spaces ('w', 'w+'), not {wplus_start!r}"
@@ -560,6 +568,7 @@ def ceiling(
             schedule=schedule,
             checkpoints=tuple(sorted({k for k in checkpoints if k <= steps_here})),
             **({"lr": lr} if lr else {}),
+            **({"batch_size": batch_size} if batch_size else {}),
         )
         teacher = LatentTeacher(teacher_generator or generator, model, config, cache_dir or teacher_cache())
         taught = teacher.invert(references, progress=progress, start=start)
