@@ -242,7 +242,7 @@ def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, 
         assert wait_for(send_scene, timeout=120, period=0.5), f"no face found in {len(faces)} localisations"
         found = next(f for f in faces if f.found)
         assert found.header.frame_id == "cam" and found.score >= LocatorConfig().min_score
-    assert len(found.landmarks) == 136
+        assert len(found.landmarks) == 136
         assert found.stages[0] == "coarse" and found.patterns >= 1024
         core = FaceLocator(load_face_finder(find_model("face-finder")), FaceAnalyzer(), field_shape).locate(
             field
