@@ -153,11 +153,6 @@ def _locator(**config):
 
 
 @needs_face_api
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shipped face finder finds about half the faces and misplaces the ones it scores low "
-    "(docs/results/framing.json); this scene is one of them",
-)
 def test_the_locator_frames_a_face_where_it_is():
     from lsi_ros.models.generators import get_generator
 

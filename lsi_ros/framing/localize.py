@@ -48,8 +48,8 @@ class LocatorConfig:
     zoom_patterns: int = 2048
     zoom_window: float = 2.2  # zoom window side / candidate face width
     track_window: float = 2.8  # wider in tracking mode: the face may have moved since
-    candidate_score: float = 0.3  # stage-1 finder score worth a zoom
-    min_score: float = 0.5  # finder score in the zoomed image that means "a face"
+    candidate_score: float = 0.17  # stage-1 finder score worth a zoom (the finder's validation)
+    min_score: float = 0.63  # finder score in the zoomed image that means "a face" (its validation)
     landmark_box: float = 1.36  # landmark crop side / face width (face-api's detector box is this wide)
     refine_window: float = 0.0  # a second, tighter zoom: its side / landmark extent (0: none)
     resolution: int = 256  # the model's sampling grid, which the registration frames
