@@ -14,6 +14,7 @@ is reported beside it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -33,6 +34,7 @@ from lsi_ros.framing.field import (
     registration_from_quad,
 )
 from lsi_ros.framing.finder import INPUT as FINDER_INPUT
+from lsi_ros.framing.unframed import FACE_WIDTH_IN_CROP
 from lsi_ros.optics.dmd import DLPC900_1080P, DmdTiming, GridRegistration
 from lsi_ros.optics.forward import ForwardModel
 from lsi_ros.optics.patterns import hadamard_reference_patterns
@@ -52,6 +54,11 @@ class LocatorConfig:
     min_score: float = 0.63  # finder score in the zoomed image that means "a face" (its validation)
     landmark_box: float = 1.36  # landmark crop side / face width (face-api's detector box is this wide)
     refine_window: float = 0.0  # a second, tighter zoom: its side / landmark extent (0: none)
+    # The FFHQ rule's square from landmarks in the zoomed image against the generator's own framing,
+    # in the model grid's sampling pixels (rows, columns, the face upright): the median over scenes of
+    # training-range faces never trained on (seeds 700400..700439), moved back.
+    framing_offset: tuple[float, float] = (4.3, 0.9)
+    max_size_disagreement: float = 1.5  # the landmarks' face width / the finder's, either way
     resolution: int = 256  # the model's sampling grid, which the registration frames
 
 
@@ -230,6 +237,13 @@ class FaceLocator:
             inside = to_window(box.reshape(2, 2), fine, c.zoom_resolution, self.field_shape).ravel()
             landmarks = to_field(self._landmarks(sharp, inside), c.zoom_resolution, fine, self.field_shape)
         framing = registration_from_quad(ffhq_quad(landmarks), self.field_shape, c.resolution)
+        framing = dataclasses.replace(framing, shift=tuple(framing.to_scene(np.array(c.framing_offset))))
+        # The landmarks must agree with the finder on the face's size: a square several times too
+        # small or large is landmarks found on something else.
+        block = field_placement(c.resolution, None, self.field_shape).block
+        square = framing.scale * block * c.resolution * FACE_WIDTH_IN_CROP / float(box[2] - box[0])
+        if not 1 / c.max_size_disagreement <= square <= c.max_size_disagreement:
+            return Localization(None, None, score, None, self.zoom_cost, 0.0, 0.0)
         patterns = self.zoom_cost * (2 if c.refine_window else 1)
         return Localization(
             box, landmarks, score, framing, patterns, 0.0, 0.0, window=registration, image=image
