@@ -106,6 +106,40 @@ needs_face_api = pytest.mark.skipif(
 )
 
 
+def test_the_tracker_moves_its_window_with_a_walking_face_and_pays_for_each_new_window():
+    """The face walks further than the first window reaches: the tracker re-centres its window (a
+    16² image, 257 patterns, matched against the face as first found) and stays on the face."""
+    from lsi_ros.framing.localize import FaceLocator, Localization, window_registration
+    from lsi_ros.framing.tracking import FaceTracker
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.optics import PhotodiodeModel
+
+    torch.set_num_threads(1)
+    generator = get_generator("mobilestylegan")
+    face = np.rint(generator.synthesize(generator.sample_latents([1_000_000], 0.7))[0] * 255).astype(np.uint8)
+    frames = list(walking_sequence(face, 120, FIELD))[::2]  # a tracker update every other frame
+    locator = FaceLocator(None, None, FIELD, photodiode=PhotodiodeModel(), seed=1)
+    first = frames[0]
+    side = locator.config.track_window * (first.box[2] - first.box[0])
+    window = window_registration((first.box[:2] + first.box[2:]) / 2, side, 128, FIELD)
+    image = locator.acquire(first.image, locator.zoom, window)
+    x0, y0, x1, y1 = first.box
+    landmarks = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]])  # the tracker's mask spans them
+    tracker = FaceTracker(locator)
+    tracker.start(
+        Localization(first.box, landmarks, 1.0, first.registration, 0, 0, 0, window=window, image=image)
+    )
+    shown = []
+    for frame in frames[1:31]:
+        _, _, ok = tracker.update(frame.image)
+        assert ok
+        shown.append(tracker.last_patterns)
+        centre, truth = (tracker.box()[:2] + tracker.box()[2:]) / 2, (frame.box[:2] + frame.box[2:]) / 2
+        assert np.hypot(*(centre - truth)) < 0.3 * (frame.box[2] - frame.box[0])
+    assert (tracker.cost, tracker.anchor_cost) == (16, 257)
+    assert tracker.anchors >= 1 and set(shown) == {16, 16 + 257}
+
+
 def _locator(**config):
     from lsi_ros.framing.finder import load_face_finder
     from lsi_ros.framing.localize import FaceLocator, LocatorConfig
@@ -119,11 +153,6 @@ def _locator(**config):
 
 
 @needs_face_api
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shipped face finder finds about half the faces and misplaces the ones it scores low "
-    "(docs/results/framing.json); this scene is one of them",
-)
 def test_the_locator_frames_a_face_where_it_is():
     from lsi_ros.models.generators import get_generator
 

@@ -202,7 +202,7 @@ def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, 
     grid where the box says."""
     from lsi_ros.evaluation.face_analysis import FaceAnalyzer
     from lsi_ros.framing.finder import load_face_finder
-    from lsi_ros.framing.localize import FaceLocator
+    from lsi_ros.framing.localize import FaceLocator, LocatorConfig
     from lsi_ros.framing.unframed import background, face_box, face_registration, render
     from lsi_ros.models.registry import find_model
     from lsi_ros.msg import FaceLocation
@@ -241,7 +241,8 @@ def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, 
 
         assert wait_for(send_scene, timeout=120, period=0.5), f"no face found in {len(faces)} localisations"
         found = next(f for f in faces if f.found)
-        assert found.header.frame_id == "cam" and found.score >= 0.5 and len(found.landmarks) == 136
+        assert found.header.frame_id == "cam" and found.score >= LocatorConfig().min_score
+        assert len(found.landmarks) == 136
         assert found.stages[0] == "coarse" and found.patterns >= 1024
         core = FaceLocator(load_face_finder(find_model("face-finder")), FaceAnalyzer(), field_shape).locate(
             field

@@ -119,9 +119,17 @@ def add_parser(subparsers):
         type=int,
         default=0,
         metavar="SCENES",
-        help="--scenes, instead: train the face finder on SCENES coarse images of training-seed faces -> "
-        "models/face-finder.safetensors",
+        help="--scenes, instead: train the face finder on SCENES unframed scenes (a coarse and a zoomed "
+        "image each) of training faces -> models/face-finder.safetensors",
     )
+    parser.add_argument(
+        "--finder-faces", type=int, default=320, help="--train-finder: generated faces of training seeds"
+    )
+    parser.add_argument(
+        "--finder-real", type=int, default=300, help="--train-finder: UTKFace photos of the training split"
+    )
+    parser.add_argument("--finder-epochs", type=int, default=12, help="--train-finder: epochs")
+    parser.add_argument("--finder-width", type=int, default=24, help="--train-finder: the net's width")
     parser.add_argument(
         "--teacher-steps", type=int, default=100, help="--images, --ceiling: GAN inversion steps"
     )
@@ -533,7 +541,19 @@ def main_framing(args, photodiode) -> int:
     generator = get_generator(args.generator)
     if args.train_finder:
         path = Path(args.output or "models/face-finder.safetensors")
-        build_face_finder(generator, args.train_finder, photodiode, path)
+        analyzer = _face_analyzer() if args.finder_real else None
+        finder = build_face_finder(
+            generator,
+            args.train_finder,
+            photodiode,
+            path,
+            faces=args.finder_faces,
+            real=args.finder_real,
+            analyzer=analyzer,
+            epochs=args.finder_epochs,
+            width=args.finder_width,
+        )
+        print(json.dumps(finder.info["validation"]))
         print(f"wrote {path}")
         return 0
     analyzer = _face_analyzer()

@@ -167,14 +167,17 @@ def evaluate_tracking(
 ):
     """The tracking loop over a walking sequence: a tracking update every ``track_every`` frames, a
     localisation (a zoom round the tracked box) when the tracker or the policy asks; the cost and how
-    well each frame stayed framed."""
+    well each frame stayed framed. The cost is given over the whole sequence and once the face is found
+    (the search of the whole field before the first frame left out: on a long walk it is paid once)."""
     cost = LocalisationCost(imaging.model.num_measurements)
-    registration, errors, misses, pending = None, [], 0, True
+    registration, errors, misses, pending, search = None, [], 0, True, 0
     sequence = walking_sequence(face, frames, locator.field_shape)
     for index, scene in enumerate(tqdm(sequence, total=frames, desc="tracking", unit="frame")):
         if pending:
             result = locator.locate(scene.image, near=None if registration is None else tracker.box())
             cost.add_localisation(result.patterns, result.display_ms)
+            if registration is None and result.found:
+                search = cost.localisation_patterns  # finding the face at all, before any frame
             policy.localised()
             pending = not result.found
             if result.found:
@@ -184,7 +187,8 @@ def evaluate_tracking(
                 misses += 1
         elif index % track_every == 0:
             registration, _, ok = tracker.update(scene.image)
-            cost.add_tracking(tracker.cost, 1000.0 * locator.timing.frame_time(tracker.cost))
+            shown = tracker.last_patterns
+            cost.add_tracking(shown, 1000.0 * locator.timing.frame_time(shown))
             policy.reframed()
             pending = not ok
         if registration is None:
@@ -194,8 +198,13 @@ def evaluate_tracking(
         errors.append(registration_error(registration, scene.registration))
     summary = cost.summary()
     centre = np.array([e["centre_px"] for e in errors])
+    spent = cost.localisation_patterns + cost.tracking_patterns - search
     summary.update(
         {
+            "search_patterns": search,
+            "fraction_of_patterns_once_found": round(spent / (spent + cost.frames * cost.frame_patterns), 4),
+            "reference_windows": tracker.anchors,
+            "reference_window_patterns": tracker.anchor_cost,
             "frame_ms": round(1000.0 * locator.timing.frame_time(cost.frame_patterns), 3),
             "tracking_update_every_frames": track_every,
             "tracking_patterns_per_update": tracker.cost,
@@ -205,6 +214,7 @@ def evaluate_tracking(
             "centre_error_px_median": round(float(np.median(centre)), 3),
             "centre_error_px_p95": round(float(np.percentile(centre, 95)), 3),
             "scale_error_median": round(float(np.median([abs(e["scale_ratio"] - 1) for e in errors])), 4),
+            "roll_error_deg_median": round(float(np.median([abs(e["roll_deg"]) for e in errors])), 3),
         }
     )
     return summary

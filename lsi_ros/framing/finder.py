@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -170,50 +171,171 @@ def _heat_loss(logits: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
     return functional.binary_cross_entropy_with_logits(logits, heat, weight=weight)
 
 
-def finder_training_set(faces: np.ndarray, count: int, locator, seed: int = 0) -> tuple[np.ndarray, list]:
-    """Coarse images of ``count`` unframed scenes on a 256² field (a third of them empty) as the locator
-    acquires them, with each face's box in coarse-image pixels."""
+# Zoom windows of the training set: the candidate box is the true box moved and resized by about what
+# the coarse finder gets wrong, and the window is the locator's zoom or tracking window round it.
+CANDIDATE_SHIFT = 0.12  # std of the candidate centre's error, in face widths
+CANDIDATE_SCALE = 0.2  # std of the candidate width's log error
+WINDOWS = (2.2, 2.8)
+
+
+def _training_face(faces: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """A third of the scenes are empty; a face is mirrored half the time and lit brighter or darker."""
+    if rng.random() < 1 / 3:
+        return None
+    face = faces[rng.integers(len(faces))]
+    face = face[:, ::-1] if rng.random() < 0.5 else face
+    return np.clip(face * rng.uniform(0.6, 1.3), 0, 255).astype(np.uint8)
+
+
+def _zoom_sample(face, rng: np.random.Generator, photodiode, locators: dict) -> tuple[np.ndarray, object]:
+    """One zoomed image (64², as the locator checks it) of a window round a candidate box, and the face's
+    box in it (None: no face, or the face not wholly in the window). The field is just large enough for
+    the window's sampling pixels to cover whole mirrors (512² below a third of the field, else 256²),
+    so the photodiode sees the light the full field would send."""
+    from lsi_ros.framing.localize import to_window, window_registration
+    from lsi_ros.framing.unframed import FACE_WIDTHS, unframed_scene
+
+    width = rng.uniform(*FACE_WIDTHS)
+    size = 256 if width >= 1 / 3 else 512
+    locator = locators[size]
+    scene = unframed_scene("zoom", face, rng, (size, size), widths=(width, width))
+    if scene.box is None:
+        side = width * size
+        centre = rng.uniform(side / 2, size - side / 2, 2)
+    else:
+        side = (scene.box[2] - scene.box[0]) * np.exp(rng.normal(0, CANDIDATE_SCALE))
+        centre = (scene.box[:2] + scene.box[2:]) / 2 + rng.normal(0, CANDIDATE_SHIFT, 2) * side
+    resolution = locator.config.zoom_resolution
+    window = window_registration(centre, rng.choice(WINDOWS) * side, resolution, (size, size))
+    image = locator.acquire(scene.image, locator.zoom, window)
+    small = cv2.resize(image.astype(np.float32), (INPUT, INPUT), interpolation=cv2.INTER_AREA)
+    if scene.box is None:
+        return small, None
+    corners = to_window(scene.box.reshape(2, 2), window, resolution, (size, size))
+    box = corners.ravel() * INPUT / resolution
+    inside = box[0] >= 0 and box[1] >= 0 and box[2] <= INPUT and box[3] <= INPUT
+    return small, box if inside else None
+
+
+def finder_training_set(faces: np.ndarray, count: int, photodiode, seed: int = 0, desc: str = "training"):
+    """``count`` unframed scenes (a third of them empty) as the locator sees them, two images each: the
+    coarse image of the whole field (256² field: the coarse image is 64² whatever the field) and a zoomed
+    image of a window round a candidate near the face (or anywhere in an empty scene), each with the
+    face's box in its pixels (None: no face). Returns images (2·count, 64, 64) and the boxes."""
+    from lsi_ros.framing.localize import FaceLocator
     from lsi_ros.framing.unframed import unframed_scene
 
     rng = np.random.default_rng(seed)
-    field = locator.field_shape
+    locators = {
+        size: FaceLocator(None, None, field_shape=(size, size), photodiode=photodiode, seed=seed + size)
+        for size in (256, 512)
+    }
+    coarse = locators[256]
     images, boxes = [], []
-    for i in tqdm(range(count), desc="coarse training scenes", unit="scene"):
-        face = None if rng.random() < 1 / 3 else faces[rng.integers(len(faces))]
-        if face is not None and rng.random() < 0.5:
-            face = face[:, ::-1]
-        if face is not None:
-            face = np.clip(face * rng.uniform(0.6, 1.3), 0, 255).astype(np.uint8)
-        scene = unframed_scene(f"train {i}", face, rng, field)
-        images.append(locator.coarse_image(scene.image))
-        boxes.append(None if scene.box is None else scene.box * INPUT / field[1])
+    for i in tqdm(range(count), desc=f"{desc} scenes (coarse and zoomed)", unit="scene"):
+        face = _training_face(faces, rng)
+        scene = unframed_scene(f"train {i}", face, rng, coarse.field_shape)
+        images.append(coarse.coarse_image(scene.image))
+        boxes.append(None if scene.box is None else scene.box * INPUT / coarse.field_shape[1])
+        image, box = _zoom_sample(_training_face(faces, rng), rng, photodiode, locators)
+        images.append(image)
+        boxes.append(box)
     return np.stack(images), boxes
+
+
+def score_threshold(scores: np.ndarray, has_face: np.ndarray, max_false_positives: float) -> float:
+    """The lowest score that leaves at most ``max_false_positives`` of the images without a face over it."""
+    empty = np.sort(scores[~has_face])
+    if not len(empty):
+        return 0.5
+    k = int(np.floor(len(empty) * (1 - max_false_positives)))
+    return float(empty[min(k, len(empty) - 1)]) + 1e-4
+
+
+def validate(finder: FaceFinder, images: np.ndarray, boxes: list) -> dict:
+    """Scores of the finder on validation images (coarse and zoomed alternate): the zoom threshold that
+    keeps 1 % of empty windows, the coarse threshold that keeps 99.5 % of faces, and the rates at them."""
+    found, scores = finder.find(images)
+    has = np.array([b is not None for b in boxes])
+    coarse, zoom = np.arange(len(images)) % 2 == 0, np.arange(len(images)) % 2 == 1
+    min_score = score_threshold(scores[zoom], has[zoom], 0.01)
+    face_scores = np.sort(scores[coarse & has])
+    candidate = float(face_scores[int(0.005 * len(face_scores))]) if len(face_scores) else 0.3
+    candidate = min(candidate, min_score)
+    centre = np.hypot(*((found[:, :2] + found[:, 2:]) / 2 - [((b[:2] + b[2:]) / 2) if b is not None else
+                                                           (0, 0) for b in boxes]).T)  # fmt: skip
+    widths = np.array([b[2] - b[0] if b is not None else np.nan for b in boxes])
+    return {
+        "images": len(images),
+        "candidate_score": round(candidate, 4),
+        "min_score": round(min_score, 4),
+        "coarse_faces_over_candidate": round(float(np.mean(scores[coarse & has] >= candidate)), 4),
+        "coarse_empty_over_candidate": round(float(np.mean(scores[coarse & ~has] >= candidate)), 4),
+        "zoom_faces_over_min": round(float(np.mean(scores[zoom & has] >= min_score)), 4),
+        "zoom_empty_over_min": round(float(np.mean(scores[zoom & ~has] >= min_score)), 4),
+        "zoom_centre_error_median": round(float(np.median((centre / widths)[zoom & has])), 4),
+        "coarse_centre_error_median": round(float(np.median((centre / widths)[coarse & has])), 4),
+    }
 
 
 # Faces for training the finder: training seeds (below the held-out range), never evaluated on.
 TRAINING_FIRST_SEED = 700_000
 
 
-def build_face_finder(
-    generator, scenes: int, photodiode, path, faces: int = 160, epochs: int = 12, seed: int = 0
-) -> FaceFinder:
-    """Generate ``faces`` training-seed faces, ``scenes`` coarse training images of them through the
-    locator's acquisition (256² field: the coarse image is 64² whatever the field), train, save."""
-    from lsi_ros.framing.localize import FaceLocator
+def training_faces(generator, analyzer, generated: int, real: int) -> tuple[np.ndarray, str]:
+    """The face bank: ``generated`` faces of training seeds and the first ``real`` UTKFace photos of the
+    training split (FFHQ-framed as the evaluation frames its held-out ones; none without the photos)."""
     from lsi_ros.framing.unframed import generated_faces
 
-    face_images = generated_faces(generator, TRAINING_FIRST_SEED, faces)
-    locator = FaceLocator(None, None, field_shape=(256, 256), photodiode=photodiode, seed=seed)
-    images, boxes = finder_training_set(face_images, scenes, locator, seed)
-    net = train_face_finder(images, boxes, epochs=epochs, seed=seed)
+    parts = [generated_faces(generator, TRAINING_FIRST_SEED, generated)]
+    label = f"generated, seeds {TRAINING_FIRST_SEED}..{TRAINING_FIRST_SEED + generated - 1}"
+    if real:
+        from lsi_ros.evaluation import real_faces
+
+        root = Path(real_faces.default_real_faces_dir()) / real_faces.UTKFACE_FOLDER
+        if root.is_dir():
+            photos = real_faces.utkface_faces(root, split="train")[:real]
+            parts.append(real_faces.frame_faces(analyzer, photos).images)
+            label += f"; UTKFace training split, first {len(photos)}"
+    return np.concatenate(parts), label
+
+
+def build_face_finder(
+    generator,
+    scenes: int,
+    photodiode,
+    path,
+    faces: int = 320,
+    real: int = 300,
+    analyzer=None,
+    epochs: int = 12,
+    width: int = 24,
+    seed: int = 0,
+) -> FaceFinder:
+    """Train the finder on ``scenes`` unframed scenes (coarse and zoomed images) of a bank of training
+    faces; a tenth of the bank's faces is kept apart for a validation set (a tenth as many scenes) that
+    sets the score thresholds; save."""
+    from lsi_ros.framing.localize import LocatorConfig
+
+    bank, label = training_faces(generator, analyzer, faces, real)
+    order = np.random.default_rng(seed).permutation(len(bank))
+    held = order[: max(1, len(bank) // 10)]
+    train = order[len(held) :]
+    images, boxes = finder_training_set(bank[train], scenes, photodiode, seed)
+    net = train_face_finder(images, boxes, epochs=epochs, seed=seed, width=width)
     info = {
-        "width": net.body[0].out_channels * 2,
+        "width": width,
         "training_scenes": scenes,
-        "training_faces": f"generated, seeds {TRAINING_FIRST_SEED}..{TRAINING_FIRST_SEED + faces - 1}",
-        "coarse_patterns": locator.config.coarse_patterns,
+        "training_images": len(images),
+        "training_faces": label,
+        "coarse_patterns": LocatorConfig().coarse_patterns,
         "photodiode": photodiode.label,
         "epochs": epochs,
     }
     finder = FaceFinder(net, info)
+    val_images, val_boxes = finder_training_set(
+        bank[held], max(200, scenes // 10), photodiode, seed + 1, "validation"
+    )
+    info["validation"] = {"faces": len(held), **validate(finder, val_images, val_boxes)}
     finder.save(path)
     return finder

@@ -104,37 +104,66 @@ class LocalisationCost:
 
 
 class FaceTracker:
-    """Follows a localised face between localisations with a few low-order Walsh patterns on the last
-    zoom window: the measured coefficients are matched against those of the last zoomed image with the
-    face (a soft ellipse round its landmarks) moved and scaled over the still background. The match
+    """Follows a localised face between localisations with a few low-order Walsh patterns on a window
+    round it: the measured coefficients are matched against those of the window's reference image with
+    the face (a soft ellipse round its landmarks) moved and scaled over the still background. The match
     gives the face's motion, which moves and scales the registration with it; a poor match (the face
     turned, left, or changed beyond a shift and scale) asks for a localisation.
+
+    The window follows the face: once the face has moved ``anchor_shift`` of the window's side from its
+    centre, or grown or shrunk by ``anchor_scale``, a new window is centred on it and a low-resolution
+    image of it (``anchor_resolution``², every Walsh pattern of that grid) becomes the reference. The
+    low-order coefficients the tracker matches are those of a coarse image, so a coarse reference
+    predicts them as well as the zoomed image did, for a tenth of a localisation's patterns.
     """
 
-    def __init__(self, locator, patterns: int = 15, max_residual: float = 0.35, max_drift: float = 0.25):
+    def __init__(
+        self,
+        locator,
+        patterns: int = 15,
+        max_residual: float = 0.5,
+        max_drift: float = 0.25,
+        anchor_resolution: int = 16,
+        anchor_shift: float = 0.1,
+        anchor_scale: float = 0.1,
+        scale_prior: float = 4.0,
+    ):
         from lsi_ros.optics.forward import ForwardModel
         from lsi_ros.optics.patterns import hadamard_reference_patterns
 
         self.locator = locator
         resolution = locator.config.zoom_resolution
         self.forward = ForwardModel(hadamard_reference_patterns(patterns, resolution), np.float32)
+        self.anchor = ForwardModel(
+            hadamard_reference_patterns(anchor_resolution**2, anchor_resolution), np.float32
+        )
         self.max_residual, self.max_drift = max_residual, max_drift
+        self.anchor_shift, self.anchor_scale = anchor_shift, anchor_scale
+        self.scale_prior = scale_prior
         self.start_from = None
+        self.last_patterns = 0  # patterns the last update showed (its re-anchoring included)
+        self.anchors = 0
 
     @property
     def cost(self) -> int:
         """Patterns per update (the all-off ambient pattern included)."""
         return self.forward.num_patterns + self.locator.dark_patterns
 
-    def start(self, localization) -> None:
-        """Track from a localisation's zoomed image, window and registration."""
+    @property
+    def anchor_cost(self) -> int:
+        """Patterns of a new reference window."""
+        return self.anchor.num_patterns + self.locator.dark_patterns
+
+    def start(self, localization, origin: dict | None = None) -> None:
+        """Track from a localisation's zoomed image, window and registration (``origin``: the face as
+        first localised, which a new window is matched against; None: this localisation)."""
         import cv2
 
-        from lsi_ros.framing.localize import to_field
+        from lsi_ros.framing.localize import to_field, to_window
 
         size = localization.image.shape[0]
         points = localization.landmarks  # field pixels -> zoom pixels through the window's inverse
-        place_points = _field_to_window(points, localization.window, size, self.locator.field_shape)
+        place_points = to_window(points, localization.window, size, self.locator.field_shape)
         centre = place_points.mean(0)
         half = (place_points.max(0) - place_points.min(0)) / 2
         y, x = np.mgrid[:size, :size] + 0.5
@@ -149,6 +178,12 @@ class FaceTracker:
             "centre": centre,
             "centre_field": to_field(centre, size, localization.window, self.locator.field_shape),
             "params": np.zeros(3),
+        }
+        self.start_from["origin"] = origin or {
+            "image": self.start_from["image"],
+            "mask": mask,
+            "window": localization.window,
+            "box": np.asarray(localization.box, dtype=np.float64),
         }
 
     def _predicted(self, params: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -178,7 +213,10 @@ class FaceTracker:
         norm = float(np.linalg.norm(measured[1:])) + 1e-9
 
         def mismatch(params):
-            return float(np.sum((self._predicted(params, indices) - measured)[1:] ** 2)) / norm**2
+            # A face grows or shrinks slowly: a change of scale costs (a few low-order coefficients
+            # alone cannot tell a larger face from a moved one).
+            growth = self.scale_prior * (params[2] - s["params"][2]) ** 2
+            return float(np.sum((self._predicted(params, indices) - measured)[1:] ** 2)) / norm**2 + growth
 
         simplex = s["params"] + np.vstack([np.zeros(3), np.diag([2.0, 2.0, 0.04])])  # pixels, log scale
         fit = minimize(
@@ -191,18 +229,97 @@ class FaceTracker:
         residual = float(np.sqrt(fit.fun))
         registration = self._moved(fit.x)
         drift = abs(float(np.exp(fit.x[2])) - 1.0)
-        return registration, residual, residual <= self.max_residual and drift <= self.max_drift
+        self.last_patterns = self.cost
+        ok = residual <= self.max_residual and drift <= self.max_drift
+        size = s["image"].shape[0]
+        moved = np.hypot(*(fit.x[:2] + s["centre"] - size / 2)) / size
+        if ok and (moved > self.anchor_shift or drift > self.anchor_scale):
+            self._reanchor(field_image, registration)
+        return registration, residual, ok
+
+    def _reanchor(self, field_image, registration) -> None:
+        """Centre a new window on the tracked face and take its coarse image as the reference."""
+        import dataclasses
+
+        import cv2
+
+        from lsi_ros.framing.localize import window_registration
+
+        s = self.start_from
+        found = s["localization"]
+        size = s["image"].shape[0]
+        box = self.box()
+        side = self.locator.config.track_window * float(np.max(box[2:] - box[:2]))
+        centre, field = (box[:2] + box[2:]) / 2, self.locator.field_shape
+        window = window_registration(centre, side, size, field)
+        # The same square for the coarse grid: a registration's shift is in its own grid's pixels.
+        coarse_window = window_registration(centre, side, self.anchor.resolution[0], field)
+        coarse = self.locator.acquire(field_image, self.anchor, coarse_window).astype(np.float32)
+        landmarks = self._moved_points(found.landmarks)
+        move, face, mask = self._matched(coarse, coarse_window, box)
+        # The reference: the sharp first-localised face where it was matched, over the coarse background.
+        image = face + (1 - mask) * cv2.resize(coarse, (size, size), interpolation=cv2.INTER_NEAREST)
+        box, landmarks = box + np.tile(move, 2), landmarks + move
+        block = field_placement_block(self.locator.config.resolution, field)
+        registration = dataclasses.replace(
+            registration, shift=tuple(np.asarray(registration.shift) + move[::-1] / block)
+        )
+        self.start(
+            dataclasses.replace(
+                found, box=box, landmarks=landmarks, registration=registration, window=window, image=image
+            ),
+            s["origin"],
+        )
+        self.last_patterns += self.anchor_cost
+        self.anchors += 1
+
+    def _matched(self, coarse: np.ndarray, window, box: np.ndarray, reach: float = 0.3) -> np.ndarray:
+        """Where the first-localised face sits in a new window's coarse image: the move (x, y) in field
+        pixels from ``box`` (and the face and its mask warped there, in the window's zoom pixels) that
+        best fits the face's masked appearance to the image (the background
+        taken as measured), over a grid of moves up to ``reach`` face widths. Corrects the drift the
+        low-order fits gather between windows."""
+        import cv2
+
+        from lsi_ros.framing.localize import to_field, to_window
+
+        o, field = self.start_from["origin"], self.locator.field_shape
+        size = o["image"].shape[0]
+        width = float(box[2] - box[0])
+        scale = width / float(o["box"][2] - o["box"][0])
+        then, now = (o["box"][:2] + o["box"][2:]) / 2, (box[:2] + box[2:]) / 2
+        source = np.array([[0.0, 0.0], [size, 0.0], [0.0, size]])
+        on_field = now + scale * (to_field(source, size, o["window"], field) - then)
+        steps = np.linspace(-reach, reach, 13) * width
+        best, found = np.inf, None
+        for dy in steps:
+            for dx in steps:
+                target = (
+                    to_window(on_field + [dx, dy], window, coarse.shape[0], field) * size / coarse.shape[0]
+                )
+                matrix = cv2.getAffineTransform(np.float32(source), np.float32(target))
+                face = cv2.warpAffine(o["image"] * o["mask"], matrix, (size, size))
+                mask = cv2.warpAffine(o["mask"], matrix, (size, size))
+                small_face, small_mask = (
+                    cv2.resize(a, coarse.shape[::-1], interpolation=cv2.INTER_AREA) for a in (face, mask)
+                )
+                error = float(np.sum((small_face - small_mask * coarse) ** 2))
+                if error < best:
+                    best, found = error, (np.array([dx, dy]), face, mask)
+        return found
 
     def box(self) -> np.ndarray:
         """The localisation's face box (x0, y0, x1, y1) moved and scaled as the face was tracked."""
+        return self._moved_points(self.start_from["localization"].box.reshape(2, 2)).ravel()
+
+    def _moved_points(self, points_xy: np.ndarray) -> np.ndarray:
+        """Field points (x, y) of the reference moved and scaled as the face was tracked since."""
         s = self.start_from
         size = s["image"].shape[0]
         params = s["params"]
         zoom_block = field_placement_block(size, self.locator.field_shape)
         move = params[:2] * s["localization"].window.scale * zoom_block
-        corners = s["localization"].box.reshape(2, 2)
-        moved = s["centre_field"] + np.exp(params[2]) * (corners - s["centre_field"]) + move
-        return moved.ravel()
+        return s["centre_field"] + np.exp(params[2]) * (np.asarray(points_xy) - s["centre_field"]) + move
 
     def _moved(self, params: np.ndarray):
         """The localisation's registration with the face moved by ``params`` (zoom pixels, log scale)."""
@@ -222,14 +339,6 @@ class FaceTracker:
         scale = float(np.exp(params[2]))
         shift = scale * (np.asarray(found.shift) - centre) + centre + move
         return GridRegistration((float(shift[0]), float(shift[1])), found.scale * scale, found.roll)
-
-
-def _field_to_window(points_xy: np.ndarray, window, size: int, field_shape) -> np.ndarray:
-    """Field pixels (x, y) -> pixels of an image acquired on ``window`` (pixel i spans [i, i + 1))."""
-    from lsi_ros.framing.field import field_to_grid
-
-    offsets = field_to_grid(points_xy, field_shape, size)
-    return (window.to_grid(offsets) + size / 2)[..., ::-1]
 
 
 def field_placement_block(resolution: int, field_shape) -> int:

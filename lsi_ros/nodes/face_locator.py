@@ -318,7 +318,8 @@ class FaceLocatorNode(Node):
         """One tracker update: the registration follows the face, or the face is looked for again."""
         registration, _, ok = self.tracker.update(None)
         self.counters["tracking_updates"] += 1
-        self.cost.add_tracking(self.tracker.cost, 1000.0 * self.locator.timing.frame_time(self.tracker.cost))
+        shown = self.tracker.last_patterns
+        self.cost.add_tracking(shown, 1000.0 * self.locator.timing.frame_time(shown))
         if not ok:
             self.counters["tracking_lost"] += 1
             with self._lock:
