@@ -168,13 +168,19 @@ def test_real_face_evaluation_on_a_few_faces(tmp_path):
     assert by_method["hadamard-pinv"]["patterns"] == 32 and by_method["hadamard-pinv"]["M"] == 16
 
 
+def _photo_folder(tmp_path, count: int):
+    """A folder of the first ``count`` UTKFace photos, as a user's own folder of faces."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for face in real_faces.utkface_faces(ROOT / real_faces.UTKFACE_FOLDER)[:count]:
+        shutil.copy(face.path, folder / face.path.name)
+    return folder
+
+
 @needs_photos
 @needs_face_api
 def test_lsi_eval_real_on_a_folder(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for face in real_faces.utkface_faces(ROOT / real_faces.UTKFACE_FOLDER)[:3]:
-        shutil.copy(face.path, folder / face.path.name)
+    folder = _photo_folder(tmp_path, 3)
     output, figure = tmp_path / "real.json", tmp_path / "real.png"
     command = [sys.executable, "-m", "lsi_ros.cli", "eval", "--real", str(folder), "--models", "m32"]
     command += ["--no-baselines", "--output", str(output), "--examples", str(figure)]
@@ -194,10 +200,7 @@ def test_lsi_eval_real_on_a_folder(tmp_path):
 @needs_photos
 @needs_face_api
 def test_lsi_eval_ceiling_adds_its_section_and_keeps_the_rows(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for face in real_faces.utkface_faces(ROOT / real_faces.UTKFACE_FOLDER)[:2]:
-        shutil.copy(face.path, folder / face.path.name)
+    folder = _photo_folder(tmp_path, 2)
     output, figure = tmp_path / "real.json", tmp_path / "ceiling.png"
     earlier = {"rows": [{"method": "lsi", "same_person_rate": 0.25}], "command": "lsi eval --real"}
     output.write_text(json.dumps(earlier))
