@@ -11,7 +11,9 @@ import argparse
 import asyncio
 import base64
 import itertools
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -73,6 +75,7 @@ class HeadlessChromium:
              f"--window-size={self.width},{self.height}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # its zygote, renderer and GPU processes go down with it
         )  # fmt: skip
         try:
             port = await self._devtools_port()
@@ -96,13 +99,27 @@ class HeadlessChromium:
     async def __aexit__(self, *exc):
         if getattr(self, "_session", None) is not None:
             await self._session.close()
-        self._process.terminate()
+        self._signal_group(signal.SIGTERM)
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-        self._profile.cleanup()
+        # Chromium's child processes can outlive it by a moment and still write to the profile
+        self._signal_group(signal.SIGKILL)
+        for _ in range(20):
+            try:
+                self._profile.cleanup()
+                return
+            except OSError:
+                await asyncio.sleep(0.1)
+        shutil.rmtree(self._profile.name, ignore_errors=True)
+
+    def _signal_group(self, signum) -> None:
+        try:
+            os.killpg(self._process.pid, signum)
+        except ProcessLookupError:
+            pass
 
     async def _devtools_port(self, timeout: float = 30.0) -> int:
         path = Path(self._profile.name) / "DevToolsActivePort"
