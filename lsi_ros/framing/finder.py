@@ -187,7 +187,7 @@ def _training_face(faces: np.ndarray, rng: np.random.Generator) -> np.ndarray | 
     return np.clip(face * rng.uniform(0.6, 1.3), 0, 255).astype(np.uint8)
 
 
-def _zoom_sample(face, rng: np.random.Generator, photodiode, locators: dict) -> tuple[np.ndarray, object]:
+def _zoom_sample(face, rng: np.random.Generator, locators: dict) -> tuple[np.ndarray, object]:
     """One zoomed image (64², as the locator checks it) of a window round a candidate box, and the face's
     box in it (None: no face, or the face not wholly in the window). The field is just large enough for
     the window's sampling pixels to cover whole mirrors (512² below a third of the field, else 256²),
@@ -237,7 +237,7 @@ def finder_training_set(faces: np.ndarray, count: int, photodiode, seed: int = 0
         scene = unframed_scene(f"train {i}", face, rng, coarse.field_shape)
         images.append(coarse.coarse_image(scene.image))
         boxes.append(None if scene.box is None else scene.box * INPUT / coarse.field_shape[1])
-        image, box = _zoom_sample(_training_face(faces, rng), rng, photodiode, locators)
+        image, box = _zoom_sample(_training_face(faces, rng), rng, locators)
         images.append(image)
         boxes.append(box)
     return np.stack(images), boxes
