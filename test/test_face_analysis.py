@@ -60,6 +60,23 @@ def test_truncated_shard_and_missing_manifest_are_clear_errors(tmp_path):
         read_tfjs_weights(tmp_path / "nothing-weights_manifest.json")
 
 
+def test_landmarks_of_the_mirrored_face_pair_left_with_right(analyzer):
+    """Landmark i of a mirrored face is landmark LANDMARK_MIRROR[i] of the face, mirrored: the pairing
+    is an involution, and averaging both ways lands within a few pixels of one look (a wrong pair,
+    an eye swapped with the other or with the mouth, lands tens of pixels off)."""
+    mirror = np.array(face_analysis.LANDMARK_MIRROR)
+    assert sorted(mirror) == list(range(68)) and (mirror[mirror] == np.arange(68)).all()
+    crop = np.load(DATA / "face_api_astronaut_crop.npy", allow_pickle=False)
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float()
+    once, both = analyzer.landmarks(x)[0] * 112, analyzer.landmarks_both_ways(x)[0] * 112
+    assert np.abs(both - once).max() < 3.0
+    flipped = analyzer.landmarks(x.flip(-1))[0, mirror] * 112
+    flipped[:, 0] = 112 - flipped[:, 0]
+    assert np.median(np.hypot(*(flipped - once).T)) < 2.0
+    both_mirrored = analyzer.landmarks_both_ways(x.flip(-1))[0, mirror]
+    assert np.allclose(both_mirrored[:, 1] * 112, both[:, 1], atol=1e-3)
+
+
 def test_port_equals_the_original_tfjs_networks(analyzer):
     """Reference outputs of face-api itself (TF.js cpu backend, scripts/face_api_reference.mjs) on a
     fixed 112² face crop: every network of the port agrees to float32 rounding."""

@@ -178,3 +178,25 @@ def test_the_locator_leaves_an_empty_field_empty_after_one_coarse_look():
     assert not empty.found and empty.registration is None and empty.box is None
     assert empty.stages in (["coarse"], ["coarse", "zoom"])
     assert empty.patterns == locator.coarse_cost + (locator.zoom_cost if "zoom" in empty.stages else 0)
+
+
+@needs_face_api
+def test_the_fitted_framing_offset_centres_the_located_grid_on_the_generators_framing():
+    """The landmark square sits a few sampling pixels off the generator's framing: the fitted offset
+    moves the located grid onto it, scene for scene closer than without."""
+    from lsi_ros.evaluation.framing import fit_framing_offset, registration_error
+    from lsi_ros.framing.unframed import generated_faces, unframed_scenes
+    from lsi_ros.models.generators import get_generator
+
+    faces = generated_faces(get_generator("mobilestylegan"), 750_000, 3)
+    fitted = fit_framing_offset(_locator(framing_offset=(0.0, 0.0)), faces, seed=3)
+    assert (fitted["faces"], fitted["found"]) == (3, 3) and 1 < np.hypot(*fitted["framing_offset"]) < 10
+    errors = {}
+    for offset in ((0.0, 0.0), tuple(fitted["framing_offset"])):
+        locator = _locator(framing_offset=offset)
+        errors[offset] = [
+            registration_error(locator.locate(scene.image).registration, scene.registration)["centre_face_px"]
+            for scene in unframed_scenes(faces, 3, 0, seed=3, field_shape=locator.field_shape)
+        ]
+    before, after = errors.values()
+    assert np.median(after) < np.median(before)

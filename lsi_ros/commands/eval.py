@@ -123,6 +123,14 @@ def add_parser(subparsers):
         "image each) of training faces -> models/face-finder.safetensors",
     )
     parser.add_argument(
+        "--fit-framing-offset",
+        type=int,
+        default=0,
+        metavar="FACES",
+        help="--scenes, instead: fit the locator's framing offset (where the FFHQ rule's square from "
+        "landmarks sits against the generator's framing) on unframed scenes of FACES training-range faces",
+    )
+    parser.add_argument(
         "--finder-faces", type=int, default=320, help="--train-finder: generated faces of training seeds"
     )
     parser.add_argument(
@@ -560,6 +568,23 @@ def main_framing(args, photodiode) -> int:
     if analyzer is None:
         return 1
     locator = FaceLocator(load_face_finder(find_model("face-finder")), analyzer, photodiode=photodiode)
+    if args.fit_framing_offset:
+        first = framing.FRAMING_OFFSET_FIRST_SEED
+        fitted = framing.fit_framing_offset(
+            locator, generated_faces(generator, first, args.fit_framing_offset)
+        )
+        fitted = {
+            "command": " ".join(["lsi eval", *sys.argv[2:]]),
+            "seeds": f"{first}..{first + args.fit_framing_offset - 1}",
+            "zoom_window": locator.config.zoom_window,
+            **fitted,
+        }
+        output = Path(args.output or "docs/results/framing_offset.json")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(fitted, indent=2) + "\n")
+        print(json.dumps(fitted))
+        print(f"wrote {output}: copy framing_offset into LocatorConfig")
+        return 0
     imaging = framing.FramedImaging(load_model(find_model(args.framing_model)), generator, photodiode)
     first = data.HELD_OUT_SEED_START
     faces = generated_faces(generator, first, args.scene_faces)

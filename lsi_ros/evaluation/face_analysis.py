@@ -28,6 +28,15 @@ from torch.nn import functional
 
 FACE_API_PACKAGE = "@vladmandic/face-api@1.7.15"
 EXPRESSIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+# The 68-point scheme's left-right pairs: landmark i of a mirrored face is landmark LANDMARK_MIRROR[i].
+LANDMARK_MIRROR = (
+    tuple(range(16, -1, -1))  # jaw
+    + tuple(range(26, 16, -1))  # brows
+    + (27, 28, 29, 30, 35, 34, 33, 32, 31)  # nose
+    + (45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40)  # eyes
+    + (54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55)  # outer lips
+    + (64, 63, 62, 61, 60, 67, 66, 65)  # inner lips
+)
 DETECTOR_ANCHORS = ((1.603231, 2.094468), (6.041143, 7.080126), (2.882459, 3.518061),
                     (4.266906, 5.178857), (9.041765, 10.66308))  # fmt: skip
 DETECTOR_MEAN_RGB = (117.001, 114.697, 97.404)
@@ -341,6 +350,13 @@ class FaceAnalyzer:
         lm = self.params["face_landmark_68_model"]
         out = _dense_features(_normalise(crops, FACE_MEAN_RGB), lm) @ lm["fc/weights"] + lm["fc/bias"]
         return out.reshape(-1, 68, 2).cpu().numpy()
+
+    def landmarks_both_ways(self, crops: torch.Tensor) -> np.ndarray:
+        """``landmarks`` averaged with those of the mirrored crops (mapped back): the net's left-right
+        bias cancels and its noise averages down, for sharper framing from blurred images."""
+        mirrored = self.landmarks(crops.flip(-1))[:, LANDMARK_MIRROR]
+        mirrored[..., 0] = 1.0 - mirrored[..., 0]
+        return (self.landmarks(crops) + mirrored) / 2
 
     @torch.inference_mode()
     def attributes(self, crops: torch.Tensor) -> dict[str, np.ndarray]:

@@ -48,16 +48,16 @@ class LocatorConfig:
     coarse_patterns: int = 1024
     zoom_resolution: int = 128
     zoom_patterns: int = 2048
-    zoom_window: float = 2.2  # zoom window side / candidate face width
+    zoom_window: float = 1.8  # zoom window side / candidate face width
     track_window: float = 2.8  # wider in tracking mode: the face may have moved since
     candidate_score: float = 0.17  # stage-1 finder score worth a zoom (the finder's validation)
     min_score: float = 0.63  # finder score in the zoomed image that means "a face" (its validation)
     landmark_box: float = 1.36  # landmark crop side / face width (face-api's detector box is this wide)
     refine_window: float = 0.0  # a second, tighter zoom: its side / landmark extent (0: none)
-    # The FFHQ rule's square from landmarks in the zoomed image against the generator's own framing,
-    # in the model grid's sampling pixels (rows, columns, the face upright): the median over scenes of
-    # training-range faces never trained on (seeds 700400..700439), moved back.
-    framing_offset: tuple[float, float] = (4.3, 0.9)
+    # Where the generator's own framing lies in the square the FFHQ rule draws from landmarks in the
+    # zoomed image, in the model grid's sampling pixels (rows, columns, the face upright); fitted by
+    # `lsi eval --scenes unframed --fit-framing-offset 100` (docs/results/framing_offset.json).
+    framing_offset: tuple[float, float] = (3.5, -0.13)
     max_size_disagreement: float = 2.0  # the landmarks' face width / the finder's, either way
     resolution: int = 256  # the model's sampling grid, which the registration frames
 
@@ -251,12 +251,12 @@ class FaceLocator:
 
     def _landmarks(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
         """68 landmarks (x, y) in the image's pixels: first in a square round the finder's box, then in
-        face-api's aligned box of those landmarks."""
+        face-api's aligned box of those landmarks; each time averaged with those of the mirrored crop."""
         rgb = np.repeat(np.rint(image * 255).astype(np.uint8)[None, ..., None], 3, axis=-1)
         centre, half = (box[:2] + box[2:]) / 2, self.config.landmark_box * (box[2] - box[0]) / 2
         crop_box = np.concatenate([centre - half, centre + half])[None]
         for _ in range(2):
             crops, frames = self.analyzer.crop(rgb, crop_box)
-            landmarks = frames[:, None, :2] + self.analyzer.landmarks(crops) * frames[:, None, 2:3]
+            landmarks = frames[:, None, :2] + self.analyzer.landmarks_both_ways(crops) * frames[:, None, 2:3]
             crop_box = self.analyzer.aligned_boxes(landmarks)
         return landmarks[0]
