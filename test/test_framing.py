@@ -200,3 +200,16 @@ def test_the_fitted_framing_offset_centres_the_located_grid_on_the_generators_fr
         ]
     before, after = errors.values()
     assert np.median(after) < np.median(before)
+
+
+def test_landmarks_must_agree_with_the_finder_on_the_faces_size():
+    """The FFHQ square of a face w wide is w / FACE_WIDTH_IN_CROP wide; up to 2x either way agrees."""
+    from lsi_ros.framing.localize import FaceLocator
+    from lsi_ros.framing.unframed import FACE_WIDTH_IN_CROP
+
+    locator = FaceLocator(None, None, FIELD)
+    box = np.array([10.0, 10.0, 40.0, 40.0])
+    for factor, agrees in ((1.0, True), (1.9, True), (1 / 1.9, True), (2.1, False), (1 / 2.1, False)):
+        side = factor * 30.0 / FACE_WIDTH_IN_CROP
+        quad = np.array([[0, 0], [0, side], [side, side], [side, 0]])
+        assert locator._agrees_in_size(quad, box) is agrees

@@ -59,6 +59,9 @@ class LocatorConfig:
     # `lsi eval --scenes unframed --fit-framing-offset 100` (docs/results/framing_offset.json).
     framing_offset: tuple[float, float] = (3.5, -0.13)
     max_size_disagreement: float = 2.0  # the landmarks' face width / the finder's, either way
+    # Landmark crops tried in turn (side / the finder's face width) when the landmarks of the first
+    # disagree with the finder on the face's size: on a blurred face the net can shrink onto its middle.
+    landmark_box_retries: tuple[float, ...] = (1.0, 1.8)
     resolution: int = 256  # the model's sampling grid, which the registration frames
 
 
@@ -226,7 +229,13 @@ class FaceLocator:
         box, score = boxes[0] * shrink, float(scores[0])
         if score < c.min_score:
             return Localization(None, None, score, None, self.zoom_cost, 0.0, 0.0)
-        landmarks = to_field(self._landmarks(image, box), c.zoom_resolution, registration, self.field_shape)
+        for crop in (c.landmark_box, *c.landmark_box_retries):
+            landmarks = self._landmarks(image, box, crop)
+            if self._agrees_in_size(ffhq_quad(landmarks), box):
+                break
+        else:
+            return Localization(None, None, score, None, self.zoom_cost, 0.0, 0.0)
+        landmarks = to_field(landmarks, c.zoom_resolution, registration, self.field_shape)
         box = to_field(box.reshape(2, 2), c.zoom_resolution, registration, self.field_shape).ravel()
         if c.refine_window:
             # A second zoom, tighter round the face the landmarks found: sharper landmarks.
@@ -238,22 +247,25 @@ class FaceLocator:
             landmarks = to_field(self._landmarks(sharp, inside), c.zoom_resolution, fine, self.field_shape)
         framing = registration_from_quad(ffhq_quad(landmarks), self.field_shape, c.resolution)
         framing = dataclasses.replace(framing, shift=tuple(framing.to_scene(np.array(c.framing_offset))))
-        # The landmarks must agree with the finder on the face's size: a square several times too
-        # small or large is landmarks found on something else.
-        block = field_placement(c.resolution, None, self.field_shape).block
-        square = framing.scale * block * c.resolution * FACE_WIDTH_IN_CROP / float(box[2] - box[0])
-        if not 1 / c.max_size_disagreement <= square <= c.max_size_disagreement:
-            return Localization(None, None, score, None, self.zoom_cost, 0.0, 0.0)
         patterns = self.zoom_cost * (2 if c.refine_window else 1)
         return Localization(
             box, landmarks, score, framing, patterns, 0.0, 0.0, window=registration, image=image
         )
 
-    def _landmarks(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        """68 landmarks (x, y) in the image's pixels: first in a square round the finder's box, then in
-        face-api's aligned box of those landmarks; each time averaged with those of the mirrored crop."""
+    def _agrees_in_size(self, quad: np.ndarray, box: np.ndarray) -> bool:
+        """The landmarks' FFHQ square (in the same pixels as the finder's ``box``) against the finder's
+        face width: a square several times too small or large is landmarks found on something else, or
+        landmarks that shrank onto part of the face."""
+        side = float(np.hypot(*(quad[3] - quad[0])))
+        ratio = side * FACE_WIDTH_IN_CROP / float(box[2] - box[0])
+        return 1 / self.config.max_size_disagreement <= ratio <= self.config.max_size_disagreement
+
+    def _landmarks(self, image: np.ndarray, box: np.ndarray, crop: float) -> np.ndarray:
+        """68 landmarks (x, y) in the image's pixels: first in a square ``crop`` times the finder's box
+        wide round it, then in face-api's aligned box of those landmarks; each time averaged with those
+        of the mirrored crop."""
         rgb = np.repeat(np.rint(image * 255).astype(np.uint8)[None, ..., None], 3, axis=-1)
-        centre, half = (box[:2] + box[2:]) / 2, self.config.landmark_box * (box[2] - box[0]) / 2
+        centre, half = (box[:2] + box[2:]) / 2, crop * (box[2] - box[0]) / 2
         crop_box = np.concatenate([centre - half, centre + half])[None]
         for _ in range(2):
             crops, frames = self.analyzer.crop(rgb, crop_box)
