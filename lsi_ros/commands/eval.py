@@ -539,7 +539,7 @@ def main_framing(args, photodiode) -> int:
     from lsi_ros.evaluation import framing
     from lsi_ros.framing.finder import build_face_finder, load_face_finder
     from lsi_ros.framing.localize import FaceLocator
-    from lsi_ros.framing.tracking import FaceTracker, RelocalisationPolicy
+    from lsi_ros.framing.tracking import MeasurementTracker, RelocalisationPolicy
     from lsi_ros.framing.unframed import generated_faces
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.generators import get_generator
@@ -620,7 +620,12 @@ def main_framing(args, photodiode) -> int:
     results["tracking"] = {
         "sequence": f"{args.walk_frames} frames of seed {first} walking across the field and towards it",
         **framing.evaluate_tracking(
-            locator, imaging, faces[0], args.walk_frames, policy, FaceTracker(locator)
+            locator,
+            imaging,
+            faces[0],
+            args.walk_frames,
+            policy,
+            MeasurementTracker(locator, imaging.model.pattern_set, photodiode),
         ),
     }
     output = Path(args.output or "docs/results/framing.json")

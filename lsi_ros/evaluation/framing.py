@@ -202,12 +202,17 @@ def evaluate_tracking(
     tracker,
     track_every: int = 2,
 ):
-    """The tracking loop over a walking sequence: a tracking update every ``track_every`` frames, a
-    localisation (a zoom round the tracked box) when the tracker or the policy asks; the cost and how
-    well each frame stayed framed. The cost is given over the whole sequence and once the face is found
-    (the search of the whole field before the first frame left out: on a long walk it is paid once)."""
+    """The tracking loop over a walking sequence: a localisation (a zoom round the tracked box) when
+    the tracker or the policy asks, and in between the tracker's updates: with a
+    :class:`~lsi_ros.framing.tracking.MeasurementTracker`, each frame's own measurements move the
+    registration for the next frame (and a coarse look when it asks); with a
+    :class:`~lsi_ros.framing.tracking.FaceTracker`, an update of its own patterns every ``track_every``
+    frames. The cost and how well each frame stayed framed, the error measured on the registration the
+    frame was taken through. The cost is given over the whole sequence and once the face is found (the
+    search of the whole field before the first frame left out: on a long walk it is paid once)."""
     cost = LocalisationCost(imaging.model.num_measurements)
     registration, errors, misses, pending, search = None, [], 0, True, 0
+    follows = hasattr(tracker, "follow")
     sequence = walking_sequence(face, frames, locator.field_shape)
     for index, scene in enumerate(tqdm(sequence, total=frames, desc="tracking", unit="frame")):
         if pending:
@@ -222,7 +227,7 @@ def evaluate_tracking(
                 registration = result.registration
             else:
                 misses += 1
-        elif index % track_every == 0:
+        elif not follows and index % track_every == 0:
             registration, _, ok = tracker.update(scene.image)
             shown = tracker.last_patterns
             cost.add_tracking(shown, 1000.0 * locator.timing.frame_time(shown))
@@ -231,10 +236,20 @@ def evaluate_tracking(
         if registration is None:
             continue
         cost.add_frame()
-        pending = policy.should_localise(imaging.counts(scene.image, registration)) or pending
+        counts = imaging.counts(scene.image, registration)
         errors.append(registration_error(registration, scene.registration))
+        pending = policy.should_localise(counts) or pending
+        if follows and not pending:
+            # The tracker's own fit judges the change; the policy keeps its count of frames.
+            registration, _, ok = tracker.follow(counts)
+            policy.reframed()
+            pending = not ok
+            if ok and tracker.wants_look:
+                shown = tracker.look_again(scene.image)
+                cost.add_tracking(shown, 1000.0 * locator.timing.frame_time(shown))
     summary = cost.summary()
     centre = np.array([e["centre_px"] for e in errors])
+    face_centre = np.array([e["centre_face_px"] for e in errors])
     spent = cost.localisation_patterns + cost.tracking_patterns - search
     summary.update(
         {
@@ -248,13 +263,21 @@ def evaluate_tracking(
             "relocalise_every_frames": policy.every,
             "relocalise_change": policy.change,
             "failed_localisations": misses,
-            "centre_error_px_median": round(float(np.median(centre)), 3),
-            "centre_error_px_p95": round(float(np.percentile(centre, 95)), 3),
-            "scale_error_median": round(float(np.median([abs(e["scale_ratio"] - 1) for e in errors])), 4),
-            "roll_error_deg_median": round(float(np.median([abs(e["roll_deg"]) for e in errors])), 3),
+            **_spread("centre_error_px", centre, 3),
+            **_spread("centre_error_face_px", face_centre, 3),
+            **_spread("scale_error", np.array([abs(e["scale_ratio"] - 1) for e in errors]), 4),
+            **_spread("roll_error_deg", np.array([abs(e["roll_deg"]) for e in errors]), 3),
         }
     )
     return summary
+
+
+def _spread(name: str, values: np.ndarray, digits: int) -> dict:
+    """Median and 95th percentile of an error, keyed ``{name}_median`` and ``{name}_p95``."""
+    return {
+        f"{name}_median": round(float(np.median(values)), digits),
+        f"{name}_p95": round(float(np.percentile(values, 95)), digits),
+    }
 
 
 def plot_framing(records: list, path, title: str) -> None:

@@ -345,3 +345,218 @@ def field_placement_block(resolution: int, field_shape) -> int:
     from lsi_ros.framing.field import field_placement
 
     return field_placement(resolution, None, field_shape).block
+
+
+class MeasurementTracker:
+    """Follows the face with the model's own measurements, which every frame shows anyway: no pattern
+    of its own while the face stays on background it has seen.
+
+    At a localisation, the zoomed image resampled onto the model's grid through the registration the
+    locator found is the reference: the face (the FFHQ crop's head ellipse) over the background. Each
+    frame's measurements are fitted (Gauss-Newton in measurement space, through the model's own
+    patterns) by the reference face moved by a similarity of the grid (shift, scale, roll) over the
+    background where the grid now lies, with a fitted gain, offset (ambient light) and level of the
+    background no look has seen. The fitted motion, through an alpha-beta filter (``alpha``, ``beta``),
+    moves the registration for the next frame, ahead by the face's velocity. Once more than
+    ``look_unknown`` of the background under the grid is unseen, a coarse look
+    (``look_resolution``², every Walsh pattern of that grid) at a window ``look_window`` times the
+    grid's side becomes the newest background. A fit that no longer explains the measurements
+    (``max_residual``, against what the reference misses on average) or a jump beyond ``max_step`` (a
+    face that left or turned) asks for a localisation.
+    """
+
+    def __init__(
+        self,
+        locator,
+        pattern_set,
+        photodiode=None,
+        iterations: int = 3,
+        alpha: float = 0.7,
+        beta: float = 0.2,
+        max_residual: float = 0.6,
+        max_step: float = 0.25,
+        miss_rate: float = 0.1,
+        look_unknown: float = 0.1,
+        look_resolution: int = 16,
+        look_window: float = 1.5,
+    ):
+        from lsi_ros.optics.forward import ForwardModel
+        from lsi_ros.optics.patterns import hadamard_reference_patterns
+
+        self.locator = locator
+        self.forward = ForwardModel(pattern_set, np.float32)
+        self.resolution = int(self.forward.resolution[0])
+        self.photodiode = photodiode
+        self.iterations, self.alpha, self.beta = iterations, alpha, beta
+        self.max_residual, self.max_step, self.miss_rate = max_residual, max_step, miss_rate
+        self.look_unknown, self.look_window = look_unknown, look_window
+        self.look = ForwardModel(hadamard_reference_patterns(look_resolution**2, look_resolution), np.float32)
+        r = self.resolution
+        self.centre = np.array([r / 2 - 0.5, r / 2 - 0.5])  # (x, y) pixels, centres at integers
+        y, x = np.mgrid[:r, :r].astype(np.float32)
+        u = np.stack([x - self.centre[0], y - self.centre[1]])
+        ones, zeros = np.ones_like(x), np.zeros_like(x)
+        # How a grid point moves under each parameter: shift x, shift y, log scale, roll.
+        self.motions = np.stack([np.stack([ones, zeros]), np.stack([zeros, ones]), u, np.stack([-u[1], u[0]])])
+        self.registration = None
+        self.residual, self.unknown, self.anchors, self.last_patterns = 0.0, 0.0, 0, 0
+
+    cost = 0  # patterns of its own per frame
+
+    @property
+    def anchor_cost(self) -> int:
+        """Patterns of a look at the background round the face."""
+        return self.look.num_patterns + self.locator.dark_patterns
+
+    @property
+    def wants_look(self) -> bool:
+        """The grid has moved onto background that no look has seen."""
+        return self.unknown > self.look_unknown
+
+    def start(self, localization) -> None:
+        """Take the localisation's zoomed image and registration as the reference."""
+        import cv2
+
+        from lsi_ros.framing.unframed import face_mask
+
+        self.registration = localization.registration
+        zoom = localization.image.astype(np.float32)
+        self.layers = [(zoom, localization.window)]  # looks at the background, newest first
+        self.mask = face_mask(self.resolution)
+        self.face = self.mask * self._remap(zoom, localization.window, self.registration)
+        self.gradients = [
+            np.stack([cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)])
+            / 8
+            for image in (self.face, self.mask)
+        ]
+        self.velocity = np.zeros(4)  # registration (shift rows, cols, log scale, roll rad) per frame
+        self.miss = None  # what the reference misses of the measurements, on average
+        self.unknown = 0.0
+
+    def follow(self, counts: np.ndarray):
+        """One frame's counts, measured through :attr:`registration` -> (the registration for the next
+        frame, the fit's relative residual, ok); ``ok`` False asks for a localisation."""
+        y = np.asarray(counts, dtype=np.float64)
+        y = y if self.photodiode is None else self.photodiode.to_ideal(y)
+        background = self._background()
+        self.unknown = float(((1 - self.mask) * np.isnan(background)).sum() / (1 - self.mask).sum())
+        motion, fitted = self._fit(y, background)
+        miss = y - fitted
+        # What the reference misses (detail finer than the zoom's) stays put while the face is
+        # followed: the residual is taken against its running mean, and jumps when the face is lost.
+        change = miss if self.miss is None else miss - self.miss
+        self.miss = miss if self.miss is None else self.miss + self.miss_rate * (miss - self.miss)
+        self.residual = float(np.linalg.norm(change) / max(np.linalg.norm(y - y.mean()), 1e-12))
+        step = abs(motion[2]) + abs(motion[3]) + np.hypot(*motion[:2]) / self.resolution
+        ok = self.residual <= self.max_residual and step <= self.max_step
+        if ok:
+            predicted = _as_vector(self.registration)
+            innovation = _as_vector(self._moved(motion)) - predicted
+            self.velocity = self.velocity + self.beta * innovation
+            self.registration = _from_vector(predicted + self.alpha * innovation + self.velocity)
+        self.last_patterns = 0
+        return self.registration, self.residual, ok
+
+    def look_again(self, field_image) -> int:
+        """A coarse look at a window round the face, as the grid now frames it, becomes the newest
+        background; returns the patterns it showed."""
+        from lsi_ros.framing.field import registration_quad
+        from lsi_ros.framing.localize import window_registration
+
+        quad = registration_quad(self.registration, self.locator.field_shape, self.resolution)
+        side = self.look_window * float(np.linalg.norm(quad[3] - quad[0]))
+        window = window_registration(quad.mean(0), side, self.look.resolution[0], self.locator.field_shape)
+        self.layers.insert(0, (self.locator.acquire(field_image, self.look, window).astype(np.float32), window))
+        self.anchors += 1
+        self.unknown = 0.0
+        self.last_patterns = self.anchor_cost
+        return self.anchor_cost
+
+    def box(self) -> np.ndarray:
+        """The face box (x0, y0, x1, y1) in field pixels where the registration frames it."""
+        from lsi_ros.framing.unframed import face_box
+
+        return face_box(self.registration, self.locator.field_shape, self.resolution)
+
+    def _fit(self, y: np.ndarray, background: np.ndarray):
+        """Gauss-Newton: the motion (x, y grid pixels, log scale, roll in radians) by which grid point u
+        sees reference point δ(u), and the measurements it predicts."""
+        import cv2
+
+        r, patterns = self.resolution, self.forward.matrix
+        unseen = np.isnan(background)
+        background = np.nan_to_num(background)
+        motion = np.zeros(4)
+        for _ in range(self.iterations):
+            matrix = _similarity(motion, self.centre)
+
+            def warp(image, matrix=matrix):
+                return cv2.warpAffine(image, matrix, (r, r), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+
+            face, mask = warp(self.face), warp(self.mask)
+            slope = np.stack([warp(g) for g in self.gradients[0]])
+            slope -= background * np.stack([warp(g) for g in self.gradients[1]])
+            steepest = np.einsum("cyx,kcyx->kyx", slope, self.motions).reshape(4, -1)
+            image = face + (1 - mask) * background
+            design = np.column_stack(
+                [np.ones(len(y)), patterns @ image.ravel(), patterns @ ((1 - mask) * unseen).ravel()]
+            )
+            nuisance, *_ = np.linalg.lstsq(design, y, rcond=None)
+            jacobian = nuisance[1] * (patterns @ steepest.T)
+            step, *_ = np.linalg.lstsq(np.column_stack([design, jacobian]), y, rcond=None)
+            motion = motion + step[3:]
+        return motion, design @ nuisance
+
+    def _background(self) -> np.ndarray:
+        """The background the grid now lies on (R, R): the newest look that reaches each sampling
+        pixel, NaN where none does."""
+        background = np.full((self.resolution, self.resolution), np.nan, np.float32)
+        for image, window in self.layers:
+            unseen = np.isnan(background)
+            if not unseen.any():
+                break
+            background[unseen] = self._remap(image, window, self.registration)[unseen]
+        return background
+
+    def _remap(self, image: np.ndarray, window, registration) -> np.ndarray:
+        """A look's image (taken through ``window``) as the model's grid under ``registration`` sees
+        it (R, R), NaN beyond the look."""
+        import cv2
+
+        from lsi_ros.framing.localize import to_field, to_window
+
+        r = self.resolution
+        y, x = np.mgrid[:r, :r] + 0.5
+        field = to_field(np.stack([x, y], -1), r, registration, self.locator.field_shape)
+        at = (to_window(field, window, image.shape[0], self.locator.field_shape) - 0.5).astype(np.float32)
+        return cv2.remap(
+            image, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan
+        )
+
+    def _moved(self, motion: np.ndarray):
+        """The registration whose grid sees the reference face where it was: ``registration ∘ δ⁻¹``."""
+        from lsi_ros.optics.dmd import GridRegistration
+
+        swap = np.array([[0.0, 1.0], [1.0, 0.0]])  # (x, y) <-> (row, column)
+        a = swap @ _similarity(motion, np.zeros(2))[:, :2].astype(np.float64) @ swap
+        k = self.registration.scale * self.registration.rotation() @ np.linalg.inv(a)
+        shift = np.asarray(self.registration.shift) - k @ (swap @ motion[:2])
+        roll = float(np.degrees(np.arctan2(k[1, 0], k[0, 0])))
+        return GridRegistration(tuple(shift), float(np.sqrt(abs(np.linalg.det(k)))), roll)
+
+
+def _similarity(motion: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """The 2×3 affine (x, y) of δ(u) = c + s·R(θ)(u − c) + d for motion (dx, dy, log s, θ)."""
+    s, theta = np.exp(motion[2]), motion[3]
+    turn = s * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    return np.float32(np.column_stack([turn, centre + motion[:2] - turn @ centre]))
+
+
+def _as_vector(registration) -> np.ndarray:
+    return np.array([*registration.shift, np.log(registration.scale), np.radians(registration.roll)])
+
+
+def _from_vector(v: np.ndarray):
+    from lsi_ros.optics.dmd import GridRegistration
+
+    return GridRegistration((float(v[0]), float(v[1])), float(np.exp(v[2])), float(np.degrees(v[3])))

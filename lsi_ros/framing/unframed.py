@@ -70,7 +70,7 @@ def background(field_shape=DEFAULT_FIELD, rng: np.random.Generator | None = None
     return cv2.resize(image, (cols, rows), interpolation=cv2.INTER_CUBIC).clip(0, 1).astype(np.float32)
 
 
-def _face_mask(size: int) -> np.ndarray:
+def face_mask(size: int) -> np.ndarray:
     """Soft ellipse over the face, hair and neck of an FFHQ crop (size, size) in [0, 1]."""
     y, x = (np.mgrid[:size, :size] + 0.5) / size
     inside = ((x - 0.5) / 0.42) ** 2 + ((y - 0.52) / 0.48) ** 2 <= 1.0
@@ -105,7 +105,7 @@ def render(
     source = np.float32([[-0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
     matrix = cv2.getAffineTransform(source, np.float32(quad[:3]))
     pasted = cv2.warpAffine(face.astype(np.float32) / 255.0, matrix, (cols, rows), flags=cv2.INTER_LINEAR)
-    alpha = cv2.warpAffine(_face_mask(size), matrix, (cols, rows), flags=cv2.INTER_LINEAR)[..., None]
+    alpha = cv2.warpAffine(face_mask(size), matrix, (cols, rows), flags=cv2.INTER_LINEAR)[..., None]
     return (backdrop * (1 - alpha) + pasted * alpha).astype(np.float32)
 
 
