@@ -1,6 +1,8 @@
 """Find and frame: registered patterns at mirror level, the framing geometry, the re-localisation policy,
 and the locator on a synthetic scene (a face found where it is, an empty field left empty)."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -138,6 +140,60 @@ def test_the_tracker_moves_its_window_with_a_walking_face_and_pays_for_each_new_
         assert np.hypot(*(centre - truth)) < 0.3 * (frame.box[2] - frame.box[0])
     assert (tracker.cost, tracker.anchor_cost) == (16, 257)
     assert tracker.anchors >= 1 and set(shown) == {16, 16 + 257}
+
+
+def test_the_measurement_tracker_follows_shift_scale_and_roll_from_the_models_own_measurements():
+    """A walk (the face crosses a fifth of the field, grows by two thirds and rolls ±6°) measured only through the
+    model's 128 patterns on the tracked registration (on the full field: a grid on fewer mirrors
+    than sampling pixels is not the image the patterns expect): the tracker keeps the face framed as it was
+    localised within a few of the face's own sampling pixels, a few percent of scale and a degree or
+    two of roll, with no pattern of its own but a rare coarse look at new background."""
+    from lsi_ros.framing.field import DEFAULT_FIELD
+    from lsi_ros.framing.localize import FaceLocator, Localization, window_registration
+    from lsi_ros.framing.tracking import MeasurementTracker
+    from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.models.registry import find_model
+    from lsi_ros.optics import PhotodiodeModel
+    from lsi_ros.optics.forward import ForwardModel
+
+    torch.set_num_threads(1)
+    generator = get_generator("mobilestylegan")
+    face = np.rint(generator.synthesize(generator.sample_latents([1_000_001], 0.7))[0] * 255).astype(np.uint8)
+    scenes = list(itertools.islice(walking_sequence(face, 240, DEFAULT_FIELD), 80))  # a third of a walk
+    photodiode, rng = PhotodiodeModel(), np.random.default_rng(2)
+    pattern_set = load_model(find_model("m128")).pattern_set
+    model = ForwardModel(pattern_set, np.float32)
+    locator = FaceLocator(None, None, DEFAULT_FIELD, photodiode=photodiode, seed=1)
+    first = scenes[0]
+    side = locator.config.zoom_window * (first.box[2] - first.box[0])
+    window = window_registration((first.box[:2] + first.box[2:]) / 2, side, 128, DEFAULT_FIELD)
+    image = locator.acquire(first.image, locator.zoom, window)
+    tracker = MeasurementTracker(locator, pattern_set, photodiode)
+    tracker.start(Localization(first.box, None, 1.0, first.registration, 0, 0, 0, window=window, image=image))
+    errors, looks = [], 0
+    for scene in scenes:
+        registration = tracker.registration
+        truth = scene.registration
+        errors.append(
+            (
+                np.hypot(*np.subtract(registration.shift, truth.shift)) / truth.scale,
+                abs(registration.scale / truth.scale - 1),
+                abs(registration.roll - truth.roll),
+            )
+        )
+        _, _, ok = tracker.follow(measure_field(scene.image, model, registration, photodiode, rng))
+        assert ok and tracker.last_patterns == 0
+        if tracker.wants_look:
+            assert tracker.look_again(scene.image) == tracker.anchor_cost == 257
+            looks += 1
+    centre, scale, roll = np.array(errors).T
+    moved = np.hypot(*np.subtract(scenes[-1].registration.shift, first.registration.shift)) / first.registration.scale
+    assert moved > 150  # face pixels: far beyond what a fixed registration could frame
+    assert scenes[-1].face_width / first.face_width > 1.5
+    assert np.median(centre) < 2 and np.percentile(centre, 95) < 4
+    assert np.median(scale) < 0.025 and np.median(roll) < 2
+    assert 1 <= looks and looks * tracker.anchor_cost < 0.1 * 128 * len(scenes)
 
 
 def _locator(**config):

@@ -423,7 +423,7 @@ class MeasurementTracker:
         zoom = localization.image.astype(np.float32)
         self.layers = [(zoom, localization.window)]  # looks at the background, newest first
         self.mask = face_mask(self.resolution)
-        self.face = self.mask * self._remap(zoom, localization.window, self.registration)
+        self.face = self.mask * np.nan_to_num(self._remap(zoom, localization.window, self.registration))
         self.gradients = [
             np.stack([cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)])
             / 8
@@ -443,8 +443,9 @@ class MeasurementTracker:
         motion, fitted = self._fit(y, background)
         miss = y - fitted
         # What the reference misses (detail finer than the zoom's) stays put while the face is
-        # followed: the residual is taken against its running mean, and jumps when the face is lost.
-        change = miss if self.miss is None else miss - self.miss
+        # followed: the residual is the smaller of the fit's and the fit's against that running mean
+        # (noisy over the first frames); both jump when the face is lost.
+        change = miss if self.miss is None else min(miss, miss - self.miss, key=np.linalg.norm)
         self.miss = miss if self.miss is None else self.miss + self.miss_rate * (miss - self.miss)
         self.residual = float(np.linalg.norm(change) / max(np.linalg.norm(y - y.mean()), 1e-12))
         step = abs(motion[2]) + abs(motion[3]) + np.hypot(*motion[:2]) / self.resolution
