@@ -143,11 +143,12 @@ def test_the_tracker_moves_its_window_with_a_walking_face_and_pays_for_each_new_
 
 
 def test_the_measurement_tracker_follows_shift_scale_and_roll_from_the_models_own_measurements():
-    """A walk (the face crosses a fifth of the field, grows by two thirds and rolls ±6°) measured only through the
-    model's 128 patterns on the tracked registration (on the full field: a grid on fewer mirrors
-    than sampling pixels is not the image the patterns expect): the tracker keeps the face framed as it was
-    localised within a few of the face's own sampling pixels, a few percent of scale and a degree or
-    two of roll, with no pattern of its own but a rare coarse look at new background."""
+    """A third of a walk (the face crosses a fifth of the field, grows by two thirds, rolls ±6°)
+    measured only through the model's 128 patterns on the tracked registration, on the full field (a
+    grid on fewer mirrors than sampling pixels is not the image the patterns expect): the tracker keeps
+    the face framed as it was localised within a few of the face's own sampling pixels, a few percent
+    of scale and a degree or two of roll, with no pattern of its own but a rare coarse look at new
+    background."""
     from lsi_ros.framing.field import DEFAULT_FIELD
     from lsi_ros.framing.localize import FaceLocator, Localization, window_registration
     from lsi_ros.framing.tracking import MeasurementTracker
@@ -188,7 +189,10 @@ def test_the_measurement_tracker_follows_shift_scale_and_roll_from_the_models_ow
             assert tracker.look_again(scene.image) == tracker.anchor_cost == 257
             looks += 1
     centre, scale, roll = np.array(errors).T
-    moved = np.hypot(*np.subtract(scenes[-1].registration.shift, first.registration.shift)) / first.registration.scale
+    moved = (
+        np.hypot(*np.subtract(scenes[-1].registration.shift, first.registration.shift))
+        / first.registration.scale
+    )
     assert moved > 150  # face pixels: far beyond what a fixed registration could frame
     assert scenes[-1].face_width / first.face_width > 1.5
     assert np.median(centre) < 2 and np.percentile(centre, 95) < 4

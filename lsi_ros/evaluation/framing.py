@@ -7,8 +7,9 @@ realistic photodiode); each set of counts is encoded and decoded, and both decod
 against the hand-framed face (``framed_view`` of the hand registration: what the model should see):
 grayscale SSIM and face-api descriptor distance (same person below 0.6). A scene where the locator
 finds no face counts as a miss (it has no locator-framed reconstruction). The walking sequence runs
-the tracking loop: every frame measured with the current registration, a zoom round the last box
-whenever :class:`RelocalisationPolicy` asks, and the share of all patterns that went to localisation.
+the tracking loop: every frame measured with the current registration, which the tracker moves with
+the face, a zoom round the tracked box whenever the tracker or :class:`RelocalisationPolicy` asks, and
+the share of all patterns that went to localisation and tracking.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
-"""When to look again: re-localise every ``every`` frames, or sooner when the measurements say the
-face moved, and count what localisation costs against the frames it serves.
+"""Keep the face framed between localisations, decide when to look again, and count what it costs
+against the frames it serves.
+
+:class:`MeasurementTracker` follows the face with the model's own measurements of each frame (no
+pattern of its own but a rare coarse look at new background); :class:`FaceTracker` with a few
+low-order Walsh patterns of its own every few frames.
 
 A registered pattern set measures the same values while the face stays put (up to detector noise);
 when the face moves against the grid they change. :class:`RelocalisationPolicy` compares each frame's
@@ -397,7 +401,9 @@ class MeasurementTracker:
         u = np.stack([x - self.centre[0], y - self.centre[1]])
         ones, zeros = np.ones_like(x), np.zeros_like(x)
         # How a grid point moves under each parameter: shift x, shift y, log scale, roll.
-        self.motions = np.stack([np.stack([ones, zeros]), np.stack([zeros, ones]), u, np.stack([-u[1], u[0]])])
+        self.motions = np.stack(
+            [np.stack([ones, zeros]), np.stack([zeros, ones]), u, np.stack([-u[1], u[0]])]
+        )
         self.registration = None
         self.residual, self.unknown, self.anchors, self.last_patterns = 0.0, 0.0, 0, 0
 
@@ -425,7 +431,9 @@ class MeasurementTracker:
         self.mask = face_mask(self.resolution)
         self.face = self.mask * np.nan_to_num(self._remap(zoom, localization.window, self.registration))
         self.gradients = [
-            np.stack([cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)])
+            np.stack(
+                [cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)]
+            )
             / 8
             for image in (self.face, self.mask)
         ]
@@ -467,7 +475,9 @@ class MeasurementTracker:
         quad = registration_quad(self.registration, self.locator.field_shape, self.resolution)
         side = self.look_window * float(np.linalg.norm(quad[3] - quad[0]))
         window = window_registration(quad.mean(0), side, self.look.resolution[0], self.locator.field_shape)
-        self.layers.insert(0, (self.locator.acquire(field_image, self.look, window).astype(np.float32), window))
+        self.layers.insert(
+            0, (self.locator.acquire(field_image, self.look, window).astype(np.float32), window)
+        )
         self.anchors += 1
         self.unknown = 0.0
         self.last_patterns = self.anchor_cost
@@ -531,7 +541,12 @@ class MeasurementTracker:
         field = to_field(np.stack([x, y], -1), r, registration, self.locator.field_shape)
         at = (to_window(field, window, image.shape[0], self.locator.field_shape) - 0.5).astype(np.float32)
         return cv2.remap(
-            image, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan
+            image,
+            at[..., 0],
+            at[..., 1],
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=np.nan,
         )
 
     def _moved(self, motion: np.ndarray):
