@@ -254,6 +254,7 @@ def evaluate_tracking(
     spent = cost.localisation_patterns + cost.tracking_patterns - search
     summary.update(
         {
+            "tracker": type(tracker).__name__,
             "search_patterns": search,
             "fraction_of_patterns_once_found": round(spent / (spent + cost.frames * cost.frame_patterns), 4),
             "reference_windows": tracker.anchors,

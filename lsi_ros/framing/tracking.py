@@ -351,6 +351,9 @@ def field_placement_block(resolution: int, field_shape) -> int:
     return field_placement(resolution, None, field_shape).block
 
 
+LOOKS_KEPT = 4  # the newest looks at the background a tracker keeps (the oldest lie far behind)
+
+
 class MeasurementTracker:
     """Follows the face with the model's own measurements, which every frame shows anyway: no pattern
     of its own while the face stays on background it has seen.
@@ -381,7 +384,7 @@ class MeasurementTracker:
         max_step: float = 0.25,
         miss_rate: float = 0.1,
         look_unknown: float = 0.1,
-        look_resolution: int = 16,
+        look_resolution: int = 8,
         look_window: float = 1.5,
     ):
         from lsi_ros.optics.forward import ForwardModel
@@ -475,9 +478,8 @@ class MeasurementTracker:
         quad = registration_quad(self.registration, self.locator.field_shape, self.resolution)
         side = self.look_window * float(np.linalg.norm(quad[3] - quad[0]))
         window = window_registration(quad.mean(0), side, self.look.resolution[0], self.locator.field_shape)
-        self.layers.insert(
-            0, (self.locator.acquire(field_image, self.look, window).astype(np.float32), window)
-        )
+        image = self.locator.acquire(field_image, self.look, window).astype(np.float32)
+        self.layers = [(image, window), *self.layers[: LOOKS_KEPT - 1]]
         self.anchors += 1
         self.unknown = 0.0
         self.last_patterns = self.anchor_cost
