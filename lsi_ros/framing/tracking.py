@@ -369,7 +369,8 @@ class MeasurementTracker:
     (``look_resolution``², every Walsh pattern of that grid) at a window ``look_window`` times the
     grid's side becomes the newest background. A fit that no longer explains the measurements
     (``max_residual``, against what the reference misses on average) or a jump beyond ``max_step`` (a
-    face that left or turned) asks for a localisation.
+    face that left or turned) asks for a localisation, and so does a face grown or shrunk by ``regrow``
+    since it was localised (a larger face is localised more precisely).
     """
 
     def __init__(
@@ -386,6 +387,7 @@ class MeasurementTracker:
         look_unknown: float = 0.1,
         look_resolution: int = 8,
         look_window: float = 1.5,
+        regrow: float = 2.0,
     ):
         from lsi_ros.optics.forward import ForwardModel
         from lsi_ros.optics.patterns import hadamard_reference_patterns
@@ -396,7 +398,7 @@ class MeasurementTracker:
         self.photodiode = photodiode
         self.iterations, self.alpha, self.beta = iterations, alpha, beta
         self.max_residual, self.max_step, self.miss_rate = max_residual, max_step, miss_rate
-        self.look_unknown, self.look_window = look_unknown, look_window
+        self.look_unknown, self.look_window, self.regrow = look_unknown, look_window, regrow
         self.look = ForwardModel(hadamard_reference_patterns(look_resolution**2, look_resolution), np.float32)
         r = self.resolution
         self.centre = np.array([r / 2 - 0.5, r / 2 - 0.5])  # (x, y) pixels, centres at integers
@@ -429,6 +431,7 @@ class MeasurementTracker:
         from lsi_ros.framing.unframed import face_mask
 
         self.registration = localization.registration
+        self.localised_scale = self.registration.scale
         zoom = localization.image.astype(np.float32)
         self.layers = [(zoom, localization.window)]  # looks at the background, newest first
         self.mask = face_mask(self.resolution)
@@ -466,6 +469,10 @@ class MeasurementTracker:
             innovation = _as_vector(self._moved(motion)) - predicted
             self.velocity = self.velocity + self.beta * innovation
             self.registration = _from_vector(predicted + self.alpha * innovation + self.velocity)
+            # A face much larger (or smaller) than when it was localised is localised again: the
+            # locator frames a large face more precisely, and the tracker keeps what it found.
+            grown = self.registration.scale / self.localised_scale
+            ok = 1 / self.regrow < grown < self.regrow
         self.last_patterns = 0
         return self.registration, self.residual, ok
 
