@@ -17,7 +17,13 @@ from lsi_ros.framing.field import (
     registration_quad,
 )
 from lsi_ros.framing.tracking import LocalisationCost, RelocalisationPolicy, relative_change
-from lsi_ros.framing.unframed import face_box, face_registration, unframed_scene, walking_sequence
+from lsi_ros.framing.unframed import (
+    background,
+    face_box,
+    face_registration,
+    unframed_scene,
+    walking_sequence,
+)
 from lsi_ros.optics import DLP6500, GridRegistration, bernoulli_patterns, placement
 
 FIELD = (512, 512)
@@ -148,7 +154,7 @@ def test_the_measurement_tracker_follows_shift_scale_and_roll_from_the_models_ow
     grid on fewer mirrors than sampling pixels is not the image the patterns expect): the tracker keeps
     the face framed as it was localised within a few of the face's own sampling pixels, a few percent
     of scale and a degree or two of roll, with no pattern of its own but a rare coarse look at new
-    background."""
+    background; once the person has left, the fit fails and asks for a localisation."""
     from lsi_ros.framing.field import DEFAULT_FIELD
     from lsi_ros.framing.localize import FaceLocator, Localization, window_registration
     from lsi_ros.framing.tracking import MeasurementTracker
@@ -198,6 +204,10 @@ def test_the_measurement_tracker_follows_shift_scale_and_roll_from_the_models_ow
     assert np.median(centre) < 2 and np.percentile(centre, 95) < 4
     assert np.median(scale) < 0.025 and np.median(roll) < 2
     assert 1 <= looks and looks * tracker.anchor_cost < 0.1 * 128 * len(scenes)
+    # The person leaves: the walk's background alone no longer fits, and a localisation is asked for.
+    empty = background(DEFAULT_FIELD, np.random.default_rng(0))
+    _, _, ok = tracker.follow(measure_field(empty, model, tracker.registration, photodiode, rng))
+    assert not ok
 
 
 def _locator(**config):
