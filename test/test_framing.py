@@ -283,3 +283,19 @@ def test_landmarks_must_agree_with_the_finder_on_the_faces_size():
         side = factor * 30.0 / FACE_WIDTH_IN_CROP
         quad = np.array([[0, 0], [0, side], [side, side], [side, 0]])
         assert locator._agrees_in_size(quad, box) is agrees
+
+
+def test_a_moved_hand_framing_lies_that_far_in_the_faces_own_grid():
+    """The sensitivity row of the unframed evaluation moves the hand framing by k of the face's own
+    sampling pixels, whatever the face's scale and roll."""
+    from lsi_ros.evaluation.framing import moved_registration, registration_error
+    from lsi_ros.optics.dmd import GridRegistration
+
+    hand = GridRegistration((12.0, -30.0), 0.4, 11.0)
+    for angle in (0.0, 1.0, 4.0):
+        moved = moved_registration(hand, 2.0, angle)
+        assert np.allclose(hand.to_grid(np.asarray(moved.shift)), [2 * np.sin(angle), 2 * np.cos(angle)])
+        error = registration_error(moved, hand)
+        assert error["centre_face_px"] == pytest.approx(2.0)
+        assert error["centre_px"] == pytest.approx(0.8)
+        assert (moved.scale, moved.roll) == (hand.scale, hand.roll)

@@ -99,6 +99,17 @@ class FramedImaging:
         )
 
 
+# The hand framing moved by this much (sampling pixels of the face's own grid, a random direction per
+# scene): how much of the identity a framing error of the locator's size costs the model by itself.
+MOVED_BY_FACE_PX = 2.0
+
+
+def moved_registration(registration, face_px: float, angle: float):
+    """``registration`` with its grid centre moved ``face_px`` of its own sampling pixels at ``angle``."""
+    offset = face_px * np.array([np.sin(angle), np.cos(angle)])
+    return dataclasses.replace(registration, shift=tuple(registration.to_scene(offset)))
+
+
 def evaluate_scenes(
     locator, imaging: FramedImaging, analyzer, faces, names, empty: int, seed: int, source: str
 ):
@@ -107,37 +118,36 @@ def evaluate_scenes(
     scenes = unframed_scenes(
         faces, len(faces), empty, seed=seed, field_shape=locator.field_shape, names=names
     )
+    angles = np.random.default_rng(seed).uniform(0, 2 * np.pi, len(scenes))
     records = []
-    for scene in tqdm(scenes, desc=f"framing: {source}", unit="scene"):
+    for scene, angle in zip(tqdm(scenes, desc=f"framing: {source}", unit="scene"), angles, strict=True):
         found = locator.locate(scene.image)
         record = {"scene": scene, "found": found}
         if scene.has_face:
             record["truth"] = framed_view(scene.image, scene.registration, RESOLUTION)
             record["hand_counts"] = imaging.counts(scene.image, scene.registration)
+            moved = moved_registration(scene.registration, MOVED_BY_FACE_PX, angle)
+            record["moved_counts"] = imaging.counts(scene.image, moved)
             if found.found:
                 record["located_counts"] = imaging.counts(scene.image, found.registration)
                 record["iou"] = box_iou(found.box, scene.box)
                 record["error"] = registration_error(found.registration, scene.registration)
         records.append(record)
     with_face = [r for r in records if r["scene"].has_face]
-    located = [r for r in with_face if "located_counts" in r]
-    hand = imaging.decode(np.stack([r["hand_counts"] for r in with_face]))
-    by_locator = imaging.decode(np.stack([r["located_counts"] for r in located])) if located else None
     truth = np.stack([r["truth"] for r in with_face])
     truth_desc = analyzer.describe(uint8_images(truth))
-    hand_desc = analyzer.describe(uint8_images(hand))
-    for i, r in enumerate(with_face):
-        r["hand"] = hand[i]
-        r["hand_ssim"] = score_image(truth[i], hand[i])["ssim"]
-        r["hand_distance"] = float(np.linalg.norm(hand_desc[i] - truth_desc[i]))
-    if located:
-        located_desc = analyzer.describe(uint8_images(by_locator))
-        index = {id(r): i for i, r in enumerate(with_face)}
-        for k, r in enumerate(located):
+    index = {id(r): i for i, r in enumerate(with_face)}
+    for name in ("hand", "moved", "located"):
+        scored = [r for r in with_face if f"{name}_counts" in r]
+        if not scored:
+            continue
+        decoded = imaging.decode(np.stack([r[f"{name}_counts"] for r in scored]))
+        descriptors = analyzer.describe(uint8_images(decoded))
+        for k, r in enumerate(scored):
             i = index[id(r)]
-            r["located"] = by_locator[k]
-            r["located_ssim"] = score_image(truth[i], by_locator[k])["ssim"]
-            r["located_distance"] = float(np.linalg.norm(located_desc[k] - truth_desc[i]))
+            r[name] = decoded[k]
+            r[f"{name}_ssim"] = score_image(truth[i], decoded[k])["ssim"]
+            r[f"{name}_distance"] = float(np.linalg.norm(descriptors[k] - truth_desc[i]))
     return _summary(records, source), records
 
 
@@ -162,6 +172,12 @@ def _summary(records: list, source: str) -> dict:
             "ssim": rate([r["hand_ssim"] for r in with_face]),
             "same_person_rate": rate([r["hand_distance"] < SAME_PERSON_DISTANCE for r in with_face]),
             "median_distance": round(float(np.median([r["hand_distance"] for r in with_face])), 4),
+        },
+        "hand_moved": {
+            "shift_face_px": MOVED_BY_FACE_PX,
+            "ssim": rate([r["moved_ssim"] for r in with_face]),
+            "same_person_rate": rate([r["moved_distance"] < SAME_PERSON_DISTANCE for r in with_face]),
+            "median_distance": round(float(np.median([r["moved_distance"] for r in with_face])), 4),
         },
     }  # fmt: skip
     if located:
