@@ -57,9 +57,9 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument(
                 "field_size",
-                default_value="384",
-                description="framing, unframed/walking: side of the simulated scene field in pixels "
-                "(384: a scene image fits Fast DDS's 512 KiB shared-memory segment).",
+                default_value="1024",
+                description="framing, unframed/walking: side of the simulated scene field in pixels, one "
+                "a mirror (a face narrower than the 256 sampling pixels is undersampled).",
             ),
             DeclareLaunchArgument("path", default_value="", description="Image folder or video file."),
             DeclareLaunchArgument("scene_rate_hz", default_value="5.0", description="Scenes per second."),

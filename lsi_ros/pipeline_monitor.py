@@ -213,23 +213,22 @@ class PipelineMonitor(Node):
 
     def framing_summary(self) -> dict:
         """Localisations, faces found, their cost, and the registrations frames were measured under."""
-        found = [f for f in self.faces if f.found]
+        localisations = [f for f in self.faces if "track" not in f.stages]
+        found = [f for f in localisations if f.found]
         ids = list(self.frame_registration.values())
         return {
-            "localisations": len(self.faces),
+            "localisations": len(localisations),
             "faces_found": len(found),
+            "tracking_updates": len(self.faces) - len(localisations),
             "registrations_applied": len([i for i in self.registrations if i]),
             "frames_registered": int(sum(1 for i in ids if i)),
             "frames_unregistered": int(sum(1 for i in ids if not i)),
-            "localisation_patterns_p50": float(np.median([f.patterns for f in self.faces]))
-            if self.faces
-            else None,
-            "localisation_display_ms_p50": float(np.median([f.display_ms for f in self.faces]))
-            if self.faces
-            else None,
-            "localisation_compute_ms_p50": float(np.median([f.compute_ms for f in self.faces]))
-            if self.faces
-            else None,
+            **{
+                f"localisation_{name}_p50": float(np.median([getattr(f, name) for f in localisations]))
+                if localisations
+                else None
+                for name in ("patterns", "display_ms", "compute_ms")
+            },
         }
 
     def framing_figure(self, path, count: int = 6) -> None:

@@ -9,6 +9,7 @@ import torch
 
 from lsi_ros.evaluation.face_analysis import NETWORKS, FaceAnalyzer, default_face_api_dir
 from lsi_ros.framing.field import (
+    carry_points,
     field_placement,
     framed_view,
     measure_field,
@@ -67,6 +68,19 @@ def test_a_quad_and_its_registration_are_one_and_the_same():
     assert box[2] - box[0] > 0.3 * FIELD[1]  # a rolled face's axis-aligned box is wider than the face
     # The top edge runs from top-left to top-right: turned 11° clockwise, its right end lies lower.
     assert quad[3, 1] > quad[0, 1]
+
+
+def test_carried_landmarks_keep_their_place_in_the_moved_grid():
+    """A face's landmarks carried from one registration to another are the same sampling pixels of
+    the grid: the grid's corners and centre go to the moved grid's, a point off the corners too."""
+    before = face_registration((300.0, 200.0), 0.3, -11.0, FIELD)
+    after = face_registration((320.0, 190.0), 0.36, 4.0, FIELD)
+    quad_before, quad_after = registration_quad(before, FIELD), registration_quad(after, FIELD)
+    np.testing.assert_allclose(carry_points(quad_before, before, after, FIELD), quad_after, atol=1e-9)
+    inside = 0.3 * quad_before[0] + 0.5 * quad_before[1] + 0.2 * quad_before[2]
+    expected = 0.3 * quad_after[0] + 0.5 * quad_after[1] + 0.2 * quad_after[2]
+    np.testing.assert_allclose(carry_points(inside[None], before, after, FIELD)[0], expected, atol=1e-9)
+    np.testing.assert_allclose(carry_points(quad_before, before, before, FIELD), quad_before, atol=1e-9)
 
 
 def test_framed_view_of_the_hand_registration_is_the_face_that_was_placed():

@@ -191,10 +191,36 @@ def box_iou(a, b) -> float:
     return inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter)
 
 
-@pytest.mark.skipif(
+needs_face_api = pytest.mark.skipif(
     not (default_face_api_dir() / "face_landmark_68_model-weights_manifest.json").is_file(),
     reason="face-api landmark weights not cached: make .venv/.stamps/face-api (needs npm)",
 )
+
+
+def face_field(face, registration, field_shape):
+    from lsi_ros.framing.unframed import background, render
+
+    field = render(face, registration, background(field_shape, np.random.default_rng(1)))
+    return np.rint(field * 255).astype(np.uint8)
+
+
+def framing_nodes(tmp_path, pattern_set, field_size, **locator):
+    """dmd_driver, the noiseless sim sampler and face_locator, with framing, on one field."""
+    common = {"framing": "true"}
+    return [
+        start("dmd_driver", tmp_path, pattern_set=pattern_set, cache_dir=tmp_path / "patterns", **common),
+        start("photodiode_sampler", tmp_path, noise="false", field_size=field_size, **common),
+        start("face_locator", tmp_path, field_size=field_size, cache_dir=tmp_path / "patterns", **locator),
+    ]
+
+
+def send_scene(node, publishers, field):
+    msg = image.array_to_image(field, "rgb8")
+    msg.header.stamp = node.get_clock().now().to_msg()
+    publishers["scene"].publish(msg)
+
+
+@needs_face_api
 def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, probe):
     """A held-out face off-centre in a 512² field: the locator's probes go through dmd_driver and the
     sampler, it finds what the ROS-free FaceLocator finds on the same field (how well the shipped
@@ -203,7 +229,7 @@ def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, 
     from lsi_ros.evaluation.face_analysis import FaceAnalyzer
     from lsi_ros.framing.finder import load_face_finder
     from lsi_ros.framing.localize import FaceLocator, LocatorConfig
-    from lsi_ros.framing.unframed import background, face_box, face_registration, render
+    from lsi_ros.framing.unframed import face_box, face_registration
     from lsi_ros.models.registry import find_model
     from lsi_ros.msg import FaceLocation
     from lsi_ros.scenes import face_scenes
@@ -214,32 +240,15 @@ def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, 
     field_shape = (512, 512)
     _, face = next(face_scenes())
     truth = face_registration((330.0, 220.0), 0.4, 8.0, field_shape, face.shape[0])
-    field = render(face, truth, background(field_shape, np.random.default_rng(1)))
-    field = np.rint(field * 255).astype(np.uint8)
-    common = {"framing": "true"}
-    processes = [
-        start(
-            "dmd_driver", tmp_path, pattern_set="hadamard-split:64", cache_dir=tmp_path / "patterns", **common
-        ),
-        start("photodiode_sampler", tmp_path, noise="false", field_size=512, **common),
-        start(
-            "face_locator",
-            tmp_path,
-            field_size=512,
-            tracking="false",
-            cache_dir=tmp_path / "patterns",
-            frame_id="cam",
-        ),
-    ]
+    field = face_field(face, truth, field_shape)
+    processes = framing_nodes(tmp_path, "hadamard-split:64", 512, tracking="false", frame_id="cam")
     try:
 
-        def send_scene():
-            msg = image.array_to_image(field, "rgb8")
-            msg.header.stamp = node.get_clock().now().to_msg()
-            publishers["scene"].publish(msg)
+        def found_yet():
+            send_scene(node, publishers, field)
             return any(f.found for f in faces)
 
-        assert wait_for(send_scene, timeout=120, period=0.5), f"no face found in {len(faces)} localisations"
+        assert wait_for(found_yet, timeout=120, period=0.5), f"no face found in {len(faces)} localisations"
         found = next(f for f in faces if f.found)
         assert found.header.frame_id == "cam" and found.score >= LocatorConfig().min_score
         assert len(found.landmarks) == 136
@@ -254,6 +263,62 @@ def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, 
         assert (applied.shift_row, applied.scale, applied.roll_deg) == pytest.approx(
             (found.registration.shift_row, found.registration.scale, found.registration.roll_deg)
         )
+        assert all(process.poll() is None for process in processes)
+    finally:
+        stop(*processes)
+
+
+@needs_face_api
+def test_face_locator_follows_a_moving_face_with_the_models_own_frames(tmp_path, probe):
+    """Once the face is framed, the model's own measurement frames (m128's patterns on the DMD) move
+    the registration with the face (MeasurementTracker): the face walks 10 field pixels right, 6 down
+    and grows 4 % over 10 scenes, and the grid follows it by as much without a second localisation."""
+    from lsi_ros.framing.unframed import face_registration
+    from lsi_ros.msg import FaceLocation
+    from lsi_ros.scenes import face_scenes
+
+    node, publishers, received = probe
+    faces = []
+    node.create_subscription(FaceLocation, framing.FACE, faces.append, qos.RELIABLE)
+    field_shape = (512, 512)
+    _, face = next(face_scenes())
+
+    def at(t):
+        return face_registration((250.0 + 10 * t, 240.0 + 6 * t), 0.35 * (1 + 0.04 * t), 0.0, field_shape)
+
+    walk = [face_field(face, at(t), field_shape) for t in np.linspace(0, 1, 11)] + [None] * 20
+    processes = framing_nodes(tmp_path, "model:m128", 512, every=100000, change=10.0)
+    try:
+
+        def framed():
+            send_scene(node, publishers, walk[0])
+            return any(f.found for f in faces) and received["applied"][-1].registration_id >= 1
+
+        assert wait_for(framed, timeout=120, period=0.5)
+        located = framing.from_msg(next(f for f in faces if f.found).registration)
+        for field in walk[1:]:  # one frame a scene; each frame moves the grid for the next
+            last = received["applied"][-1].registration_id
+            send_scene(node, publishers, walk[10] if field is None else field)
+            wait_for(lambda last=last: received["applied"][-1].registration_id > last, timeout=2.0)
+        followed = framing.from_msg(received["applied"][-1])
+        moved_by = np.subtract(followed.shift, located.shift)
+        np.testing.assert_allclose(moved_by, np.subtract(at(1).shift, at(0).shift), atol=0.75)
+        assert followed.scale / located.scale == pytest.approx(at(1).scale / at(0).scale, abs=0.01)
+
+        def counters():
+            return status(received, "face_locator")
+
+        assert wait_for(lambda: int(counters().get("tracking_updates", 0)) >= 10, timeout=5)
+        assert counters()["localisations"] == "1"
+        # framing/face follows too: the localisation's landmarks carried along with the grid
+        tracked = [f for f in faces if "track" in f.stages]
+        assert tracked and all(f.found and not f.patterns or "look" in f.stages for f in tracked)
+        first = next(f for f in faces if f.found)
+
+        def centre(location):
+            return np.reshape(location.landmarks, (-1, 2)).mean(0)
+
+        np.testing.assert_allclose(centre(tracked[-1]) - centre(first), [10.0, 6.0], atol=2.0)
         assert all(process.poll() is None for process in processes)
     finally:
         stop(*processes)

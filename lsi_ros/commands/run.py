@@ -40,7 +40,11 @@ def add_parser(subparsers):
         "walking); writes --output/framing.png, fields beside their decoded images (default off)",
     )
     parser.add_argument(
-        "--field-size", type=int, default=384, help="framing: side of the scene field in pixels (default 384)"
+        "--field-size",
+        type=int,
+        default=1024,
+        help="framing: side of the scene field in pixels, one a mirror (default 1024, the DLP6500's "
+        "active area for 256² patterns; a face narrower than 256 mirrors is undersampled)",
     )
     parser.add_argument(
         "--figure",

@@ -169,6 +169,23 @@ def registration_quad(
     return rows_cols[:, ::-1]
 
 
+def carry_points(
+    points_xy: np.ndarray,
+    before: GridRegistration,
+    after: GridRegistration,
+    field_shape=DEFAULT_FIELD,
+    resolution: int = 256,
+) -> np.ndarray:
+    """Field points (x, y) that the grid registered ``before`` sees, moved to where the grid registered
+    ``after`` sees the same sampling pixels: a face's landmarks carried along as a tracker moves its grid."""
+    source = registration_quad(before, field_shape, resolution)
+    target = registration_quad(after, field_shape, resolution)
+    # Both quads are similar squares: three corners fix the map.
+    matrix = np.linalg.solve(np.column_stack([source[:3], np.ones(3)]), target[:3])
+    points = np.asarray(points_xy, dtype=np.float64)
+    return points @ matrix[:2] + matrix[2]
+
+
 def field_to_grid(points_xy: np.ndarray, field_shape=DEFAULT_FIELD, resolution: int = 256) -> np.ndarray:
     """Field pixels (x, y) (pixel centres at integers) -> (row, column) offsets from the centre of an
     unregistered ``R²`` grid, in its sampling pixels: the units of ``GridRegistration.shift``."""

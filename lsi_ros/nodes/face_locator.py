@@ -7,13 +7,18 @@ it (``framing/probe_measurements``). The face detector and the 68-landmark net r
 reconstructed from those measurements; the FFHQ square from the landmarks becomes the registration of
 the model's patterns, sent to dmd_driver (``framing/registration``), and the box, landmarks and
 registration are published in the camera's frame (``framing/face``, lsi_ros/FaceLocation; box and
-landmarks in pixels of the field, ``field_size`` a side).
+landmarks in pixels of the field, ``field_size`` a side), after each localisation and, with stage
+``track``, after each tracker update (the landmarks carried along with the grid).
 
 Localisation starts when dmd_driver announces its registration (``framing/applied``); without a face
 it is tried again every ``search_period_s``. With ``tracking`` the measurement frames taken under
-this node's registration are watched: every ``track_every`` frames a few low-order Walsh patterns on
-the last zoom window follow the face (lsi_ros.framing.tracking.FaceTracker) and move the registration
-with it; after ``every`` frames, when they change by more than ``change``
+this node's registration are watched and the registration follows the face between localisations.
+``tracker`` chooses how: ``measurements`` fits each frame's own values through the model's pattern set
+(announced on ``pattern_set``) by the face moved, scaled and turned, with a coarse look at the
+background when the grid reaches background it has not seen (lsi_ros.framing.tracking.
+MeasurementTracker: no pattern of its own per frame); ``walsh`` shows a few low-order Walsh patterns on
+the last zoom window every ``track_every`` frames (lsi_ros.framing.tracking.FaceTracker). After
+``every`` frames, when the frames change by more than ``change``
 (lsi_ros.framing.tracking.RelocalisationPolicy), or when the tracker loses the face, the face is
 looked for again round its last box (the zoom alone; the whole field when it is gone). A probe that gets no
 measurement within ``probe_timeout_s`` ends that localisation (reported, tried again).
@@ -34,9 +39,9 @@ from rclpy.node import Node
 from lsi_ros.evaluation.baselines import walsh_coefficients
 from lsi_ros.framing.finder import INPUT as FINDER_INPUT
 from lsi_ros.framing.localize import FaceLocator, LocatorConfig
-from lsi_ros.framing.tracking import FaceTracker, LocalisationCost, RelocalisationPolicy
+from lsi_ros.framing.tracking import FaceTracker, LocalisationCost, MeasurementTracker, RelocalisationPolicy
 from lsi_ros.hardware import pattern_sources
-from lsi_ros.msg import FaceLocation, Measurements, Registration
+from lsi_ros.msg import FaceLocation, Measurements, PatternSetInfo, Registration
 from lsi_ros.optics.dmd import DLPC900_1080P
 from lsi_ros.ros import diagnostics, node_main, qos
 from lsi_ros.ros import registration as framing
@@ -47,6 +52,7 @@ TOPICS = (
     Topic("sub", framing.APPLIED, "lsi_ros/msg/Registration", "dmd_driver's registration (transient-local)."),
     Topic("sub", framing.PROBE_MEASUREMENTS, "lsi_ros/msg/Measurements", "The sampler's frame of a probe."),
     Topic("sub", "measurements", "lsi_ros/msg/Measurements", "tracking: frames under this registration."),
+    Topic("sub", "pattern_set", "lsi_ros/msg/PatternSetInfo", "tracker measurements: the model's set."),
     Topic("pub", framing.PROBE, "lsi_ros/msg/Registration", "The Hadamard probes, to dmd_driver."),
     Topic("pub", framing.REQUEST, "lsi_ros/msg/Registration", "The registration framing the face."),
     Topic("pub", framing.FACE, "lsi_ros/msg/FaceLocation", "Box, landmarks, registration and cost."),
@@ -77,6 +83,13 @@ PARAMS = (
     Param("min_score", DEFAULTS.min_score, "Detector score that means a face.", min=0.0, max=1.0),
     Param("tracking", True, "Watch the frames and look again when the face moved.", applies="live"),
     Param(
+        "tracker",
+        "measurements",
+        "tracking: what follows the face between localisations: the model's own frames, or Walsh "
+        "patterns of its own every track_every frames.",
+        choices=("measurements", "walsh"),
+    ),
+    Param(
         "every",
         RelocalisationPolicy.every,
         "tracking: look again after this many frames at most.",
@@ -87,7 +100,8 @@ PARAMS = (
     Param(
         "track_every",
         2,
-        "tracking: frames between tracker updates (0: no tracker, localisations only).",
+        "tracking: frames between tracker updates (0: no tracker, localisations only; measurements: "
+        "any value above 0 follows every frame).",
         min=0,
         max=10**6,
         applies="live",
@@ -140,13 +154,15 @@ class FaceLocatorNode(Node):
         self.locator = None
         self.cost = LocalisationCost(frame_patterns=0)
         self.policy = RelocalisationPolicy(every=self.config["every"], change=self.config["change"])
-        self.counters = dict.fromkeys(
-            ("localisations", "faces_found", "tracking_updates", "tracking_lost", "probe_timeouts"), 0
-        )
-        self.tracker = None  # a FaceTracker started from the last localisation that found the face
+        counted = ("localisations", "faces_found", "tracking_updates", "tracking_looks", "tracking_lost")
+        self.counters = dict.fromkeys((*counted, "probe_timeouts"), 0)
+        self.tracker = None  # a tracker started from the last localisation that found the face
+        self.pattern_set = None  # the model's set on the DMD (tracker measurements)
+        self._frame = None  # the frame the tracker follows next (tracker measurements)
         self._task = "locate"  # what the worker does when woken: "locate" or "track"
         self._frames_since_track = 0
-        self.last = None  # the last FaceLocation published
+        self.last = None  # the last localisation's FaceLocation
+        self.located = None  # the last localisation that found the face
         self._lock = threading.Lock()
         self._wanted = threading.Event()
         self._near = None  # box to zoom round first (tracking)
@@ -167,6 +183,7 @@ class FaceLocatorNode(Node):
             Measurements, framing.PROBE_MEASUREMENTS, self._on_probe_measured, qos.RELIABLE
         )
         self.create_subscription(Measurements, "measurements", self._on_frame, qos.SENSOR_DATA)
+        self.create_subscription(PatternSetInfo, "pattern_set", self._on_pattern_set, qos.LATCHED)
         self.create_timer(1.0, self._report)
         self.create_timer(0.05, self._search_timer)
         self._stop = threading.Event()
@@ -253,6 +270,14 @@ class FaceLocatorNode(Node):
             elif self.last is None and self._next_search is None:
                 self._next_search = time.monotonic()  # the DMD is up: first look
 
+    def _on_pattern_set(self, info: PatternSetInfo):
+        try:
+            self.pattern_set = pattern_sources.load_announced(info.pattern_set_id, info.uri)
+        except (OSError, ValueError) as error:
+            self.pattern_set = None
+            self.error = f"pattern set {info.pattern_set_id} not readable for tracking: {error}"
+            self.get_logger().warning(self.error)
+
     def _on_frame(self, msg: Measurements):
         self.cost.frame_patterns = len(msg.values)
         self.cost.add_frame()
@@ -260,11 +285,19 @@ class FaceLocatorNode(Node):
             return
         self.policy.every, self.policy.change = self.config["every"], self.config["change"]
         self._frames_since_track += 1
-        locate = self.policy.should_localise(np.asarray(msg.values))
-        track = self.tracker is not None and 0 < self.config["track_every"] <= self._frames_since_track
+        values = np.asarray(msg.values, dtype=np.float64)
+        locate = self.policy.should_localise(values)
+        follows = isinstance(self.tracker, MeasurementTracker)
+        if follows and msg.pattern_set_id != self.tracker.forward.pattern_set.pattern_set_id:
+            self.tracker = None  # another set on the DMD: the next localisation tracks with it
+            return
+        track = self.tracker is not None and (
+            follows or 0 < self.config["track_every"] <= self._frames_since_track
+        )
         if locate or track:
             with self._lock:
                 self._task = "locate" if locate else "track"
+                self._frame = values if follows else None
                 self._near, self._framing_id = self.tracked_box(), None
             self._wanted.set()
 
@@ -306,6 +339,13 @@ class FaceLocatorNode(Node):
                 self.error = str(error)
                 self.get_logger().warning(self.error, throttle_duration_sec=5.0)
                 self._retry_later()
+            except Exception as error:  # the worker outlives any one failed look
+                if self._stop.is_set() or not self.context.ok():
+                    return  # shutting down: the context went before this look ended
+                self.error = f"{task} failed: {type(error).__name__}: {error}"
+                self.get_logger().error(self.error)
+                self.tracker = None
+                self._retry_later()
             finally:
                 self._wanted.clear()
 
@@ -316,16 +356,63 @@ class FaceLocatorNode(Node):
 
     def _track(self):
         """One tracker update: the registration follows the face, or the face is looked for again."""
-        registration, _, ok = self.tracker.update(None)
+        started, shown = time.perf_counter(), 0
+        if isinstance(self.tracker, MeasurementTracker):
+            with self._lock:
+                frame, self._frame = self._frame, None
+            registration, _, ok = self.tracker.follow(frame)
+            if ok and self.tracker.wants_look:
+                shown = self.tracker.look_again(None)
+                self.counters["tracking_looks"] += 1
+        else:
+            registration, _, ok = self.tracker.update(None)
+            shown = self.tracker.last_patterns
+        display_ms = 1000.0 * self.locator.timing.frame_time(shown) if shown else 0.0
+        if shown:
+            self.cost.add_tracking(shown, display_ms)
         self.counters["tracking_updates"] += 1
-        shown = self.tracker.last_patterns
-        self.cost.add_tracking(shown, 1000.0 * self.locator.timing.frame_time(shown))
         if not ok:
             self.counters["tracking_lost"] += 1
             with self._lock:
                 self._near = self.tracked_box()
             return self._localise()
         self._request(registration, "track")
+        self._publish_tracked(registration, shown, display_ms, 1000.0 * (time.perf_counter() - started))
+
+    def _publish_tracked(self, registration, patterns: int, display_ms: float, compute_ms: float):
+        """The face where the tracker has moved the grid: the localisation's box and landmarks carried
+        along with it (stage ``track``)."""
+        from lsi_ros.framing.field import carry_points
+
+        located, resolution = self.located, self.locator.config.resolution
+        landmarks = carry_points(
+            located.landmarks, located.registration, registration, self.field_shape, resolution
+        )
+        out = FaceLocation(
+            found=True,
+            score=located.score,
+            box=np.asarray(self.tracker.box(), dtype=np.float32),
+            landmarks=np.asarray(landmarks, dtype=np.float32).ravel(),
+            registration=framing.to_msg(registration, self.field_shape),
+            patterns=patterns,
+            display_ms=display_ms,
+            compute_ms=compute_ms,
+            stages=["track", *(["look"] if patterns else [])],
+        )
+        out.header.stamp = self.get_clock().now().to_msg()
+        out.header.frame_id = self.config["frame_id"]
+        self._face_pub.publish(out)
+
+    def _new_tracker(self):
+        """The tracker the parameters ask for (None: localisations only)."""
+        if not self.config["track_every"]:
+            return None
+        if self.config["tracker"] == "walsh":
+            return FaceTracker(self.locator)
+        if self.pattern_set is None:
+            self.error = "no pattern set announced on pattern_set: localisations only, no tracker"
+            return None
+        return MeasurementTracker(self.locator, self.pattern_set)
 
     def _request(self, registration, by: str):
         request = framing.to_msg(registration, self.field_shape)
@@ -357,7 +444,8 @@ class FaceLocatorNode(Node):
             out.box = np.asarray(result.box, dtype=np.float32)
             out.landmarks = np.asarray(result.landmarks, dtype=np.float32).ravel()
             out.registration = framing.to_msg(result.registration, self.field_shape)
-            self.tracker = FaceTracker(self.locator) if self.config["track_every"] else None
+            self.located = result
+            self.tracker = self._new_tracker()
             if self.tracker is not None:
                 self.tracker.start(result)
             self._request(result.registration, "locate")
@@ -375,7 +463,7 @@ class FaceLocatorNode(Node):
             values |= {
                 "face": "found" if self.last.found else "none",
                 "score": f"{self.last.score:.3f}",
-                "box": ", ".join(f"{v:.1f}" for v in self.last.box),
+                "box": ", ".join(f"{v:.1f}" for v in (self.tracked_box() if self.last.found else ())),
                 "framing_registration_id": self._framing_id if self._framing_id is not None else "pending",
             }
         if self.locator is None:
