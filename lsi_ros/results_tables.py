@@ -24,6 +24,8 @@ ABOUT = {
     "finetune.json": "encoder fine-tuning on the offline portraits",
     "framing.json": "find and frame: the locator against hand framing on unframed scenes, and its cost",
     "framing_sequence.json": "the framing camera (framing:=auto) on a person walking across the field",
+    "framing_offset.json": "the locator's offset from the landmark square, fitted on training-range scenes",
+    "framing_jitter.json": "m128 fine-tuned with and without framing errors: located against hand framing",
     "quality_images.json": "models on the offline portraits (real photos)",
     "quality_offline_images.json": "Hadamard baselines on offline test images",
     "attribute_noise_draws.json": "m128's attribute read-outs over more photodiode noise draws",
@@ -352,6 +354,24 @@ def finetune(results: Path) -> str:
     )
 
 
+def framing_jitter(results: Path) -> str:
+    """Each encoder variant on the same measurement frames: hand, moved and located framing."""
+    f = load("framing_jitter.json", results)
+    rows = [
+        [
+            row["variant"],
+            *(f"{percent(row[name], 'same_person_rate')} / {row[name]['ssim']:.3f}" for name in FRAMINGS),
+            f"{100 * (row['hand']['same_person_rate'] - row['located']['same_person_rate']):.1f}",
+        ]
+        for row in f["rows"]
+    ]
+    header = ["encoder", "hand: same person / SSIM", "moved 2 px", "located", "hand − located (points)"]
+    return table(header, rows)
+
+
+FRAMINGS = ("hand", "moved", "located")
+
+
 def files(results: Path) -> str:
     rows = []
     for path in sorted(results.glob("*.json")):
@@ -447,6 +467,7 @@ GENERATORS = {
     "training": training,
     "make-run": make_run,
     "finetune": finetune,
+    "framing-jitter": framing_jitter,
     "real-faces": real_faces,
     "files": files,
 }

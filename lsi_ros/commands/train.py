@@ -78,6 +78,16 @@ def add_parser(subparsers):
         help="encoders trained one after another on the --patterns-from patterns (seeds --seed, "
         "--seed + 1, ...), exported as one model that averages their estimates (default 1)",
     )
+    parser.add_argument(
+        "--framing-jitter",
+        dest="framing_jitter",
+        type=float,
+        nargs="+",
+        metavar="V",
+        help="measure training faces through a grid off by a random framing error, as a located face is: "
+        "SHIFT_PX SCALE ROLL_DEG [FRACTION] (e.g. 3 0.05 3 0.5: within 3 sampling pixels, 5 %%, 3 degrees, "
+        "half of the faces; default none)",
+    )
     parser.add_argument("--width", type=int, help="encoder width (default 1024)")
     stream = parser.add_argument_group("streamed faces (--stream)")
     stream.add_argument(
@@ -148,8 +158,9 @@ def build_config(args) -> "TrainConfig":
     for f in fields(TrainConfig):
         if getattr(args, f.name, None) is not None:
             values[f.name] = getattr(args, f.name)
-    if "photon_flux_range" in values:
-        values["photon_flux_range"] = tuple(values["photon_flux_range"])
+    for name in ("photon_flux_range", "framing_jitter"):
+        if name in values:
+            values[name] = tuple(values[name])
     return TrainConfig(**values)
 
 

@@ -55,6 +55,7 @@ from lsi_ros.models.encoder import (
 from lsi_ros.optics.patterns import learned_patterns
 from lsi_ros.optics.photodiode import PhotodiodeModel
 from lsi_ros.training import data, losses
+from lsi_ros.training.augment import FramingJitter
 
 
 @dataclass
@@ -87,6 +88,7 @@ class TrainConfig:
     chunk_faces: int = 4096  # streamed training: faces rendered at a time (a multiple of batch_size)
     latent_space: str = "w"  # "w", or "w+": one latent per generator layer
     losses: str = ""  # "": latent MSE (+ image_loss); "paper" or "latent=1,l2=1,identity=0.5,...": loss_terms
+    framing_jitter: tuple = ()  # (shift_px, scale, roll_deg[, fraction]): lsi_ros.training.augment
     extra: dict = field(default_factory=dict)
 
     @property
@@ -210,7 +212,8 @@ class Trainer:
         self.validation_seeds = (int(faces.seeds[split]), int(faces.seeds[-1]))
         self._build(self.train_w)
         self.measurements = None  # (faces, M) noise-free values of the fixed patterns
-        if self.patterns_source is not None and not config.image_loss_weight and not config.losses:
+        fixed = self.patterns_source is not None and self.jitter is None
+        if fixed and not config.image_loss_weight and not config.losses:
             if measurements is None:
                 measurements = ideal_measurements(faces.images, self.patterns.binary().float())
             if measurements.shape != (count, config.num_measurements):
@@ -305,18 +308,25 @@ class Trainer:
         return self.rank == 0
 
     # -- one step -----------------------------------------------------------------------------
+    @property
+    def jitter(self) -> FramingJitter | None:
+        """The framing errors the training faces are measured through (None: none)."""
+        return FramingJitter.from_config(self.config.framing_jitter)
+
     def _photon_flux(self) -> float | None:
         if not self.config.noise:
             return None
         return log_uniform_flux(self.config.photon_flux_range, self.rng)
 
-    def _noise_rng(self) -> torch.Generator:
-        """The detector noise of this step: the training stream itself for one CPU process; else a
-        generator of (seed, step, rank) on the device, so ranks differ and a resume needs no state."""
-        if self.world_size == 1 and self.device.type == "cpu":
+    def _noise_rng(self, device=None) -> torch.Generator:
+        """The random draws of this step (detector noise, framing jitter) on ``device`` (default the
+        training device): the training stream itself for one CPU process; else a generator of (seed,
+        step, rank), so ranks differ and a resume needs no state."""
+        device = self.device if device is None else torch.device(device)
+        if self.world_size == 1 and device.type == "cpu":
             return self.rng
         key = np.random.SeedSequence([self.config.seed, self.step, self.rank]).generate_state(1)[0]
-        return torch.Generator(self.device).manual_seed(int(key))
+        return torch.Generator(device).manual_seed(int(key))
 
     def train_step(self) -> float:
         """One optimiser step; returns the loss over the whole batch (all ranks)."""
@@ -336,6 +346,10 @@ class Trainer:
         (default: the grayscale of ``x``); the terms come from ``losses.training_terms``."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, self.config.steps, group["peak"])
+        if self.jitter is not None:
+            # the face as a grid off by a framing error sees it; its latent and image stay its own
+            rendered = self.observed(x) if rendered is None else rendered
+            x = self.jitter(x, self.resolution, self._noise_rng("cpu")).to(x.device)
         predicted = self.model(x, self._photon_flux(), self._noise_rng(), self.measurements is not None)
         target = (w - self.encoder.latent_mean) / self.encoder.latent_std
         if self.paper_losses is not None:
