@@ -303,9 +303,10 @@ class FaceLocatorNode(Node):
 
     def tracked_box(self):
         """The face's box as last localised, moved as the tracker followed it (None: no face)."""
-        if self.last is None or not self.last.found:
+        last, tracker = self.last, self.tracker  # read once: the worker may replace either meanwhile
+        if last is None or not last.found:
             return None
-        return self.tracker.box() if self.tracker is not None else np.asarray(self.last.box, dtype=np.float64)
+        return tracker.box() if tracker is not None else np.asarray(last.box, dtype=np.float64)
 
     def _search_timer(self):
         with self._lock:
