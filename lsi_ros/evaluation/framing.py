@@ -193,8 +193,7 @@ def _summary(records: list, source: str) -> dict:
             ),
             "box_iou_median": round(float(np.median([r["iou"] for r in located])), 4),
             "centre_error_px_median": round(float(np.median(errors["centre_px"])), 3),
-            "centre_error_face_px_median": round(float(np.median(errors["centre_face_px"])), 3),
-            "centre_error_face_px_p90": round(float(np.percentile(errors["centre_face_px"], 90)), 3),
+            **_spread("centre_error_face_px", errors["centre_face_px"], 3, percentile=90),
             "scale_error_median": round(float(np.median(np.abs(errors["scale_ratio"] - 1))), 4),
             "roll_error_deg_median": round(float(np.median(np.abs(errors["roll_deg"]))), 3),
         }
@@ -290,11 +289,11 @@ def evaluate_tracking(
     return summary
 
 
-def _spread(name: str, values: np.ndarray, digits: int) -> dict:
-    """Median and 95th percentile of an error, keyed ``{name}_median`` and ``{name}_p95``."""
+def _spread(name: str, values: np.ndarray, digits: int, percentile: int = 95) -> dict:
+    """Median and a high percentile of an error, keyed ``{name}_median`` and ``{name}_p{percentile}``."""
     return {
         f"{name}_median": round(float(np.median(values)), digits),
-        f"{name}_p95": round(float(np.percentile(values, 95)), digits),
+        f"{name}_p{percentile}": round(float(np.percentile(values, percentile)), digits),
     }
 
 
