@@ -26,7 +26,7 @@ def _percentiles(samples_ms) -> dict:
     }
 
 
-def encoder_rows(models=("m32", "m64", "m128", "m256"), frames: int = 2000) -> list:
+def encoder_rows(models=("m32", "m64", "m128", "m256", "m128-real"), frames: int = 2000) -> list:
     torch.set_num_threads(1)
     rows = []
     for name in models:
@@ -49,6 +49,7 @@ def encoder_rows(models=("m32", "m64", "m128", "m256"), frames: int = 2000) -> l
         rows.append(
             {
                 "what": "encoder",
+                "model": name,
                 "M": m,
                 **_percentiles(samples),
                 "threads": 1,

@@ -60,7 +60,9 @@ def generate_launch_description():
                 description="photodiode_sampler backend: sim, serial_adc, nidaqmx.",
             ),
             DeclareLaunchArgument(
-                "model", default_value="m128", description="Model name or file (m32 ... m256)."
+                "model",
+                default_value="m128",
+                description="Model name or file (m32 ... m256; m128-real for real people).",
             ),
             DeclareLaunchArgument(
                 "pattern_set",

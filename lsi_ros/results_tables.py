@@ -34,6 +34,7 @@ ABOUT = {
     "estimate_boundaries.json": "boundaries fitted on m128's own estimates, on a GPU",
     "latent_data_scaling.json": "m128's latent against the number of training faces (frozen patterns)",
     "real_faces.json": "real people never trained on: quality, identity, gender; the generator's ceiling",
+    "real_photo_finetune.json": "m128 fine-tuned into W+ on real photos: real people and generated faces",
     "real_faces_chip_box.json": "m128 on real people with one detector box for every aligned crop",
 }
 
@@ -88,7 +89,7 @@ def summary(results: Path) -> str:
         q = pick(quality, method="lsi", M=m, noise="photons=200")
         tv = pick(quality, method="hadamard-tv", patterns=m, noise="photons=200")
         ident = pick(identity, method="lsi", patterns=m)
-        enc = pick(bench, what="encoder", M=m)
+        enc = pick(bench, what="encoder", model=f"m{m}")
         rows.append(
             [
                 f"m{m}",
@@ -191,7 +192,7 @@ def attributes(results: Path) -> str:
 
 def bench(results: Path) -> str:
     rows_in = load("bench.json", results)["rows"]
-    enc = [pick(rows_in, what="encoder", M=m) for m in MODELS]
+    enc = [pick(rows_in, what="encoder", model=f"m{m}") for m in MODELS]
     size = [pick(rows_in, what="bytes_per_frame", M=m) for m in MODELS]
     pinv = [pick(rows_in, what="reconstruction", method="hadamard-pinv", patterns=m) for m in MODELS]
     tv = [pick(rows_in, what="reconstruction", method="hadamard-tv", patterns=m) for m in MODELS]
@@ -456,6 +457,45 @@ def real_faces(results: Path) -> str:
     return table(header, rows)
 
 
+def real_photo_finetune(results: Path) -> str:
+    """The shipped m128 and its W+ fine-tunes on real photos, on the same held-out people and faces."""
+    f = load("real_photo_finetune.json", results)
+    rows = []
+    for row in f["rows"]:
+        tuning = row.get("fine_tuning")
+        if tuning is None:
+            trained = "generated faces"
+        else:
+            trained = f"+ {tuning['photos']:,} photos"
+            if tuning["generated_faces"]:
+                trained += f", {tuning['generated_faces']:,} generated"
+        real = row["real"]
+        rows.append(
+            [
+                row["variant"],
+                trained,
+                psnr_ssim(real),
+                percent(real, "same_person_rate"),
+                percent(real, "rank1_identification"),
+                percent(real, "gender_agreement"),
+                psnr_ssim(row["generated"]),
+                f"{row['file_bytes'] / 2**20:.1f}",
+            ]
+        )
+    people = sum(f["real_faces"].values())
+    header = [
+        "encoder",
+        "trained on",
+        f"real people ({people}): PSNR dB / SSIM",
+        "same person",
+        "rank-1",
+        "gender agrees",
+        "generated faces: PSNR / SSIM",
+        "file MiB",
+    ]
+    return table(header, rows)
+
+
 GENERATORS = {
     "summary": summary,
     "quality": quality,
@@ -469,6 +509,7 @@ GENERATORS = {
     "finetune": finetune,
     "framing-jitter": framing_jitter,
     "real-faces": real_faces,
+    "real-photo-finetune": real_photo_finetune,
     "files": files,
 }
 

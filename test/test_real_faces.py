@@ -134,15 +134,22 @@ def test_real_face_evaluation_on_a_few_faces(tmp_path):
         real_faces.read_faces(analyzer, chosen.images, box),
     )
     assert np.median(np.linalg.norm(detected.descriptors - boxed.descriptors, axis=1)) < 0.3
+    examples = {}
+    m32 = load_model(find_model("m32"))
     rows = real_faces.evaluate(
         analyzer,
-        [load_model(find_model("m32"))],
+        [m32, m32],
         get_generator("mobilestylegan"),
         chosen,
         PhotodiodeModel(),
         (32,),
         progress=False,
+        examples=examples,
+        names=["first", "second"],
     )
+    # Two models of the same M get a column each in the example figure, named as asked.
+    assert {"LSI first", "LSI second"} <= set(next(iter(examples.values())))
+    assert [r["model_id"] for r in rows if r["method"] == "lsi"] == [m32.model_id] * 2
     by_method = {r["method"]: r for r in rows}
     assert set(by_method) == {
         "real-face",

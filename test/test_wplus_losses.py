@@ -74,6 +74,54 @@ def test_w_plus_ensemble_in_int8_round_trips(tmp_path):
     assert (got - expected).abs().max() < 0.05 * expected.abs().max()
 
 
+def test_a_low_rank_offset_head_starts_at_the_w_faces_and_keeps_its_rank_in_the_file(tmp_path):
+    model = make_model()
+    y = torch.rand(4, 16) * 1000
+    widened = with_layer_offsets(model.encoder, 3, offset_rank=2).eval()
+    assert widened.offset_rank == 2 and widened.layer_offsets[0].weight.shape == (2, widened.width)
+    with torch.no_grad():
+        torch.testing.assert_close(widened(y), model.encoder(y)[:, None].expand(-1, 3, -1))
+        widened.layer_offsets[1].weight.normal_(0, 0.5)
+    model.encoder = widened
+    path = save_model(model, tmp_path / "low-rank.safetensors", weight_format="int8")
+    assert json.loads(path.with_suffix(".json").read_text())["architecture"]["offset_rank"] == 2
+    loaded = load_model(path)
+    assert loaded.encoder.offset_rank == 2
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encoder(y), as_stored(widened, "int8")(y))
+        assert (loaded.encoder(y)[:, 0] - loaded.encoder(y)[:, 1]).abs().max() > 0.1
+    with pytest.raises(ValueError, match="offset rank"):
+        MeasurementEncoder(16, 8, 32, 1, num_ws=1, offset_rank=2)
+
+
+def test_low_rank_offsets_factorise_a_trained_full_head():
+    """A head of rank r is kept exactly at rank r; a full-rank head loses less the more features it keeps."""
+    from lsi_ros.models.encoder import low_rank_offsets
+
+    members = [make_model(seed=k).encoder for k in range(2)]
+    for member in members[1:]:
+        member.load_state_dict(members[0].state_dict() | {"net.1.weight": member.net[1].weight})
+    full = perturbed(with_layer_offsets(EncoderEnsemble(members), 4)).eval()
+    y = torch.rand(6, 16) * 1000
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for member in full.members:  # a rank-2 head: 4 x 8 outputs from width features through 2
+            left = torch.randn(member.layer_offsets.weight.shape[0], 2, generator=generator)
+            member.layer_offsets.weight.copy_(left @ torch.randn(2, member.width, generator=generator))
+        exact = low_rank_offsets(full, 2)
+        torch.testing.assert_close(exact(y), full(y), rtol=1e-4, atol=1e-4)
+        assert exact.offset_rank == 2 and isinstance(exact, EncoderEnsemble)
+        perturbed(full)
+        errors = [(low_rank_offsets(full, r)(y) - full(y)).abs().mean().item() for r in (1, 4, 16)]
+    assert errors[0] > errors[1] > errors[2]
+    with pytest.raises(ValueError, match="full W\\+ offset head"):
+        low_rank_offsets(exact, 1)
+    with pytest.raises(ValueError, match="does not shrink"):
+        low_rank_offsets(full, full.width)
+    with pytest.raises(ValueError, match="differ in shape"):
+        EncoderEnsemble([exact.members[0], low_rank_offsets(full, 3).members[0]])
+
+
 def test_a_file_whose_latent_space_disagrees_with_its_encoder_is_refused(tmp_path):
     model = make_model()
     model.encoder = with_layer_offsets(model.encoder, 3)
@@ -235,6 +283,33 @@ def test_photo_finetune_of_a_w_model_on_the_dcgan_double_lowers_its_loss(dcgan_m
         finetune_on_photos(dcgan_model, photos, generator, replace(config, latent_space="w+"), progress=False)
 
 
+def test_generated_training_faces_join_the_photos_under_the_same_losses(dcgan_model, dcgan_data):
+    """``--generated N``: the model's own first N training faces, read from the data cache, train beside
+    the photos; the report counts both, and faces of another size are refused."""
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.training import data
+    from lsi_ros.training.finetune import PhotoFinetuneConfig, finetune_on_photos, generated_training_faces
+
+    model = load_model(dcgan_model)
+    generator = get_generator("dcgan")
+    side = generator.resolution
+    assert generated_training_faces(model, 0, side, root=dcgan_data) is None
+    generated = generated_training_faces(model, 6, side, root=dcgan_data)
+    assert generated.shape == (6, side, side, 3) and generated.dtype == np.uint8
+    assert np.array_equal(generated, data.load("dcgan", 0, 6, dcgan_data).images)
+    half = generated_training_faces(model, 6, side // 2, root=dcgan_data)
+    assert half.shape == (6, side // 2, side // 2, 3)
+    photos = (generator.synthesize(generator.sample_latents([950, 951])) * 255).astype(np.uint8)
+    config = PhotoFinetuneConfig(steps=2, batch_size=4, lr=1e-3, latent_space="w", losses="l2=1,identity=0")
+    tuned, _ = finetune_on_photos(model, photos, generator, config, progress=False, generated=generated)
+    assert tuned.info["photo_finetune"]["photos"] == 2
+    assert tuned.info["photo_finetune"]["generated_faces"] == 6
+    with pytest.raises(ValueError, match="generated faces must be"):
+        finetune_on_photos(model, photos, generator, config, progress=False, generated=generated[:, ::2, ::2])
+    with pytest.raises(ValueError, match="zero or more"):
+        generated_training_faces(model, -1, side, root=dcgan_data)
+
+
 def test_the_utkface_training_source_holds_no_held_out_face():
     from lsi_ros.evaluation import real_faces
 
@@ -267,3 +342,21 @@ def test_finetune_command_on_utkface_training_photos(dcgan_model, tmp_path, caps
     written = json.loads(report.read_text())
     assert written["photos"] == 4 and written["loss_weights"]["identity"] == 0.5
     assert {"l2", "identity", "total"} <= set(written["history"][-1])
+
+
+def test_the_shipped_real_people_model_is_m128_in_w_plus_with_a_compact_head():
+    """models/m128-real: m128's patterns (the DMD shows the same set), a W+ code per frame from a
+    rank-64 offset head, in a file under 20 MiB; a frame of m128's measurements gives one latent per layer."""
+    from lsi_ros.models.registry import find_model
+
+    path = find_model("m128-real")
+    real, base = load_model(path), load_model(find_model("m128"))
+    assert real.pattern_set.pattern_set_id == base.pattern_set.pattern_set_id
+    assert real.encoder.latent_space == "w+" and real.encoder.offset_rank == 64
+    assert path.stat().st_size < 20 * 2**20
+    assert real.info["photo_finetune"]["photos"] > 0
+    y = torch.rand(2, 128) * 1000
+    with torch.no_grad():
+        w_plus, w = real.encoder(y), base.encoder(y)
+    assert w_plus.shape == (2, real.encoder.num_ws, 512) and torch.isfinite(w_plus).all()
+    assert (w_plus - w[:, None]).abs().max() > 0  # it decodes other faces than m128 does

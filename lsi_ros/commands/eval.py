@@ -490,6 +490,7 @@ def main_real(args, photodiode) -> int:
             examples=examples,
             on_row=save,
             box=box,
+            names=[Path(name).stem for name in args.models],
         )
         save(rows, partial=False)
     if args.ceiling:

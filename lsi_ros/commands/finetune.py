@@ -39,10 +39,25 @@ def add_parser(subparsers):
         "generator with image and identity losses",
     )
     parser.add_argument(
+        "--generated",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--utkface: also train on the generator's first N training faces (`lsi data`), under the same "
+        "losses, so generated-face quality holds while the encoder learns real people (default 0)",
+    )
+    parser.add_argument(
         "--latent-space",
         choices=("w", "w+"),
         default="w+",
         help="--utkface: encode into W, or W+ (per-layer offsets grown at zero from the model's W encoder)",
+    )
+    parser.add_argument(
+        "--offset-rank",
+        type=int,
+        default=0,
+        help="--utkface, W+: the grown offset head passes through this many features (a smaller file; "
+        "default 0, the full head)",
     )
     parser.add_argument(
         "--losses",
@@ -198,6 +213,7 @@ def run_photos(args, model, started: float) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         latent_space=args.latent_space,
+        offset_rank=args.offset_rank,
         losses=args.losses,
         seed=args.seed,
     )
@@ -207,8 +223,11 @@ def run_photos(args, model, started: float) -> int:
     if args.teacher_exit != "exact" and generator.generator_id.startswith("mobilestylegan"):
         generator = finetune.generator_for(model, early_exit=args.teacher_exit)
     photos = finetune.utkface_training_photos(analyzer, args.utkface, generator.resolution)
+    generated = finetune.generated_training_faces(model, args.generated, generator.resolution)
     face_loss = losses.FaceLoss(analyzer) if weights.needs_faces else None
-    tuned, history = finetune.finetune_on_photos(model, photos.images, generator, config, face_loss)
+    tuned, history = finetune.finetune_on_photos(
+        model, photos.images, generator, config, face_loss, generated=generated
+    )
     path = save_and_report(args, model, tuned, started, "photo_finetune")
     first, last = history[0], history[-1]
     print(

@@ -63,6 +63,13 @@ def add_parser(subparsers):
         help="encode into W (default) or W+ (one latent per generator layer)",
     )
     parser.add_argument(
+        "--offset-rank",
+        dest="offset_rank",
+        type=int,
+        help="W+: pass the per-layer offsets through this many features (two small matrices instead of "
+        "one of width x 23 x 512; default 0, the full head)",
+    )
+    parser.add_argument(
         "--losses",
         help="the paper's weighted terms instead of the latent MSE: 'paper' (latent L1 1, image L2 1, "
         "identity 0.5, perceptual 0.1 through face-api) or e.g. 'latent=1,l2=1,identity=0.5'",

@@ -422,11 +422,13 @@ def evaluate(
     examples: dict | None = None,
     on_row=None,
     box=None,
+    names=None,
 ) -> list[dict]:
     """Rows for the real faces: each model (measured through ``photodiode``, encoded, decoded) and the
     Hadamard pinv baselines at each pattern budget, next to the real face itself, the face in gray, the
-    mean face and someone else. ``examples``, if given, gets the first faces' tiles per method;
-    ``on_row(rows)`` is called as rows come (a long run keeps what it finished); ``box``: see read_faces."""
+    mean face and someone else. ``examples``, if given, gets the first faces' tiles per method (models
+    of the same M told apart by ``names``, default their ids); ``on_row(rows)`` is called as rows come
+    (a long run keeps what it finished); ``box``: see read_faces."""
     from lsi_ros.evaluation.identity import hadamard_reconstructions
     from lsi_ros.evaluation.images import grayscale
     from lsi_ros.evaluation.latent_imaging import decode_faces, encode_faces, score_image
@@ -469,7 +471,7 @@ def evaluate(
         for i in shown:
             examples[face_set.faces[i].label] = {"real face": truth_rgb[i] / np.float32(255)}
     bar = tqdm(total=len(models) * len(truth_rgb), desc="real faces: lsi", unit="face", disable=not progress)
-    for model in models:
+    for number, model in enumerate(models):
         decoded, quality = [], []
         for start in range(0, len(truth_rgb), chunk):
             faces = truth_rgb[start : start + chunk] / np.float32(255)
@@ -489,8 +491,11 @@ def evaluate(
         if on_row is not None:
             on_row(rows)
         if examples is not None:
+            column = f"LSI M={m}"
+            if [other.num_measurements for other in models].count(m) > 1:
+                column = f"LSI {(names or [other.model_id for other in models])[number]}"
             for i in shown:
-                examples[face_set.faces[i].label][f"LSI M={m}"] = decoded[i] / np.float32(255)
+                examples[face_set.faces[i].label][column] = decoded[i] / np.float32(255)
     bar.close()
     for patterns in tqdm(baseline_budgets, desc="real faces: hadamard-pinv", disable=not progress):
         pinv, _ = hadamard_reconstructions(truth_rgb, patterns, photodiode, tv=False)

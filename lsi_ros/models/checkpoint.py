@@ -99,6 +99,8 @@ def save_model(model: LsiModel, path, weight_format: str = "fp16") -> Path:
             "weights": weight_format,
         },
     }
+    if model.encoder.offset_rank:
+        info["architecture"]["offset_rank"] = model.encoder.offset_rank
     metadata = {
         "format": FILE_FORMAT,
         "version": FILE_VERSION,
@@ -129,6 +131,7 @@ def load_model(path, device: str = "cpu") -> LsiModel:
             arch["depth"],
             arch.get("members", 1),
             arch.get("num_ws", 1),
+            arch.get("offset_rank", 0),
         )
         if info.get("latent_space", "w") != encoder.latent_space:
             raise ModelFileError(

@@ -8,7 +8,9 @@ At run time only ``MeasurementEncoder`` and the frozen patterns are needed.
 Latent spaces: "w" (one 512-d vector, the generator repeats it for every layer) or "w+" (one vector
 per generator layer, ``num_ws`` of them, as the paper encodes): a W prediction plus per-layer offsets
 from the same features. The offsets start at zero, so a W+ encoder made from a trained W encoder
-(``with_layer_offsets``) starts from exactly that encoder's faces.
+(``with_layer_offsets``) starts from exactly that encoder's faces. The offset head maps the features
+to every layer's 512 values; with ``offset_rank`` R it passes through R numbers first (two matrices
+instead of one, a fraction of the bytes), and ``low_rank_offsets`` factorises a trained full head so.
 """
 
 import torch
@@ -53,16 +55,25 @@ class MeasurementEncoder(nn.Module):
     """
 
     def __init__(
-        self, num_measurements: int, latent_dim: int = 512, width: int = 1024, depth: int = 2, num_ws: int = 1
+        self,
+        num_measurements: int,
+        latent_dim: int = 512,
+        width: int = 1024,
+        depth: int = 2,
+        num_ws: int = 1,
+        offset_rank: int = 0,
     ):
         super().__init__()
         if not isinstance(num_ws, int) or num_ws < 1:
             raise ValueError(f"an encoder outputs at least one latent vector, not {num_ws!r}")
+        if not isinstance(offset_rank, int) or offset_rank < 0 or (offset_rank and num_ws == 1):
+            raise ValueError(f"an offset rank is a count of W+ offset features, not {offset_rank!r}")
         self.num_measurements = num_measurements
         self.latent_dim = latent_dim
         self.width = width
         self.depth = depth
         self.num_ws = num_ws
+        self.offset_rank = offset_rank
         self.net = nn.Sequential(
             nn.LayerNorm(num_measurements),
             nn.Linear(num_measurements, width),
@@ -72,9 +83,12 @@ class MeasurementEncoder(nn.Module):
             nn.Linear(width, latent_dim),
         )
         if num_ws > 1:
-            self.layer_offsets = nn.Linear(width, num_ws * latent_dim)
-            nn.init.zeros_(self.layer_offsets.weight)
-            nn.init.zeros_(self.layer_offsets.bias)
+            out = nn.Linear(offset_rank or width, num_ws * latent_dim)
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
+            self.layer_offsets = (
+                nn.Sequential(nn.Linear(width, offset_rank, bias=False), out) if offset_rank else out
+            )
         self.register_buffer("latent_mean", torch.zeros(latent_dim))
         self.register_buffer("latent_std", torch.ones(latent_dim))
 
@@ -112,6 +126,7 @@ class EncoderEnsemble(nn.Module):
         self.width = first.width
         self.depth = first.depth
         self.num_ws = first.num_ws
+        self.offset_rank = first.offset_rank
         self._stacked, self._stacked_key = [], None  # the inference path's stacked weights, and of what
 
     def check_members(self) -> None:
@@ -119,8 +134,7 @@ class EncoderEnsemble(nn.Module):
         weights, which replace the buffers the constructor saw)."""
         first = self.members[0]
         for member in self.members[1:]:
-            shape = (member.num_measurements, member.latent_dim, member.width, member.depth, member.num_ws)
-            if shape != (first.num_measurements, first.latent_dim, first.width, first.depth, first.num_ws):
+            if _shape(member) != _shape(first):
                 raise ValueError("ensemble members differ in shape")
             if not (
                 torch.equal(member.latent_mean, first.latent_mean)
@@ -157,6 +171,17 @@ class EncoderEnsemble(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.latent_mean + self.latent_std * self.normalised(y)
+
+
+def _shape(encoder: MeasurementEncoder) -> tuple:
+    return (
+        encoder.num_measurements,
+        encoder.latent_dim,
+        encoder.width,
+        encoder.depth,
+        encoder.num_ws,
+        encoder.offset_rank,
+    )
 
 
 def _stacked_layers(nets) -> list[tuple]:
@@ -197,34 +222,80 @@ def _run_stacked(layers: list[tuple], x: torch.Tensor) -> torch.Tensor:
 
 
 def build_encoder(
-    num_measurements: int, latent_dim: int, width: int, depth: int, members: int = 1, num_ws: int = 1
+    num_measurements: int,
+    latent_dim: int,
+    width: int,
+    depth: int,
+    members: int = 1,
+    num_ws: int = 1,
+    offset_rank: int = 0,
 ) -> MeasurementEncoder | EncoderEnsemble:
     """An untrained encoder of a model file's architecture (one network, or an ensemble of them)."""
     if not isinstance(members, int) or members < 1:
         raise ValueError(f"an encoder has at least one member, not {members!r}")
     networks = [
-        MeasurementEncoder(num_measurements, latent_dim, width, depth, num_ws) for _ in range(members)
+        MeasurementEncoder(num_measurements, latent_dim, width, depth, num_ws, offset_rank)
+        for _ in range(members)
     ]
     return networks[0] if members == 1 else EncoderEnsemble(networks)
 
 
+def _members(encoder: MeasurementEncoder | EncoderEnsemble) -> list[MeasurementEncoder]:
+    return list(encoder.members) if isinstance(encoder, EncoderEnsemble) else [encoder]
+
+
+def _rebuilt(encoder, num_ws: int, offset_rank: int) -> MeasurementEncoder | EncoderEnsemble:
+    """An untrained encoder shaped like ``encoder`` but for its offset head."""
+    return build_encoder(
+        encoder.num_measurements,
+        encoder.latent_dim,
+        encoder.width,
+        encoder.depth,
+        len(_members(encoder)),
+        num_ws,
+        offset_rank,
+    ).to(encoder.latent_mean.device)
+
+
+def _trunk_state(member: MeasurementEncoder) -> dict:
+    return {k: v for k, v in member.state_dict().items() if not k.startswith("layer_offsets.")}
+
+
 def with_layer_offsets(
-    encoder: MeasurementEncoder | EncoderEnsemble, num_ws: int
+    encoder: MeasurementEncoder | EncoderEnsemble, num_ws: int, offset_rank: int = 0
 ) -> MeasurementEncoder | EncoderEnsemble:
     """A W+ encoder of ``num_ws`` layers that starts as ``encoder`` (its weights, zero per-layer
-    offsets): it decodes the same faces until training moves the offsets."""
-    members = list(encoder.members) if isinstance(encoder, EncoderEnsemble) else [encoder]
-    widened = build_encoder(
-        encoder.num_measurements, encoder.latent_dim, encoder.width, encoder.depth, len(members), num_ws
-    ).to(encoder.latent_mean.device)
-    for target, source in zip(widened.members if len(members) > 1 else [widened], members, strict=True):
-        state = {k: v for k, v in source.state_dict().items() if not k.startswith("layer_offsets.")}
-        missing, _ = target.load_state_dict(state, strict=False)
+    offsets, through ``offset_rank`` features when given): it decodes the same faces until training
+    moves the offsets. An encoder that already has such a head keeps it."""
+    widened = _rebuilt(encoder, num_ws, offset_rank)
+    for target, source in zip(_members(widened), _members(encoder), strict=True):
+        missing, _ = target.load_state_dict(_trunk_state(source), strict=False)
         if any(not k.startswith("layer_offsets.") for k in missing):
             raise ValueError(f"cannot widen the encoder: {missing} missing")
-        if source.num_ws == num_ws:  # already W+ of this depth: keep its offsets
+        if (source.num_ws, source.offset_rank) == (num_ws, offset_rank):
             target.load_state_dict(source.state_dict())
     return widened
+
+
+def low_rank_offsets(
+    encoder: MeasurementEncoder | EncoderEnsemble, rank: int
+) -> MeasurementEncoder | EncoderEnsemble:
+    """``encoder`` with each full W+ offset head replaced by its best rank-``rank`` factorisation
+    (truncated SVD of the head's matrix; the bias stays): the same trunk, a smaller file."""
+    if encoder.num_ws == 1 or encoder.offset_rank:
+        raise ValueError("only a full W+ offset head can be factorised")
+    if not 0 < rank < min(encoder.width, encoder.num_ws * encoder.latent_dim):
+        raise ValueError(f"rank {rank} does not shrink a {encoder.width}-feature offset head")
+    factorised = _rebuilt(encoder, encoder.num_ws, rank)
+    for target, source in zip(_members(factorised), _members(encoder), strict=True):
+        target.load_state_dict(_trunk_state(source), strict=False)
+        u, s, vh = torch.linalg.svd(source.layer_offsets.weight.detach().float(), full_matrices=False)
+        root = s[:rank].sqrt()
+        with torch.no_grad():
+            target.layer_offsets[0].weight.copy_(root[:, None] * vh[:rank])
+            target.layer_offsets[1].weight.copy_(u[:, :rank] * root)
+            target.layer_offsets[1].bias.copy_(source.layer_offsets.bias.detach())
+    return factorised
 
 
 class BinaryPatterns(nn.Module):

@@ -420,6 +420,7 @@ class PhotoFinetuneConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     latent_space: str = "w+"
+    offset_rank: int = 0  # W+: features the grown offset head passes through (0: a full head)
     losses: str = "paper"  # "paper" (LossWeights defaults) or "l2=1,identity=0.5,perceptual=0.1"
     photon_flux_range: tuple = (20.0, 2000.0)
     seed: int = 0
@@ -454,6 +455,26 @@ def utkface_training_photos(
     return framed
 
 
+def generated_training_faces(model: LsiModel, count: int, resolution: int, root=None) -> np.ndarray | None:
+    """The first ``count`` of the model's own training faces (seeds from 0, read from `lsi data`'s cache)
+    as (N, R, R, 3) uint8 at ``resolution``; None for none."""
+    from lsi_ros.training import data
+
+    if count < 0:
+        raise ValueError(f"--generated needs zero or more faces, not {count}")
+    if not count:
+        return None
+    name = model.info.get("generator_id", "").split("-", 1)[0]
+    psi = float(model.info.get("truncation_psi", data.DEFAULT_PSI))
+    images = data.load(name, 0, count, root, truncation_psi=psi).images
+    if images.shape[1] != resolution:
+        import cv2
+
+        size = (resolution, resolution)
+        images = np.stack([cv2.resize(i, size, interpolation=cv2.INTER_AREA) for i in images])
+    return images
+
+
 def finetune_on_photos(
     model: LsiModel,
     photos: np.ndarray,
@@ -461,10 +482,13 @@ def finetune_on_photos(
     config: PhotoFinetuneConfig = PhotoFinetuneConfig(),
     face_loss: losses.FaceLoss | None = None,
     progress: bool = True,
+    generated: np.ndarray | None = None,
 ) -> tuple[LsiModel, list]:
     """A copy of ``model`` whose encoder (W, or W+ grown from it) learnt to decode ``photos``
     (N, R, R, 3) uint8, FFHQ-framed at the generator's resolution, through the frozen generator; the
-    patterns stay as they are. Returns the model and the loss terms every 10 steps."""
+    patterns stay as they are. ``generated`` faces (same form, the generator's own training faces) join
+    the photos under the same losses, so the encoder keeps what it decodes well while it learns real
+    people. Returns the model and the loss terms every 10 steps."""
     if config.latent_space not in LATENT_SPACES:
         raise ValueError(f"latent space must be one of {LATENT_SPACES}, not {config.latent_space!r}")
     weights = config.loss_weights()
@@ -473,11 +497,18 @@ def finetune_on_photos(
     resolution = generator.resolution
     if photos.ndim != 4 or photos.shape[1:] != (resolution, resolution, 3) or photos.dtype != np.uint8:
         raise ValueError(f"photos must be (N, {resolution}, {resolution}, 3) uint8, not {photos.shape}")
+    if generated is not None and (generated.shape[1:] != photos.shape[1:] or generated.dtype != np.uint8):
+        raise ValueError(
+            f"generated faces must be (N, {resolution}, {resolution}, 3) uint8, not {generated.shape}"
+        )
+    num_photos = len(photos)
+    if generated is not None:
+        photos = np.concatenate([photos, generated])
     encoder = copy.deepcopy(model.encoder).float().cpu()
     if config.latent_space == "w+":
         if generator.num_ws == 1:
             raise ValueError(f"{generator.generator_id} takes one latent per image: W+ is its W")
-        encoder = with_layer_offsets(encoder, generator.num_ws)
+        encoder = with_layer_offsets(encoder, generator.num_ws, config.offset_rank)
     encoder.train().requires_grad_(True)
     side = model.pattern_set.resolution[0]
     images = photos.astype(np.float32) / 255.0
@@ -509,7 +540,8 @@ def finetune_on_photos(
     info = dict(model.info)
     info["photo_finetune"] = {
         "base_model_id": model.model_id,
-        "photos": len(photos),
+        "photos": num_photos,
+        "generated_faces": len(photos) - num_photos,
         "config": asdict(config),
         "loss_weights": asdict(weights),
         "history": history,

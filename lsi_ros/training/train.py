@@ -87,6 +87,7 @@ class TrainConfig:
     budget_s: float = 0.0  # streamed training: stop, validate and checkpoint within this (0: none)
     chunk_faces: int = 4096  # streamed training: faces rendered at a time (a multiple of batch_size)
     latent_space: str = "w"  # "w", or "w+": one latent per generator layer
+    offset_rank: int = 0  # "w+": features the per-layer offset head passes through (0: a full head)
     losses: str = ""  # "": latent MSE (+ image_loss); "paper" or "latent=1,l2=1,identity=0.5,...": loss_terms
     framing_jitter: tuple = ()  # (shift_px, scale, roll_deg[, fraction]): lsi_ros.training.augment
     extra: dict = field(default_factory=dict)
@@ -258,7 +259,7 @@ class Trainer:
             if num_ws == 1:
                 raise ValueError(f"generator {config.generator} takes one latent per image: W+ is its W")
         self.encoder = MeasurementEncoder(
-            config.num_measurements, latents.shape[1], config.width, config.depth, num_ws
+            config.num_measurements, latents.shape[1], config.width, config.depth, num_ws, config.offset_rank
         ).to(self.device)
         self.encoder.latent_mean.copy_(latents.mean(0))
         self.encoder.latent_std.copy_(latents.std(0).clamp_min(1e-6))
