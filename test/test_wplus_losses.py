@@ -264,6 +264,16 @@ def test_photo_finetune_in_w_plus_moves_the_offsets_and_lowers_the_image_loss(fa
     assert tuned.encoder.layer_offsets.weight.abs().max() > 0  # the per-layer offsets learnt
     assert set(history[0]) == {"step", "l2", "identity", "perceptual", "total"}
     assert tuned.info["photo_finetune"]["photos"] == 2
+    compact = replace(config, steps=1, offset_rank=4)
+    again, _ = finetune_on_photos(model, photos, generator, compact, face_loss, progress=False)
+    assert again.encoder.offset_rank == 4
+    # tuned once more without a rank: the W+ model keeps its compact head and what it learnt
+    kept, _ = finetune_on_photos(
+        again, photos, generator, replace(compact, offset_rank=0), face_loss, progress=False
+    )
+    assert kept.encoder.offset_rank == 4
+    moved = kept.encoder.layer_offsets[0].weight - again.encoder.layer_offsets[0].weight
+    assert moved.abs().max() < 0.01  # one small step from its own head, not a freshly drawn one
     with pytest.raises(ValueError, match="uint8"):
         finetune_on_photos(model, photos.astype(np.float32), generator, config, face_loss, progress=False)
 

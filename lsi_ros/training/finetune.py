@@ -508,7 +508,8 @@ def finetune_on_photos(
     if config.latent_space == "w+":
         if generator.num_ws == 1:
             raise ValueError(f"{generator.generator_id} takes one latent per image: W+ is its W")
-        encoder = with_layer_offsets(encoder, generator.num_ws, config.offset_rank)
+        # A W+ model tuned again keeps its own head unless another rank is asked for.
+        encoder = with_layer_offsets(encoder, generator.num_ws, config.offset_rank or encoder.offset_rank)
     encoder.train().requires_grad_(True)
     side = model.pattern_set.resolution[0]
     images = photos.astype(np.float32) / 255.0
