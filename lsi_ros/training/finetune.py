@@ -447,12 +447,19 @@ def utkface_training_photos(
     if any(real_faces.is_held_out(face.key) for face in faces):
         raise AssertionError("a held-out UTKFace face reached the training set")
     framed = real_faces.frame_faces(analyzer, faces, cache_dir, progress=progress)
-    if resolution and resolution != framed.images.shape[1]:
-        import cv2
-
-        size = (resolution, resolution)
-        framed.images = np.stack([cv2.resize(i, size, interpolation=cv2.INTER_AREA) for i in framed.images])
+    if resolution:
+        framed.images = _at_resolution(framed.images, resolution)
     return framed
+
+
+def _at_resolution(images: np.ndarray, resolution: int) -> np.ndarray:
+    """(N, R, R, 3) images at ``resolution`` (area-averaged when shrunk), as they are when they fit."""
+    if images.shape[1] == resolution:
+        return images
+    import cv2
+
+    size = (resolution, resolution)
+    return np.stack([cv2.resize(i, size, interpolation=cv2.INTER_AREA) for i in images])
 
 
 def generated_training_faces(model: LsiModel, count: int, resolution: int, root=None) -> np.ndarray | None:
@@ -466,13 +473,7 @@ def generated_training_faces(model: LsiModel, count: int, resolution: int, root=
         return None
     name = model.info.get("generator_id", "").split("-", 1)[0]
     psi = float(model.info.get("truncation_psi", data.DEFAULT_PSI))
-    images = data.load(name, 0, count, root, truncation_psi=psi).images
-    if images.shape[1] != resolution:
-        import cv2
-
-        size = (resolution, resolution)
-        images = np.stack([cv2.resize(i, size, interpolation=cv2.INTER_AREA) for i in images])
-    return images
+    return _at_resolution(data.load(name, 0, count, root, truncation_psi=psi).images, resolution)
 
 
 def finetune_on_photos(
