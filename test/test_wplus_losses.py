@@ -370,3 +370,19 @@ def test_the_shipped_real_people_model_is_m128_in_w_plus_with_a_compact_head():
         w_plus, w = real.encoder(y), base.encoder(y)
     assert w_plus.shape == (2, real.encoder.num_ws, 512) and torch.isfinite(w_plus).all()
     assert (w_plus - w[:, None]).abs().max() > 0  # it decodes other faces than m128 does
+
+
+def test_photo_measurements_a_chunk_at_a_time_are_those_of_all_at_once():
+    """Thousands of photos are measured in chunks (their float scenes would not fit at once)."""
+    from lsi_ros.optics.forward import ForwardModel
+    from lsi_ros.optics.objective import scene_on_dmd
+    from lsi_ros.optics.patterns import hadamard_reference_patterns
+    from lsi_ros.training.finetune import _noiseless_measurements
+
+    pattern_set = hadamard_reference_patterns(16, 8)
+    photos = np.random.default_rng(3).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    at_once = ForwardModel(pattern_set).measure(np.stack([scene_on_dmd(p / 255.0, 8) for p in photos]))
+    chunked = _noiseless_measurements(pattern_set, photos, chunk=3)
+    assert chunked.shape == (7, 16)
+    np.testing.assert_allclose(chunked, at_once, rtol=1e-5, atol=1e-6)
+    assert np.ptp(chunked[:, 0]) > 0  # different photos, different values

@@ -476,6 +476,18 @@ def generated_training_faces(model: LsiModel, count: int, resolution: int, root=
     return _at_resolution(data.load(name, 0, count, root, truncation_psi=psi).images, resolution)
 
 
+def _noiseless_measurements(pattern_set, photos: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Each uint8 photo's ideal detector values through the pattern set, a chunk at a time (the float
+    scenes on the DMD of many thousand photos would not fit in memory at once)."""
+    forward, side = ForwardModel(pattern_set), pattern_set.resolution[0]
+    values = []
+    for start in range(0, len(photos), chunk):
+        part = photos[start : start + chunk].astype(np.float32) / 255.0
+        scenes = [scene_on_dmd(photo, side) for photo in part]
+        values.append(forward.measure(np.stack(scenes)))
+    return np.concatenate(values)
+
+
 def finetune_on_photos(
     model: LsiModel,
     photos: np.ndarray,
@@ -512,12 +524,8 @@ def finetune_on_photos(
         # A W+ model tuned again keeps its own head unless another rank is asked for.
         encoder = with_layer_offsets(encoder, generator.num_ws, config.offset_rank or encoder.offset_rank)
     encoder.train().requires_grad_(True)
-    side = model.pattern_set.resolution[0]
-    images = photos.astype(np.float32) / 255.0
-    ideal = torch.from_numpy(
-        ForwardModel(model.pattern_set).measure(np.stack([scene_on_dmd(i, side) for i in images]))
-    ).float()
-    targets = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    ideal = torch.from_numpy(_noiseless_measurements(model.pattern_set, photos)).float()
+    targets = torch.from_numpy(photos)  # uint8, a batch at a time to float: a float copy is 4x the photos
     net = generator.torch_synthesis()
     rng = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -530,7 +538,8 @@ def finetune_on_photos(
         counts = detect(ideal[index], log_uniform_flux(config.photon_flux_range, rng), rng)
         predicted = encoder.normalised(counts)
         decoded = net(encoder.latent_mean + encoder.latent_std * predicted)
-        terms = losses.loss_terms(weights, predicted, None, targets[index], decoded, face_loss)
+        batch = targets[index].permute(0, 3, 1, 2).float() / 255.0
+        terms = losses.loss_terms(weights, predicted, None, batch, decoded, face_loss)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         optimizer.step()
