@@ -19,7 +19,10 @@ os.environ.setdefault("ROS_LOG_DIR", str(Path(__file__).resolve().parents[1] / "
 
 import pytest  # noqa: E402
 
+from lsi_ros.cli import retain_freed_memory  # noqa: E402
 from lsi_ros.ros.launch_process import ros_environment  # noqa: E402
+
+retain_freed_memory()  # the training and evaluation in tests run as `lsi` runs them
 
 # The venv's install (share/lsi_ros, lib/lsi_ros) on the ament index and the loopback Fast DDS
 # profile, as the Makefile sets them.
