@@ -5,10 +5,11 @@ The shipped m128 (patterns frozen) is fine-tuned by `lsi finetune --utkface` int
 training-split photos, FFHQ-framed, measured through m128's patterns and the photodiode model at a
 random light level, encoded, decoded by MobileStyleGAN's differentiable torch path and compared with
 the photo (the paper's losses: image L2 1.0, identity 0.5 through face-api's descriptor network,
-perceptual 0.1). One variant learns from the photos alone, the other from the photos and the
-generator's own training faces (`--generated`). The second one's offset head is then factorised to
-rank ``--rank`` (``lsi_ros.models.encoder.low_rank_offsets``: the same trunk, a file a third the size)
-and written to ``--export``, the shipped `m128-real`. The shipped m128 and the three variants are scored
+perceptual 0.1). One variant learns from the photos alone (550 steps), one from the photos and the
+generator's own training faces (`--generated`, 550 steps), and the third goes on from the second for
+1,500 steps on twice as many photos and generated faces. The third one's offset head is then factorised
+to rank ``--rank`` (``lsi_ros.models.encoder.low_rank_offsets``: the same trunk, a file a third the
+size) and written to ``--export``, the shipped `m128-real`. The shipped m128 and the four variants are scored
 by `lsi eval --real` on the held-out people (UTKFace faces no training touches and the Canada
 portraits, photon flux 200, the same frames for every model) and by `lsi eval` on held-out generated
 faces. Note that the identity loss and the same-person score use the same descriptor network; SSIM,
@@ -17,7 +18,7 @@ PSNR and the gender network's agreement are independent of it.
 Fine-tuned files go to ``--runs`` and are reused when present (with their reports). Needs face-api's
 weights, the shared real-face photos and `lsi data`'s cached training faces:
 
-    .venv/bin/python experiments/real_photo_finetune.py   # about 2 h on the 2-core CPU, 10 GB at most
+    .venv/bin/python experiments/real_photo_finetune.py   # about 3 h on the 2-core CPU, 12 GB at most
 """
 
 import argparse
@@ -30,14 +31,19 @@ from pathlib import Path
 from lsi_ros.models.registry import find_model
 
 RECIPE = [
-    "--model", "m128", "--latent-space", "w+", "--losses", "paper", "--steps", "550",
-    "--batch-size", "8", "--lr", "2e-4", "--teacher-exit", "fast",
+    "--latent-space", "w+", "--losses", "paper", "--batch-size", "8", "--lr", "2e-4",
+    "--teacher-exit", "fast",
 ]  # fmt: skip
-VARIANTS = {  # name: (file stem, training faces)
-    "real photos": ("photos", ["--utkface", "3000"]),
-    "real photos + generated faces": ("photos-and-generated", ["--utkface", "3000", "--generated", "1500"]),
-}
-SHIPPED = "real photos + generated faces"  # the variant exported, with its offset head factorised
+VARIANTS = {  # name: (file stem, training faces, starting model (a shipped name or an earlier stem), steps)
+    "real photos": ("photos", ["--utkface", "3000"], "m128", 550),
+    "real photos + generated faces": (
+        "photos-and-generated", ["--utkface", "3000", "--generated", "1500"], "m128", 550,
+    ),
+    "twice the faces, 1,500 steps more": (
+        "twice-the-faces", ["--utkface", "6000", "--generated", "3000"], "photos-and-generated", 1500,
+    ),
+}  # fmt: skip
+SHIPPED = "twice the faces, 1,500 steps more"  # the variant exported, with its offset head factorised
 LSI = [sys.executable, "-m", "lsi_ros.cli"]
 
 
@@ -49,13 +55,19 @@ def run(args: list[str]) -> None:
 def fine_tuned(runs: Path, threads: int) -> dict[str, tuple[Path, dict]]:
     """Each variant's model file and its `lsi finetune --report` (trained now unless both exist)."""
     made = {}
-    for name, (stem, source) in VARIANTS.items():
+    for name, (stem, source, start, steps) in VARIANTS.items():
         model, report = runs / f"{stem}.safetensors", runs / f"{stem}.json"
         if not (model.is_file() and report.is_file()):
-            outputs = ["--output", str(model), "--report", str(report)]
-            run(["finetune", *source, *RECIPE, *outputs, "--threads", str(threads)])
+            outputs = ["--output", str(model), "--report", str(report), "--threads", str(threads)]
+            run(["finetune", *source, *start_and_steps(runs, start, steps), *RECIPE, *outputs])
         made[name] = (model, json.loads(report.read_text()))
     return made
+
+
+def start_and_steps(runs: Path, start: str, steps: int) -> list[str]:
+    """``--model`` and ``--steps`` of a variant: a shipped model by name, or an earlier variant's file."""
+    earlier = runs / f"{start}.safetensors"
+    return ["--model", str(earlier) if earlier.is_file() else start, "--steps", str(steps)]
 
 
 def factorised(path: Path, rank: int, export: Path) -> Path:
@@ -129,7 +141,10 @@ def main() -> None:
     result = {
         "command": "python experiments/real_photo_finetune.py",
         "recipe": "lsi finetune " + " ".join(RECIPE),
-        "variants": {name: "lsi finetune " + " ".join(source) for name, (_, source) in VARIANTS.items()},
+        "variants": {
+            name: "lsi finetune " + " ".join([*source, *start_and_steps(args.runs, start, steps)])
+            for name, (_, source, start, steps) in VARIANTS.items()
+        },
         "exported": {"file": str(args.export), "from": SHIPPED, "offset_rank": args.rank},
         "real_faces": json.loads(real.read_text())["faces"],
         "photodiode": "photons=200",

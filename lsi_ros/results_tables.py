@@ -469,6 +469,7 @@ def real_photo_finetune(results: Path) -> str:
             trained = f"+ {tuning['photos']:,} photos"
             if tuning["generated_faces"]:
                 trained += f", {tuning['generated_faces']:,} generated"
+            trained += f"; {tuning['config']['steps']:,} steps"
         real = row["real"]
         rows.append(
             [

@@ -314,6 +314,11 @@ def test_generated_training_faces_join_the_photos_under_the_same_losses(dcgan_mo
     tuned, _ = finetune_on_photos(model, photos, generator, config, progress=False, generated=generated)
     assert tuned.info["photo_finetune"]["photos"] == 2
     assert tuned.info["photo_finetune"]["generated_faces"] == 6
+    assert "previous" not in tuned.info["photo_finetune"]
+    again, _ = finetune_on_photos(tuned, photos, generator, replace(config, steps=1), progress=False)
+    record = again.info["photo_finetune"]
+    assert record["generated_faces"] == 0 and record["config"]["steps"] == 1
+    assert record["previous"]["generated_faces"] == 6 and record["previous"]["config"]["steps"] == 2
     with pytest.raises(ValueError, match="generated faces must be"):
         finetune_on_photos(model, photos, generator, config, progress=False, generated=generated[:, ::2, ::2])
     with pytest.raises(ValueError, match="zero or more"):

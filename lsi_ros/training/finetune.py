@@ -557,5 +557,7 @@ def finetune_on_photos(
         "loss_weights": asdict(weights),
         "history": history,
     }
+    if "photo_finetune" in model.info:  # a fine-tune tuned again keeps how it began
+        info["photo_finetune"]["previous"] = model.info["photo_finetune"]
     suffix = "-wplus-ft" if config.latent_space == "w+" else "-ft"
     return LsiModel(f"{model.model_id}{suffix}", model.pattern_set, encoder, info), history
