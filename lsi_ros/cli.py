@@ -45,8 +45,8 @@ def retain_freed_memory() -> bool:
 
     By default glibc gives every large freed block back to the kernel, so each training or evaluation
     step maps its activations afresh and pays a page fault per 4 KiB: on a small CPU that kernel time
-    can outweigh the arithmetic of a generator step. Retaining them costs at most the
-    peak of one step's memory, which the process holds anyway."""
+    can outweigh the arithmetic of a generator step. Retaining them costs at most the peak of one
+    step's memory, which the process holds anyway."""
     if not sys.platform.startswith("linux"):
         return False
     try:
