@@ -6,8 +6,10 @@ training-split photos, FFHQ-framed, measured through m128's patterns and the pho
 random light level, encoded, decoded by MobileStyleGAN's differentiable torch path and compared with
 the photo (the paper's losses: image L2 1.0, identity 0.5 through face-api's descriptor network,
 perceptual 0.1). One variant learns from the photos alone (550 steps), one from the photos and the
-generator's own training faces (`--generated`, 550 steps), and the third goes on from the second for
-1,500 steps on twice as many photos and generated faces. The third one's offset head is then factorised
+generator's own training faces (`--generated`, 550 steps), the third goes on from the second for
+1,500 steps on twice as many photos and generated faces, and the fourth goes on from the third for
+1,300 steps on every training-split photo, each mirrored half the time (`--mirror`), with the identity
+term weighted 1.0. The third one's offset head is then factorised
 to rank ``--rank`` (``lsi_ros.models.encoder.low_rank_offsets``: the same trunk, a file a third the
 size) and written to ``--export``, the shipped `m128-real`. The shipped m128 and the four variants are scored
 by `lsi eval --real` on the held-out people (UTKFace faces no training touches and the Canada
@@ -18,7 +20,7 @@ PSNR and the gender network's agreement are independent of it.
 Fine-tuned files go to ``--runs`` and are reused when present (with their reports). Needs face-api's
 weights, the shared real-face photos and `lsi data`'s cached training faces:
 
-    .venv/bin/python experiments/real_photo_finetune.py   # about 3 h on the 2-core CPU, 12 GB at most
+    .venv/bin/python experiments/real_photo_finetune.py   # about 4 h on the 2-core CPU, 12 GB at most
 """
 
 import argparse
@@ -30,17 +32,23 @@ from pathlib import Path
 
 from lsi_ros.models.registry import find_model
 
-RECIPE = [
-    "--latent-space", "w+", "--losses", "paper", "--batch-size", "8", "--lr", "2e-4",
-    "--teacher-exit", "fast",
-]  # fmt: skip
-VARIANTS = {  # name: (file stem, training faces, starting model (a shipped name or an earlier stem), steps)
-    "real photos": ("photos", ["--utkface", "3000"], "m128", 550),
+RECIPE = ["--latent-space", "w+", "--batch-size", "8", "--lr", "2e-4", "--teacher-exit", "fast"]
+PAPER = ["--losses", "paper"]
+IDENTITY_1 = "l2=1,identity=1,perceptual=0.1"  # the paper's weights with the identity term doubled
+# name: (file stem, training faces and losses, starting model (a shipped name or an earlier stem), steps)
+VARIANTS = {
+    "real photos": ("photos", ["--utkface", "3000", *PAPER], "m128", 550),
     "real photos + generated faces": (
-        "photos-and-generated", ["--utkface", "3000", "--generated", "1500"], "m128", 550,
+        "photos-and-generated", ["--utkface", "3000", "--generated", "1500", *PAPER], "m128", 550,
     ),
     "twice the faces, 1,500 steps more": (
-        "twice-the-faces", ["--utkface", "6000", "--generated", "3000"], "photos-and-generated", 1500,
+        "twice-the-faces", ["--utkface", "6000", "--generated", "3000", *PAPER], "photos-and-generated", 1500,
+    ),
+    "every training photo, mirrored, identity 1.0, 1,300 steps more": (
+        "all-photos-mirrored",
+        ["--utkface", "7199", "--generated", "3000", "--mirror", "--losses", IDENTITY_1],
+        "twice-the-faces",
+        1300,
     ),
 }  # fmt: skip
 SHIPPED = "twice the faces, 1,500 steps more"  # the variant exported, with its offset head factorised
@@ -56,7 +64,7 @@ def fine_tuned(runs: Path, threads: int) -> dict[str, tuple[Path, dict]]:
     """Each variant's model file and its `lsi finetune --report` (trained now unless both exist)."""
     made = {}
     for name, (stem, source, start, steps) in VARIANTS.items():
-        model, report = runs / f"{stem}.safetensors", runs / f"{stem}.json"
+        model, report = runs / f"{stem}.safetensors", runs / f"{stem}.report.json"
         if not (model.is_file() and report.is_file()):
             outputs = ["--output", str(model), "--report", str(report), "--threads", str(threads)]
             run(["finetune", *source, *start_and_steps(runs, start, steps), *RECIPE, *outputs])
@@ -109,7 +117,7 @@ def main() -> None:
     threads = ["--threads", str(args.threads)]
     run(["data", "--train", "1536", "--held-out", str(args.faces)])
     scored = ["--models", *models, "--no-baselines", *threads]
-    people = ["--real", "--utkface", str(args.utkface), "--canada", "40"]
+    people = ["--real", "--utkface", str(args.utkface), "--canada", "40", "--dlib"]
     run(["eval", *people, *scored, "--output", str(real), "--examples", str(args.figure)])
     no_figures = ["--figure", "", "--examples", ""]
     run(["eval", "--faces", str(args.faces), *scored, "--output", str(generated), *no_figures])

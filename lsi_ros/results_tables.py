@@ -36,6 +36,7 @@ ABOUT = {
     "real_faces.json": "real people never trained on: quality, identity, gender; the generator's ceiling",
     "real_photo_finetune.json": "m128 fine-tuned into W+ on real photos: real people and generated faces",
     "real_faces_chip_box.json": "m128 on real people with one detector box for every aligned crop",
+    "real_photo_generalisation.json": "m128-real on photos it learnt from, on new ones, and without noise",
 }
 
 
@@ -469,6 +470,10 @@ def real_photo_finetune(results: Path) -> str:
             trained = f"+ {tuning['photos']:,} photos"
             if tuning["generated_faces"]:
                 trained += f", {tuning['generated_faces']:,} generated"
+            if tuning["config"].get("mirror"):
+                trained += ", mirrored"
+            if tuning["config"]["losses"] != "paper":
+                trained += f", identity weight {tuning['loss_weights']['identity']:g}"
             trained += f"; {tuning['config']['steps']:,} steps"
         real = row["real"]
         rows.append(
@@ -477,6 +482,7 @@ def real_photo_finetune(results: Path) -> str:
                 trained,
                 psnr_ssim(real),
                 percent(real, "same_person_rate"),
+                percent(real.get("dlib"), "same_person_rate"),
                 percent(real, "rank1_identification"),
                 percent(real, "gender_agreement"),
                 psnr_ssim(row["generated"]),
@@ -489,6 +495,7 @@ def real_photo_finetune(results: Path) -> str:
         "trained on",
         f"real people ({people}): PSNR dB / SSIM",
         "same person",
+        "same person (Dlib)",
         "rank-1",
         "gender agrees",
         "generated faces: PSNR / SSIM",

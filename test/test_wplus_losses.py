@@ -325,6 +325,29 @@ def test_generated_training_faces_join_the_photos_under_the_same_losses(dcgan_mo
         generated_training_faces(model, -1, side, root=dcgan_data)
 
 
+def test_a_mirrored_photo_is_measured_and_scored_as_the_mirrored_face():
+    """``--mirror``: about half the faces drawn come mirrored, and for each of those both the
+    measurements and the target are the mirrored face's; without it a batch is the faces as they are."""
+    from lsi_ros.optics.patterns import bernoulli_patterns
+    from lsi_ros.training.finetune import _noiseless_measurements, photo_batch
+
+    pattern_set = bernoulli_patterns(16, 32, seed=3)
+    photos = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    ideal = torch.from_numpy(_noiseless_measurements(pattern_set, photos)).float()
+    mirrored = torch.from_numpy(_noiseless_measurements(pattern_set, photos[:, :, ::-1])).float()
+    assert not torch.allclose(ideal, mirrored)  # random faces are not symmetric
+    targets, index = torch.from_numpy(photos), torch.tensor([0, 1, 2, 3, 4, 5] * 20)
+    clean, images = photo_batch(ideal, targets, index)
+    upright = targets[index].permute(0, 3, 1, 2) / 255.0
+    assert torch.equal(clean, ideal[index]) and torch.equal(images, upright)
+    clean, images = photo_batch(ideal, targets, index, mirrored, torch.Generator().manual_seed(1))
+    as_is = (clean == ideal[index]).all(1)
+    flipped = (clean == mirrored[index]).all(1)
+    assert torch.equal(as_is, ~flipped) and 40 < int(flipped.sum()) < 80
+    assert torch.equal(images[flipped], upright[flipped].flip(-1))
+    assert torch.equal(images[as_is], upright[as_is])
+
+
 def test_the_utkface_training_source_holds_no_held_out_face():
     from lsi_ros.evaluation import real_faces
 
@@ -344,10 +367,12 @@ def test_finetune_command_on_utkface_training_photos(dcgan_model, tmp_path, caps
 
     if not (real_faces.default_real_faces_dir() / real_faces.UTKFACE_FOLDER).is_dir():
         pytest.skip("no shared UTKFace photos on this machine")
-    output, report = tmp_path / "ft.safetensors", tmp_path / "ft.json"
+    output, report = tmp_path / "ft.safetensors", tmp_path / "ft.report.json"
     common = ["finetune", "--utkface", "4", "--model", str(dcgan_model), "--output", str(output)]
     assert main([*common, "--losses", "arcface=1"]) == 2
     assert "bad loss term" in capsys.readouterr().err and not output.exists()
+    assert main([*common, "--report", str(tmp_path / "ft.json")]) == 2  # the model's own metadata copy
+    assert "ft.report.json" in capsys.readouterr().err and not output.exists()
     assert main([*common, "--latent-space", "w+"]) == 2
     assert "W+ is its W" in capsys.readouterr().err and not output.exists()
     recipe = ["--latent-space", "w", "--losses", "l2=1,identity=0.5", "--steps", "2", "--batch-size", "2"]
@@ -356,6 +381,7 @@ def test_finetune_command_on_utkface_training_photos(dcgan_model, tmp_path, caps
     assert tuned.pattern_set.pattern_set_id == base.pattern_set.pattern_set_id
     written = json.loads(report.read_text())
     assert written["photos"] == 4 and written["loss_weights"]["identity"] == 0.5
+    assert json.loads(output.with_suffix(".json").read_text())["model_id"] == tuned.model_id
     assert {"l2", "identity", "total"} <= set(written["history"][-1])
 
 

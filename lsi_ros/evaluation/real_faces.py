@@ -376,12 +376,21 @@ def read_faces(analyzer, images: np.ndarray, box=None, batch: int = 64) -> FaceR
     return FaceReadout(*(np.concatenate(p) for p in zip(*parts, strict=True)))
 
 
-def _scores(face_set: RealFaceSet, truth: FaceReadout, read: FaceReadout, quality: list[dict] | None) -> dict:
+def _scores(
+    face_set: RealFaceSet,
+    truth: FaceReadout,
+    read: FaceReadout,
+    quality: list[dict] | None,
+    dlib_pair: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
     """Per source and over all faces: image quality, identity (rank-1 among all faces of the set) and
-    attribute agreement with face-api on the real face and with the set's own labels."""
+    attribute agreement with face-api on the real face and with the set's own labels; with
+    ``dlib_pair`` (Dlib's descriptors of the image and of the real face), identity by Dlib's protocol
+    as well (``dlib``)."""
     from lsi_ros.evaluation.identity import identity_per_face, identity_scores
 
     distances, rank1 = identity_per_face(read.descriptors, truth.descriptors)
+    dlib_distances, dlib_rank1 = identity_per_face(*dlib_pair) if dlib_pair is not None else (None, None)
     female = np.array([np.nan if f.female is None else f.female for f in face_set.faces])
     age = np.array([np.nan if f.age is None else f.age for f in face_set.faces])
     sources = np.array([f.source for f in face_set.faces])
@@ -392,6 +401,8 @@ def _scores(face_set: RealFaceSet, truth: FaceReadout, read: FaceReadout, qualit
             for metric in quality[0]:
                 out[metric] = round(float(np.mean([quality[i][metric] for i in np.flatnonzero(keep)])), 3)
         out |= identity_scores(distances[keep], rank1[keep])
+        if dlib_distances is not None:
+            out["dlib"] = identity_scores(dlib_distances[keep], dlib_rank1[keep])
         out["gender_agreement"] = round(
             float(np.mean(((read.p_male > 0.5) == (truth.p_male > 0.5))[keep])), 3
         )
@@ -423,12 +434,14 @@ def evaluate(
     on_row=None,
     box=None,
     names=None,
+    dlib=None,
 ) -> list[dict]:
     """Rows for the real faces: each model (measured through ``photodiode``, encoded, decoded) and the
     Hadamard pinv baselines at each pattern budget, next to the real face itself, the face in gray, the
     mean face and someone else. ``examples``, if given, gets the first faces' tiles per method (models
     of the same M told apart by ``names``, default their ids); ``on_row(rows)`` is called as rows come
-    (a long run keeps what it finished); ``box``: see read_faces."""
+    (a long run keeps what it finished); ``box``: see read_faces; ``dlib`` (a ``DlibFaces``) scores
+    identity by Dlib's protocol too."""
     from lsi_ros.evaluation.identity import hadamard_reconstructions
     from lsi_ros.evaluation.images import grayscale
     from lsi_ros.evaluation.latent_imaging import decode_faces, encode_faces, score_image
@@ -436,33 +449,46 @@ def evaluate(
     truth_rgb = face_set.images
     truth = read_faces(analyzer, truth_rgb, box)
     label = photodiode.label
+    if dlib is not None:
+        dlib_box = dlib.face_box(truth_rgb[:64])
+        dlib_truth = dlib.describe(truth_rgb, dlib_box)
 
-    def row(method, m, patterns, noise, read, quality=None) -> dict:
+    def row(method, m, patterns, noise, read, quality=None, images=None, dlib_read=None) -> dict:
+        """``images`` (or their Dlib descriptors ``dlib_read``) are what Dlib judges."""
+        pair = None
+        if dlib is not None:
+            pair = (dlib.describe(images, dlib_box) if dlib_read is None else dlib_read, dlib_truth)
         return {
             "method": method,
             "M": m,
             "patterns": patterns,
             "noise": noise,
-            **_scores(face_set, truth, read, quality),
+            **_scores(face_set, truth, read, quality, pair),
         }
 
     gray = np.stack([grayscale(f / np.float32(255)) for f in truth_rgb])
     others = np.roll(np.arange(len(truth_rgb)), 1)
+    other = FaceReadout(*(a[others] for a in vars(truth).values()))
     rows = [
-        row("real-face", 0, 0, "none", truth),
-        row("grayscale-face", 0, 0, "none", read_faces(analyzer, gray, box)),
-        row("other-face", 0, 0, "none", FaceReadout(*(a[others] for a in vars(truth).values()))),
+        row("real-face", 0, 0, "none", truth, dlib_read=None if dlib is None else dlib_truth),
+        row("grayscale-face", 0, 0, "none", read_faces(analyzer, gray, box), images=gray),
+        row("other-face", 0, 0, "none", other, dlib_read=None if dlib is None else dlib_truth[others]),
     ]
     mean_face = decode_faces(generator, generator.mean_latent()[None], progress=False)[0]
     mean_read = read_faces(analyzer, mean_face[None], box)
+
+    def everyone(one: np.ndarray) -> np.ndarray:
+        return np.repeat(one, len(truth_rgb), axis=0)
+
     rows.append(
         row(
             "mean-latent",
             0,
             0,
             "none",
-            FaceReadout(*(np.repeat(a, len(truth_rgb), axis=0) for a in vars(mean_read).values())),
+            FaceReadout(*(everyone(a) for a in vars(mean_read).values())),
             [score_image(t / np.float32(255), mean_face / np.float32(255)) for t in truth_rgb],
+            dlib_read=everyone(dlib.describe(mean_face[None], dlib_box)) if dlib is not None else None,
         )
     )
     sources = [f.source for f in face_set.faces]
@@ -485,7 +511,7 @@ def evaluate(
         rows.append(
             {
                 "model_id": model.model_id,
-                **row("lsi", m, m, label, read_faces(analyzer, decoded, box), quality),
+                **row("lsi", m, m, label, read_faces(analyzer, decoded, box), quality, images=decoded),
             }
         )
         if on_row is not None:
@@ -504,7 +530,15 @@ def evaluate(
             for t, p in zip(truth_rgb, pinv, strict=True)
         ]
         rows.append(
-            row("hadamard-pinv", patterns // 2, patterns, label, read_faces(analyzer, pinv, box), quality)
+            row(
+                "hadamard-pinv",
+                patterns // 2,
+                patterns,
+                label,
+                read_faces(analyzer, pinv, box),
+                quality,
+                pinv,
+            )
         )
         if on_row is not None:
             on_row(rows)

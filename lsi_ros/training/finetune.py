@@ -424,6 +424,7 @@ class PhotoFinetuneConfig:
     losses: str = "paper"  # "paper" (LossWeights defaults) or "l2=1,identity=0.5,perceptual=0.1"
     photon_flux_range: tuple = (20.0, 2000.0)
     seed: int = 0
+    mirror: bool = False  # each face drawn is mirrored left-right half the time: twice the faces seen
 
     def loss_weights(self) -> LossWeights:
         return LossWeights.parse(self.losses)
@@ -488,6 +489,20 @@ def _noiseless_measurements(pattern_set, photos: np.ndarray, chunk: int = 256) -
     return np.concatenate(values)
 
 
+def photo_batch(ideal: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, mirrored=None, rng=None):
+    """The noiseless measurements (B, M) and target images (B, 3, R, R) in [0, 1] of the faces at
+    ``index``; with ``mirrored`` (the measurements of the left-right mirrored faces), each face is
+    mirrored with probability 1/2 (drawn from ``rng``), its measurements and its target alike."""
+    clean = ideal[index]
+    images = targets[index].permute(0, 3, 1, 2).float() / 255.0
+    if mirrored is None:
+        return clean, images
+    flip = torch.rand(len(index), generator=rng) < 0.5
+    clean = torch.where(flip[:, None], mirrored[index], clean)
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    return clean, images
+
+
 def finetune_on_photos(
     model: LsiModel,
     photos: np.ndarray,
@@ -525,6 +540,9 @@ def finetune_on_photos(
         encoder = with_layer_offsets(encoder, generator.num_ws, config.offset_rank or encoder.offset_rank)
     encoder.train().requires_grad_(True)
     ideal = torch.from_numpy(_noiseless_measurements(model.pattern_set, photos)).float()
+    mirrored = None
+    if config.mirror:
+        mirrored = torch.from_numpy(_noiseless_measurements(model.pattern_set, photos[:, :, ::-1])).float()
     targets = torch.from_numpy(photos)  # uint8, a batch at a time to float: a float copy is 4x the photos
     net = generator.torch_synthesis()
     rng = torch.Generator().manual_seed(config.seed)
@@ -535,10 +553,10 @@ def finetune_on_photos(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config.steps, config.lr)
         index = torch.randint(0, len(photos), (min(config.batch_size, len(photos)),), generator=rng)
-        counts = detect(ideal[index], log_uniform_flux(config.photon_flux_range, rng), rng)
+        clean, batch = photo_batch(ideal, targets, index, mirrored, rng)
+        counts = detect(clean, log_uniform_flux(config.photon_flux_range, rng), rng)
         predicted = encoder.normalised(counts)
         decoded = net(encoder.latent_mean + encoder.latent_std * predicted)
-        batch = targets[index].permute(0, 3, 1, 2).float() / 255.0
         terms = losses.loss_terms(weights, predicted, None, batch, decoded, face_loss)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
