@@ -7,7 +7,7 @@ faces it learnt from score far above the others, it has not learnt what carries 
 if they score low as well, it could not fit them; if the noiseless row scores above the noisy one,
 the light level is what limits it.
 
-    .venv/bin/python experiments/real_photo_generalisation.py   # about 10 min on the 2-core CPU
+    .venv/bin/python experiments/real_photo_generalisation.py   # about 4 min on the 2-core CPU
 """
 
 import argparse
