@@ -449,15 +449,16 @@ def evaluate(
     truth_rgb = face_set.images
     truth = read_faces(analyzer, truth_rgb, box)
     label = photodiode.label
-    if dlib is not None:
-        dlib_box = dlib.face_box(truth_rgb[:64])
-        dlib_truth = dlib.describe(truth_rgb, dlib_box)
+    dlib_box = None if dlib is None else dlib.face_box(truth_rgb[:64])
 
-    def row(method, m, patterns, noise, read, quality=None, images=None, dlib_read=None) -> dict:
-        """``images`` (or their Dlib descriptors ``dlib_read``) are what Dlib judges."""
-        pair = None
-        if dlib is not None:
-            pair = (dlib.describe(images, dlib_box) if dlib_read is None else dlib_read, dlib_truth)
+    def dlib_of(images: np.ndarray) -> np.ndarray | None:
+        """Dlib's descriptors of ``images`` (None without ``dlib``)."""
+        return None if dlib is None else dlib.describe(images, dlib_box)
+
+    dlib_truth = dlib_of(truth_rgb)
+
+    def row(method, m, patterns, noise, read, quality=None, dlib_read=None) -> dict:
+        pair = None if dlib_read is None else (dlib_read, dlib_truth)
         return {
             "method": method,
             "M": m,
@@ -470,8 +471,8 @@ def evaluate(
     others = np.roll(np.arange(len(truth_rgb)), 1)
     other = FaceReadout(*(a[others] for a in vars(truth).values()))
     rows = [
-        row("real-face", 0, 0, "none", truth, dlib_read=None if dlib is None else dlib_truth),
-        row("grayscale-face", 0, 0, "none", read_faces(analyzer, gray, box), images=gray),
+        row("real-face", 0, 0, "none", truth, dlib_read=dlib_truth),
+        row("grayscale-face", 0, 0, "none", read_faces(analyzer, gray, box), dlib_read=dlib_of(gray)),
         row("other-face", 0, 0, "none", other, dlib_read=None if dlib is None else dlib_truth[others]),
     ]
     mean_face = decode_faces(generator, generator.mean_latent()[None], progress=False)[0]
@@ -488,7 +489,7 @@ def evaluate(
             "none",
             FaceReadout(*(everyone(a) for a in vars(mean_read).values())),
             [score_image(t / np.float32(255), mean_face / np.float32(255)) for t in truth_rgb],
-            dlib_read=everyone(dlib.describe(mean_face[None], dlib_box)) if dlib is not None else None,
+            dlib_read=None if dlib is None else everyone(dlib_of(mean_face[None])),
         )
     )
     sources = [f.source for f in face_set.faces]
@@ -511,7 +512,7 @@ def evaluate(
         rows.append(
             {
                 "model_id": model.model_id,
-                **row("lsi", m, m, label, read_faces(analyzer, decoded, box), quality, images=decoded),
+                **row("lsi", m, m, label, read_faces(analyzer, decoded, box), quality, dlib_of(decoded)),
             }
         )
         if on_row is not None:
@@ -537,7 +538,7 @@ def evaluate(
                 label,
                 read_faces(analyzer, pinv, box),
                 quality,
-                pinv,
+                dlib_of(pinv),
             )
         )
         if on_row is not None:
