@@ -69,7 +69,7 @@ class PipelineMonitor(Node):
         self._scene_rate = self.create_client(SetParameters, "scene_source/set_parameters")
         if framing:
             self.create_subscription(Registration, framing_topics.APPLIED, self._on_applied, qos.LATCHED)
-            self.create_subscription(FaceLocation, framing_topics.FACE, self.faces.append, qos.RELIABLE)
+            self.create_subscription(FaceLocation, framing_topics.FACE, self.faces.append, qos.FACES)
 
     def _on_diagnostics(self, array):
         for status in array.status:

@@ -224,8 +224,8 @@ def send_scene(node, publishers, field):
 def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, probe):
     """A held-out face off-centre in a 512² field: the locator's probes go through dmd_driver and the
     sampler, it finds what the ROS-free FaceLocator finds on the same field (how well the shipped
-    finder finds faces is `lsi eval --scenes unframed`'s to say), and dmd_driver shows the model's
-    grid where the box says."""
+    finder finds faces is `lsi eval --scenes unframed`'s to say), a subscriber that joins later still
+    gets the location, and dmd_driver shows the model's grid where the box says."""
     from lsi_ros.evaluation.face_analysis import FaceAnalyzer
     from lsi_ros.framing.finder import load_face_finder
     from lsi_ros.framing.localize import FaceLocator, LocatorConfig
@@ -236,7 +236,7 @@ def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, 
 
     node, publishers, received = probe
     faces = []
-    node.create_subscription(FaceLocation, framing.FACE, faces.append, qos.RELIABLE)
+    node.create_subscription(FaceLocation, framing.FACE, faces.append, qos.FACES)
     field_shape = (512, 512)
     _, face = next(face_scenes())
     truth = face_registration((330.0, 220.0), 0.4, 8.0, field_shape, face.shape[0])
@@ -248,8 +248,16 @@ def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, 
             send_scene(node, publishers, field)
             return any(f.found for f in faces)
 
-        assert wait_for(found_yet, timeout=120, period=0.5), f"no face found in {len(faces)} localisations"
+        assert wait_for(found_yet, timeout=120, period=0.5), (
+            f"no face found in {len(faces)} localisations received; "
+            f"face_locator reports {status(received, 'face_locator')}"
+        )
         found = next(f for f in faces if f.found)
+        # a subscriber that joins after the localisation still gets it (transient-local)
+        late = []
+        node.create_subscription(FaceLocation, framing.FACE, late.append, qos.FACES)
+        assert wait_for(lambda: any(f.found for f in late), timeout=20), "a late subscriber got no location"
+        assert list(next(f for f in late if f.found).box) == list(found.box)
         assert found.header.frame_id == "cam" and found.score >= LocatorConfig().min_score
         assert len(found.landmarks) == 136
         assert found.stages[0] == "coarse" and found.patterns >= 1024
@@ -279,7 +287,7 @@ def test_face_locator_follows_a_moving_face_with_the_models_own_frames(tmp_path,
 
     node, publishers, received = probe
     faces = []
-    node.create_subscription(FaceLocation, framing.FACE, faces.append, qos.RELIABLE)
+    node.create_subscription(FaceLocation, framing.FACE, faces.append, qos.FACES)
     field_shape = (512, 512)
     _, face = next(face_scenes())
 

@@ -55,7 +55,12 @@ TOPICS = (
     Topic("sub", "pattern_set", "lsi_ros/msg/PatternSetInfo", "tracker measurements: the model's set."),
     Topic("pub", framing.PROBE, "lsi_ros/msg/Registration", "The Hadamard probes, to dmd_driver."),
     Topic("pub", framing.REQUEST, "lsi_ros/msg/Registration", "The registration framing the face."),
-    Topic("pub", framing.FACE, "lsi_ros/msg/FaceLocation", "Box, landmarks, registration and cost."),
+    Topic(
+        "pub",
+        framing.FACE,
+        "lsi_ros/msg/FaceLocation",
+        "Box, landmarks, registration, cost (transient-local).",
+    ),
     Topic("pub", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "Localisations, cost, errors."),
 )
 
@@ -177,7 +182,7 @@ class FaceLocatorNode(Node):
         self._probe_values = None
         self._probe_pub = self.create_publisher(Registration, framing.PROBE, qos.RELIABLE)
         self._request_pub = self.create_publisher(Registration, framing.REQUEST, qos.RELIABLE)
-        self._face_pub = self.create_publisher(FaceLocation, framing.FACE, qos.RELIABLE)
+        self._face_pub = self.create_publisher(FaceLocation, framing.FACE, qos.FACES)
         self.create_subscription(Registration, framing.APPLIED, self._on_applied, qos.LATCHED)
         self.create_subscription(
             Measurements, framing.PROBE_MEASUREMENTS, self._on_probe_measured, qos.RELIABLE

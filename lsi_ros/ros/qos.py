@@ -36,6 +36,15 @@ RECORDING = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=
 # The newest latent code only: a decoder slower than the frame rate shows the present, not a backlog.
 LATEST = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
+# Face locations: a localisation is published once and stands until the next one (with a still
+# face, minutes), so a view, a monitor or RViz started after it still gets the last ones.
+FACES = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
 # Pattern-set metadata: published once, late joiners (an encoder started after the driver) get it.
 LATCHED = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,

@@ -4,8 +4,8 @@ Topics (relative, so they follow the nodes' namespace): ``framing/registration``
 the model's set onto this part of the field), ``framing/applied`` (transient-local: the registration
 dmd_driver shows the model's set with, and its id), ``framing/probe`` (requests: show this set once,
 registered so), ``framing/probe_shown`` (dmd_driver: the probe is on the DMD now),
-``framing/probe_measurements`` (the sampler's one frame of a probe), ``framing/face`` (face_locator's
-FaceLocation).
+``framing/probe_measurements`` (the sampler's one frame of a probe), ``framing/face`` (transient-local:
+face_locator's FaceLocation, the last ten).
 """
 
 import math
