@@ -8,7 +8,13 @@ from conftest import node_command, wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 
-from lsi_ros.models.attributes import AttributeBoundaries, BoundariesError, load_boundaries, save_boundaries
+from lsi_ros.models.attributes import (
+    SHIPPED_ESTIMATE_BOUNDARIES,
+    AttributeBoundaries,
+    BoundariesError,
+    load_boundaries,
+    save_boundaries,
+)
 from lsi_ros.msg import Attributes, LatentCode
 from lsi_ros.ros import latent, qos
 
@@ -143,13 +149,14 @@ def test_shipped_boundaries_by_name_give_calibrated_probabilities_of_a_face(prob
 
 
 def test_codes_of_a_model_with_estimate_boundaries_are_read_by_them(tmp_path, probe):
-    """A code whose pattern set has boundaries fitted on its model's estimates is read by those; any
-    other code by the generic ones; boundaries without a pattern set are refused as estimate boundaries."""
+    """A code of the model whose estimates fitted boundaries is read by those; any other code by the
+    generic ones, a fine-tune with the same patterns included; boundaries that name no model are
+    refused as estimate boundaries."""
     import dataclasses
 
     codes, received = probe
     fitted = dataclasses.replace(
-        BOUNDARIES, bias=np.array([3.0, -3.0], np.float32), pattern_set_id="sha256:ab"
+        BOUNDARIES, bias=np.array([3.0, -3.0], np.float32), pattern_set_id="sha256:ab", model_id="m128"
     )
     generic = save_boundaries(BOUNDARIES, tmp_path / "generic.safetensors")
     estimate = save_boundaries(fitted, tmp_path / "fitted.safetensors")
@@ -158,11 +165,13 @@ def test_codes_of_a_model_with_estimate_boundaries_are_read_by_them(tmp_path, pr
     try:
         ours = latent.to_msg(code, model_id="m128", pattern_set_id="sha256:ab")
         other = latent.to_msg(code, model_id="m64", pattern_set_id="sha256:cd")
+        finetuned = latent.to_msg(code, model_id="m128-real", pattern_set_id="sha256:ab")
 
         def both():
             codes.publish(ours)
             codes.publish(other)
-            return {m.model_id for m in received["attributes"]} == {"m128", "m64"}
+            codes.publish(finetuned)
+            return {m.model_id for m in received["attributes"]} == {"m128", "m64", "m128-real"}
 
         assert wait_for(both, timeout=30, period=0.3)
         assert wait_for(
@@ -179,14 +188,14 @@ def test_codes_of_a_model_with_estimate_boundaries_are_read_by_them(tmp_path, pr
     scores = {m.model_id: np.array(m.scores) for m in received["attributes"]}
     np.testing.assert_allclose(scores["m128"], fitted.probabilities(code[0]), rtol=1e-6)
     np.testing.assert_allclose(scores["m64"], BOUNDARIES.probabilities(code[0]), rtol=1e-6)
+    np.testing.assert_allclose(scores["m128-real"], BOUNDARIES.probabilities(code[0]), rtol=1e-6)
 
     received["status"].clear()
     process = start(str(generic), f"estimate_boundaries:={generic}")
     try:
         assert wait_for(
             lambda: any(
-                s.level == DiagnosticStatus.WARN and "names no pattern set" in s.message
-                for s in received["status"]
+                s.level == DiagnosticStatus.WARN and "name no model" in s.message for s in received["status"]
             ),
             timeout=30,
         )
@@ -198,7 +207,7 @@ def test_codes_of_a_model_with_estimate_boundaries_are_read_by_them(tmp_path, pr
 
 def test_shipped_estimate_boundaries_belong_to_the_shipped_models():
     """config/decode.yaml reads LSI models' codes with attributes-<model>: every file it names must
-    name that shipped model's pattern set and its generator."""
+    name that shipped model, its pattern set and its generator."""
     from pathlib import Path
 
     import yaml
@@ -208,13 +217,15 @@ def test_shipped_estimate_boundaries_belong_to_the_shipped_models():
 
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "decode.yaml").read_text())
     names = config["/**/latent_classifier"]["ros__parameters"]["estimate_boundaries"].split(",")
-    assert {f"attributes-{m}" for m in ("m32", "m64", "m128", "m256")} == {n.strip() for n in names}
+    assert [n.strip() for n in names] == list(SHIPPED_ESTIMATE_BOUNDARIES)
+    assert {f"attributes-{m}" for m in ("m32", "m64", "m128", "m256")} == set(SHIPPED_ESTIMATE_BOUNDARIES)
     generic = load_boundaries(find_model("attributes"))
     assert not generic.pattern_set_id
     for name in names:
         fitted = load_boundaries(find_model(name.strip()))
         model = load_model(find_model(name.strip().removeprefix("attributes-")))
         assert fitted.pattern_set_id == model.pattern_set.pattern_set_id
+        assert fitted.model_id == model.model_id
         assert fitted.names == generic.names and fitted.generator_id == model.info["generator_id"]
 
 

@@ -63,6 +63,36 @@ def test_saving_what_a_file_already_holds_leaves_it_untouched(tmp_path):
     np.testing.assert_allclose(load_model(paths[0]).encoder.latent_mean, model.encoder.latent_mean)
 
 
+def test_attribute_reader_reads_a_models_codes_by_its_own_boundaries_only(tmp_path):
+    """Estimate boundaries read the codes of the model whose estimates fitted them (by model id, which
+    the file keeps); a fine-tune with the same pattern set is read by the general ones; a W+ code is read
+    by its layers' mean; boundaries that name no model cannot be estimate boundaries."""
+    from dataclasses import replace
+
+    from lsi_ros.models.attributes import (
+        AttributeBoundaries,
+        AttributeReader,
+        BoundariesError,
+        load_boundaries,
+        save_boundaries,
+    )
+
+    general = AttributeBoundaries(("male",), np.ones((1, 4), np.float32), np.zeros(1, np.float32), "g")
+    fitted = replace(general, bias=np.ones(1, np.float32), pattern_set_id="sha256:ab", model_id="m128")
+    fitted = load_boundaries(save_boundaries(fitted, tmp_path / "fitted.safetensors"))
+    assert (fitted.model_id, fitted.pattern_set_id) == ("m128", "sha256:ab")
+    reader = AttributeReader(general)
+    reader.add_estimate_boundaries(fitted)
+    assert reader.boundaries_for("m128") is fitted
+    assert reader.boundaries_for("m128-real") is general and reader.boundaries_for("m64") is general
+    with pytest.raises(BoundariesError, match="name no model"):
+        reader.add_estimate_boundaries(general)
+    codes = np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 24  # two W+ codes of 3 layers
+    np.testing.assert_allclose(fitted.read(codes), fitted.probabilities(codes.mean(axis=1)))
+    np.testing.assert_allclose(fitted.read(codes[:, :1]), fitted.probabilities(codes[:, 0]))
+    assert AttributeReader().boundaries_for("m128") is None
+
+
 def test_encoder_ignores_global_gain_and_offset():
     encoder = make_model().encoder
     y = torch.rand(3, 16) * 1000

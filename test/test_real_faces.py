@@ -172,7 +172,46 @@ def test_real_face_evaluation_on_a_few_faces(tmp_path):
         "age_error_vs_label" in lsi["by_set"]["utkface"]
         and "age_error_vs_label" not in lsi["by_set"]["canada"]
     )
+    assert 0 <= lsi["by_set"]["utkface"]["age_over_40_agreement_with_label"] <= 1
+    assert "age_over_40_agreement_with_label" not in lsi["by_set"]["canada"]
+    rates = real_faces.label_rates(chosen)
+    ages = [f.age for f in chosen.faces if f.source == "utkface"]
+    assert rates["utkface"] == {
+        "male": round(1 - np.mean([f.female for f in chosen.faces[2:]]), 3),
+        "n_gender": 3,
+        "age_over_40": round(float(np.mean(np.array(ages) > 40)), 3),
+        "n_age": 3,
+    }
+    assert rates["canada"] == {"male": 0.5, "n_gender": 2}
     assert by_method["hadamard-pinv"]["patterns"] == 32 and by_method["hadamard-pinv"]["M"] == 16
+
+
+def test_latent_attributes_are_scored_against_labels_and_the_real_face():
+    """male and age over 40 read off the codes: accuracy over the labelled faces, agreement with face-api
+    on the real face over all of them; attributes a photo cannot check are left out."""
+    truth = real_faces.FaceReadout(
+        np.zeros((4, 128)), np.array([30.0, 50.0, 45.0, 20.0]), np.array([0.8, 0.1, 0.6, 0.3])
+    )
+    female = np.array([0.0, 1.0, 0.0, np.nan])
+    age = np.array([35.0, 60.0, np.nan, 41.0])
+    latent_p = {
+        "male": np.array([0.9, 0.2, 0.4, 0.7]),
+        "age_over_40": np.array([0.1, 0.8, 0.9, 0.2]),
+        "smiling": np.full(4, 0.5),
+    }
+    every = np.ones(4, dtype=bool)
+    scores = real_faces._latent_attribute_scores(latent_p, truth, female, age, every)
+    assert set(scores) == {"male", "age_over_40"}
+    # male: said T F F T; labels (male) T F T -; face-api on the photo T F T F
+    assert scores["male"] == {"agreement_with_real_face": 0.5, "accuracy_vs_label": 0.667, "n_labelled": 3}
+    # over 40: said F T T F; labels F T - T; face-api on the photo (30, 50, 45, 20) F T T F
+    assert scores["age_over_40"] == {
+        "agreement_with_real_face": 1.0,
+        "accuracy_vs_label": 0.667,
+        "n_labelled": 3,
+    }
+    unlabelled = real_faces._latent_attribute_scores(latent_p, truth, female, age, np.eye(4, dtype=bool)[3])
+    assert unlabelled["male"] == {"agreement_with_real_face": 0.0}
 
 
 def _photo_folder(tmp_path, count: int):
@@ -208,6 +247,12 @@ def test_lsi_eval_real_on_a_folder(tmp_path):
     }
     assert rows["other-face"]["dlib"]["rank1_identification"] == 0.0
     assert rows["grayscale-face"]["dlib"]["same_person_rate"] == 1.0  # gray photos are still the person
+    # the codes are read as latent_classifier reads them: m32's by the boundaries fitted on its estimates
+    lsi = rows["lsi"]
+    assert lsi["attribute_boundaries"] == load_model(find_model("m32")).model_id
+    assert set(lsi["latent_attributes"]) == {"male", "age_over_40"} and "latent_attributes" in results
+    assert all(set(v) == {"agreement_with_real_face"} for v in lsi["latent_attributes"].values())
+    assert "latent_attributes" not in rows["real-face"]
 
 
 @needs_photos

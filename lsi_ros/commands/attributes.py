@@ -157,7 +157,7 @@ def fit_estimate_boundaries(
     for name, model in models.items():
         chosen = {attribute: value[keep[name]] for attribute, value in labels.items()}
         fitted = downstream.fit_boundaries(np.concatenate(parts[name]), chosen, generator_id)
-        fitted = replace(fitted, pattern_set_id=model.pattern_set.pattern_set_id)
+        fitted = replace(fitted, pattern_set_id=model.pattern_set.pattern_set_id, model_id=model.model_id)
         paths[name] = save_boundaries(
             fitted, Path(boundaries_path).with_name(f"attributes-{name}.safetensors")
         )

@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+from lsi_ros.models.attributes import SHIPPED_ESTIMATE_BOUNDARIES, AttributeReader, BoundariesError
 from lsi_ros.training import seeds
 
 COMMAND = "lsi eval"
@@ -90,6 +91,20 @@ def add_parser(subparsers):
         action="store_true",
         help="--real: score identity by Dlib's protocol as well (its detector, 5-landmark aligned chip, "
         "ResNet descriptor; the paper's same-person check); needs dlib-bin and face_recognition_models",
+    )
+    parser.add_argument(
+        "--boundaries",
+        default="attributes",
+        help="--real: attribute boundaries that read the models' codes, as latent_classifier's "
+        "'boundaries' (default: the shipped 'attributes'; '' for none)",
+    )
+    parser.add_argument(
+        "--estimate-boundaries",
+        nargs="*",
+        default=list(SHIPPED_ESTIMATE_BOUNDARIES),
+        metavar="NAME",
+        help="--real: boundaries fitted on models' own estimates, each reading the codes of its model, as "
+        f"latent_classifier's 'estimate_boundaries' (default: {' '.join(SHIPPED_ESTIMATE_BOUNDARIES)})",
     )
     parser.add_argument(
         "--baseline-patterns",
@@ -399,6 +414,11 @@ def main_real(args, photodiode) -> int:
         except (ModuleNotFoundError, FileNotFoundError) as error:
             print(f"lsi eval: {error}", file=sys.stderr)
             return 1
+    try:
+        attributes = _attribute_reader(args.boundaries, args.estimate_boundaries)
+    except (BoundariesError, FileNotFoundError) as error:
+        print(f"lsi eval: {error}", file=sys.stderr)
+        return 1
     models = [load_model(find_model(name)) for name in args.models]
     generator = get_generator(args.generator)
     budgets = args.baseline_patterns or sorted({m.num_measurements for m in models})
@@ -418,15 +438,23 @@ def main_real(args, photodiode) -> int:
         "metrics": "grayscale PSNR/SSIM/MS-SSIM vs the real face (data_range 1); face-api descriptor "
         "distance to the real face's, same person below 0.6, rank-1 among all faces of the set; gender "
         "agreement of face-api on the image vs on the real face and vs the set's own label; age "
-        "difference to face-api's age of the real face and to the UTKFace label (years); by_set: the same "
-        "per set",
+        "difference to face-api's age of the real face and to the UTKFace label (years), and agreement "
+        "on over 40 with the label; by_set: the same per set",
         "detection_score_below_0.5": int((face_set.detection_scores < 0.5).sum()),
+        "label_rates": real_faces.label_rates(face_set),
     }
     if dlib is not None:
         results["dlib"] = (
             "each row's 'dlib': identity by Dlib's protocol (frontal face detector's median box over the "
             "first 64 real faces, 5 landmarks per image, aligned 150x150 chip, ResNet descriptor; same "
             "person below 0.6), the same descriptor network as face-api's on a different crop"
+        )
+    if attributes is not None:
+        results["latent_attributes"] = (
+            "each lsi row's 'latent_attributes': p > 0.5 of the attribute boundaries on the model's codes "
+            "(W+: the layers' mean), read as latent_classifier reads them ('attribute_boundaries': the "
+            "model whose estimates fitted them, or 'general'), against the set's own labels (male; age "
+            "over 40) and against face-api on the real face"
         )
     box = None if args.detect_every_face else real_faces.framed_face_box(analyzer, face_set.images[:64])
     results["face_box"] = "detected in every image" if box is None else [round(float(v), 1) for v in box]
@@ -513,6 +541,7 @@ def main_real(args, photodiode) -> int:
             box=box,
             names=[Path(name).stem for name in args.models],
             dlib=dlib,
+            attributes=attributes,
         )
         save(rows, partial=False)
     if args.ceiling:
@@ -531,6 +560,10 @@ def main_real(args, photodiode) -> int:
             f"rank-1 {row['rank1_identification']:.3f} gender {row['gender_agreement']:.3f} "
             f"({row['n_images']} faces)"
             + (f" Dlib: same {row['dlib']['same_person_rate']:.3f}" if "dlib" in row else "")
+            + "".join(
+                f" {name} (latent) {scores.get('accuracy_vs_label', float('nan')):.3f}"
+                for name, scores in row.get("latent_attributes", {}).items()
+            )
         )
         for point in row.get("convergence", []):
             print(
@@ -540,6 +573,19 @@ def main_real(args, photodiode) -> int:
             )
     print(f"wrote {output}, {figure or '-'}")
     return 0
+
+
+def _attribute_reader(boundaries: str, estimate_boundaries) -> AttributeReader | None:
+    """The boundaries that read each model's codes, as latent_classifier is configured with them."""
+    from lsi_ros.models.attributes import load_boundaries
+    from lsi_ros.models.registry import find_model
+
+    if not boundaries and not estimate_boundaries:
+        return None
+    reader = AttributeReader(load_boundaries(find_model(boundaries)) if boundaries else None)
+    for name in estimate_boundaries:
+        reader.add_estimate_boundaries(load_boundaries(find_model(name)))
+    return reader
 
 
 def _read_json(path: Path) -> dict:

@@ -29,6 +29,8 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from tqdm import tqdm
 
+from lsi_ros.evaluation.face_labels import AGE_THRESHOLD
+
 UTKFACE_FOLDER = "utkface-crop-part1"
 CANADA_FOLDER = "frll-canada-ffhq256"
 SPLIT_BUCKETS = 16
@@ -39,6 +41,7 @@ DETECTION_MARGIN = 0.3
 FRAMING_VERSION = "ffhq-quad-v1"
 PADDINGS = ("replicate", "ffhq")
 FACE_BOXES = ("detect", "chip")
+OVER_AGE = f"age_over_{AGE_THRESHOLD:g}"  # the attribute as the boundaries name it
 FRAMING = (
     "UTKFace: face-api's 68 landmarks (photo padded by 30 % with replicated edges for the detector) -> the "
     "FFHQ dataset script's oriented square (eyes and mouth corners) -> 256x256; outside the photo its "
@@ -382,11 +385,13 @@ def _scores(
     read: FaceReadout,
     quality: list[dict] | None,
     dlib_pair: tuple[np.ndarray, np.ndarray] | None = None,
+    latent_p: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Per source and over all faces: image quality, identity (rank-1 among all faces of the set) and
     attribute agreement with face-api on the real face and with the set's own labels; with
     ``dlib_pair`` (Dlib's descriptors of the image and of the real face), identity by Dlib's protocol
-    as well (``dlib``)."""
+    as well (``dlib``); with ``latent_p`` (attribute -> p per face, read off the latent codes), those
+    readings against the same references (``latent_attributes``)."""
     from lsi_ros.evaluation.identity import identity_per_face, identity_scores
 
     distances, rank1 = identity_per_face(read.descriptors, truth.descriptors)
@@ -414,11 +419,54 @@ def _scores(
         aged = keep & ~np.isnan(age)
         if aged.any():
             out["age_error_vs_label"] = round(float(np.mean(np.abs(read.age[aged] - age[aged]))), 2)
+            over = (read.age[aged] > AGE_THRESHOLD) == (age[aged] > AGE_THRESHOLD)
+            out[f"{OVER_AGE}_agreement_with_label"] = round(float(np.mean(over)), 3)
+        if latent_p is not None:
+            out["latent_attributes"] = _latent_attribute_scores(latent_p, truth, female, age, keep)
         return out
 
     row = summary(np.ones(len(sources), dtype=bool))
     row["by_set"] = {s: summary(sources == s) for s in SOURCES if (sources == s).any()}
     return row
+
+
+def label_rates(face_set: RealFaceSet) -> dict:
+    """Per set, the share of labelled faces that are male and over 40 (what always guessing the larger
+    class scores), and how many are labelled."""
+    out = {}
+    for source in SOURCES:
+        faces = [f for f in face_set.faces if f.source == source]
+        genders = [f.female for f in faces if f.female is not None]
+        ages = [f.age for f in faces if f.age is not None]
+        rates = {}
+        if genders:
+            rates |= {"male": round(1 - float(np.mean(genders)), 3), "n_gender": len(genders)}
+        if ages:
+            rates |= {OVER_AGE: round(float(np.mean(np.array(ages) > AGE_THRESHOLD)), 3), "n_age": len(ages)}
+        if rates:
+            out[source] = rates
+    return out
+
+
+def _latent_attribute_scores(latent_p: dict, truth: FaceReadout, female, age, keep) -> dict:
+    """Attributes read off the latent (p > 0.5) that a photo can check: ``male`` and ``age_over_40``
+    against the set's own labels and against face-api on the real face (the labeller the boundaries
+    were fitted to)."""
+    references = {
+        "male": (female == 0, ~np.isnan(female), truth.p_male > 0.5),
+        OVER_AGE: (age > AGE_THRESHOLD, ~np.isnan(age), truth.age > AGE_THRESHOLD),
+    }
+    out = {}
+    for name, (label, labelled, photo) in references.items():
+        if name not in latent_p:
+            continue
+        said = latent_p[name] > 0.5
+        entry = {"agreement_with_real_face": round(float(np.mean((said == photo)[keep])), 3)}
+        if (keep & labelled).any():
+            entry["accuracy_vs_label"] = round(float(np.mean((said == label)[keep & labelled])), 3)
+            entry["n_labelled"] = int((keep & labelled).sum())
+        out[name] = entry
+    return out
 
 
 def evaluate(
@@ -435,13 +483,16 @@ def evaluate(
     box=None,
     names=None,
     dlib=None,
+    attributes=None,
 ) -> list[dict]:
     """Rows for the real faces: each model (measured through ``photodiode``, encoded, decoded) and the
     Hadamard pinv baselines at each pattern budget, next to the real face itself, the face in gray, the
     mean face and someone else. ``examples``, if given, gets the first faces' tiles per method (models
     of the same M told apart by ``names``, default their ids); ``on_row(rows)`` is called as rows come
     (a long run keeps what it finished); ``box``: see read_faces; ``dlib`` (a ``DlibFaces``) scores
-    identity by Dlib's protocol too."""
+    identity by Dlib's protocol too; ``attributes`` (an ``AttributeReader``) reads each model's codes
+    as latent_classifier does (``attribute_boundaries``: the model whose estimates fitted them, or
+    ``general``)."""
     from lsi_ros.evaluation.identity import hadamard_reconstructions
     from lsi_ros.evaluation.images import grayscale
     from lsi_ros.evaluation.latent_imaging import decode_faces, encode_faces, score_image
@@ -457,14 +508,14 @@ def evaluate(
 
     dlib_truth = dlib_of(truth_rgb)
 
-    def row(method, m, patterns, noise, read, quality=None, dlib_read=None) -> dict:
+    def row(method, m, patterns, noise, read, quality=None, dlib_read=None, latent_p=None) -> dict:
         pair = None if dlib_read is None else (dlib_read, dlib_truth)
         return {
             "method": method,
             "M": m,
             "patterns": patterns,
             "noise": noise,
-            **_scores(face_set, truth, read, quality, pair),
+            **_scores(face_set, truth, read, quality, pair, latent_p),
         }
 
     gray = np.stack([grayscale(f / np.float32(255)) for f in truth_rgb])
@@ -499,20 +550,30 @@ def evaluate(
             examples[face_set.faces[i].label] = {"real face": truth_rgb[i] / np.float32(255)}
     bar = tqdm(total=len(models) * len(truth_rgb), desc="real faces: lsi", unit="face", disable=not progress)
     for number, model in enumerate(models):
-        decoded, quality = [], []
+        decoded, quality, codes = [], [], []
         for start in range(0, len(truth_rgb), chunk):
             faces = truth_rgb[start : start + chunk] / np.float32(255)
             latents = encode_faces(model, faces, photodiode, seed=start)
             images = decode_faces(generator, latents, progress=False)
             quality += [score_image(t, d / np.float32(255)) for t, d in zip(faces, images, strict=True)]
             decoded.append(images)
+            codes.append(latents)
             bar.update(len(faces))
         decoded = np.concatenate(decoded)
         m = model.num_measurements
+        boundaries = None if attributes is None else attributes.boundaries_for(model.model_id)
+        latent_p, read_by = None, {}
+        if boundaries is not None:
+            codes = np.concatenate(codes)
+            p = boundaries.read(codes if codes.ndim == 3 else codes[:, None])
+            latent_p = {name: p[:, k] for k, name in enumerate(boundaries.names)}
+            read_by = {"attribute_boundaries": boundaries.model_id or "general"}
+        read = read_faces(analyzer, decoded, box)
         rows.append(
             {
                 "model_id": model.model_id,
-                **row("lsi", m, m, label, read_faces(analyzer, decoded, box), quality, dlib_of(decoded)),
+                **read_by,
+                **row("lsi", m, m, label, read, quality, dlib_of(decoded), latent_p),
             }
         )
         if on_row is not None:

@@ -3,10 +3,11 @@
 The latent space of a StyleGAN is close to linearly separable for face attributes, so one linear
 layer reads them off a latent code (the paper's downstream heads). A boundaries file is one
 ``.safetensors`` with ``weight`` (K, D) and ``bias`` (K) float32, and metadata ``format``,
-``names`` (JSON list of K names), ``generator_id`` and ``pattern_set_id``: empty for boundaries fitted
-on true latents; else the pattern set of the LSI model whose own latent estimates they were fitted on
-(an estimate is shrunk towards the mean where the measurements say little; boundaries fitted on the
-estimates weigh each direction by how well that model reads it, so they suit its codes best).
+``names`` (JSON list of K names), ``generator_id``, and ``model_id`` and ``pattern_set_id``: empty for
+boundaries fitted on true latents; else the LSI model whose own latent estimates they were fitted on,
+and its pattern set (an estimate is shrunk towards the mean where the measurements say little;
+boundaries fitted on the estimates weigh each direction by how well that model reads it, so they suit
+its codes best, and only its: a fine-tune of it with the same patterns shrinks differently).
 """
 
 import json
@@ -18,6 +19,9 @@ import numpy as np
 from lsi_ros.models.files import read_safetensors, write_safetensors
 
 FILE_FORMAT = "lsi_ros.attribute_boundaries"
+
+# The shipped boundaries fitted on each shipped model's estimates (config/decode.yaml reads codes so).
+SHIPPED_ESTIMATE_BOUNDARIES = ("attributes-m32", "attributes-m64", "attributes-m128", "attributes-m256")
 
 
 class BoundariesError(ValueError):
@@ -31,6 +35,7 @@ class AttributeBoundaries:
     bias: np.ndarray
     generator_id: str = ""
     pattern_set_id: str = ""
+    model_id: str = ""
 
     @property
     def latent_dim(self) -> int:
@@ -41,6 +46,11 @@ class AttributeBoundaries:
         logits = np.asarray(latent, dtype=np.float64) @ self.weight.T.astype(np.float64) + self.bias
         return 1.0 / (1.0 + np.exp(-logits))
 
+    def read(self, codes: np.ndarray) -> np.ndarray:
+        """Latent codes (..., L, D), W (L = 1) or W+ -> probabilities (..., K). The boundaries live in W,
+        so a W+ code is read by its layers' mean."""
+        return self.probabilities(np.asarray(codes).mean(axis=-2))
+
 
 def save_boundaries(boundaries: AttributeBoundaries, path) -> Path:
     tensors = {"weight": boundaries.weight.astype(np.float32), "bias": boundaries.bias.astype(np.float32)}
@@ -49,6 +59,7 @@ def save_boundaries(boundaries: AttributeBoundaries, path) -> Path:
         "names": json.dumps(list(boundaries.names)),
         "generator_id": boundaries.generator_id,
         "pattern_set_id": boundaries.pattern_set_id,
+        "model_id": boundaries.model_id,
     }
     return write_safetensors(tensors, path, metadata, "np")
 
@@ -65,5 +76,30 @@ def load_boundaries(path) -> AttributeBoundaries:
             f"{path}: {len(names)} names, weight {weight.shape}, bias {bias.shape} disagree"
         )
     return AttributeBoundaries(
-        names, weight, bias, metadata.get("generator_id", ""), metadata.get("pattern_set_id", "")
+        names,
+        weight,
+        bias,
+        metadata.get("generator_id", ""),
+        metadata.get("pattern_set_id", ""),
+        metadata.get("model_id", ""),
     )
+
+
+class AttributeReader:
+    """Which boundaries read a latent code, as latent_classifier reads it: those fitted on the estimates
+    of the model that made the code (its ``model_id``), else the general ones (None: no reading)."""
+
+    def __init__(self, general: AttributeBoundaries | None = None):
+        self.general = general
+        self.by_model = {}
+
+    def add_estimate_boundaries(self, fitted: AttributeBoundaries) -> None:
+        if not fitted.model_id:
+            raise BoundariesError(
+                "these boundaries name no model: fitted on true latents, or by an lsi that did not record "
+                "the model (refit them with lsi attributes --fit-estimates)"
+            )
+        self.by_model[fitted.model_id] = fitted
+
+    def boundaries_for(self, model_id: str) -> AttributeBoundaries | None:
+        return self.by_model.get(model_id, self.general)

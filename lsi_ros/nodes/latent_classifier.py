@@ -4,14 +4,15 @@ Subscribes: ``latent`` (lsi_ros/LatentCode). Publishes: ``attributes`` (lsi_ros/
 reliable), ``/diagnostics``. Without a boundaries file it says so (WARN) and publishes nothing; a
 code of another width than the boundaries', empty or non-finite is refused and counted, and so are
 scores that come out non-finite (lsi_ros.ros.checks). Boundaries fitted on one LSI
-model's own estimates (``estimate_boundaries``) read the codes of that model's pattern set; every
-other code goes to ``boundaries``.
+model's own estimates (``estimate_boundaries``) read the codes that model made (``model_id``; a
+fine-tune with the same patterns is another model); every other code goes to ``boundaries``
+(lsi_ros.models.attributes.AttributeReader).
 """
 
 import numpy as np
 from rclpy.node import Node
 
-from lsi_ros.models.attributes import BoundariesError, load_boundaries
+from lsi_ros.models.attributes import AttributeReader, BoundariesError, load_boundaries
 from lsi_ros.models.registry import find_model
 from lsi_ros.msg import Attributes, LatentCode
 from lsi_ros.ros import checks, diagnostics, latent, node_main, qos
@@ -39,7 +40,7 @@ PARAMS = (
         "estimate_boundaries",
         "",
         "Boundaries fitted on LSI models' own latent estimates, comma-separated files or shipped names "
-        "('attributes-m128', ...): a code whose pattern_set_id is theirs is read by them instead.",
+        "('attributes-m128', ...): a code whose model_id is theirs is read by them instead.",
     ),
 )
 
@@ -50,24 +51,20 @@ class LatentClassifier(Node):
         self.config = declare(self, PARAMS)
         self.refusals = checks.Refusals(self)
         self.by_estimate = 0
-        self.boundaries = None
         self.status = "no boundaries file configured: publishing nothing"
+        self.reader = AttributeReader()
         if self.config["boundaries"]:
             try:
-                self.boundaries = load_boundaries(find_model(self.config["boundaries"]))
-                self.status = f"attributes: {', '.join(self.boundaries.names)}"
+                self.reader.general = load_boundaries(find_model(self.config["boundaries"]))
+                self.status = f"attributes: {', '.join(self.reader.general.names)}"
             except (BoundariesError, FileNotFoundError) as error:
                 self.status = f"cannot load boundaries: {error}"
-        self.estimate_boundaries = {}  # pattern_set_id -> boundaries fitted on that model's estimates
         for name in filter(None, (n.strip() for n in self.config["estimate_boundaries"].split(","))):
             try:
-                fitted = load_boundaries(find_model(name))
-                if not fitted.pattern_set_id:
-                    raise BoundariesError(f"{name} was fitted on true latents: it names no pattern set")
-                self.estimate_boundaries[fitted.pattern_set_id] = fitted
+                self.reader.add_estimate_boundaries(load_boundaries(find_model(name)))
             except (BoundariesError, FileNotFoundError) as error:
-                self.status = f"cannot load estimate boundaries: {error}"
-        if self.boundaries is None or self.status.startswith("cannot"):
+                self.status = f"cannot load estimate boundaries {name}: {error}"
+        if self.reader.general is None or self.status.startswith("cannot"):
             self.get_logger().warning(self.status)
         else:
             self.get_logger().info(self.status)
@@ -77,7 +74,7 @@ class LatentClassifier(Node):
         self.create_timer(1.0, self._report)
 
     def _on_latent(self, msg: LatentCode):
-        boundaries = self.estimate_boundaries.get(msg.pattern_set_id, self.boundaries)
+        boundaries = self.reader.boundaries_for(msg.model_id)
         if boundaries is None:
             return
         try:
@@ -89,14 +86,13 @@ class LatentClassifier(Node):
         except latent.LatentCodeError as error:
             self.refusals.refuse("refused", f"latent code ({checks.describe(msg.header)}) refused: {error}")
             return
-        # W+ codes: the boundaries live in W, so the layers' mean stands for the code.
-        scores = boundaries.probabilities(code.mean(axis=0))
+        scores = boundaries.read(code)
         out = Attributes(
             model_id=msg.model_id, names=list(boundaries.names), scores=scores.astype(np.float32)
         )
         out.header = msg.header
         if self._publisher.publish(out, checks.describe(msg.header), scores=scores):
-            self.by_estimate += boundaries is not self.boundaries
+            self.by_estimate += boundaries is not self.reader.general
 
     def _report(self):
         values = {
@@ -105,7 +101,7 @@ class LatentClassifier(Node):
             **self.refusals.values(),
         }
         refused = self.refusals.recent()
-        healthy = self.boundaries is not None and not refused and not self.status.startswith("cannot")
+        healthy = self.reader.general is not None and not refused and not self.status.startswith("cannot")
         level = diagnostics.OK if healthy else diagnostics.WARN
         self._diagnostics.publish(level, self.refusals.last_message if refused else self.status, values)
 
