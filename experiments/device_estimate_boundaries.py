@@ -110,7 +110,7 @@ def main() -> None:
         rows.append(row)
         log(json.dumps(row))
     path = out / f"attributes-{Path(args.model).stem}.safetensors"
-    save_torch_boundaries(fits, generator.generator_id, model.pattern_set.pattern_set_id, path)
+    save_torch_boundaries(fits, generator.generator_id, model, path)
     results = {
         "command": "python experiments/device_estimate_boundaries.py",
         "args": vars(args),

@@ -116,11 +116,15 @@ def encode(model, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return encode_faces(model, images, PHOTODIODE, seed)
 
 
-def save_torch_boundaries(pairs, generator_id: str, pattern_set_id: str, path) -> None:
-    """One (weight, bias) tensor pair per attribute of ATTRIBUTES -> a boundaries file."""
+def save_torch_boundaries(pairs, generator_id: str, model, path) -> None:
+    """One (weight, bias) tensor pair per attribute of ATTRIBUTES, fitted on ``model``'s estimates ->
+    a boundaries file that names the model and its pattern set."""
     weight = torch.stack([w for w, _ in pairs]).cpu().numpy()
     bias = torch.stack([b for _, b in pairs]).cpu().numpy()
-    save_boundaries(AttributeBoundaries(tuple(ATTRIBUTES), weight, bias, generator_id, pattern_set_id), path)
+    fitted = AttributeBoundaries(
+        tuple(ATTRIBUTES), weight, bias, generator_id, model.pattern_set.pattern_set_id, model.model_id
+    )
+    save_boundaries(fitted, path)
 
 
 def binary_targets(labels: dict, device) -> dict:
@@ -247,9 +251,7 @@ def main() -> None:
         rows.append(row)
         log(json.dumps(row))
     results["rows"] = rows
-    save_torch_boundaries(
-        fitted, generator.generator_id, new.pattern_set.pattern_set_id, out / "attributes-m128.safetensors"
-    )
+    save_torch_boundaries(fitted, generator.generator_id, new, out / "attributes-m128.safetensors")
     write_results(results, out)
     log("done")
 

@@ -190,9 +190,9 @@ def test_image_latent_regression_recovers_a_linear_latent_and_picks_alpha_on_tra
         downstream.fit_image_latents(sums[:50], latents[:50], validation=50)
 
 
-def test_boundaries_fitted_on_a_models_own_estimates_name_its_pattern_set(dcgan_data, dcgan_model, tmp_path):
+def test_boundaries_fitted_on_a_models_own_estimates_name_it(dcgan_data, dcgan_model, tmp_path):
     """lsi attributes --fit-estimates: a boundary on the model's estimates of the training faces
-    reads held-out faces, and the file says which pattern set it reads."""
+    reads held-out faces, and the file says which model's codes it reads, and their pattern set."""
     from lsi_ros.commands.attributes import fit_estimate_boundaries
     from lsi_ros.evaluation.latent_imaging import encode_faces
     from lsi_ros.models.checkpoint import load_model
@@ -215,6 +215,7 @@ def test_boundaries_fitted_on_a_models_own_estimates_name_its_pattern_set(dcgan_
     assert path == tmp_path / "attributes-m32.safetensors"
     fitted = load_boundaries(path)
     assert fitted.pattern_set_id == model.pattern_set.pattern_set_id and fitted.names == ("bright",)
+    assert fitted.model_id == model.model_id
     estimates = encode_faces(model, test.images.astype(np.float32) / 255.0, PhotodiodeModel())
     target = test.images.mean((1, 2, 3)) > threshold
     accuracy = downstream.accuracy(fitted.probabilities(estimates)[:, 0], target)
