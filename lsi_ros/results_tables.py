@@ -33,7 +33,8 @@ ABOUT = {
     "ensemble_scaling.json": "m128's latent error against encoders averaged, steps and faces",
     "estimate_boundaries.json": "boundaries fitted on m128's own estimates, on a GPU",
     "latent_data_scaling.json": "m128's latent against the number of training faces (frozen patterns)",
-    "real_faces.json": "real people never trained on: quality, identity, gender; the generator's ceiling",
+    "real_faces.json": "real people never trained on: quality, identity (face-api, Dlib), gender, attributes "
+    "read off the codes; the generator's ceiling",
     "real_photo_finetune.json": "m128 fine-tuned into W+ on real photos: real people and generated faces",
     "real_faces_chip_box.json": "m128 on real people with one detector box for every aligned crop",
     "real_photo_generalisation.json": "m128-real on photos it learnt from, on new ones, and without noise",
@@ -394,39 +395,59 @@ def percent(row: dict | None, key: str) -> str:
 
 def real_faces(results: Path) -> str:
     """The camera on real people beside the same models on generated faces, and what the generator
-    can reach at all (its inversions in W and W+, on the faces the ceiling ran on)."""
+    can reach at all (its inversions in W and W+, on the faces the ceiling ran on). The labels column:
+    male and over 40 against UTKFace's labels, read off the code by latent_classifier for the models,
+    by face-api on the image for the photos."""
     real = load("real_faces.json", results)
     generated = load("identity.json", results)["rows"]
     quality_rows = load("quality.json", results)["rows"]
+
+    def scores(r: dict | None, labels: str) -> list[str]:
+        return [
+            psnr_ssim(r) if r is not None and "psnr" in r else "–",
+            percent(r, "same_person_rate"),
+            percent(None if r is None else r.get("dlib"), "same_person_rate"),
+            percent(r, "rank1_identification"),
+            percent(r, "gender_agreement"),
+            labels,
+        ]
+
+    def by_label(r: dict | None, male: str, over: str) -> str:
+        return "–" if r is None or male not in r else f"{percent(r, male)} / {percent(r, over)}"
+
+    def read_off_code(r: dict | None) -> str:
+        latent = {} if r is None else r.get("latent_attributes", {})
+        if "male" not in latent:
+            return "–"
+        male, over = latent["male"], latent["age_over_40"]
+        return f"{percent(male, 'accuracy_vs_label')} / {percent(over, 'accuracy_vs_label')}"
+
     rows = []
-    for m in MODELS:
-        r = pick(real["rows"], method="lsi", M=m)
-        g = pick(quality_rows, method="lsi", M=m, noise="photons=200")
-        gi = pick(generated, method="lsi", patterns=m)
+    for name in (*(f"m{m}" for m in MODELS), "m128-real"):
+        r = pick(real["rows"], method="lsi", model_id=f"lsi-mobilestylegan-{name}")
+        if r is None:
+            continue
+        m = r["M"]
+        own = name == f"m{m}"  # the generated-face columns are the W models'
+        g = pick(quality_rows, method="lsi", M=m, noise="photons=200") if own else None
+        gi = pick(generated, method="lsi", patterns=m) if own else None
         rows.append(
             [
-                f"m{m}",
-                psnr_ssim(r),
-                percent(r, "same_person_rate"),
-                percent(r, "rank1_identification"),
-                percent(r, "gender_agreement"),
-                psnr_ssim(g),
+                name,
+                *scores(r, read_off_code(r)),
+                psnr_ssim(g) if own else "–",
                 percent(gi, "same_person_rate"),
             ]
         )
-    for label, method in (("someone else's photo", "other-face"), ("the photo in gray", "grayscale-face")):
+    photo_labels = ("gender_agreement_with_label", "age_over_40_agreement_with_label")
+    for label, method in (
+        ("the photo itself", "real-face"),
+        ("the photo in gray", "grayscale-face"),
+        ("someone else's photo", "other-face"),
+    ):
         r = pick(real["rows"], method=method)
-        rows.append(
-            [
-                label,
-                "–",
-                percent(r, "same_person_rate"),
-                percent(r, "rank1_identification"),
-                percent(r, "gender_agreement"),
-                "–",
-                "–",
-            ]
-        )
+        labels = by_label(r, *photo_labels) if method != "other-face" else "–"
+        rows.append([label, *scores(r, labels), "–", "–"])
     ceiling = real.get("ceiling", {})
     for method in ("inversion-w", "inversion-w+"):
         r = pick(ceiling.get("rows", []), method=method)
@@ -434,24 +455,16 @@ def real_faces(results: Path) -> str:
             steps = r.get("total_steps", r["teacher"]["steps"])
             space = method.removeprefix("inversion-").upper()
             label = f"generator's ceiling, {space} ({r['n_images']} faces, {steps} steps)"
-            rows.append(
-                [
-                    label,
-                    psnr_ssim(r),
-                    percent(r, "same_person_rate"),
-                    percent(r, "rank1_identification"),
-                    percent(r, "gender_agreement"),
-                    "–",
-                    "–",
-                ]
-            )
+            rows.append([label, *scores(r, "–"), "–", "–"])
     faces = real["faces"]
     header = [
         f"real people ({sum(faces.values())})",
         "PSNR dB / SSIM",
         "same person",
+        "same person (Dlib)",
         "rank-1",
         "gender agrees",
+        "male / over 40 vs label",
         "generated faces: PSNR / SSIM",
         "generated: same person",
     ]
