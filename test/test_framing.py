@@ -256,6 +256,41 @@ def test_the_locator_frames_a_face_where_it_is():
 
 
 @needs_face_api
+def test_each_walk_draws_its_own_noise_and_the_walks_are_averaged():
+    """evaluate_walks: a walk's numbers do not depend on what the camera and the locator measured
+    before it (each walk reseeds their noise), and the summary is the mean over the walks (the cost
+    also as its largest)."""
+    from lsi_ros.evaluation.framing import FramedImaging, evaluate_walks
+    from lsi_ros.framing.tracking import MeasurementTracker
+    from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.models.registry import find_model
+    from lsi_ros.optics import PhotodiodeModel
+
+    generator = get_generator("mobilestylegan")
+    faces = np.rint(generator.synthesize(generator.sample_latents([1_000_000, 1_000_001], 0.7)) * 255)
+    faces = faces.astype(np.uint8)
+    locator = _locator()
+    imaging = FramedImaging(load_model(find_model("m128")), generator, PhotodiodeModel())
+
+    def walks():
+        return evaluate_walks(
+            locator, imaging, faces, 6, lambda: MeasurementTracker(locator, imaging.model.pattern_set)
+        )
+
+    first = walks()
+    imaging.rng.normal(size=100)  # noise drawn in between, as the scene sets before the walks draw it
+    locator.rng.normal(size=100)
+    again = walks()
+    assert first["per_walk"] == again["per_walk"] and first["walks"] == 2
+    per_walk = first["per_walk"]
+    mean = np.mean([w["fraction_of_patterns"] for w in per_walk])
+    assert first["fraction_of_patterns"] == pytest.approx(mean, abs=1e-4)
+    assert first["localisations_max"] == max(w["localisations"] for w in per_walk) >= 1
+    assert [w["face"] for w in per_walk] == [0, 1]
+
+
+@needs_face_api
 def test_the_locator_leaves_an_empty_field_empty_after_one_coarse_look():
     locator = _locator()
     empty = locator.locate(unframed_scene("empty", None, np.random.default_rng(8)).image)

@@ -136,6 +136,13 @@ def add_parser(subparsers):
         "--walk-frames", type=int, default=240, help="--scenes: frames of the walking sequence"
     )
     parser.add_argument(
+        "--walks",
+        type=int,
+        default=8,
+        help="--scenes: walking sequences tracked, one of each of the first held-out faces, each with its "
+        "own background and noise (default 8, at most --scene-faces)",
+    )
+    parser.add_argument(
         "--train-finder",
         type=int,
         default=0,
@@ -609,7 +616,7 @@ def main_framing(args, photodiode) -> int:
     from lsi_ros.evaluation import framing
     from lsi_ros.framing.finder import build_face_finder, load_face_finder
     from lsi_ros.framing.localize import FaceLocator
-    from lsi_ros.framing.tracking import MeasurementTracker, RelocalisationPolicy
+    from lsi_ros.framing.tracking import MeasurementTracker
     from lsi_ros.framing.unframed import generated_faces
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.generators import get_generator
@@ -686,16 +693,17 @@ def main_framing(args, photodiode) -> int:
         results["sets"].append(real_summary)
         if label.startswith("Canada"):
             shown.append((real_names[0], real_records[0]))
-    policy = RelocalisationPolicy()
+    walkers = faces[: args.walks]
     results["tracking"] = {
-        "sequence": f"{args.walk_frames} frames of seed {first} walking across the field and towards it",
-        **framing.evaluate_tracking(
+        "sequence": f"{args.walk_frames} frames of each of seeds {first}..{first + len(walkers) - 1} "
+        "walking across the field and towards it, each walk its own background and noise",
+        **framing.evaluate_walks(
             locator,
             imaging,
-            faces[0],
+            walkers,
             args.walk_frames,
-            policy,
-            MeasurementTracker(locator, imaging.model.pattern_set, photodiode),
+            lambda: MeasurementTracker(locator, imaging.model.pattern_set, photodiode),
+            names[: len(walkers)],
         ),
     }
     output = Path(args.output or "docs/results/framing.json")

@@ -217,6 +217,7 @@ def evaluate_tracking(
     policy: RelocalisationPolicy,
     tracker,
     track_every: int = 2,
+    seed: int | None = None,
 ):
     """The tracking loop over a walking sequence: a localisation (a zoom round the tracked box) when
     the tracker or the policy asks, and in between the tracker's updates: with a
@@ -225,11 +226,15 @@ def evaluate_tracking(
     :class:`~lsi_ros.framing.tracking.FaceTracker`, an update of its own patterns every ``track_every``
     frames. The cost and how well each frame stayed framed, the error measured on the registration the
     frame was taken through. The cost is given over the whole sequence and once the face is found (the
-    search of the whole field before the first frame left out: on a long walk it is paid once)."""
+    search of the whole field before the first frame left out: on a long walk it is paid once).
+    ``seed``: the walk's background, and fresh photodiode noise for the camera and the locator (None:
+    background 0, the noise where the generators stand)."""
+    if seed is not None:
+        imaging.rng, locator.rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     cost = LocalisationCost(imaging.model.num_measurements)
     registration, errors, misses, pending, search = None, [], 0, True, 0
     follows = hasattr(tracker, "follow")
-    sequence = walking_sequence(face, frames, locator.field_shape)
+    sequence = walking_sequence(face, frames, locator.field_shape, seed=seed or 0)
     for index, scene in enumerate(tqdm(sequence, total=frames, desc="tracking", unit="frame")):
         if pending:
             result = locator.locate(scene.image, near=None if registration is None else tracker.box())
@@ -287,6 +292,26 @@ def evaluate_tracking(
         }
     )
     return summary
+
+
+def evaluate_walks(locator, imaging: FramedImaging, faces, frames: int, new_tracker, names=None) -> dict:
+    """``evaluate_tracking`` over one walk of each face, each with its own background and noise (one
+    walk's cost turns on whether its noise triggers one more localisation): every walk's summary, and
+    the mean over the walks of each number (the cost also as its largest)."""
+    walks = []
+    for index, face in enumerate(faces):
+        summary = evaluate_tracking(
+            locator, imaging, face, frames, RelocalisationPolicy(), new_tracker(), seed=1000 + index
+        )
+        walks.append({"face": names[index] if names else index, **summary})
+    numbers = [k for k, v in walks[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    out = {"walks": len(walks)}
+    out |= {k: round(float(np.mean([w[k] for w in walks])), 4) for k in numbers}
+    for key in ("fraction_of_patterns", "fraction_of_patterns_once_found", "localisations"):
+        out[f"{key}_max"] = max(w[key] for w in walks)
+    out["tracker"] = walks[0]["tracker"]
+    out["per_walk"] = walks
+    return out
 
 
 def _spread(name: str, values: np.ndarray, digits: int, percentile: int = 95) -> dict:
