@@ -431,8 +431,8 @@ def _scores(
 
 
 def label_rates(face_set: RealFaceSet) -> dict:
-    """Per set, the share of labelled faces that are male and over 40 (what always guessing the larger
-    class scores), and how many are labelled."""
+    """Per set, the share of labelled faces that are male and over 40, and how many are labelled:
+    always answering the larger class is right max(rate, 1 - rate) of the time."""
     out = {}
     for source in SOURCES:
         faces = [f for f in face_set.faces if f.source == source]
