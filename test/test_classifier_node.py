@@ -8,13 +8,8 @@ from conftest import node_command, wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 
-from lsi_ros.models.attributes import (
-    SHIPPED_ESTIMATE_BOUNDARIES,
-    AttributeBoundaries,
-    BoundariesError,
-    load_boundaries,
-    save_boundaries,
-)
+from lsi_ros.models.attributes import AttributeBoundaries, BoundariesError, load_boundaries, save_boundaries
+from lsi_ros.models.registry import SHIPPED_ESTIMATE_BOUNDARIES
 from lsi_ros.msg import Attributes, LatentCode
 from lsi_ros.ros import latent, qos
 

@@ -4,7 +4,7 @@ import json
 import sys
 from pathlib import Path
 
-from lsi_ros.models.attributes import SHIPPED_ESTIMATE_BOUNDARIES, AttributeReader, BoundariesError
+from lsi_ros.models.registry import SHIPPED_ESTIMATE_BOUNDARIES
 from lsi_ros.training import seeds
 
 COMMAND = "lsi eval"
@@ -397,6 +397,7 @@ def main_real(args, photodiode) -> int:
     """``--real``: the models on real people, and (``--ceiling N``) the generator's own reach."""
     from lsi_ros.evaluation import real_faces
     from lsi_ros.evaluation.latent_imaging import plot_examples
+    from lsi_ros.models.attributes import BoundariesError
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.generators import get_generator
     from lsi_ros.models.registry import find_model
@@ -582,9 +583,10 @@ def main_real(args, photodiode) -> int:
     return 0
 
 
-def _attribute_reader(boundaries: str, estimate_boundaries) -> AttributeReader | None:
-    """The boundaries that read each model's codes, as latent_classifier is configured with them."""
-    from lsi_ros.models.attributes import load_boundaries
+def _attribute_reader(boundaries: str, estimate_boundaries):
+    """The boundaries that read each model's codes (an AttributeReader, None for none), as
+    latent_classifier is configured with them."""
+    from lsi_ros.models.attributes import AttributeReader, load_boundaries
     from lsi_ros.models.registry import find_model
 
     if not boundaries and not estimate_boundaries:

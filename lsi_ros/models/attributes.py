@@ -20,9 +20,6 @@ from lsi_ros.models.files import read_safetensors, write_safetensors
 
 FILE_FORMAT = "lsi_ros.attribute_boundaries"
 
-# The shipped boundaries fitted on each shipped model's estimates (config/decode.yaml reads codes so).
-SHIPPED_ESTIMATE_BOUNDARIES = ("attributes-m32", "attributes-m64", "attributes-m128", "attributes-m256")
-
 
 class BoundariesError(ValueError):
     """A boundaries file that is missing, corrupt or inconsistent."""

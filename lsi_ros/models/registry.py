@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 
 SUFFIX = ".safetensors"
+# The shipped boundaries fitted on each shipped model's estimates (config/decode.yaml reads codes so).
+SHIPPED_ESTIMATE_BOUNDARIES = ("attributes-m32", "attributes-m64", "attributes-m128", "attributes-m256")
 
 
 def search_path() -> list[Path]:
