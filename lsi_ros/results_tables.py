@@ -412,15 +412,17 @@ def real_faces(results: Path) -> str:
             labels,
         ]
 
-    def by_label(r: dict | None, male: str, over: str) -> str:
-        return "–" if r is None or male not in r else f"{percent(r, male)} / {percent(r, over)}"
+    def male_and_over_40(male: dict | None, over: dict | None, male_key: str, over_key: str) -> str:
+        return (
+            "–"
+            if male is None or male_key not in male
+            else f"{percent(male, male_key)} / {percent(over, over_key)}"
+        )
 
     def read_off_code(r: dict | None) -> str:
         latent = {} if r is None else r.get("latent_attributes", {})
-        if "male" not in latent:
-            return "–"
-        male, over = latent["male"], latent["age_over_40"]
-        return f"{percent(male, 'accuracy_vs_label')} / {percent(over, 'accuracy_vs_label')}"
+        key = "accuracy_vs_label"
+        return male_and_over_40(latent.get("male"), latent.get("age_over_40"), key, key)
 
     rows = []
     for name in (*(f"m{m}" for m in MODELS), "m128-real"):
@@ -446,7 +448,7 @@ def real_faces(results: Path) -> str:
         ("someone else's photo", "other-face"),
     ):
         r = pick(real["rows"], method=method)
-        labels = by_label(r, *photo_labels) if method != "other-face" else "–"
+        labels = male_and_over_40(r, r, *photo_labels) if method != "other-face" else "–"
         rows.append([label, *scores(r, labels), "–", "–"])
     ceiling = real.get("ceiling", {})
     for method in ("inversion-w", "inversion-w+"):
