@@ -221,7 +221,17 @@ def test_the_measurement_tracker_follows_shift_scale_and_roll_from_the_models_ow
     # The person leaves: the walk's background alone no longer fits, and a localisation is asked for.
     empty = background(DEFAULT_FIELD, np.random.default_rng(0))
     _, _, ok = tracker.follow(measure_field(empty, model, tracker.registration, photodiode, rng))
-    assert not ok
+    assert not ok and not tracker.still_holds
+    # A tracker that asks again once the face has grown by a fifth still holds it when it asks.
+    tracker = MeasurementTracker(locator, pattern_set, photodiode, regrow=1.2)
+    tracker.start(Localization(first.box, None, 1.0, first.registration, 0, 0, 0, window=window, image=image))
+    for scene in scenes:
+        _, _, ok = tracker.follow(measure_field(scene.image, model, tracker.registration, photodiode, rng))
+        if tracker.wants_look:
+            tracker.look_again(scene.image)
+        if not ok:
+            break
+    assert not ok and tracker.still_holds and scene.face_width / first.face_width > 1.15
 
 
 def _locator(**config):
@@ -253,6 +263,16 @@ def test_the_locator_frames_a_face_where_it_is():
     assert (
         grid_pixels < 12 and abs(located.scale / hand.scale - 1) < 0.1 and abs(located.roll - hand.roll) < 5
     )
+    # A face a tracker still holds: a tight zoom round its box, with half the zoom's patterns, frames it
+    # as well; round a box where no face is, the wide zoom and then the whole field are tried in turn.
+    refreshed = locator.locate(scene.image, near=found.box, held=True)
+    assert refreshed.found and refreshed.stages == ["refresh"]
+    assert refreshed.patterns == locator.refresh.num_patterns + 1 == locator.zoom_cost // 2 + 1
+    again = refreshed.registration
+    assert np.hypot(*np.subtract(hand.shift, again.shift)) < 12 and abs(again.scale / hand.scale - 1) < 0.1
+    corner = np.array([0.0, 0.0, 40.0, 40.0])
+    lost = locator.locate(scene.image, near=corner, held=True)
+    assert lost.stages[:2] == ["refresh", "zoom"] and lost.patterns > refreshed.patterns + locator.zoom_cost
 
 
 @needs_face_api

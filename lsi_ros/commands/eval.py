@@ -684,7 +684,7 @@ def main_framing(args, photodiode) -> int:
         "finder": locator.finder.info,
         "sets": [summary],
     }
-    shown = [(names[0], records[0]), (names[1], records[1]), ("empty", records[len(faces)])]
+    shown = list(zip(names[:2], records[:2], strict=True)) + [("empty", r) for r in records[len(faces) :][:1]]
     real = _framing_real_faces(analyzer, args.scene_real)
     if real is None:
         print("no real face photos (../shared/data/real-faces): real scenes skipped")

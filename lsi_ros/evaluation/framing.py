@@ -237,7 +237,8 @@ def evaluate_tracking(
     sequence = walking_sequence(face, frames, locator.field_shape, seed=seed or 0)
     for index, scene in enumerate(tqdm(sequence, total=frames, desc="tracking", unit="frame")):
         if pending:
-            result = locator.locate(scene.image, near=None if registration is None else tracker.box())
+            near = None if registration is None else tracker.box()
+            result = locator.locate(scene.image, near, held=tracker.still_holds)
             cost.add_localisation(result.patterns, result.display_ms)
             if registration is None and result.found:
                 search = cost.localisation_patterns  # finding the face at all, before any frame

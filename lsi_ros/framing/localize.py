@@ -7,7 +7,8 @@ box. Stage 2 (``zoom``): the same kind of patterns registered onto a window roun
 sharper image of the face -> the finder again (its score decides face or no face) and face-api's
 68-landmark net (twice: in the finder's box, then in the landmarks' own box) -> the FFHQ dataset
 script's square from the eye and mouth landmarks (``lsi_ros.evaluation.real_faces.ffhq_quad``) -> the
-registration. In tracking mode the last box is known and stage 2 alone runs round it. The cost is
+registration. In tracking mode the last box is known and stage 2 alone runs round it (tighter, with
+half the patterns, when the tracker still holds the face and asks only because it grew). The cost is
 counted in patterns shown and in milliseconds at the DMD's pattern rate (``DmdTiming``); compute time
 is reported beside it.
 """
@@ -50,6 +51,10 @@ class LocatorConfig:
     zoom_patterns: int = 2048
     zoom_window: float = 1.8  # zoom window side / candidate face width
     track_window: float = 2.8  # wider in tracking mode: the face may have moved since
+    # A face the tracker still holds (it only grew or shrank past what the tracker follows) is where the
+    # tracker says: a tighter window images it as sharply with half the patterns.
+    refresh_patterns: int = 1024
+    refresh_window: float = 1.5
     candidate_score: float = 0.17  # stage-1 finder score worth a zoom (the finder's validation)
     min_score: float = 0.63  # finder score in the zoomed image that means "a face" (its validation)
     landmark_box: float = 1.36  # landmark crop side / face width (face-api's detector box is this wide)
@@ -154,6 +159,11 @@ class FaceLocator:
         c = self.config
         return ForwardModel(hadamard_reference_patterns(c.zoom_patterns, c.zoom_resolution), np.float32)
 
+    @cached_property
+    def refresh(self) -> ForwardModel:
+        c = self.config
+        return ForwardModel(hadamard_reference_patterns(c.refresh_patterns, c.zoom_resolution), np.float32)
+
     @property
     def coarse_cost(self) -> int:
         return self.coarse.num_patterns + self.dark_patterns
@@ -182,15 +192,22 @@ class FaceLocator:
         """Stage 1's image of the whole field (64, 64)."""
         return self.acquire(field_image, self.coarse, GridRegistration())
 
-    def locate(self, field_image: np.ndarray, near: np.ndarray | None = None) -> Localization:
+    def locate(
+        self, field_image: np.ndarray, near: np.ndarray | None = None, held: bool = False
+    ) -> Localization:
         """Find the face in ``field_image`` (rows, cols[, 3]); ``near``: the last known box (x0, y0, x1, y1)
-        in field pixels, to zoom round it at once (tracking mode), falling back to the whole field."""
+        in field pixels, to zoom round it at once (tracking mode), falling back to the whole field;
+        ``held``: the box is a tracker's that still holds the face, so a tight, cheaper zoom round it
+        comes first (``refresh_patterns`` in a ``refresh_window``), and the wide one only if it fails."""
         start = time.perf_counter()
         c = self.config
         patterns, stages = 0, []
         candidate, window, score = None, c.zoom_window, 0.0
+        forward, stage = self.zoom, "zoom"
         if near is not None:
             candidate, window = np.asarray(near, dtype=np.float64), c.track_window
+            if held:
+                window, forward, stage = c.refresh_window, self.refresh, "refresh"
         else:
             image = self.coarse_image(field_image)
             patterns += self.coarse_cost
@@ -202,11 +219,11 @@ class FaceLocator:
                 candidate = to_field(boxes[0].reshape(2, 2), FINDER_INPUT, identity, self.field_shape).ravel()
         result = Localization(None, None, score, None, 0, 0.0, 0.0)
         if candidate is not None:
-            result = self._zoom(field_image, candidate, window)
+            result = self._zoom(field_image, candidate, window, forward)
             patterns += result.patterns
-            stages.append("zoom")
+            stages.append(stage)
             if not result.found and near is not None:
-                fallback = self.locate(field_image)
+                fallback = self.locate(field_image, near if held else None)
                 patterns += fallback.patterns
                 stages += fallback.stages
                 result = fallback
@@ -215,12 +232,13 @@ class FaceLocator:
         result.compute_ms = 1000.0 * (time.perf_counter() - start)
         return result
 
-    def _zoom(self, field_image, candidate: np.ndarray, window: float) -> Localization:
+    def _zoom(self, field_image, candidate: np.ndarray, window: float, forward: ForwardModel) -> Localization:
         c = self.config
+        cost = forward.num_patterns + self.dark_patterns
         centre = (candidate[:2] + candidate[2:]) / 2
         side = window * float(np.max(candidate[2:] - candidate[:2]))
         registration = window_registration(centre, side, c.zoom_resolution, self.field_shape)
-        image = self.acquire(field_image, self.zoom, registration)
+        image = self.acquire(field_image, forward, registration)
         shrink = c.zoom_resolution / FINDER_INPUT
         small = cv2.resize(
             image.astype(np.float32), (FINDER_INPUT, FINDER_INPUT), interpolation=cv2.INTER_AREA
@@ -228,13 +246,13 @@ class FaceLocator:
         boxes, scores = self.finder.find(small[None])
         box, score = boxes[0] * shrink, float(scores[0])
         if score < c.min_score:
-            return Localization(None, None, score, None, self.zoom_cost, 0.0, 0.0)
+            return Localization(None, None, score, None, cost, 0.0, 0.0)
         for crop in (c.landmark_box, *c.landmark_box_retries):
             landmarks = self._landmarks(image, box, crop)
             if self._agrees_in_size(ffhq_quad(landmarks), box):
                 break
         else:
-            return Localization(None, None, score, None, self.zoom_cost, 0.0, 0.0)
+            return Localization(None, None, score, None, cost, 0.0, 0.0)
         landmarks = to_field(landmarks, c.zoom_resolution, registration, self.field_shape)
         box = to_field(box.reshape(2, 2), c.zoom_resolution, registration, self.field_shape).ravel()
         if c.refine_window:
@@ -247,7 +265,7 @@ class FaceLocator:
             landmarks = to_field(self._landmarks(sharp, inside), c.zoom_resolution, fine, self.field_shape)
         framing = registration_from_quad(ffhq_quad(landmarks), self.field_shape, c.resolution)
         framing = dataclasses.replace(framing, shift=tuple(framing.to_scene(np.array(c.framing_offset))))
-        patterns = self.zoom_cost * (2 if c.refine_window else 1)
+        patterns = cost + (self.zoom_cost if c.refine_window else 0)
         return Localization(
             box, landmarks, score, framing, patterns, 0.0, 0.0, window=registration, image=image
         )

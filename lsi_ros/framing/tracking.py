@@ -148,6 +148,8 @@ class FaceTracker:
         self.last_patterns = 0  # patterns the last update showed (its re-anchoring included)
         self.anchors = 0
 
+    still_holds = False  # it asks for a localisation only when it has lost the face
+
     @property
     def cost(self) -> int:
         """Patterns per update (the all-off ambient pattern included)."""
@@ -370,7 +372,8 @@ class MeasurementTracker:
     grid's side becomes the newest background. A fit that no longer explains the measurements
     (``max_residual``, against what the reference misses on average) or a jump beyond ``max_step`` (a
     face that left or turned) asks for a localisation, and so does a face grown or shrunk by ``regrow``
-    since it was localised (a larger face is localised more precisely).
+    since it was localised (a larger face is localised more precisely); the tracker then
+    :attr:`still_holds` the face, and a tight zoom round its box serves.
     """
 
     def __init__(
@@ -411,6 +414,7 @@ class MeasurementTracker:
         )
         self.registration = None
         self.residual, self.unknown, self.anchors, self.last_patterns = 0.0, 0.0, 0, 0
+        self.still_holds = False
 
     cost = 0  # patterns of its own per frame
 
@@ -446,6 +450,7 @@ class MeasurementTracker:
         self.velocity = np.zeros(4)  # registration (shift rows, cols, log scale, roll rad) per frame
         self.miss = None  # what the reference misses of the measurements, on average
         self.unknown = 0.0
+        self.still_holds = False
 
     def follow(self, counts: np.ndarray):
         """One frame's counts, measured through :attr:`registration` -> (the registration for the next
@@ -464,6 +469,7 @@ class MeasurementTracker:
         self.residual = float(np.linalg.norm(change) / max(np.linalg.norm(y - y.mean()), 1e-12))
         step = abs(motion[2]) + abs(motion[3]) + np.hypot(*motion[:2]) / self.resolution
         ok = self.residual <= self.max_residual and step <= self.max_step
+        self.still_holds = False
         if ok:
             predicted = _as_vector(self.registration)
             innovation = _as_vector(self._moved(motion)) - predicted
@@ -473,6 +479,8 @@ class MeasurementTracker:
             # locator frames a large face more precisely, and the tracker keeps what it found.
             grown = self.registration.scale / self.localised_scale
             ok = 1 / self.regrow < grown < self.regrow
+            # The fit still holds the face: only its size asks for a localisation, round the box.
+            self.still_holds = not ok
         self.last_patterns = 0
         return self.registration, self.residual, ok
 

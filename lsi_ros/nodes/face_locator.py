@@ -431,7 +431,8 @@ class FaceLocatorNode(Node):
     def _localise(self):
         with self._lock:
             near, self._near = self._near, None
-        result = self.locator.locate(None, near=near)
+        held = near is not None and getattr(self.tracker, "still_holds", False)
+        result = self.locator.locate(None, near=near, held=held)
         self.error = ""
         self.counters["localisations"] += 1
         self.cost.add_localisation(result.patterns, result.display_ms)
