@@ -38,6 +38,7 @@ ABOUT = {
     "real_photo_finetune.json": "m128 fine-tuned into W+ on real photos: real people and generated faces",
     "real_faces_chip_box.json": "m128 on real people with one detector box for every aligned crop",
     "real_photo_generalisation.json": "m128-real on photos it learnt from, on new ones, and without noise",
+    "real_photo_patterns.json": "m128-real tuned on real photos with its patterns free to learn: what moved",
 }
 
 

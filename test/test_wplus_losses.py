@@ -326,26 +326,69 @@ def test_generated_training_faces_join_the_photos_under_the_same_losses(dcgan_mo
 
 
 def test_a_mirrored_photo_is_measured_and_scored_as_the_mirrored_face():
-    """``--mirror``: about half the faces drawn come mirrored, and for each of those both the
-    measurements and the target are the mirrored face's; without it a batch is the faces as they are."""
+    """``--mirror``: about half the faces drawn come mirrored, and for each of those both the scene on
+    the DMD and the target are the mirrored face's; without it a batch is the faces as they are. The
+    scenes measure as the forward model measures the photos."""
+    from lsi_ros.optics import ForwardModel
     from lsi_ros.optics.patterns import bernoulli_patterns
-    from lsi_ros.training.finetune import _noiseless_measurements, photo_batch
+    from lsi_ros.training.finetune import photo_batch, photo_scenes
 
     pattern_set = bernoulli_patterns(16, 32, seed=3)
     photos = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
-    ideal = torch.from_numpy(_noiseless_measurements(pattern_set, photos)).float()
-    mirrored = torch.from_numpy(_noiseless_measurements(pattern_set, photos[:, :, ::-1])).float()
-    assert not torch.allclose(ideal, mirrored)  # random faces are not symmetric
+    scenes = photo_scenes(photos, 32)
+    mirrored = photo_scenes(np.ascontiguousarray(photos[:, :, ::-1]), 32)
+    assert not torch.equal(scenes, mirrored)  # random faces are not symmetric
+    matrix = torch.from_numpy(pattern_set.matrix())
+    expected = ForwardModel(pattern_set).measure(photos.astype(np.float32) / 255.0)
+    np.testing.assert_allclose((scenes.float() / 255.0 @ matrix.T).numpy(), expected, rtol=1e-5)
     targets, index = torch.from_numpy(photos), torch.tensor([0, 1, 2, 3, 4, 5] * 20)
-    clean, images = photo_batch(ideal, targets, index)
+    on_dmd, images = photo_batch(scenes, targets, index)
     upright = targets[index].permute(0, 3, 1, 2) / 255.0
-    assert torch.equal(clean, ideal[index]) and torch.equal(images, upright)
-    clean, images = photo_batch(ideal, targets, index, mirrored, torch.Generator().manual_seed(1))
-    as_is = (clean == ideal[index]).all(1)
-    flipped = (clean == mirrored[index]).all(1)
+    assert torch.equal(on_dmd, scenes[index] / 255.0) and torch.equal(images, upright)
+    on_dmd, images = photo_batch(scenes, targets, index, True, torch.Generator().manual_seed(1))
+    as_is = (on_dmd == scenes[index] / 255.0).all(1)
+    flipped = (on_dmd == mirrored[index] / 255.0).all(1)
     assert torch.equal(as_is, ~flipped) and 40 < int(flipped.sum()) < 80
     assert torch.equal(images[flipped], upright[flipped].flip(-1))
     assert torch.equal(images[as_is], upright[as_is])
+    assert photo_scenes(photos, 16).shape == (6, 256)  # at the patterns' resolution
+
+
+def test_patterns_learnt_on_photos_make_a_new_pattern_set_that_starts_from_the_models(dcgan_model, tmp_path):
+    """``--pattern-lr``: the patterns start as the model's, move where the loss pushes them, and the
+    tuned model is a new pattern set that records which one it came from and how much changed."""
+    from lsi_ros.models.encoder import BinaryPatterns
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.training.finetune import PhotoFinetuneConfig, finetune_on_photos
+
+    base = load_model(dcgan_model)
+    matrix = torch.from_numpy(base.pattern_set.matrix())
+    start = BinaryPatterns.from_binary(matrix, 0.05)
+    assert torch.equal(start().detach(), matrix) and torch.equal(start.binary().float(), matrix)
+    with pytest.raises(ValueError, match="margin"):
+        BinaryPatterns.from_binary(matrix, 0.0)
+    generator = get_generator("dcgan")
+    photos = (generator.synthesize(generator.sample_latents(list(range(900, 916)))) * 255).astype(np.uint8)
+    config = PhotoFinetuneConfig(
+        steps=30, batch_size=16, lr=1e-3, latent_space="w", losses="l2=1,identity=0", pattern_lr=0.05
+    )
+    tuned, history = finetune_on_photos(base, photos, generator, config, progress=False)
+    changed = history[-1]["pixels_changed"]
+    assert 0 < changed < 0.5
+    tuned_matrix = tuned.pattern_set.matrix()
+    assert np.mean(tuned_matrix != base.pattern_set.matrix()) == pytest.approx(changed)
+    assert tuned.pattern_set.pattern_set_id != base.pattern_set.pattern_set_id
+    assert tuned.model_id == f"{base.model_id}-patterns-ft" and "patterns_from" not in tuned.info
+    assert tuned.info["patterns_tuned_from"]["pattern_set_id"] == base.pattern_set.pattern_set_id
+    again = load_model(save_model(tuned, tmp_path / "tuned.safetensors"))
+    assert again.pattern_set.pattern_set_id == tuned.pattern_set.pattern_set_id
+    frozen, frozen_history = finetune_on_photos(
+        base, photos, generator, replace(config, steps=2, pattern_lr=0.0), progress=False
+    )
+    assert frozen.pattern_set.pattern_set_id == base.pattern_set.pattern_set_id
+    assert "pixels_changed" not in frozen_history[-1]
+    with pytest.raises(ValueError, match="pattern learning rate"):
+        finetune_on_photos(base, photos, generator, replace(config, pattern_lr=-1.0), progress=False)
 
 
 def test_the_utkface_training_source_holds_no_held_out_face():
@@ -403,17 +446,19 @@ def test_the_shipped_real_people_model_is_m128_in_w_plus_with_a_compact_head():
     assert (w_plus - w[:, None]).abs().max() > 0  # it decodes other faces than m128 does
 
 
-def test_photo_measurements_a_chunk_at_a_time_are_those_of_all_at_once():
-    """Thousands of photos are measured in chunks (their float scenes would not fit at once)."""
+def test_photos_larger_than_the_patterns_are_measured_as_the_camera_frames_them():
+    """Photos at the generator's resolution, patterns at a coarser one: the scenes are the photos
+    shrunk onto the DMD grid as ``scene_on_dmd`` does (within the rounding of 8-bit pixels)."""
     from lsi_ros.optics.forward import ForwardModel
     from lsi_ros.optics.objective import scene_on_dmd
     from lsi_ros.optics.patterns import hadamard_reference_patterns
-    from lsi_ros.training.finetune import _noiseless_measurements
+    from lsi_ros.training.finetune import photo_scenes
 
     pattern_set = hadamard_reference_patterns(16, 8)
     photos = np.random.default_rng(3).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
-    at_once = ForwardModel(pattern_set).measure(np.stack([scene_on_dmd(p / 255.0, 8) for p in photos]))
-    chunked = _noiseless_measurements(pattern_set, photos, chunk=3)
-    assert chunked.shape == (7, 16)
-    np.testing.assert_allclose(chunked, at_once, rtol=1e-5, atol=1e-6)
-    assert np.ptp(chunked[:, 0]) > 0  # different photos, different values
+    expected = ForwardModel(pattern_set).measure(np.stack([scene_on_dmd(p / 255.0, 8) for p in photos]))
+    scenes = photo_scenes(photos, 8).float() / 255.0
+    measured = (scenes @ torch.from_numpy(pattern_set.matrix()).T).numpy()
+    assert measured.shape == (7, 16)
+    np.testing.assert_allclose(measured, expected, atol=3 * 64 * 0.5 / 255)
+    assert np.ptp(measured[:, 0]) > 0  # different photos, different values

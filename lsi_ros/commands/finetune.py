@@ -1,4 +1,5 @@
-"""``lsi finetune``: adapt a model's encoder to real images or recorded captures, patterns frozen."""
+"""``lsi finetune``: adapt a model's encoder to real images or recorded captures (patterns frozen, or
+learning too on real photos with ``--pattern-lr``)."""
 
 import json
 import sys
@@ -9,7 +10,8 @@ from pathlib import Path
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "finetune",
-        help="fine-tune a model's encoder on real images or a recorded bag (patterns stay as they are)",
+        help="fine-tune a model's encoder on real images or a recorded bag (patterns stay as they are, "
+        "unless --pattern-lr)",
         description="Targets come from a latent teacher: each real image (or reference-camera image) is "
         "inverted into the generator's latent by optimisation (cached per image in --cache-dir). Inputs are "
         "either simulated measurements of the images through the model's own patterns and the photodiode "
@@ -21,7 +23,8 @@ def add_parser(subparsers):
         "first N faces of UTKFace's training split with no teacher: each photo is measured, encoded, decoded "
         "by the frozen generator and compared with the photo (image L2, identity and perceptual terms, "
         "--losses), in W or W+ (--latent-space); held-out faces are never used, evaluate with "
-        "`lsi eval --real`.",
+        "`lsi eval --real`. With --pattern-lr the patterns learn from the photos too: the output is a new "
+        "pattern set (a new pattern_set_id, which the DMD must be given).",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -70,6 +73,14 @@ def add_parser(subparsers):
         action="store_true",
         help="--utkface: mirror each face drawn left-right half the time (its measurements are those of "
         "the mirrored face)",
+    )
+    parser.add_argument(
+        "--pattern-lr",
+        type=float,
+        default=0.0,
+        metavar="LR",
+        help="--utkface: the patterns learn too, starting from the model's, at this peak learning rate "
+        "(e.g. 1e-3; default 0: the patterns stay as they are)",
     )
     parser.add_argument(
         "--measurements-topic", default="/measurements", help="bag: lsi_ros/Measurements topic"
@@ -229,6 +240,7 @@ def run_photos(args, model, started: float) -> int:
         losses=args.losses,
         seed=args.seed,
         mirror=args.mirror,
+        pattern_lr=args.pattern_lr,
     )
     weights = config.loss_weights()  # a bad --losses fails before the photos are framed
     analyzer = FaceAnalyzer()

@@ -13,6 +13,8 @@ to every layer's 512 values; with ``offset_rank`` R it passes through R numbers 
 instead of one, a fraction of the bytes), and ``low_rank_offsets`` factorises a trained full head so.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -306,6 +308,18 @@ class BinaryPatterns(nn.Module):
         init = 0.5 + 0.05 * torch.randn(num_patterns, resolution * resolution, generator=generator)
         self.weight = nn.Parameter(init)
         self.resolution = resolution
+
+    @classmethod
+    def from_binary(cls, matrix: torch.Tensor, margin: float) -> "BinaryPatterns":
+        """Patterns that show the binary ``matrix`` (P, H·W) of square patterns, their weights ``margin``
+        from the 0.5 threshold: a pixel flips once training has moved it that far."""
+        if not 0 < margin <= 0.5:
+            raise ValueError(f"a margin lies in (0, 0.5], not {margin!r}")
+        side = math.isqrt(matrix.shape[1])
+        patterns = cls(matrix.shape[0], side)
+        with torch.no_grad():
+            patterns.weight.copy_(0.5 + margin * (2.0 * matrix.float() - 1.0))
+        return patterns
 
     def forward(self) -> torch.Tensor:
         clamped = self.weight.clamp(0.0, 1.0)

@@ -26,6 +26,7 @@ per-layer offsets at zero (``with_layer_offsets``): training starts from the shi
 """
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,12 +36,13 @@ from tqdm import tqdm
 
 from lsi_ros.evaluation.latent_imaging import score_image
 from lsi_ros.models.checkpoint import LsiModel
-from lsi_ros.models.encoder import LATENT_SPACES, normalised_error, with_layer_offsets
+from lsi_ros.models.encoder import LATENT_SPACES, BinaryPatterns, normalised_error, with_layer_offsets
 from lsi_ros.optics import ForwardModel, PhotodiodeModel
 from lsi_ros.optics.objective import scene_on_dmd
+from lsi_ros.optics.patterns import learned_patterns
 from lsi_ros.training import losses
 from lsi_ros.training.losses import LossWeights
-from lsi_ros.training.train import detect, learning_rate, log_uniform_flux
+from lsi_ros.training.train import channel_sums, detect, learning_rate, log_uniform_flux
 
 DEFAULT_TOLERANCE_S = 0.02
 DEFAULT_SPLIT_BLOCK_S = 5.0
@@ -425,6 +427,7 @@ class PhotoFinetuneConfig:
     photon_flux_range: tuple = (20.0, 2000.0)
     seed: int = 0
     mirror: bool = False  # each face drawn is mirrored left-right half the time: twice the faces seen
+    pattern_lr: float = 0.0  # > 0: the patterns learn too, from the model's own (a new pattern set)
 
     def loss_weights(self) -> LossWeights:
         return LossWeights.parse(self.losses)
@@ -477,30 +480,29 @@ def generated_training_faces(model: LsiModel, count: int, resolution: int, root=
     return _at_resolution(data.load(name, 0, count, root, truncation_psi=psi).images, resolution)
 
 
-def _noiseless_measurements(pattern_set, photos: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Each uint8 photo's ideal detector values through the pattern set, a chunk at a time (the float
-    scenes on the DMD of many thousand photos would not fit in memory at once)."""
-    forward, side = ForwardModel(pattern_set), pattern_set.resolution[0]
-    values = []
-    for start in range(0, len(photos), chunk):
-        part = photos[start : start + chunk].astype(np.float32) / 255.0
-        scenes = [scene_on_dmd(photo, side) for photo in part]
-        values.append(forward.measure(np.stack(scenes)))
-    return np.concatenate(values)
+PATTERN_MARGIN = 0.05  # how far from 0.5 the model's patterns start when they learn: a pixel flips only
+# where the loss pushes it the same way for many steps
 
 
-def photo_batch(ideal: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, mirrored=None, rng=None):
-    """The noiseless measurements (B, M) and target images (B, 3, R, R) in [0, 1] of the faces at
-    ``index``; with ``mirrored`` (the measurements of the left-right mirrored faces), each face is
-    mirrored with probability 1/2 (drawn from ``rng``), its measurements and its target alike."""
-    clean = ideal[index]
+def photo_scenes(photos: np.ndarray, side: int) -> torch.Tensor:
+    """Uint8 photos (N, R, R, 3) as the DMD sees them: (N, side²) 16-bit channel sums at the patterns'
+    resolution (the photodiode sees only the sum; 10k photos at 256² take 1.3 GB)."""
+    return channel_sums(torch.from_numpy(np.ascontiguousarray(_at_resolution(photos, side))))
+
+
+def photo_batch(scenes: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, mirror=False, rng=None):
+    """The scenes on the DMD (B, side²) in [0, 3] and target images (B, 3, R, R) in [0, 1] of the faces
+    at ``index``; with ``mirror``, each face is mirrored left-right with probability 1/2 (drawn from
+    ``rng``), its scene and its target alike."""
+    on_dmd = scenes[index].float() / 255.0
     images = targets[index].permute(0, 3, 1, 2).float() / 255.0
-    if mirrored is None:
-        return clean, images
+    if not mirror:
+        return on_dmd, images
     flip = torch.rand(len(index), generator=rng) < 0.5
-    clean = torch.where(flip[:, None], mirrored[index], clean)
+    side = math.isqrt(on_dmd.shape[1])
+    on_dmd = torch.where(flip[:, None], on_dmd.unflatten(1, (side, side)).flip(-1).flatten(1), on_dmd)
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    return clean, images
+    return on_dmd, images
 
 
 def finetune_on_photos(
@@ -519,6 +521,8 @@ def finetune_on_photos(
     people. Returns the model and the loss terms every 10 steps."""
     if config.latent_space not in LATENT_SPACES:
         raise ValueError(f"latent space must be one of {LATENT_SPACES}, not {config.latent_space!r}")
+    if not config.pattern_lr >= 0:
+        raise ValueError(f"a pattern learning rate is >= 0 (0: the patterns stay), not {config.pattern_lr!r}")
     weights = config.loss_weights()
     if weights.needs_faces and face_loss is None:
         face_loss = losses.FaceLoss()
@@ -539,22 +543,26 @@ def finetune_on_photos(
         # A W+ model tuned again keeps its own head unless another rank is asked for.
         encoder = with_layer_offsets(encoder, generator.num_ws, config.offset_rank or encoder.offset_rank)
     encoder.train().requires_grad_(True)
-    ideal = torch.from_numpy(_noiseless_measurements(model.pattern_set, photos)).float()
-    mirrored = None
-    if config.mirror:
-        mirrored = torch.from_numpy(_noiseless_measurements(model.pattern_set, photos[:, :, ::-1])).float()
+    side = model.pattern_set.resolution[0]
+    scenes = photo_scenes(photos, side)
     targets = torch.from_numpy(photos)  # uint8, a batch at a time to float: a float copy is 4x the photos
+    base = torch.from_numpy(model.pattern_set.matrix())
+    patterns = BinaryPatterns.from_binary(base, PATTERN_MARGIN) if config.pattern_lr > 0 else None
+    groups = [{"params": encoder.parameters(), "peak": config.lr}]
+    if patterns is not None:
+        groups.append({"params": patterns.parameters(), "peak": config.pattern_lr, "weight_decay": 0.0})
     net = generator.torch_synthesis()
     rng = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     history = []
     bar = tqdm(range(config.steps), desc=f"fine-tune on photos ({config.latent_space})", disable=not progress)
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, config.steps, config.lr)
+            group["lr"] = learning_rate(step, config.steps, group["peak"])
         index = torch.randint(0, len(photos), (min(config.batch_size, len(photos)),), generator=rng)
-        clean, batch = photo_batch(ideal, targets, index, mirrored, rng)
-        counts = detect(clean, log_uniform_flux(config.photon_flux_range, rng), rng)
+        on_dmd, batch = photo_batch(scenes, targets, index, config.mirror, rng)
+        shown = base if patterns is None else patterns()
+        counts = detect(on_dmd @ shown.T, log_uniform_flux(config.photon_flux_range, rng), rng)
         predicted = encoder.normalised(counts)
         decoded = net(encoder.latent_mean + encoder.latent_std * predicted)
         terms = losses.loss_terms(weights, predicted, None, batch, decoded, face_loss)
@@ -564,6 +572,8 @@ def finetune_on_photos(
         values = {k: round(float(v.detach()), 5) for k, v in terms.items()}
         bar.set_postfix(loss=f"{values['total']:.4f}")
         if step % 10 == 0 or step + 1 == config.steps:
+            if patterns is not None:
+                values["pixels_changed"] = round(float((patterns.binary().float() != base).float().mean()), 6)
             history.append({"step": step + 1, **values})
     encoder.eval().requires_grad_(False)
     info = dict(model.info)
@@ -578,4 +588,15 @@ def finetune_on_photos(
     if "photo_finetune" in model.info:  # a fine-tune tuned again keeps how it began
         info["photo_finetune"]["previous"] = model.info["photo_finetune"]
     suffix = "-wplus-ft" if config.latent_space == "w+" else "-ft"
-    return LsiModel(f"{model.model_id}{suffix}", model.pattern_set, encoder, info), history
+    if patterns is None:
+        return LsiModel(f"{model.model_id}{suffix}", model.pattern_set, encoder, info), history
+    model_id = f"{model.model_id}-patterns{suffix}"
+    binary = patterns.binary().numpy().reshape(-1, side, side)
+    pattern_set = learned_patterns(binary, model_id=model_id)
+    info.pop("patterns_from", None)  # the patterns are this model's own now
+    info["patterns_tuned_from"] = {
+        "model_id": model.model_id,
+        "pattern_set_id": model.pattern_set.pattern_set_id,
+        "pixels_changed": history[-1]["pixels_changed"],
+    }
+    return LsiModel(model_id, pattern_set, encoder, info), history
