@@ -62,7 +62,7 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "model",
                 default_value="m128",
-                description="Model name or file (m32 ... m256; m128-real for real people).",
+                description="Model name or file (m32 ... m256; m32-real, m128-real for real people).",
             ),
             DeclareLaunchArgument(
                 "pattern_set",

@@ -39,6 +39,7 @@ ABOUT = {
     "real_faces_chip_box.json": "m128 on real people with one detector box for every aligned crop",
     "real_photo_generalisation.json": "m128-real on photos it learnt from, on new ones, and without noise",
     "real_photo_patterns.json": "m128-real tuned on real photos with its patterns free to learn: what moved",
+    "real_photo_m32.json": "m32 fine-tuned into W+ on real photos (m32-real): real people, generated faces",
 }
 
 
@@ -425,9 +426,11 @@ def real_faces(results: Path) -> str:
         key = "accuracy_vs_label"
         return male_and_over_40(latent.get("male"), latent.get("age_over_40"), key, key)
 
+    # m32-real is scored on the same people by its own experiment
+    fine_tuned = load("real_photo_m32.json", results)["real"]
     rows = []
-    for name in (*(f"m{m}" for m in MODELS), "m128-real"):
-        r = pick(real["rows"], method="lsi", model_id=f"lsi-mobilestylegan-{name}")
+    for name in (*(f"m{m}" for m in MODELS), "m32-real", "m128-real"):
+        r = pick(real["rows"] + fine_tuned, method="lsi", model_id=f"lsi-mobilestylegan-{name}")
         if r is None:
             continue
         m = r["M"]

@@ -428,18 +428,21 @@ def test_finetune_command_on_utkface_training_photos(dcgan_model, tmp_path, caps
     assert {"l2", "identity", "total"} <= set(written["history"][-1])
 
 
-def test_the_shipped_real_people_model_is_m128_in_w_plus_with_a_compact_head():
-    """models/m128-real: m128's patterns (the DMD shows the same set), a W+ code per frame from a
-    rank-64 offset head, in a file under 20 MiB; a frame of m128's measurements gives one latent per layer."""
+@pytest.mark.parametrize("base_name", ["m32", "m128"])
+def test_the_shipped_real_people_models_are_their_base_in_w_plus_with_a_compact_head(base_name):
+    """models/m32-real and m128-real: the base model's patterns (the DMD shows the same set), a W+ code
+    per frame from a rank-64 offset head, in a file under 20 MiB; a frame of the base's measurements
+    gives one latent per layer."""
     from lsi_ros.models.registry import find_model
 
-    path = find_model("m128-real")
-    real, base = load_model(path), load_model(find_model("m128"))
+    path = find_model(f"{base_name}-real")
+    real, base = load_model(path), load_model(find_model(base_name))
+    assert real.model_id == f"lsi-mobilestylegan-{base_name}-real"
     assert real.pattern_set.pattern_set_id == base.pattern_set.pattern_set_id
     assert real.encoder.latent_space == "w+" and real.encoder.offset_rank == 64
     assert path.stat().st_size < 20 * 2**20
     assert real.info["photo_finetune"]["photos"] > 0
-    y = torch.rand(2, 128) * 1000
+    y = torch.rand(2, base.num_measurements) * 1000
     with torch.no_grad():
         w_plus, w = real.encoder(y), base.encoder(y)
     assert w_plus.shape == (2, real.encoder.num_ws, 512) and torch.isfinite(w_plus).all()
