@@ -67,6 +67,9 @@ class LocatorConfig:
     # Landmark crops tried in turn (side / the finder's face width) when the landmarks of the first
     # disagree with the finder on the face's size: on a blurred face the net can shrink onto its middle.
     landmark_box_retries: tuple[float, ...] = (1.0, 1.8)
+    # Landmarks that agree with the finder in none of those crops: one more zoom, this many of the
+    # finder's face widths wide round its box, where the face fills more of the image (0: none).
+    retry_window: float = 1.3
     resolution: int = 256  # the model's sampling grid, which the registration frames
 
 
@@ -221,7 +224,7 @@ class FaceLocator:
         if candidate is not None:
             result = self._zoom(field_image, candidate, window, forward)
             patterns += result.patterns
-            stages.append(stage)
+            stages += [stage, *result.stages]
             if not result.found and near is not None:
                 fallback = self.locate(field_image, near if held else None)
                 patterns += fallback.patterns
@@ -252,7 +255,13 @@ class FaceLocator:
             if self._agrees_in_size(ffhq_quad(landmarks), box):
                 break
         else:
-            return Localization(None, None, score, None, cost, 0.0, 0.0)
+            if window <= c.retry_window:
+                return Localization(None, None, score, None, cost, 0.0, 0.0)
+            found = to_field(box.reshape(2, 2), c.zoom_resolution, registration, self.field_shape).ravel()
+            again = self._zoom(field_image, found, c.retry_window, self.zoom)
+            again.patterns += cost
+            again.stages = ["retry", *again.stages]
+            return again
         landmarks = to_field(landmarks, c.zoom_resolution, registration, self.field_shape)
         box = to_field(box.reshape(2, 2), c.zoom_resolution, registration, self.field_shape).ravel()
         if c.refine_window:
