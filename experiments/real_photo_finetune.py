@@ -91,17 +91,22 @@ def factorised(path: Path, rank: int, export: Path) -> Path:
     return save_model(compact, export, "int8")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=Path, default=Path("runs/real-photo-finetune"))
+def experiment_parser(doc: str, name: str, export: str) -> argparse.ArgumentParser:
+    """The options of a real-photo experiment: its runs folder, what is scored, the exported model and
+    the results file (``docs/results/{name}.json``)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("runs") / name.replace("_", "-"))
     parser.add_argument("--utkface", type=int, default=1024, help="held-out UTKFace faces scored")
     parser.add_argument("--faces", type=int, default=200, help="held-out generated faces scored")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--export", type=Path, default=Path(export))
+    parser.add_argument("--output", type=Path, default=Path(f"docs/results/{name}.json"))
+    return parser
+
+
+def main() -> None:
+    parser = experiment_parser(__doc__, "real_photo_finetune", "models/m128-real.safetensors")
     parser.add_argument("--rank", type=int, default=64, help="features of the exported offset head")
-    parser.add_argument("--export", type=Path, default=Path("models/m128-real.safetensors"))
-    parser.add_argument("--output", type=Path, default=Path("docs/results/real_photo_finetune.json"))
     parser.add_argument("--figure", type=Path, default=Path("docs/results/real_photo_finetune.png"))
     args = parser.parse_args()
     started = time.monotonic()

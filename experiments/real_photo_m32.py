@@ -16,12 +16,11 @@ weights, the shared real-face photos and `lsi data`'s cached training faces:
     .venv/bin/python experiments/real_photo_m32.py   # about 1 h 15 min on the 2-core CPU
 """
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-from real_photo_finetune import run
+from real_photo_finetune import experiment_parser, run
 
 FINETUNE = [
     "finetune", "--utkface", "6000", "--generated", "3000", "--model", "m32", "--latent-space", "w+",
@@ -44,16 +43,7 @@ def exported(tuned: Path, export: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=Path, default=Path("runs/real-photo-m32"))
-    parser.add_argument("--utkface", type=int, default=1024, help="held-out UTKFace faces scored")
-    parser.add_argument("--faces", type=int, default=200, help="held-out generated faces scored")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--export", type=Path, default=Path("models/m32-real.safetensors"))
-    parser.add_argument("--output", type=Path, default=Path("docs/results/real_photo_m32.json"))
-    args = parser.parse_args()
+    args = experiment_parser(__doc__, "real_photo_m32", "models/m32-real.safetensors").parse_args()
     started = time.monotonic()
     args.runs.mkdir(parents=True, exist_ok=True)
     tuned, report = args.runs / "m32-wplus.safetensors", args.runs / "m32-wplus.report.json"
