@@ -55,6 +55,11 @@ def status(received, name):
     return {kv.key: kv.value for kv in found[-1].values} if found else {}
 
 
+def applied_id(received) -> int:
+    """The newest registration id dmd_driver has announced applied (-1 before its first announcement)."""
+    return received["applied"][-1].registration_id if received["applied"] else -1
+
+
 def request(shift, scale, roll=0.0):
     msg = Registration(shift_row=float(shift[0]), shift_col=float(shift[1]), scale=float(scale))
     msg.roll_deg, msg.field_rows, msg.field_cols = float(roll), 128, 128
@@ -266,7 +271,7 @@ def test_face_locator_finds_the_face_through_the_camera_and_frames_it(tmp_path, 
         )
         assert core.found and np.abs(np.asarray(found.box) - np.asarray(core.box)).max() <= 2.0
         assert box_iou(np.asarray(found.box), face_box(truth, field_shape, face.shape[0])) > 0.2
-        assert wait_for(lambda: received["applied"][-1].registration_id >= 1, timeout=20)
+        assert wait_for(lambda: applied_id(received) >= 1, timeout=20)
         applied = received["applied"][-1]
         assert (applied.shift_row, applied.scale, applied.roll_deg) == pytest.approx(
             (found.registration.shift_row, found.registration.scale, found.registration.roll_deg)
@@ -300,14 +305,14 @@ def test_face_locator_follows_a_moving_face_with_the_models_own_frames(tmp_path,
 
         def framed():
             send_scene(node, publishers, walk[0])
-            return any(f.found for f in faces) and received["applied"][-1].registration_id >= 1
+            return any(f.found for f in faces) and applied_id(received) >= 1
 
         assert wait_for(framed, timeout=120, period=0.5)
         located = framing.from_msg(next(f for f in faces if f.found).registration)
         for field in walk[1:]:  # one frame a scene; each frame moves the grid for the next
-            last = received["applied"][-1].registration_id
+            last = applied_id(received)
             send_scene(node, publishers, walk[10] if field is None else field)
-            wait_for(lambda last=last: received["applied"][-1].registration_id > last, timeout=2.0)
+            wait_for(lambda last=last: applied_id(received) > last, timeout=2.0)
         followed = framing.from_msg(received["applied"][-1])
         moved_by = np.subtract(followed.shift, located.shift)
         np.testing.assert_allclose(moved_by, np.subtract(at(1).shift, at(0).shift), atol=0.75)
