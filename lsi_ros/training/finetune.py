@@ -42,7 +42,7 @@ from lsi_ros.optics.objective import scene_on_dmd
 from lsi_ros.optics.patterns import learned_patterns
 from lsi_ros.training import losses
 from lsi_ros.training.losses import LossWeights
-from lsi_ros.training.train import channel_sums, detect, learning_rate, log_uniform_flux
+from lsi_ros.training.train import channel_sums, learning_rate, log_uniform_flux, measure
 
 DEFAULT_TOLERANCE_S = 0.02
 DEFAULT_SPLIT_BLOCK_S = 5.0
@@ -562,7 +562,7 @@ def finetune_on_photos(
         index = torch.randint(0, len(photos), (min(config.batch_size, len(photos)),), generator=rng)
         on_dmd, batch = photo_batch(scenes, targets, index, config.mirror, rng)
         shown = base if patterns is None else patterns()
-        counts = detect(on_dmd @ shown.T, log_uniform_flux(config.photon_flux_range, rng), rng)
+        counts = measure(on_dmd, shown, log_uniform_flux(config.photon_flux_range, rng), rng)
         predicted = encoder.normalised(counts)
         decoded = net(encoder.latent_mean + encoder.latent_std * predicted)
         terms = losses.loss_terms(weights, predicted, None, batch, decoded, face_loss)
