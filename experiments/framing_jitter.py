@@ -15,14 +15,12 @@ faces of `lsi data --train 6144` and face-api's weights:
 """
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from lsi_ros.commands.eval import _face_analyzer
 from lsi_ros.evaluation import framing, quality
@@ -34,8 +32,7 @@ from lsi_ros.framing.unframed import generated_faces
 from lsi_ros.models.checkpoint import load_model
 from lsi_ros.models.generators import get_generator
 from lsi_ros.models.registry import find_model
-from lsi_ros.optics import ForwardModel
-from lsi_ros.training import data, train
+from lsi_ros.training import data, finetune
 from lsi_ros.training.augment import FramingJitter
 
 FRAMINGS = ("hand", "moved", "located")
@@ -43,29 +40,11 @@ FRAMINGS = ("hand", "moved", "located")
 
 def fine_tune(model, faces: data.FaceData, jitter: FramingJitter | None, steps: int, lr: float):
     """A copy of ``model``'s encoder, every member trained on the latent MSE for ``steps`` batches of
-    256 (the draws seeded alike for every variant)."""
-    sums = train.channel_sums(faces.images)
-    latents = torch.from_numpy(faces.latents)
-    patterns = torch.from_numpy(ForwardModel(model.pattern_set, np.float32).matrix)
-    encoder = copy.deepcopy(model.encoder).float().train()
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=1e-4)
-    rng, jitter_rng = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
-    mean, std = encoder.latent_mean, encoder.latent_std
-    for step in tqdm(range(steps), desc=f"fine-tune, jitter {jitter}", unit="step"):
-        for group in optimizer.param_groups:
-            group["lr"] = train.learning_rate(step, steps, lr)
-        index = torch.randint(0, len(sums), (256,), generator=rng)
-        x = sums[index].float() / 255.0
-        if jitter is not None:
-            x = jitter(x, model.pattern_set.resolution[0], jitter_rng)
-        y = train.detect(x @ patterns.T, train.log_uniform_flux((20.0, 2000.0), rng), rng)
-        target = (latents[index] - mean) / std
-        members = encoder.members
-        loss = sum(torch.nn.functional.mse_loss(m.normalised(y), target) for m in members) / len(members)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return encoder.eval()
+    256 (``finetune.finetune_for_framing``: the draws seeded alike for every variant)."""
+    config = finetune.FramingFinetuneConfig(
+        steps=steps, lr=lr, jitter=() if jitter is None else tuple(vars(jitter).values())
+    )
+    return finetune.finetune_for_framing(model, faces, config)[0].encoder
 
 
 def scores(encoder, frames: dict, truth, truth_descriptors, generator, analyzer) -> dict:

@@ -8,8 +8,9 @@ refuses the frames, by design: its model only understands its own patterns). Eve
 namespace:= and is started again RESPAWN_DELAY_S after it dies (respawn:=false turns that off).
 
 framing:=auto finds the face in the field with the camera itself and shows the model's patterns
-registered onto it (face_locator, dmd_driver and photodiode_sampler with framing: docs/ros2.md);
-framing:=off (default) leaves the patterns where the calibration puts them.
+registered onto it (face_locator, dmd_driver and photodiode_sampler with framing: docs/ros2.md), and
+the model is m128-framed unless model:= names another (m128's encoder trained on the locator's framing
+errors, same patterns); framing:=off (default) leaves the patterns where the calibration puts them.
 """
 
 from launch import LaunchDescription
@@ -19,6 +20,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, Pyth
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from lsi_ros.models.registry import DEFAULT_MODEL, FRAMED_MODEL
+
 # Seconds between a node's death and its restart (a USB device re-enumerates meanwhile).
 RESPAWN_DELAY_S = 1.0
 
@@ -26,8 +29,21 @@ RESPAWN_DELAY_S = 1.0
 def generate_launch_description():
     params_file = LaunchConfiguration("params_file")
     backend = LaunchConfiguration("backend")
-    model = LaunchConfiguration("model")
     framing_on = PythonExpression(["'", LaunchConfiguration("framing"), "' == 'auto'"])
+    # No model named: m128, or behind the locator the m128 encoder trained on its framing errors.
+    model = PythonExpression(
+        [
+            "'",
+            LaunchConfiguration("model"),
+            "' or ('",
+            FRAMED_MODEL,
+            "' if ",
+            framing_on,
+            " else '",
+            DEFAULT_MODEL,
+            "')",
+        ]
+    )
     field_size = LaunchConfiguration("field_size")
     respawned = {
         "namespace": LaunchConfiguration("namespace"),
@@ -61,8 +77,9 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument(
                 "model",
-                default_value="m128",
-                description="Model name or file (m32 ... m256; m32-real, m128-real for real people).",
+                default_value="",
+                description=f"Model name or file (m32 ... m256; m32-real, m128-real for real people; "
+                f"default {DEFAULT_MODEL}, with framing:=auto {FRAMED_MODEL}).",
             ),
             DeclareLaunchArgument(
                 "pattern_set",

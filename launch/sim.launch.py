@@ -38,7 +38,11 @@ def generate_launch_description():
                 default_value="true",
                 description="Restart a node that dies (true/false); the recorder is never restarted.",
             ),
-            DeclareLaunchArgument("model", default_value="m128", description="Model name or file."),
+            DeclareLaunchArgument(
+                "model",
+                default_value="",
+                description="Model name or file (default m128, with framing:=auto m128-framed).",
+            ),
             DeclareLaunchArgument(
                 "generator",
                 default_value="mobilestylegan",

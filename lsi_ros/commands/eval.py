@@ -123,7 +123,11 @@ def add_parser(subparsers):
         "localisation cost, "
         "tracking over a walking sequence -> docs/results/framing.json and .png",
     )
-    parser.add_argument("--framing-model", default="m128", help="--scenes: the model imaging the face")
+    parser.add_argument(
+        "--framing-model",
+        default="m128-framed",
+        help="--scenes: the model imaging the face (default m128-framed, as framing:=auto runs)",
+    )
     parser.add_argument("--scene-faces", type=int, default=60, help="--scenes: held-out generated faces")
     parser.add_argument(
         "--scene-real",

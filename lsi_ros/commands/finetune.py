@@ -41,13 +41,24 @@ def add_parser(subparsers):
         help="the first N faces of UTKFace's training split (FFHQ-framed, cached), trained through the "
         "generator with image and identity losses",
     )
+    source.add_argument(
+        "--framing-jitter",
+        type=float,
+        nargs="+",
+        metavar="V",
+        help="the generator's first --generated training faces (their latents the targets, no teacher), "
+        "each measured through a grid off by a random framing error, as the locator frames a face: "
+        "SHIFT_PX SCALE ROLL_DEG [FRACTION] (e.g. 4 0.06 4 0.75: within 4 sampling pixels, 6 %%, 4 "
+        "degrees, three faces in four); the encoder that framing:=auto is for",
+    )
     parser.add_argument(
         "--generated",
         type=int,
         default=0,
         metavar="N",
         help="--utkface: also train on the generator's first N training faces (`lsi data`), under the same "
-        "losses, so generated-face quality holds while the encoder learns real people (default 0)",
+        "losses, so generated-face quality holds while the encoder learns real people; --framing-jitter: "
+        "the faces to train on (default 0)",
     )
     parser.add_argument(
         "--latent-space",
@@ -169,6 +180,8 @@ def run(args) -> int:
     model = load_model(find_model(args.model))
     if args.utkface is not None:
         return run_photos(args, model, started)
+    if args.framing_jitter is not None:
+        return run_framing(args, model, started)
     generator = finetune.generator_for(model)
     teacher_generator = generator
     if args.teacher_exit != "exact" and generator.generator_id.startswith("mobilestylegan"):
@@ -261,6 +274,38 @@ def run_photos(args, model, started: float) -> int:
     print(
         f"wrote {path} ({tuned.encoder.latent_space}, pattern set {tuned.pattern_set.pattern_set_id}); "
         "evaluate on held-out people with `lsi eval --real --models <it> ...`"
+    )
+    return 0
+
+
+def run_framing(args, model, started: float) -> int:
+    """``--framing-jitter``: generated training faces measured through random framing errors."""
+    from lsi_ros.training import finetune
+    from lsi_ros.training.augment import FramingJitter
+
+    if args.generated < 1:
+        raise ValueError("--framing-jitter trains on generated faces: give --generated N (e.g. 6144)")
+    values = len(args.framing_jitter)
+    if values not in (3, 4):
+        raise ValueError(f"--framing-jitter takes SHIFT_PX SCALE ROLL_DEG [FRACTION], not {values} values")
+    FramingJitter.from_config(args.framing_jitter)  # a bad jitter fails before the faces are read
+    config = finetune.FramingFinetuneConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        jitter=tuple(args.framing_jitter),
+        seed=args.seed,
+    )
+    faces = finetune.generated_training_data(model, args.generated)
+    tuned, history = finetune.finetune_for_framing(model, faces, config)
+    path = save_and_report(args, model, tuned, started, "framing_finetune")
+    print(
+        f"training loss {history[0]['train_loss']:.4f} at step {history[0]['step']} -> "
+        f"{history[-1]['train_loss']:.4f} at {history[-1]['step']}"
+    )
+    print(
+        f"wrote {path} (pattern set {tuned.pattern_set.pattern_set_id}); score it behind the locator with "
+        f"`lsi eval --scenes unframed --framing-model {path}`"
     )
     return 0
 

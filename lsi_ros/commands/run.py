@@ -19,7 +19,9 @@ def add_parser(subparsers):
         "a bag recorder), watches the topics for --duration seconds once latent codes flow, stops the "
         "launch as Ctrl-C would and writes --output/{bag, frames.png, summary.json}.",
     )
-    parser.add_argument("--model", default="m128", help="model name or file (default m128)")
+    parser.add_argument(
+        "--model", default="", help="model name or file (default m128; with --framing auto m128-framed)"
+    )
     parser.add_argument(
         "--duration", type=float, default=30.0, help="seconds to run once latent codes flow (default 30)"
     )
@@ -91,6 +93,9 @@ def main(args) -> int:
     web_port = _free_port(args.web_port) if args.web else args.web_port
     if args.web:
         print(f"live page: http://127.0.0.1:{web_port}/", flush=True)
+    from lsi_ros.models.registry import DEFAULT_MODEL, FRAMED_MODEL
+
+    args.model = args.model or (FRAMED_MODEL if args.framing == "auto" else DEFAULT_MODEL)
     arguments = {
         "model": args.model,
         "generator": args.generator,

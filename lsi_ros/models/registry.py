@@ -5,6 +5,9 @@ import sys
 from pathlib import Path
 
 SUFFIX = ".safetensors"
+# The model a camera runs when none is named; behind the face locator (framing auto), m128's encoder
+# trained on the locator's framing errors (same patterns).
+DEFAULT_MODEL, FRAMED_MODEL = "m128", "m128-framed"
 # The shipped boundaries fitted on each shipped model's estimates (config/decode.yaml reads codes so).
 SHIPPED_ESTIMATE_BOUNDARIES = ("attributes-m32", "attributes-m64", "attributes-m128", "attributes-m256")
 

@@ -414,6 +414,71 @@ def finetune(
     return FinetuneResult(tuned, before, after, teacher, history, train.names, held.names)
 
 
+# -- generated faces through framing errors: the encoder the locator's framing needs ---------------
+@dataclass(frozen=True)
+class FramingFinetuneConfig:
+    """``jitter``: (shift_px, scale, roll_deg, fraction) of ``augment.FramingJitter``, () for none (the
+    control: the same training without framing errors)."""
+
+    steps: int = 1200
+    batch_size: int = 256
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    jitter: tuple = (4.0, 0.06, 4.0, 0.75)
+    photon_flux_range: tuple = (20.0, 2000.0)
+    seed: int = 0
+
+
+def finetune_for_framing(
+    model: LsiModel, faces, config: FramingFinetuneConfig = FramingFinetuneConfig(), progress: bool = True
+) -> tuple[LsiModel, list]:
+    """Every member of ``model``'s encoder trained further on the latent MSE of generated training
+    ``faces`` (``data.FaceData``: their true latents are the targets) measured through random framing
+    errors, as a located face is (patterns frozen); the same draws for any ``jitter``. Returns the
+    model (``<id>-framed``) and the mean loss every 100 steps."""
+    from lsi_ros.training.augment import FramingJitter
+
+    jitter = FramingJitter.from_config(config.jitter)
+    sums = channel_sums(faces.images)
+    latents = torch.from_numpy(faces.latents)
+    patterns = torch.from_numpy(ForwardModel(model.pattern_set, np.float32).matrix)
+    resolution = model.pattern_set.resolution[0]
+    encoder = copy.deepcopy(model.encoder).float().train()
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    rng = torch.Generator().manual_seed(config.seed)
+    jitter_rng = torch.Generator().manual_seed(config.seed + 1)
+    mean, std = encoder.latent_mean, encoder.latent_std
+    history, window = [], []
+    steps = tqdm(range(config.steps), desc="fine-tune for framing errors", unit="step", disable=not progress)
+    for step in steps:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config.steps, config.lr)
+        index = torch.randint(0, len(sums), (config.batch_size,), generator=rng)
+        x = sums[index].float() / 255.0
+        if jitter is not None:
+            x = jitter(x, resolution, jitter_rng)
+        y = measure(x, patterns, log_uniform_flux(config.photon_flux_range, rng), rng)
+        target = (latents[index] - mean) / std
+        members = getattr(encoder, "members", [encoder])  # an ensemble: each member learns alone
+        loss = sum(torch.nn.functional.mse_loss(m.normalised(y), target) for m in members) / len(members)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        window.append(float(loss.detach()))
+        if (step + 1) % 100 == 0 or step + 1 == config.steps:
+            history.append({"step": step + 1, "train_loss": round(float(np.mean(window)), 5)})
+            window = []
+    encoder.eval()
+    info = dict(model.info)
+    info["framing_finetune"] = {
+        "base_model_id": model.model_id,
+        "faces": len(sums),
+        "config": asdict(config),
+        "history": history,
+    }
+    return LsiModel(f"{model.model_id}-framed", model.pattern_set, encoder, info), history
+
+
 # -- real photos through the generator: image and identity losses, no latent target ----------------
 @dataclass(frozen=True)
 class PhotoFinetuneConfig:
@@ -466,18 +531,24 @@ def _at_resolution(images: np.ndarray, resolution: int) -> np.ndarray:
     return np.stack([cv2.resize(i, size, interpolation=cv2.INTER_AREA) for i in images])
 
 
+def generated_training_data(model: LsiModel, count: int, root=None):
+    """The first ``count`` of the model's own training faces and their latents (seeds from 0, read from
+    `lsi data`'s cache for the model's generator and truncation): ``data.FaceData``."""
+    from lsi_ros.training import data
+
+    name = model.info.get("generator_id", "").split("-", 1)[0]
+    psi = float(model.info.get("truncation_psi", data.DEFAULT_PSI))
+    return data.load(name, 0, count, root, truncation_psi=psi)
+
+
 def generated_training_faces(model: LsiModel, count: int, resolution: int, root=None) -> np.ndarray | None:
     """The first ``count`` of the model's own training faces (seeds from 0, read from `lsi data`'s cache)
     as (N, R, R, 3) uint8 at ``resolution``; None for none."""
-    from lsi_ros.training import data
-
     if count < 0:
         raise ValueError(f"--generated needs zero or more faces, not {count}")
     if not count:
         return None
-    name = model.info.get("generator_id", "").split("-", 1)[0]
-    psi = float(model.info.get("truncation_psi", data.DEFAULT_PSI))
-    return _at_resolution(data.load(name, 0, count, root, truncation_psi=psi).images, resolution)
+    return _at_resolution(generated_training_data(model, count, root).images, resolution)
 
 
 PATTERN_MARGIN = 0.05  # how far from 0.5 the model's patterns start when they learn: a pixel flips only
