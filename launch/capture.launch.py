@@ -75,6 +75,13 @@ def generate_launch_description():
                 default_value=backend,
                 description="photodiode_sampler backend: sim, serial_adc, nidaqmx.",
             ),
+            # Before model and pattern_set, whose defaults read it.
+            DeclareLaunchArgument(
+                "framing",
+                default_value="off",
+                choices=["auto", "off"],
+                description="auto: find the face and register the patterns onto it; off: as calibrated.",
+            ),
             DeclareLaunchArgument(
                 "model",
                 default_value="",
@@ -85,12 +92,6 @@ def generate_launch_description():
                 "pattern_set",
                 default_value=["model:", model],
                 description="What the DMD shows: model:<name>, a pattern-set file, hadamard-split:<P>, ...",
-            ),
-            DeclareLaunchArgument(
-                "framing",
-                default_value="off",
-                choices=["auto", "off"],
-                description="auto: find the face and register the patterns onto it; off: as calibrated.",
             ),
             DeclareLaunchArgument(
                 "field_size",
