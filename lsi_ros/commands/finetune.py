@@ -285,9 +285,6 @@ def run_framing(args, model, started: float) -> int:
 
     if args.generated < 1:
         raise ValueError("--framing-jitter trains on generated faces: give --generated N (e.g. 6144)")
-    values = len(args.framing_jitter)
-    if values not in (3, 4):
-        raise ValueError(f"--framing-jitter takes SHIFT_PX SCALE ROLL_DEG [FRACTION], not {values} values")
     FramingJitter.from_config(args.framing_jitter)  # a bad jitter fails before the faces are read
     config = finetune.FramingFinetuneConfig(
         steps=args.steps,

@@ -35,6 +35,9 @@ class FramingJitter:
     @classmethod
     def from_config(cls, values) -> FramingJitter | None:
         """``TrainConfig.framing_jitter``: () for none, or (shift_px, scale, roll_deg[, fraction])."""
+        count = len(values)
+        if count and count not in (3, 4):
+            raise ValueError(f"framing jitter takes SHIFT_PX SCALE ROLL_DEG [FRACTION], not {count} values")
         return cls(*(float(v) for v in values)) if values else None
 
     def draw(self, count: int, generator: torch.Generator) -> torch.Tensor:
