@@ -25,6 +25,8 @@ ABOUT = {
     "framing.json": "find and frame: the locator against hand framing on unframed scenes, and its cost",
     "framing_sequence.json": "the framing camera (framing:=auto) on a person walking across the field",
     "framing_offset.json": "the locator's offset from the landmark square, fitted on training-range scenes",
+    "framing_correction.json": "the locator's framing correction from all 68 landmarks: cross-validated "
+    "framing errors without and with it",
     "framing_jitter.json": "m128 fine-tuned with and without framing errors: located against hand framing",
     "quality_images.json": "models on the offline portraits (real photos)",
     "quality_offline_images.json": "Hadamard baselines on offline test images",

@@ -163,6 +163,21 @@ def add_parser(subparsers):
         "landmarks sits against the generator's framing) on unframed scenes of FACES training-range faces",
     )
     parser.add_argument(
+        "--fit-framing-correction",
+        type=int,
+        default=0,
+        metavar="FACES",
+        help="--scenes, instead: fit the locator's framing correction (what the FFHQ rule's square misses "
+        "of the generator's framing, from all 68 landmarks) on unframed scenes of FACES training-range "
+        "faces, store it in the finder file (--output, default the --finder file) and write "
+        "docs/results/framing_correction.json",
+    )
+    parser.add_argument(
+        "--finder",
+        default="face-finder",
+        help="--scenes: the face-finder file (name or path) the locator uses (default face-finder)",
+    )
+    parser.add_argument(
         "--finder-faces", type=int, default=320, help="--train-finder: generated faces of training seeds"
     )
     parser.add_argument(
@@ -616,6 +631,37 @@ def _face_analyzer():
         return None
 
 
+def _fit_framing_correction(args, locator, generator, finder_path) -> int:
+    """``--fit-framing-correction FACES``: fit, store in the finder file, report."""
+    from lsi_ros.evaluation import framing
+    from lsi_ros.framing.correction import fit_framing_correction
+    from lsi_ros.framing.unframed import generated_faces
+
+    first, count = framing.FRAMING_OFFSET_FIRST_SEED, args.fit_framing_correction
+    x, y = framing.framing_correction_data(locator, generated_faces(generator, first, count))
+    locator.finder.framing_correction, report = fit_framing_correction(x, y)
+    report = {
+        "command": " ".join(["lsi eval", *sys.argv[2:]]),
+        "seeds": f"{first}..{first + count - 1}",
+        "found": len(x),
+        "finder": finder_path.name,
+        "zoom_window": locator.config.zoom_window,
+        "zoom_patterns": locator.config.zoom_patterns,
+        "framing_offset": list(locator.config.framing_offset),
+        **report,
+    }
+    locator.finder.info["framing_correction"] = {
+        k: report[k] for k in ("seeds", "found", "ridge", "without", "with")
+    }
+    finder = locator.finder.save(Path(args.output or finder_path))
+    output = Path("docs/results/framing_correction.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report))
+    print(f"wrote {finder} (the finder with its framing correction) and {output}")
+    return 0
+
+
 def main_framing(args, photodiode) -> int:
     """``--scenes unframed``: the find-and-frame loop on held-out unframed scenes (or, with
     ``--train-finder``, training its face finder on training-seed faces)."""
@@ -650,7 +696,10 @@ def main_framing(args, photodiode) -> int:
     analyzer = _face_analyzer()
     if analyzer is None:
         return 1
-    locator = FaceLocator(load_face_finder(find_model("face-finder")), analyzer, photodiode=photodiode)
+    finder_path = find_model(args.finder)
+    locator = FaceLocator(load_face_finder(finder_path), analyzer, photodiode=photodiode)
+    if args.fit_framing_correction:
+        return _fit_framing_correction(args, locator, generator, finder_path)
     if args.fit_framing_offset:
         first = framing.FRAMING_OFFSET_FIRST_SEED
         fitted = framing.fit_framing_offset(

@@ -23,9 +23,10 @@ from tqdm import tqdm
 
 from lsi_ros.evaluation.identity import SAME_PERSON_DISTANCE, uint8_images
 from lsi_ros.evaluation.latent_imaging import score_image
-from lsi_ros.framing.field import framed_view, measure_field
+from lsi_ros.framing import correction
+from lsi_ros.framing.field import field_to_grid, framed_view, measure_field
 from lsi_ros.framing.tracking import LocalisationCost, RelocalisationPolicy
-from lsi_ros.framing.unframed import unframed_scenes, walking_sequence
+from lsi_ros.framing.unframed import unframed_scene, unframed_scenes, walking_sequence
 from lsi_ros.optics.forward import ForwardModel
 
 RESOLUTION = 256
@@ -50,7 +51,8 @@ def registration_error(found, truth) -> dict:
     }
 
 
-# Faces that fit the framing offset: training-range seeds beyond the face finder's bank, never evaluated.
+# Faces that fit the framing offset and correction: training-range seeds beyond the face finder's bank,
+# never evaluated.
 FRAMING_OFFSET_FIRST_SEED = 750_000
 
 
@@ -61,7 +63,7 @@ def fit_framing_offset(locator, faces, seed: int = 0) -> dict:
     places the FFHQ rule's square a few pixels off the generator's framing, and more so the blurrier
     the zoomed image, so the offset belongs to the locator's zoom settings."""
     unbiased = copy.copy(locator)
-    unbiased.config = dataclasses.replace(locator.config, framing_offset=(0.0, 0.0))
+    unbiased.config = dataclasses.replace(locator.config, framing_offset=(0.0, 0.0), framing_correction=False)
     scenes = unframed_scenes(faces, len(faces), 0, seed=seed, field_shape=locator.field_shape)
     where = []
     for scene in tqdm(scenes, total=len(faces), desc="framing offset", unit="scene"):
@@ -78,6 +80,26 @@ def fit_framing_offset(locator, faces, seed: int = 0) -> dict:
         "found": len(where),
         "spread_px_median": round(float(np.median(np.hypot(*(where - offset).T))), 3),
     }
+
+
+def framing_correction_data(locator, faces, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`lsi_ros.framing.correction.fit_framing_correction` learns from: per unframed scene of
+    ``faces`` where the locator (without a correction) finds the face, the landmarks in the grid it
+    framed (N, 136) and where the true grid lies in that grid (N, 4). Scenes are made one at a time."""
+    plain = copy.copy(locator)
+    plain.config = dataclasses.replace(locator.config, framing_correction=False)
+    rng = np.random.default_rng(seed)
+    x, y = [], []
+    for i, face in enumerate(tqdm(faces, desc="framing correction", unit="scene")):
+        scene = unframed_scene(f"face {i}", face, rng, locator.field_shape)
+        found = plain.locate(scene.image)
+        if found.found:
+            marks = field_to_grid(found.landmarks, locator.field_shape, locator.config.resolution)
+            x.append(correction.features(found.registration, marks))
+            y.append(correction.residual(found.registration, scene.registration))
+    if not x:
+        raise ValueError("no face was found: the framing correction cannot be fitted")
+    return np.array(x), np.array(y)
 
 
 class FramedImaging:

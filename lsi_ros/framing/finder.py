@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional
 from tqdm import tqdm
 
+from lsi_ros.framing.correction import FramingCorrection
 from lsi_ros.models.files import read_safetensors, write_safetensors
 
 FILE_FORMAT = "lsi_ros.face_finder"
@@ -63,10 +64,12 @@ class FaceFinderNet(nn.Module):
 
 @dataclass
 class FaceFinder:
-    """The trained net and its metadata (training provenance, thresholds)."""
+    """The trained net and its metadata (training provenance, thresholds), and the locator's framing
+    correction fitted with it (None: the locator frames by the FFHQ rule and its offset alone)."""
 
     net: FaceFinderNet
     info: dict
+    framing_correction: FramingCorrection | None = None
 
     @torch.inference_mode()
     def find(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,18 +92,23 @@ class FaceFinder:
 
     def save(self, path) -> Path:
         metadata = {"format": FILE_FORMAT, "info": json.dumps(self.info, sort_keys=True)}
-        return write_safetensors(dict(self.net.state_dict()), path, metadata)
+        tensors = dict(self.net.state_dict())
+        if self.framing_correction is not None:
+            tensors |= {k: torch.from_numpy(v) for k, v in self.framing_correction.tensors().items()}
+        return write_safetensors(tensors, path, metadata)
 
 
 def load_face_finder(path) -> FaceFinder:
     metadata, tensors = read_safetensors(path, FILE_FORMAT, FaceFinderError, "face finder")
     info = json.loads(metadata["info"])
     net = FaceFinderNet(info["width"])
+    extra = {k: tensors.pop(k).numpy() for k in list(tensors) if k.startswith("framing_correction.")}
     try:
         net.load_state_dict(tensors, strict=True)
-    except RuntimeError as error:
+        correction = FramingCorrection.from_tensors(extra)
+    except (RuntimeError, ValueError) as error:
         raise FaceFinderError(f"{path}: weights do not fit the face finder ({error})") from error
-    return FaceFinder(net.eval(), info)
+    return FaceFinder(net.eval(), info, correction)
 
 
 def _targets(boxes: list, cells: int) -> tuple[np.ndarray, ...]:
@@ -172,10 +180,24 @@ def _heat_loss(logits: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
 
 
 # Zoom windows of the training set: the candidate box is the true box moved and resized by about what
-# the coarse finder gets wrong, and the window is the locator's zoom or tracking window round it.
+# the coarse finder gets wrong, and the window is one the locator zooms with round it.
 CANDIDATE_SHIFT = 0.12  # std of the candidate centre's error, in face widths
 CANDIDATE_SCALE = 0.2  # std of the candidate width's log error
-WINDOWS = (2.2, 2.8)
+
+
+def zoom_windows(locator) -> tuple:
+    """Every window the locator looks through after the coarse stage: (side / candidate face width, the
+    patterns it shows there as a ``ForwardModel``, the candidate's error / a coarse candidate's). The
+    tight retry and refresh windows go round a box that a zoom or the tracker found, which is off by
+    about half as much; one window between the first zoom and the tracking window fills the gap."""
+    c = locator.config
+    return (
+        (c.retry_window, locator.zoom, 0.5),
+        (c.refresh_window, locator.refresh, 0.5),
+        (c.zoom_window, locator.zoom, 1.0),
+        ((c.zoom_window + c.track_window) / 2, locator.zoom, 1.0),
+        (c.track_window, locator.zoom, 1.0),
+    )
 
 
 def _training_face(faces: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
@@ -189,9 +211,10 @@ def _training_face(faces: np.ndarray, rng: np.random.Generator) -> np.ndarray | 
 
 def _zoom_sample(face, rng: np.random.Generator, locators: dict) -> tuple[np.ndarray, object]:
     """One zoomed image (64², as the locator checks it) of a window round a candidate box, and the face's
-    box in it (None: no face, or the face not wholly in the window). The field is just large enough for
-    the window's sampling pixels to cover whole mirrors (512² below a third of the field, else 256²),
-    so the photodiode sees the light the full field would send."""
+    box in it (None: no face). A candidate whose window cuts the face is drawn again: a face partly in
+    the window is neither a face the finder must size nor an empty window. The field is just large
+    enough for the window's sampling pixels to cover whole mirrors (512² below a third of the field,
+    else 256²), so the photodiode sees the light the full field would send."""
     from lsi_ros.framing.localize import to_window, window_registration
     from lsi_ros.framing.unframed import FACE_WIDTHS, unframed_scene
 
@@ -199,22 +222,26 @@ def _zoom_sample(face, rng: np.random.Generator, locators: dict) -> tuple[np.nda
     size = 256 if width >= 1 / 3 else 512
     locator = locators[size]
     scene = unframed_scene("zoom", face, rng, (size, size), widths=(width, width))
-    if scene.box is None:
-        side = width * size
-        centre = rng.uniform(side / 2, size - side / 2, 2)
-    else:
-        side = (scene.box[2] - scene.box[0]) * np.exp(rng.normal(0, CANDIDATE_SCALE))
-        centre = (scene.box[:2] + scene.box[2:]) / 2 + rng.normal(0, CANDIDATE_SHIFT, 2) * side
     resolution = locator.config.zoom_resolution
-    window = window_registration(centre, rng.choice(WINDOWS) * side, resolution, (size, size))
-    image = locator.acquire(scene.image, locator.zoom, window)
-    small = cv2.resize(image.astype(np.float32), (INPUT, INPUT), interpolation=cv2.INTER_AREA)
-    if scene.box is None:
-        return small, None
-    corners = to_window(scene.box.reshape(2, 2), window, resolution, (size, size))
-    box = corners.ravel() * INPUT / resolution
-    inside = box[0] >= 0 and box[1] >= 0 and box[2] <= INPUT and box[3] <= INPUT
-    return small, box if inside else None
+    windows = zoom_windows(locator)
+    box = None
+    while True:
+        window_side, forward, error = windows[rng.integers(len(windows))]
+        if scene.box is None:
+            side = width * size
+            centre = rng.uniform(side / 2, size - side / 2, 2)
+        else:
+            side = (scene.box[2] - scene.box[0]) * np.exp(rng.normal(0, error * CANDIDATE_SCALE))
+            centre = (scene.box[:2] + scene.box[2:]) / 2 + rng.normal(0, error * CANDIDATE_SHIFT, 2) * side
+        window = window_registration(centre, window_side * side, resolution, (size, size))
+        if scene.box is None:
+            break
+        corners = to_window(scene.box.reshape(2, 2), window, resolution, (size, size))
+        box = corners.ravel() * INPUT / resolution
+        if box[0] >= 0 and box[1] >= 0 and box[2] <= INPUT and box[3] <= INPUT:
+            break
+    image = locator.acquire(scene.image, forward, window)
+    return cv2.resize(image.astype(np.float32), (INPUT, INPUT), interpolation=cv2.INTER_AREA), box
 
 
 def finder_training_set(faces: np.ndarray, count: int, photodiode, seed: int = 0, desc: str = "training"):

@@ -55,18 +55,23 @@ class LocatorConfig:
     # tracker says: a tighter window images it as sharply with half the patterns.
     refresh_patterns: int = 1024
     refresh_window: float = 1.5
-    candidate_score: float = 0.17  # stage-1 finder score worth a zoom (the finder's validation)
-    min_score: float = 0.63  # finder score in the zoomed image that means "a face" (its validation)
+    candidate_score: float = 0.23  # stage-1 finder score worth a zoom (the finder's validation)
+    min_score: float = 0.66  # finder score in the zoomed image that means "a face" (its validation)
     landmark_box: float = 1.36  # landmark crop side / face width (face-api's detector box is this wide)
     refine_window: float = 0.0  # a second, tighter zoom: its side / landmark extent (0: none)
+    refine_patterns: int = 2048
     # Where the generator's own framing lies in the square the FFHQ rule draws from landmarks in the
     # zoomed image, in the model grid's sampling pixels (rows, columns, the face upright); fitted by
     # `lsi eval --scenes unframed --fit-framing-offset 100` (docs/results/framing_offset.json).
-    framing_offset: tuple[float, float] = (3.5, -0.13)
+    framing_offset: tuple[float, float] = (3.64, -0.24)
+    # Then the finder file's framing correction (lsi_ros.framing.correction), when it carries one.
+    framing_correction: bool = True
     max_size_disagreement: float = 2.0  # the landmarks' face width / the finder's, either way
     # Landmark crops tried in turn (side / the finder's face width) when the landmarks of the first
-    # disagree with the finder on the face's size: on a blurred face the net can shrink onto its middle.
+    # disagree with the finder on the face's size by more than size_tolerance: on a blurred face the net
+    # can shrink onto its middle. The crop whose landmarks agree best is kept.
     landmark_box_retries: tuple[float, ...] = (1.0, 1.8)
+    size_tolerance: float = 1.3
     # Landmarks that agree with the finder in none of those crops: one more zoom, this many of the
     # finder's face widths wide round its box, where the face fills more of the image (0: none).
     retry_window: float = 1.3
@@ -167,6 +172,11 @@ class FaceLocator:
         c = self.config
         return ForwardModel(hadamard_reference_patterns(c.refresh_patterns, c.zoom_resolution), np.float32)
 
+    @cached_property
+    def fine(self) -> ForwardModel:
+        c = self.config
+        return ForwardModel(hadamard_reference_patterns(c.refine_patterns, c.zoom_resolution), np.float32)
+
     @property
     def coarse_cost(self) -> int:
         return self.coarse.num_patterns + self.dark_patterns
@@ -250,11 +260,15 @@ class FaceLocator:
         box, score = boxes[0] * shrink, float(scores[0])
         if score < c.min_score:
             return Localization(None, None, score, None, cost, 0.0, 0.0)
+        landmarks, disagreement = None, np.inf
         for crop in (c.landmark_box, *c.landmark_box_retries):
-            landmarks = self._landmarks(image, box, crop)
-            if self._agrees_in_size(ffhq_quad(landmarks), box):
+            marks = self._landmarks(image, box, crop)
+            off = abs(np.log(self._size_ratio(ffhq_quad(marks), box)))
+            if off < disagreement:
+                landmarks, disagreement = marks, off
+            if off <= np.log(c.size_tolerance):
                 break
-        else:
+        if not self._agrees_in_size(ffhq_quad(landmarks), box):
             if window <= c.retry_window:
                 return Localization(None, None, score, None, cost, 0.0, 0.0)
             found = to_field(box.reshape(2, 2), c.zoom_resolution, registration, self.field_shape).ravel()
@@ -269,22 +283,30 @@ class FaceLocator:
             low, high = landmarks.min(0), landmarks.max(0)
             side = c.refine_window * float(np.max(high - low))
             fine = window_registration((low + high) / 2, side, c.zoom_resolution, self.field_shape)
-            sharp = self.acquire(field_image, self.zoom, fine)
+            sharp = self.acquire(field_image, self.fine, fine)
             inside = to_window(box.reshape(2, 2), fine, c.zoom_resolution, self.field_shape).ravel()
-            landmarks = to_field(self._landmarks(sharp, inside), c.zoom_resolution, fine, self.field_shape)
+            landmarks = self._landmarks(sharp, inside, c.landmark_box)
+            landmarks = to_field(landmarks, c.zoom_resolution, fine, self.field_shape)
         framing = registration_from_quad(ffhq_quad(landmarks), self.field_shape, c.resolution)
         framing = dataclasses.replace(framing, shift=tuple(framing.to_scene(np.array(c.framing_offset))))
-        patterns = cost + (self.zoom_cost if c.refine_window else 0)
+        if c.framing_correction and self.finder.framing_correction is not None:
+            marks = field_to_grid(landmarks, self.field_shape, c.resolution)
+            framing = self.finder.framing_correction.apply(framing, marks)
+        patterns = cost + (self.fine.num_patterns + self.dark_patterns if c.refine_window else 0)
         return Localization(
             box, landmarks, score, framing, patterns, 0.0, 0.0, window=registration, image=image
         )
 
+    @staticmethod
+    def _size_ratio(quad: np.ndarray, box: np.ndarray) -> float:
+        """The face width the landmarks' FFHQ square (in the same pixels as the finder's ``box``) implies,
+        over the finder's."""
+        return float(np.hypot(*(quad[3] - quad[0]))) * FACE_WIDTH_IN_CROP / float(box[2] - box[0])
+
     def _agrees_in_size(self, quad: np.ndarray, box: np.ndarray) -> bool:
-        """The landmarks' FFHQ square (in the same pixels as the finder's ``box``) against the finder's
-        face width: a square several times too small or large is landmarks found on something else, or
-        landmarks that shrank onto part of the face."""
-        side = float(np.hypot(*(quad[3] - quad[0])))
-        ratio = side * FACE_WIDTH_IN_CROP / float(box[2] - box[0])
+        """A square several times too small or large is landmarks found on something else, or landmarks
+        that shrank onto part of the face."""
+        ratio = self._size_ratio(quad, box)
         return 1 / self.config.max_size_disagreement <= ratio <= self.config.max_size_disagreement
 
     def _landmarks(self, image: np.ndarray, box: np.ndarray, crop: float) -> np.ndarray:

@@ -86,6 +86,11 @@ PARAMS = (
         max=DEFAULTS.zoom_resolution**2,
     ),
     Param("min_score", DEFAULTS.min_score, "Detector score that means a face.", min=0.0, max=1.0),
+    Param(
+        "framing_correction",
+        DEFAULTS.framing_correction,
+        "Move the FFHQ square by the finder file's framing correction, when it carries one.",
+    ),
     Param("tracking", True, "Watch the frames and look again when the face moved.", applies="live"),
     Param(
         "tracker",
@@ -206,6 +211,7 @@ class FaceLocatorNode(Node):
             coarse_patterns=c["coarse_patterns"],
             zoom_patterns=c["zoom_patterns"],
             min_score=c["min_score"],
+            framing_correction=c["framing_correction"],
             resolution=c["resolution"],
         )
         try:
