@@ -378,6 +378,19 @@ def test_the_locator_moves_its_framing_by_the_finders_correction():
     assert residual(plain, corrected) == pytest.approx(bias)
 
 
+@needs_face_api
+def test_a_refining_zoom_pays_its_own_patterns_and_frames_the_face():
+    from lsi_ros.models.generators import get_generator
+
+    generator = get_generator("mobilestylegan")
+    face = np.rint(generator.synthesize(generator.sample_latents([1_000_004], 0.7))[0] * 255).astype(np.uint8)
+    scene = unframed_scene("face", face, np.random.default_rng(7), widths=(0.3, 0.3))
+    locator = _locator(refine_window=1.3, refine_patterns=1024)
+    found = locator.locate(scene.image)
+    assert found.found and found.patterns == locator.coarse_cost + locator.zoom_cost + 1024 + 1
+    assert abs(found.registration.scale / scene.registration.scale - 1) < 0.1
+
+
 def test_landmarks_must_agree_with_the_finder_on_the_faces_size():
     """The FFHQ square of a face w wide is w / FACE_WIDTH_IN_CROP wide; up to 2x either way agrees."""
     from lsi_ros.framing.localize import FaceLocator

@@ -173,7 +173,7 @@ class FaceLocator:
         return ForwardModel(hadamard_reference_patterns(c.refresh_patterns, c.zoom_resolution), np.float32)
 
     @cached_property
-    def fine(self) -> ForwardModel:
+    def refine(self) -> ForwardModel:
         c = self.config
         return ForwardModel(hadamard_reference_patterns(c.refine_patterns, c.zoom_resolution), np.float32)
 
@@ -283,7 +283,7 @@ class FaceLocator:
             low, high = landmarks.min(0), landmarks.max(0)
             side = c.refine_window * float(np.max(high - low))
             fine = window_registration((low + high) / 2, side, c.zoom_resolution, self.field_shape)
-            sharp = self.acquire(field_image, self.fine, fine)
+            sharp = self.acquire(field_image, self.refine, fine)
             inside = to_window(box.reshape(2, 2), fine, c.zoom_resolution, self.field_shape).ravel()
             landmarks = self._landmarks(sharp, inside, c.landmark_box)
             landmarks = to_field(landmarks, c.zoom_resolution, fine, self.field_shape)
@@ -292,7 +292,7 @@ class FaceLocator:
         if c.framing_correction and self.finder.framing_correction is not None:
             marks = field_to_grid(landmarks, self.field_shape, c.resolution)
             framing = self.finder.framing_correction.apply(framing, marks)
-        patterns = cost + (self.fine.num_patterns + self.dark_patterns if c.refine_window else 0)
+        patterns = cost + (self.refine.num_patterns + self.dark_patterns if c.refine_window else 0)
         return Localization(
             box, landmarks, score, framing, patterns, 0.0, 0.0, window=registration, image=image
         )
