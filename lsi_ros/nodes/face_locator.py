@@ -25,8 +25,9 @@ measurement within ``probe_timeout_s`` ends that localisation (reported, tried a
 
 The face finder (``finder``: a model name or file, lsi_ros.framing.finder) finds the face in the
 reconstructed images; face-api's 68-landmark net, read from ``face_api_dir`` (empty:
-~/.cache/lsi_ros/face-api, fetched once by ``make .venv/.stamps/face-api``), places the landmarks.
-Without either the node reports ERROR and keeps running.
+~/.cache/lsi_ros/face-api, fetched once by ``make .venv/.stamps/face-api``), finds the landmarks and
+Dlib's shape predictor (lsi_ros.framing.landmarks) places them. Without any of them the node reports
+ERROR and keeps running.
 """
 
 import threading
@@ -204,6 +205,7 @@ class FaceLocatorNode(Node):
     def _load_locator(self):
         from lsi_ros.evaluation.face_analysis import FaceAnalyzer
         from lsi_ros.framing.finder import FaceFinderError, load_face_finder
+        from lsi_ros.framing.landmarks import DlibLandmarks
         from lsi_ros.models.registry import find_model
 
         c = self.config
@@ -217,12 +219,14 @@ class FaceLocatorNode(Node):
         try:
             finder = load_face_finder(find_model(c["finder"]))
             analyzer = FaceAnalyzer(c["face_api_dir"] or None, networks=("face_landmark_68_model",))
-        except (OSError, FaceFinderError) as error:
-            self.error = f"face finder or face-api landmark weights not readable: {error}"
+            shape_predictor = DlibLandmarks()
+        except (OSError, ImportError, FaceFinderError) as error:
+            self.error = f"face finder, face-api or Dlib landmark weights not readable: {error}"
             self.get_logger().error(self.error)
             return
         timing = replace(DLPC900_1080P, pattern_rate_hz=c["pattern_rate_hz"])
         self.locator = CameraFaceLocator(self, finder, analyzer, self.field_shape, config, timing)
+        self.locator.shape_predictor = shape_predictor
 
     # -- acquisition through the camera ------------------------------------------------------------
 
