@@ -158,26 +158,26 @@ class FaceLocator:
         """The all-off pattern per acquisition that measures ambient light (none for an ideal detector)."""
         return 0 if self.photodiode is None else 1
 
+    @staticmethod
+    def _hadamard(patterns: int, resolution: int) -> ForwardModel:
+        """The lowest ``patterns`` Walsh-Hadamard coefficients of a ``resolution``² grid, one pattern each."""
+        return ForwardModel(hadamard_reference_patterns(patterns, resolution), np.float32)
+
     @cached_property
     def coarse(self) -> ForwardModel:
-        return ForwardModel(
-            hadamard_reference_patterns(self.config.coarse_patterns, FINDER_INPUT), np.float32
-        )
+        return self._hadamard(self.config.coarse_patterns, FINDER_INPUT)
 
     @cached_property
     def zoom(self) -> ForwardModel:
-        c = self.config
-        return ForwardModel(hadamard_reference_patterns(c.zoom_patterns, c.zoom_resolution), np.float32)
+        return self._hadamard(self.config.zoom_patterns, self.config.zoom_resolution)
 
     @cached_property
     def refresh(self) -> ForwardModel:
-        c = self.config
-        return ForwardModel(hadamard_reference_patterns(c.refresh_patterns, c.zoom_resolution), np.float32)
+        return self._hadamard(self.config.refresh_patterns, self.config.zoom_resolution)
 
     @cached_property
     def refine(self) -> ForwardModel:
-        c = self.config
-        return ForwardModel(hadamard_reference_patterns(c.refine_patterns, c.zoom_resolution), np.float32)
+        return self._hadamard(self.config.refine_patterns, self.config.zoom_resolution)
 
     @cached_property
     def shape_predictor(self) -> DlibLandmarks:
