@@ -12,7 +12,7 @@ row ``dlib, rule and offset`` is the locator's framing without a correction: the
 points moved by ``LocatorConfig.framing_offset``. Dlib's compute per zoom is timed. Needs face-api's
 weights and Dlib (requirements.txt):
 
-    .venv/bin/python experiments/framing_landmarks.py --scenes 600   # about 6 min on the 2-core CPU
+    .venv/bin/python experiments/framing_landmarks.py --scenes 600   # about 4 min on the 2-core CPU
 """
 
 import argparse

