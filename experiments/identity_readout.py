@@ -9,17 +9,23 @@ photos are the truth, as in `lsi eval --real`):
    can be trusted, and why rank-1 stands beside it.
 2. **Identity read straight off the measurements.** A small network maps the measurements to
    face-api's 128-number descriptor, trained on the training-split photos and their mirror images
-   (squared descriptor distance plus a contrastive term over the batch), with m128's patterns fixed,
-   and again with the patterns learning beside it (started from m128's, shown binary with a
+   (squared descriptor distance plus a contrastive term over the batch). A second network on the
+   same measurements maps the model's own generated training faces to their latents (the encoder's
+   task, in its normalised units). Three runs: m128's patterns fixed; the patterns learning from
+   the identity loss alone; and from both losses (started from m128's, shown binary with a
    straight-through gradient). A ridge regression on m128's measurements is the linear reference.
    Rank-1 among the held-out people is how much of who they are the patterns pass on, with no
-   generator in the way.
+   generator in the way; the latent error on held-out generated faces is what the patterns still
+   pass on of the faces the generator draws.
 3. **Fitting the measurements.** m128-real's W+ codes of the first ``--refine-faces`` people are
    refined by Adam steps through the generator (the fast exit) until the face's simulated
    measurements match the measured ones, in units of their photon noise (compressed sensing with a
    generative prior, started from the encoder). Identity and image quality before and after.
 
-    .venv/bin/python experiments/identity_readout.py   # about 25 min on the 2-core CPU, 8.4 GB peak
+Needs generated faces in the data cache (`lsi data --train 6144 --held-out 512`: the model's training
+faces and the held-out ones `lsi eval` scores) and the shared real-face photos.
+
+    .venv/bin/python experiments/identity_readout.py   # about an hour on the 2-core CPU, 10 GB peak
 """
 
 import argparse
@@ -33,10 +39,11 @@ import numpy as np
 from lsi_ros.cli import retain_freed_memory
 
 CONTRASTIVE_WEIGHT, TEMPERATURE = 0.1, 0.1
+HELD_OUT_SEED = 1_000_000  # the generated faces `lsi eval` scores
 
 
-def readout_head(m: int, width: int = 1024):
-    """Measurements (B, M) -> a face descriptor (B, 128); batch norm takes the counts' scale."""
+def readout_head(m: int, outputs: int, width: int = 1024):
+    """Measurements (B, M) -> (B, outputs); batch norm takes the counts' scale."""
     from torch import nn
 
     return nn.Sequential(
@@ -45,13 +52,15 @@ def readout_head(m: int, width: int = 1024):
         nn.GELU(),
         nn.Linear(width, width),
         nn.GELU(),
-        nn.Linear(width, 128),
+        nn.Linear(width, outputs),
     )
 
 
-def train_readout(scenes, descriptors, base, args, learn_patterns: bool, seed: int = 0):
-    """The head (and, with ``learn_patterns``, the patterns grown from ``base``) after ``args.steps``
-    steps; returns (head, patterns module, loss every 500 steps)."""
+def train_readout(photos, descriptors, generated, latents, base, args, learn_from: tuple, seed: int = 0):
+    """Two heads on the same measurements, trained for ``args.steps`` steps: face-api's descriptor of
+    the ``photos`` and the normalised latent of the ``generated`` faces. The patterns grow from ``base``
+    and learn from the losses named in ``learn_from`` ("identity", "latent"; none: they stay).
+    Returns the heads, the patterns module and the losses every 500 steps."""
     import torch
     from tqdm import tqdm
 
@@ -61,31 +70,40 @@ def train_readout(scenes, descriptors, base, args, learn_patterns: bool, seed: i
 
     rng = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    patterns = BinaryPatterns.from_binary(base, PATTERN_MARGIN).requires_grad_(learn_patterns)
-    head = readout_head(base.shape[0])
-    groups = [{"params": head.parameters(), "peak": args.lr, "weight_decay": 1e-4}]
-    if learn_patterns:
+    patterns = BinaryPatterns.from_binary(base, PATTERN_MARGIN).requires_grad_(bool(learn_from))
+    m = base.shape[0]
+    heads = torch.nn.ModuleDict(
+        {"identity": readout_head(m, descriptors.shape[1]), "latent": readout_head(m, latents.shape[1])}
+    )
+    groups = [{"params": heads.parameters(), "peak": args.lr, "weight_decay": 1e-4}]
+    if learn_from:
         groups.append({"params": patterns.parameters(), "peak": args.pattern_lr, "weight_decay": 0.0})
     optimizer = torch.optim.AdamW(groups)
     curve = []
-    label = "patterns learnt" if learn_patterns else "m128's patterns"
-    for step in tqdm(range(args.steps), desc=f"identity read-out ({label})"):
+    label = "learnt for " + " and ".join(learn_from) if learn_from else "m128's"
+    for step in tqdm(range(args.steps), desc=f"read-outs (patterns {label})"):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, group["peak"])
-        index = torch.randint(0, len(scenes), (args.batch_size,), generator=rng)
-        counts = measure(scenes[index].float() / 255.0, patterns(), args.photon_flux, rng)
-        squared = torch.cdist(head(counts), descriptors[index]).pow(2)
+        shown = patterns()
+        seen = {k: shown if k in learn_from else shown.detach() for k in heads}
+        index = torch.randint(0, len(photos), (args.batch_size,), generator=rng)
+        counts = measure(photos[index].float() / 255.0, seen["identity"], args.photon_flux, rng)
+        squared = torch.cdist(heads["identity"](counts), descriptors[index]).pow(2)
         contrastive = torch.nn.functional.cross_entropy(-squared / TEMPERATURE, torch.arange(len(index)))
-        loss = squared.diagonal().mean() + CONTRASTIVE_WEIGHT * contrastive
+        identity = squared.diagonal().mean() + CONTRASTIVE_WEIGHT * contrastive
+        index = torch.randint(0, len(generated), (args.batch_size,), generator=rng)
+        counts = measure(generated[index].float() / 255.0, seen["latent"], args.photon_flux, rng)
+        latent = (heads["latent"](counts) - latents[index]).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (identity + latent).backward()
         optimizer.step()
         if step % 500 == 0 or step + 1 == args.steps:
-            curve.append({"step": step + 1, "loss": round(float(loss.detach()), 4)})
-    return head.eval(), patterns, curve
+            terms = {"identity": float(identity.detach()), "latent": float(latent.detach())}
+            curve.append({"step": step + 1, **{k: round(v, 4) for k, v in terms.items()}})
+    return heads.eval(), patterns, curve
 
 
-def read_descriptors(head, patterns, scenes, photon_flux: float, seed: int) -> np.ndarray:
+def read_out(head, patterns, scenes, photon_flux: float, seed: int) -> np.ndarray:
     import torch
 
     from lsi_ros.training.train import measure
@@ -169,6 +187,8 @@ def main() -> None:
     )
     parser.add_argument("--held-out", type=int, default=1024, help="held-out UTKFace people")
     parser.add_argument("--training-photos", type=int, default=100_000, help="training-split photos (all)")
+    parser.add_argument("--generated", type=int, default=6144, help="the model's own training faces")
+    parser.add_argument("--generated-held-out", type=int, default=512, help="held-out generated faces")
     parser.add_argument("--steps", type=int, default=4000, help="read-out training steps")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3, help="read-out head's peak learning rate")
@@ -188,11 +208,12 @@ def main() -> None:
     from lsi_ros.evaluation import real_faces
     from lsi_ros.evaluation.face_analysis import FaceAnalyzer
     from lsi_ros.evaluation.identity import identity_per_face, identity_scores
-    from lsi_ros.evaluation.latent_imaging import score_image
+    from lsi_ros.evaluation.latent_imaging import encode_faces, score_image
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.models.registry import find_model
     from lsi_ros.optics import PhotodiodeModel
-    from lsi_ros.training.finetune import photo_scenes, utkface_training_photos
+    from lsi_ros.training import data
+    from lsi_ros.training.finetune import generated_training_data, photo_scenes, utkface_training_photos
     from lsi_ros.training.train import measure
 
     torch.set_num_threads(args.threads)
@@ -247,17 +268,41 @@ def main() -> None:
         read = ridge_descriptors(counts_of["train"], train_descriptors, counts_of["test"], ridge)
         rows.append({"read_out": f"ridge {ridge:g}", "patterns": model.model_id, **scored(read)})
         print(rows[-1])
-    for learn in (False, True):
-        head, patterns, curve = train_readout(train_scenes, descriptors, base, args, learn)
-        read = read_descriptors(head, patterns, test_scenes, args.photon_flux, seed=3)
-        fit = read_descriptors(head, patterns, train_scenes[: len(truth)], args.photon_flux, seed=4)
+    generated = generated_training_data(model, args.generated)
+    generated_test = data.load("mobilestylegan", HELD_OUT_SEED, args.generated_held_out)
+    mean, std = (t.detach().float() for t in (model.encoder.latent_mean, model.encoder.latent_std))
+    latents = (torch.from_numpy(generated.latents) - mean) / std
+    generated_scenes = photo_scenes(generated.images, side)
+    generated_test_scenes = photo_scenes(generated_test.images, side)
+    true_latents = (torch.from_numpy(generated_test.latents) - mean) / std
+
+    def latent_error(predicted) -> float:
+        """Mean squared error of normalised latents (N, D) on the held-out generated faces."""
+        return round(float((torch.as_tensor(predicted) - true_latents).pow(2).mean()), 4)
+
+    reference = encode_faces(model, generated_test.images / np.float32(255), PhotodiodeModel(), seed=5)
+    result["generated_faces"] = {
+        "training": len(generated.latents),
+        "held_out": len(true_latents),
+        "held_out_seeds": f"{HELD_OUT_SEED}..{HELD_OUT_SEED + len(true_latents) - 1}",
+        "latent_error_of_the_models_encoder": latent_error((torch.from_numpy(reference) - mean) / std),
+    }
+    for learn_from in ((), ("identity",), ("identity", "latent")):
+        heads, patterns, curve = train_readout(
+            train_scenes, descriptors, generated_scenes, latents, base, args, learn_from
+        )
+        read = read_out(heads["identity"], patterns, test_scenes, args.photon_flux, seed=3)
+        fit = read_out(heads["identity"], patterns, train_scenes[: len(truth)], args.photon_flux, seed=4)
+        latent_read = read_out(heads["latent"], patterns, generated_test_scenes, args.photon_flux, seed=5)
         changed = float((patterns.binary().float() != base).float().mean())
         rows.append(
             {
                 "read_out": "network",
-                "patterns": "learnt for identity from " + model.model_id if learn else model.model_id,
+                "patterns": model.model_id,
+                "learnt_from": list(learn_from),
                 **scored(read),
                 "training_photos": identity_scores(*identity_per_face(fit, train_descriptors[: len(truth)])),
+                "generated_latent_error": latent_error(latent_read),
                 "pattern_pixels_changed": round(changed, 4),
                 "curve": curve,
             }
@@ -271,7 +316,7 @@ def main() -> None:
         "pattern_lr": args.pattern_lr,
         "loss": f"squared descriptor distance + {CONTRASTIVE_WEIGHT} x contrastive (T {TEMPERATURE})",
     }
-    del train_scenes
+    del train_scenes, generated_scenes
 
     refined_model = load_model(find_model(args.refine_model))
     faces = held_out.images[: args.refine_faces]

@@ -36,7 +36,7 @@ ABOUT = {
     "device_scaling.json": "a GPU run: many more faces rendered, labelled and trained on",
     "ensemble_scaling.json": "m128's latent error against encoders averaged, steps and faces",
     "identity_readout.json": "who a person is, read straight off M = 128 measurements (m128's patterns "
-    "and patterns learnt for it); codes fitted to the measurements",
+    "and patterns learnt for it, and for generated faces' latents too); codes fitted to the measurements",
     "estimate_boundaries.json": "boundaries fitted on m128's own estimates, on a GPU",
     "latent_data_scaling.json": "m128's latent against the number of training faces (frozen patterns)",
     "real_faces.json": "real people never trained on: quality, identity (face-api, Dlib), gender, attributes "
