@@ -130,7 +130,7 @@ def ridge_descriptors(train_counts, train_descriptors, test_counts, ridge: float
 
 
 def refine(model, faces, photodiode, steps: int, lr: float, checkpoints, batch: int = 8):
-    """m128-real's codes of ``faces`` (N, R, R, 3) uint8, refined to fit their measurements; returns
+    """``model``'s codes of ``faces`` (N, R, R, 3) uint8, refined to fit their measurements; returns
     the decoded faces (uint8) at each checkpoint step and the noise-scaled misfit there."""
     import torch
     from tqdm import tqdm
