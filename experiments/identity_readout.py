@@ -38,84 +38,7 @@ import numpy as np
 
 from lsi_ros.cli import retain_freed_memory
 
-CONTRASTIVE_WEIGHT, TEMPERATURE = 0.1, 0.1
 HELD_OUT_SEED = 1_000_000  # the generated faces `lsi eval` scores
-
-
-def readout_head(m: int, outputs: int, width: int = 1024):
-    """Measurements (B, M) -> (B, outputs); batch norm takes the counts' scale."""
-    from torch import nn
-
-    return nn.Sequential(
-        nn.BatchNorm1d(m),
-        nn.Linear(m, width),
-        nn.GELU(),
-        nn.Linear(width, width),
-        nn.GELU(),
-        nn.Linear(width, outputs),
-    )
-
-
-def train_readout(photos, descriptors, generated, latents, base, args, learn_from: tuple, seed: int = 0):
-    """Two heads on the same measurements, trained for ``args.steps`` steps: face-api's descriptor of
-    the ``photos`` and the normalised latent of the ``generated`` faces. The patterns grow from ``base``
-    and learn from the losses named in ``learn_from`` ("identity", "latent"; none: they stay).
-    Returns the heads, the patterns module and the losses every 500 steps."""
-    import torch
-    from tqdm import tqdm
-
-    from lsi_ros.models.encoder import BinaryPatterns
-    from lsi_ros.training.finetune import PATTERN_MARGIN
-    from lsi_ros.training.train import learning_rate, measure
-
-    rng = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    patterns = BinaryPatterns.from_binary(base, PATTERN_MARGIN).requires_grad_(bool(learn_from))
-    m = base.shape[0]
-    heads = torch.nn.ModuleDict(
-        {"identity": readout_head(m, descriptors.shape[1]), "latent": readout_head(m, latents.shape[1])}
-    )
-    groups = [{"params": heads.parameters(), "peak": args.lr, "weight_decay": 1e-4}]
-    if learn_from:
-        groups.append({"params": patterns.parameters(), "peak": args.pattern_lr, "weight_decay": 0.0})
-    optimizer = torch.optim.AdamW(groups)
-    curve = []
-    label = "learnt for " + " and ".join(learn_from) if learn_from else "m128's"
-    for step in tqdm(range(args.steps), desc=f"read-outs (patterns {label})"):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args.steps, group["peak"])
-        shown = patterns()
-        seen = {k: shown if k in learn_from else shown.detach() for k in heads}
-        index = torch.randint(0, len(photos), (args.batch_size,), generator=rng)
-        counts = measure(photos[index].float() / 255.0, seen["identity"], args.photon_flux, rng)
-        squared = torch.cdist(heads["identity"](counts), descriptors[index]).pow(2)
-        contrastive = torch.nn.functional.cross_entropy(-squared / TEMPERATURE, torch.arange(len(index)))
-        identity = squared.diagonal().mean() + CONTRASTIVE_WEIGHT * contrastive
-        index = torch.randint(0, len(generated), (args.batch_size,), generator=rng)
-        counts = measure(generated[index].float() / 255.0, seen["latent"], args.photon_flux, rng)
-        latent = (heads["latent"](counts) - latents[index]).pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        (identity + latent).backward()
-        optimizer.step()
-        if step % 500 == 0 or step + 1 == args.steps:
-            terms = {"identity": float(identity.detach()), "latent": float(latent.detach())}
-            curve.append({"step": step + 1, **{k: round(v, 4) for k, v in terms.items()}})
-    return heads.eval(), patterns, curve
-
-
-def read_out(head, patterns, scenes, photon_flux: float, seed: int) -> np.ndarray:
-    import torch
-
-    from lsi_ros.training.train import measure
-
-    rng = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        shown = patterns()
-        parts = [
-            head(measure(scenes[s : s + 256].float() / 255.0, shown, photon_flux, rng))
-            for s in range(0, len(scenes), 256)
-        ]
-    return torch.cat(parts).numpy()
 
 
 def ridge_descriptors(train_counts, train_descriptors, test_counts, ridge: float) -> np.ndarray:
@@ -214,6 +137,7 @@ def main() -> None:
     from lsi_ros.optics import PhotodiodeModel
     from lsi_ros.training import data
     from lsi_ros.training.finetune import generated_training_data, photo_scenes, utkface_training_photos
+    from lsi_ros.training.readout import ReadoutConfig, pixels_changed, read_out, train_readout
     from lsi_ros.training.train import measure
 
     torch.set_num_threads(args.threads)
@@ -288,13 +212,21 @@ def main() -> None:
         "latent_error_of_the_models_encoder": latent_error((torch.from_numpy(reference) - mean) / std),
     }
     for learn_from in ((), ("identity",), ("identity", "latent")):
+        config = ReadoutConfig(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            pattern_lr=args.pattern_lr,
+            photon_flux=args.photon_flux,
+            learn_from=learn_from,
+        )
         heads, patterns, curve = train_readout(
-            train_scenes, descriptors, generated_scenes, latents, base, args, learn_from
+            train_scenes, descriptors, generated_scenes, latents, base, config
         )
         read = read_out(heads["identity"], patterns, test_scenes, args.photon_flux, seed=3)
         fit = read_out(heads["identity"], patterns, train_scenes[: len(truth)], args.photon_flux, seed=4)
         latent_read = read_out(heads["latent"], patterns, generated_test_scenes, args.photon_flux, seed=5)
-        changed = float((patterns.binary().float() != base).float().mean())
+        changed = pixels_changed(patterns, base)
         rows.append(
             {
                 "read_out": "network",
@@ -314,7 +246,8 @@ def main() -> None:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "pattern_lr": args.pattern_lr,
-        "loss": f"squared descriptor distance + {CONTRASTIVE_WEIGHT} x contrastive (T {TEMPERATURE})",
+        "loss": f"squared descriptor distance + {config.contrastive_weight} x contrastive "
+        f"(T {config.temperature})",
     }
     del train_scenes, generated_scenes
 

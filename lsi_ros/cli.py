@@ -11,6 +11,7 @@ SUBCOMMANDS = (
     "run",
     "data",
     "train",
+    "patterns",
     "finetune",
     "eval",
     "label",

@@ -77,7 +77,8 @@ def add_parser(subparsers):
     parser.add_argument(
         "--patterns-from",
         dest="patterns_from",
-        help="model file whose DMD patterns stay as they are; only the encoder is trained",
+        help="model file, or pattern set file from `lsi patterns`, whose DMD patterns stay as they are; "
+        "only the encoder is trained",
     )
     parser.add_argument(
         "--members",
@@ -96,6 +97,7 @@ def add_parser(subparsers):
         "half of the faces; default none)",
     )
     parser.add_argument("--width", type=int, help="encoder width (default 1024)")
+    parser.add_argument("--name", help="the model's name in its model_id (default m<M>)")
     stream = parser.add_argument_group("streamed faces (--stream)")
     stream.add_argument(
         "--stream",

@@ -210,6 +210,14 @@ def _read_metadata(path: Path) -> dict[str, str]:
     return header.get("__metadata__") or {}
 
 
+def is_pattern_set_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` says it holds a pattern set (and not, say, a model with its patterns)."""
+    try:
+        return _read_metadata(Path(path)).get("format") == FILE_FORMAT
+    except (PatternSetError, OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
 def load_pattern_set(path: str | os.PathLike) -> PatternSet:
     """Read and validate a pattern set file; raises :class:`PatternSetError` on any defect."""
     path = Path(path)

@@ -16,13 +16,13 @@ latent L1, image L2, identity and perceptual through face-api's descriptor netwo
 defaults, or ``"latent=1,l2=1,identity=0.5"``); the image the camera saw is then the generator's RGB
 render of the true latent.
 
-With ``patterns_from`` the patterns of a model file are shown as they are and only the encoder learns;
-``members`` > 1 then trains that many encoders one after another (seeds ``seed``, ``seed + 1``, ...)
-and exports one model that averages their estimates (``EncoderEnsemble``): an encoder overfits the
-faces it learns from, each in its own way, and the mean of several has a lower latent error than any
-of them (``fit_members``). Fixed patterns are applied to the faces once, before the first step: a
-step then draws detector noise on those values and trains the encoder alone, and the members of an
-ensemble share the values.
+With ``patterns_from`` the patterns of a model file (or of a pattern set file) are shown as they are
+and only the encoder learns; ``members`` > 1 then trains that many encoders one after another (seeds
+``seed``, ``seed + 1``, ...) and exports one model that averages their estimates (``EncoderEnsemble``):
+an encoder overfits the faces it learns from, each in its own way, and the mean of several has a lower
+latent error than any of them (``fit_members``). Fixed patterns are applied to the faces once, before
+the first step: a step then draws detector noise on those values and trains the encoder alone, and the
+members of an ensemble share the values.
 
 Data-parallel across processes (``lsi train --nproc N``, lsi_ros.training.distributed): every rank draws
 the same batch from the shared seed and keeps its own slice, DistributedDataParallel averages the
@@ -52,7 +52,7 @@ from lsi_ros.models.encoder import (
     MeasurementEncoder,
     normalised_error,
 )
-from lsi_ros.optics.patterns import learned_patterns
+from lsi_ros.optics.patterns import is_pattern_set_file, learned_patterns, load_pattern_set
 from lsi_ros.optics.photodiode import PhotodiodeModel
 from lsi_ros.training import data, losses
 from lsi_ros.training.augment import FramingJitter
@@ -80,7 +80,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_best: bool = True  # export the checkpoint with the lowest validation latent MSE (early stopping)
     data_dir: str = ""
-    patterns_from: str = ""  # a model file whose patterns stay as they are: only the encoder learns
+    patterns_from: str = (
+        ""  # a model or pattern set file whose patterns stay as they are: only the encoder learns
+    )
+    name: str = ""  # the model's name in its id (default m<M>)
     members: int = 1  # encoders trained one after another on fixed patterns, their estimates averaged
     weight_format: str = "fp16"  # how the exported file stores the encoder's matrices: fp16 or int8
     stream: bool = False  # faces rendered inside the loop, each seen once (lsi_ros.training.stream)
@@ -94,7 +97,7 @@ class TrainConfig:
 
     @property
     def model_id(self) -> str:
-        return f"lsi-{self.generator}-m{self.num_measurements}"
+        return f"lsi-{self.generator}-{self.name or f'm{self.num_measurements}'}"
 
 
 # fields that change the exported file or how a run is cut into pieces, not what it learns: resumable
@@ -278,9 +281,21 @@ class Trainer:
         self._face_loss = None
 
     def _fix_patterns(self, path) -> dict:
-        """Show a model file's binary patterns and freeze them; returns where they came from."""
-        source = load_model(path)
-        pattern_set = source.pattern_set
+        """Show the binary patterns of a model file or a pattern set file (``lsi patterns``) and freeze
+        them; returns where they came from."""
+        if is_pattern_set_file(path):
+            pattern_set = load_pattern_set(path)
+            origin = {"model_id": pattern_set.model_id, "learnt": pattern_set.meta}
+        else:
+            source = load_model(path)
+            pattern_set = source.pattern_set
+            origin = {
+                "model_id": source.model_id,
+                # the faces the patterns learnt from: a source that took its own patterns from another
+                # model passes that model's seeds on, not its encoders'
+                "training_seeds": source.info.get("patterns_from", {}).get("training_seeds")
+                or source.info.get("training_seeds"),
+            }
         if pattern_set.num_patterns != self.config.num_measurements:
             raise ValueError(
                 f"{path} has {pattern_set.num_patterns} patterns, the configuration "
@@ -293,15 +308,7 @@ class Trainer:
         with torch.no_grad():
             self.patterns.weight.copy_(torch.from_numpy(pattern_set.matrix()))
         self.patterns.weight.requires_grad_(False)
-        return {
-            "file": str(path),
-            "model_id": source.model_id,
-            "pattern_set_id": pattern_set.pattern_set_id,
-            # the faces the patterns learnt from: a source that took its own patterns from another
-            # model passes that model's seeds on, not its encoders'
-            "training_seeds": source.info.get("patterns_from", {}).get("training_seeds")
-            or source.info.get("training_seeds"),
-        }
+        return {"file": str(path), "pattern_set_id": pattern_set.pattern_set_id, **origin}
 
     @property
     def is_main(self) -> bool:
