@@ -46,6 +46,8 @@ ABOUT = {
     "real_photo_generalisation.json": "m128-real on photos it learnt from, on new ones, and without noise",
     "real_photo_patterns.json": "m128-real tuned on real photos with its patterns free to learn: what moved",
     "real_photo_m32.json": "m32 fine-tuned into W+ on real photos (m32-real): real people, generated faces",
+    "people_patterns.json": "m128-people: patterns learnt for identity (lsi patterns), an encoder trained "
+    "for them, fine-tuned on real photos; real people and generated faces",
 }
 
 
