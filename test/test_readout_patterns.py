@@ -1,5 +1,7 @@
 """Pattern sets learnt through read-out networks (``lsi patterns``) and encoders trained on them."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -98,3 +100,51 @@ def test_an_encoder_trains_on_a_pattern_set_file(dcgan_data, tmp_path):
             ),
             tmp_path / "eight",
         )
+
+
+def test_lsi_patterns_writes_a_pattern_set_an_encoder_then_trains_on(
+    dcgan_model, dcgan_data, tmp_path, capsys
+):
+    """`lsi patterns` end to end on the DCGAN double and a few training-split photos: a pattern set file
+    that names where it started, a report scoring the read-outs on held-out people and faces, and
+    `lsi train --patterns-from` trains on that file."""
+    from lsi_ros.cli import main
+    from lsi_ros.evaluation import real_faces
+    from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.optics.patterns import load_pattern_set
+
+    if not (real_faces.default_real_faces_dir() / real_faces.UTKFACE_FOLDER).is_dir():
+        pytest.skip("no shared UTKFace photos on this machine")
+    output = tmp_path / "people.safetensors"
+    sizes = ["--identity-photos", "8", "--generated", "64", "--held-out", "8", "--generated-held-out", "16"]
+    run = ["--steps", "3", "--batch-size", "8", "--pattern-lr", "0.2", "--data-dir", str(dcgan_data)]
+    assert main(["patterns", "--start", str(dcgan_model), *sizes, *run, "--output", str(output)]) == 0
+    pattern_set, base = load_pattern_set(output), load_model(dcgan_model).pattern_set
+    report = json.loads(output.with_suffix(".json").read_text())
+    assert pattern_set.pattern_set_id == report["pattern_set_id"] != base.pattern_set_id
+    assert pattern_set.meta["started_from"] == base.pattern_set_id
+    assert 0 < report["pixels_changed"] == pattern_set.meta["pixels_changed"]
+    faces = {"identity_photos": 8, "generated": 64, "held_out_people": 8, "held_out_generated": 16}
+    assert report["faces"] == faces | {"mirrored": True}
+    scores = report["held_out_readout"]
+    assert scores["rank1_among"] == 8 and 0 <= scores["rank1_identification"] <= 1
+    assert scores["generated_latent_error"] > 0 and len(report["curve"]) == 2
+    encoder = ["train", "--patterns-from", str(output), "--name", "m32-people", "--generator", "dcgan"]
+    small = [
+        "--train-faces",
+        "64",
+        "--validation-faces",
+        "32",
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--width",
+        "32",
+    ]
+    exported = tmp_path / "m32-people.safetensors"
+    where = ["--data-dir", str(dcgan_data), "--run-dir", str(tmp_path / "run"), "--export", str(exported)]
+    assert main([*encoder, "-M", "32", *small, *where]) == 0
+    model = load_model(exported)
+    assert model.model_id == "lsi-dcgan-m32-people"
+    assert model.pattern_set.pattern_set_id == pattern_set.pattern_set_id

@@ -2,6 +2,7 @@
 what the generator's faces are (lsi_ros.training.readout)."""
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def add_parser(subparsers):
         help="losses whose gradient reaches the patterns (none: the start patterns stay, a reference)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--data-dir", type=Path, help="`lsi data`'s folder of generated faces (default its cache)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--output", type=Path, required=True, help="pattern set file (.safetensors)")
     parser.add_argument("--report", type=Path, help="JSON report (default: beside --output)")
@@ -66,7 +70,11 @@ def main(args) -> int:
     model = load_model(find_model(args.start))
     side = model.pattern_set.resolution[0]
     analyzer = FaceAnalyzer()
-    train = utkface_training_photos(analyzer, args.identity_photos, resolution=side)
+    try:
+        train = utkface_training_photos(analyzer, args.identity_photos, resolution=side)
+    except FileNotFoundError as err:
+        print(f"lsi patterns: {err}", file=sys.stderr)
+        return 2
     mirrored = np.ascontiguousarray(train.images[:, :, ::-1])
     box = real_faces.framed_face_box(analyzer, train.images[:64])
     descriptors = np.concatenate(
@@ -74,7 +82,7 @@ def main(args) -> int:
     )
     photos = torch.cat([photo_scenes(train.images, side), photo_scenes(mirrored, side)])
     del mirrored
-    generated = generated_training_data(model, args.generated)
+    generated = generated_training_data(model, args.generated, args.data_dir)
     mean, std = (t.detach().float() for t in (model.encoder.latent_mean, model.encoder.latent_std))
     latents = (torch.from_numpy(generated.latents) - mean) / std
     scenes = photo_scenes(generated.images, side)
@@ -105,6 +113,7 @@ def main(args) -> int:
         model.info.get("generator_id", "").split("-", 1)[0],
         data.HELD_OUT_SEED_START,
         args.generated_held_out,
+        args.data_dir,
         truncation_psi=float(model.info.get("truncation_psi", data.DEFAULT_PSI)),
     )
     latent_read = readout.read_out(
@@ -126,7 +135,7 @@ def main(args) -> int:
     )
     path = save_pattern_set(pattern_set, args.output)
     report = {
-        "command": "lsi patterns " + " ".join(str(a) for a in _argv()),
+        "command": "lsi patterns " + " ".join(sys.argv[2:]),
         "pattern_set_id": pattern_set.pattern_set_id,
         "started_from": {"model_id": model.model_id, "pattern_set_id": model.pattern_set.pattern_set_id},
         "pixels_changed": round(changed, 4),
@@ -153,9 +162,3 @@ def main(args) -> int:
     print(f"wrote {path} ({pattern_set.pattern_set_id}, {changed:.1%} of pixels changed) and {report_path}")
     print(json.dumps(report["held_out_readout"]))
     return 0
-
-
-def _argv() -> list[str]:
-    import sys
-
-    return sys.argv[2:]
