@@ -16,7 +16,7 @@ The result is written as ``--export`` (model id ``lsi-mobilestylegan-m128-people
 and scored like m128-real: `lsi eval --real` on the 1,064 held-out people of
 `docs/results/real_faces.json` (the 40 Canada portraits and the first 1,024 held-out UTKFace faces,
 photon flux 200, with Dlib's protocol; rank-1 among all 1,064), and `lsi eval` on 200 held-out
-generated faces. m128-real's rows come from `real_faces.json` and `real_photo_finetune.json`, which
+generated faces. The stage-2 encoder, which has seen no real photo, is scored on the same people. m128-real's rows come from `real_faces.json` and `real_photo_finetune.json`, which
 score the same frames.
 
     .venv/bin/python experiments/people_patterns.py   # about 2 h on the 2-core CPU
@@ -71,11 +71,13 @@ def main() -> None:
     out = stages(args.runs, threads)
     exported(out["tuned"], args.export)
     real, generated = args.runs / "real.json", args.runs / "generated.json"
-    if not real.is_file():
-        people = ["--real", "--utkface", str(args.utkface), "--canada", "40", "--dlib", "--no-baselines"]
-        run(
-            ["eval", *people, "--models", str(args.export), *threads, "--output", str(real), "--examples", ""]
-        )
+    real_w = args.runs / "real-w.json"  # the stage-2 encoder: the new patterns before any real photo
+    people = ["--real", "--utkface", str(args.utkface), "--canada", "40", "--dlib", "--no-baselines"]
+    for scored, model in ((real, args.export), (real_w, out["encoder"])):
+        if not scored.is_file():
+            run(
+                ["eval", *people, "--models", str(model), *threads, "--output", str(scored), "--examples", ""]
+            )
     if not generated.is_file():
         no_figures = ["--figure", "", "--examples", ""]
         run(["eval", "--faces", str(args.faces), "--models", str(args.export), "--no-baselines", *threads,
@@ -104,6 +106,7 @@ def main() -> None:
         "real_faces": json.loads(real.read_text())["faces"],
         "photodiode": "photons=200",
         "real": [r for r in rows if r["method"] == "lsi"],
+        "real_before_photos": [r for r in json.loads(real_w.read_text())["rows"] if r["method"] == "lsi"],
         "real_reference": {
             "source": "docs/results/real_faces.json",
             "rows": [r for r in shipped_real["rows"] if r.get("model_id") in REFERENCE_MODELS],
