@@ -16,8 +16,9 @@ The result is written as ``--export`` (model id ``lsi-mobilestylegan-m128-people
 and scored like m128-real: `lsi eval --real` on the 1,064 held-out people of
 `docs/results/real_faces.json` (the 40 Canada portraits and the first 1,024 held-out UTKFace faces,
 photon flux 200, with Dlib's protocol; rank-1 among all 1,064), and `lsi eval` on 200 held-out
-generated faces. The stage-2 encoder, which has seen no real photo, is scored on the same people. m128-real's rows come from `real_faces.json` and `real_photo_finetune.json`, which
-score the same frames.
+generated faces. The stage-2 encoder, which has seen no real photo, is scored on the same people.
+m128-real's rows come from `real_faces.json` and `real_photo_finetune.json`, which score the same
+frames.
 
     .venv/bin/python experiments/people_patterns.py   # about 2 h on the 2-core CPU
 """
