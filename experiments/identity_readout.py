@@ -38,8 +38,6 @@ import numpy as np
 
 from lsi_ros.cli import retain_freed_memory
 
-HELD_OUT_SEED = 1_000_000  # the generated faces `lsi eval` scores
-
 
 def ridge_descriptors(train_counts, train_descriptors, test_counts, ridge: float) -> np.ndarray:
     mean, std = train_counts.mean(0), train_counts.std(0)
@@ -137,7 +135,14 @@ def main() -> None:
     from lsi_ros.optics import PhotodiodeModel
     from lsi_ros.training import data
     from lsi_ros.training.finetune import generated_training_data, photo_scenes, utkface_training_photos
-    from lsi_ros.training.readout import ReadoutConfig, pixels_changed, read_out, train_readout
+    from lsi_ros.training.readout import (
+        ReadoutConfig,
+        latent_error,
+        normalised_latents,
+        pixels_changed,
+        read_out,
+        train_readout,
+    )
     from lsi_ros.training.train import measure
 
     torch.set_num_threads(args.threads)
@@ -193,23 +198,22 @@ def main() -> None:
         rows.append({"read_out": f"ridge {ridge:g}", "patterns": model.model_id, **scored(read)})
         print(rows[-1])
     generated = generated_training_data(model, args.generated)
-    generated_test = data.load("mobilestylegan", HELD_OUT_SEED, args.generated_held_out)
-    mean, std = (t.detach().float() for t in (model.encoder.latent_mean, model.encoder.latent_std))
-    latents = (torch.from_numpy(generated.latents) - mean) / std
+    generated_test = generated_training_data(
+        model, args.generated_held_out, seed_start=data.HELD_OUT_SEED_START
+    )
+    latents = normalised_latents(model.encoder, generated.latents)
     generated_scenes = photo_scenes(generated.images, side)
     generated_test_scenes = photo_scenes(generated_test.images, side)
-    true_latents = (torch.from_numpy(generated_test.latents) - mean) / std
-
-    def latent_error(predicted) -> float:
-        """Mean squared error of normalised latents (N, D) on the held-out generated faces."""
-        return round(float((torch.as_tensor(predicted) - true_latents).pow(2).mean()), 4)
+    true_latents = normalised_latents(model.encoder, generated_test.latents)
 
     reference = encode_faces(model, generated_test.images / np.float32(255), PhotodiodeModel(), seed=5)
     result["generated_faces"] = {
         "training": len(generated.latents),
         "held_out": len(true_latents),
-        "held_out_seeds": f"{HELD_OUT_SEED}..{HELD_OUT_SEED + len(true_latents) - 1}",
-        "latent_error_of_the_models_encoder": latent_error((torch.from_numpy(reference) - mean) / std),
+        "held_out_seeds": f"{data.HELD_OUT_SEED_START}..{data.HELD_OUT_SEED_START + len(true_latents) - 1}",
+        "latent_error_of_the_models_encoder": latent_error(
+            normalised_latents(model.encoder, reference), true_latents
+        ),
     }
     for learn_from in ((), ("identity",), ("identity", "latent")):
         config = ReadoutConfig(
@@ -234,7 +238,7 @@ def main() -> None:
                 "learnt_from": list(learn_from),
                 **scored(read),
                 "training_photos": identity_scores(*identity_per_face(fit, train_descriptors[: len(truth)])),
-                "generated_latent_error": latent_error(latent_read),
+                "generated_latent_error": latent_error(latent_read, true_latents),
                 "pattern_pixels_changed": round(changed, 4),
                 "curve": curve,
             }

@@ -83,8 +83,7 @@ def main(args) -> int:
     photos = torch.cat([photo_scenes(train.images, side), photo_scenes(mirrored, side)])
     del mirrored
     generated = generated_training_data(model, args.generated, args.data_dir)
-    mean, std = (t.detach().float() for t in (model.encoder.latent_mean, model.encoder.latent_std))
-    latents = (torch.from_numpy(generated.latents) - mean) / std
+    latents = readout.normalised_latents(model.encoder, generated.latents)
     scenes = photo_scenes(generated.images, side)
     del generated
     config = readout.ReadoutConfig(
@@ -109,17 +108,11 @@ def main(args) -> int:
     read = readout.read_out(
         heads["identity"], patterns, photo_scenes(held_out.images, side), args.photon_flux, seed=1
     )
-    test = data.load(
-        model.info.get("generator_id", "").split("-", 1)[0],
-        data.HELD_OUT_SEED_START,
-        args.generated_held_out,
-        args.data_dir,
-        truncation_psi=float(model.info.get("truncation_psi", data.DEFAULT_PSI)),
-    )
+    test = generated_training_data(model, args.generated_held_out, args.data_dir, data.HELD_OUT_SEED_START)
     latent_read = readout.read_out(
         heads["latent"], patterns, photo_scenes(test.images, side), args.photon_flux, seed=2
     )
-    true_latents = (torch.from_numpy(test.latents) - mean) / std
+    true_latents = readout.normalised_latents(model.encoder, test.latents)
     changed = readout.pixels_changed(patterns, base)
     binary = patterns.binary().numpy().reshape(-1, side, side).astype(bool)
     pattern_set = learned_patterns(
@@ -150,9 +143,7 @@ def main(args) -> int:
         "held_out_readout": {
             **identity_scores(*identity_per_face(read, truth)),
             "rank1_among": len(truth),
-            "generated_latent_error": round(
-                float((torch.from_numpy(latent_read) - true_latents).pow(2).mean()), 4
-            ),
+            "generated_latent_error": readout.latent_error(latent_read, true_latents),
         },
         "curve": curve,
         "seconds": round(time.monotonic() - started),

@@ -531,14 +531,15 @@ def _at_resolution(images: np.ndarray, resolution: int) -> np.ndarray:
     return np.stack([cv2.resize(i, size, interpolation=cv2.INTER_AREA) for i in images])
 
 
-def generated_training_data(model: LsiModel, count: int, root=None):
-    """The first ``count`` of the model's own training faces and their latents (seeds from 0, read from
-    `lsi data`'s cache for the model's generator and truncation): ``data.FaceData``."""
+def generated_training_data(model: LsiModel, count: int, root=None, seed_start: int = 0):
+    """``count`` of the model's own generated faces and their latents from ``seed_start`` (by default
+    its training faces from seed 0; ``data.HELD_OUT_SEED_START`` for held-out ones), read from `lsi
+    data`'s cache for the model's generator and truncation: ``data.FaceData``."""
     from lsi_ros.training import data
 
     name = model.info.get("generator_id", "").split("-", 1)[0]
     psi = float(model.info.get("truncation_psi", data.DEFAULT_PSI))
-    return data.load(name, 0, count, root, truncation_psi=psi)
+    return data.load(name, seed_start, count, root, truncation_psi=psi)
 
 
 def generated_training_faces(model: LsiModel, count: int, resolution: int, root=None) -> np.ndarray | None:

@@ -126,3 +126,14 @@ def read_out(head: nn.Module, patterns: BinaryPatterns, scenes: torch.Tensor, ph
 def pixels_changed(patterns: BinaryPatterns, base: torch.Tensor) -> float:
     """The fraction of pattern pixels that differ from ``base`` (M, H·W)."""
     return float((patterns.binary().float() != base).float().mean())
+
+
+def normalised_latents(encoder: nn.Module, latents) -> torch.Tensor:
+    """Latents (N, D) in the encoder's normalised units, the ones its latent loss compares."""
+    mean, std = (t.detach().float() for t in (encoder.latent_mean, encoder.latent_std))
+    return (torch.as_tensor(latents).float() - mean) / std
+
+
+def latent_error(read, truth: torch.Tensor) -> float:
+    """Mean squared error of normalised latents (N, D), to four decimals."""
+    return round(float((torch.as_tensor(read) - truth).pow(2).mean()), 4)
