@@ -48,6 +48,8 @@ ABOUT = {
     "real_photo_m32.json": "m32 fine-tuned into W+ on real photos (m32-real): real people, generated faces",
     "people_patterns.json": "m128-people: patterns learnt for identity (lsi patterns), an encoder trained "
     "for them, fine-tuned on real photos; real people and generated faces",
+    "contrast_finetune.json": "m128-people fine-tuned further with the contrast term (lsi finetune --losses "
+    "contrast=0.1): 300 held-out people and generated faces, before and after",
 }
 
 

@@ -219,6 +219,35 @@ def test_loss_terms_weigh_and_sum_and_real_photos_have_no_latent_term(face_loss,
         losses.loss_terms(losses.LossWeights(), predicted, None, two_faces, decoded)
 
 
+def test_contrast_tells_the_face_apart_from_the_bank_but_not_from_its_own_person(face_loss, two_faces):
+    """The contrast term is near 0 when the decoded face is its target and no one in the bank is near,
+    large when the decoded face is someone else's in the bank; the target's own bank entry is left out
+    (kept in, it would be a second right answer: log 2)."""
+    as_uint8 = (two_faces.permute(0, 2, 3, 1) * 255 + 0.5).byte().numpy()
+    bank = face_loss.descriptors(as_uint8, progress=False)
+    target = two_faces[:1]
+    own = torch.tensor([[True, False]])
+    right = face_loss.terms(target, target, bank, own)["contrast"].item()
+    wrong = face_loss.terms(two_faces[1:], target, bank, own)["contrast"].item()
+    kept_in = face_loss.terms(target, target, bank)["contrast"].item()
+    assert right < 0.05 and wrong > 1.0
+    assert kept_in == pytest.approx(np.log(2), abs=0.05)
+    weights = losses.LossWeights.parse("contrast=0.1")
+    assert weights.needs_faces and weights.identity == 0.5  # the paper's terms, and contrast beside them
+    with pytest.raises(ValueError, match="bank"):
+        losses.loss_terms(weights, None, None, target, target, face_loss)
+    terms = losses.loss_terms(weights, None, None, target, two_faces[1:], face_loss, bank, own)
+    assert terms["contrast"].item() == pytest.approx(0.1 * wrong, rel=1e-4)
+
+
+def test_the_photo_itself_and_its_mirror_image_are_its_own_person_in_the_bank():
+    from lsi_ros.training.finetune import same_person
+
+    mask = same_person(torch.tensor([0, 3, 5]), num_photos=4, bank_size=8)
+    assert mask.nonzero().tolist() == [[0, 0], [0, 4], [1, 3], [1, 7]]  # the generated face 5: no one
+    assert same_person(torch.tensor([2]), 4, 4).nonzero().tolist() == [[0, 2]]
+
+
 # -- training with the terms ------------------------------------------------------------------------
 def test_trainer_with_the_papers_terms_reaches_encoder_and_patterns(dcgan_data, tmp_path):
     from lsi_ros.training.train import Trainer
@@ -238,6 +267,8 @@ def test_trainer_refuses_w_plus_of_a_one_layer_generator_and_unknown_spaces(dcga
         Trainer(dcgan_config(dcgan_data, latent_space="w+"), tmp_path / "a")
     with pytest.raises(ValueError, match="latent space"):
         Trainer(dcgan_config(dcgan_data, latent_space="z"), tmp_path / "b")
+    with pytest.raises(ValueError, match="finetune --utkface"):  # generated faces have no bank of people
+        Trainer(dcgan_config(dcgan_data, losses="contrast=0.1"), tmp_path / "c")
 
 
 # -- real photos ------------------------------------------------------------------------------------
@@ -418,14 +449,14 @@ def test_finetune_command_on_utkface_training_photos(dcgan_model, tmp_path, caps
     assert "ft.report.json" in capsys.readouterr().err and not output.exists()
     assert main([*common, "--latent-space", "w+"]) == 2
     assert "W+ is its W" in capsys.readouterr().err and not output.exists()
-    recipe = ["--latent-space", "w", "--losses", "l2=1,identity=0.5", "--steps", "2", "--batch-size", "2"]
-    assert main([*common, *recipe, "--report", str(report)]) == 0
+    recipe = ["--latent-space", "w", "--losses", "l2=1,identity=0.5,contrast=0.1", "--steps", "2"]
+    assert main([*common, *recipe, "--batch-size", "2", "--mirror", "--report", str(report)]) == 0
     tuned, base = load_model(output), load_model(dcgan_model)
     assert tuned.pattern_set.pattern_set_id == base.pattern_set.pattern_set_id
     written = json.loads(report.read_text())
     assert written["photos"] == 4 and written["loss_weights"]["identity"] == 0.5
     assert json.loads(output.with_suffix(".json").read_text())["model_id"] == tuned.model_id
-    assert {"l2", "identity", "total"} <= set(written["history"][-1])
+    assert {"l2", "identity", "contrast", "total"} <= set(written["history"][-1])
 
 
 @pytest.mark.parametrize("base_name", ["m32", "m128"])

@@ -77,7 +77,8 @@ def add_parser(subparsers):
         "--losses",
         default="paper",
         help="--utkface: loss weights, 'paper' (image L2 1.0, identity 0.5, perceptual 0.1) or e.g. "
-        "'l2=1,identity=0.5,perceptual=0'",
+        "'l2=1,identity=0.5,perceptual=0'; 'contrast=0.1' adds to the paper's terms an InfoNCE that tells "
+        "each decoded face apart from the other training photos' people",
     )
     parser.add_argument(
         "--mirror",

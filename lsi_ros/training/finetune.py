@@ -577,6 +577,17 @@ def photo_batch(scenes: torch.Tensor, targets: torch.Tensor, index: torch.Tensor
     return on_dmd, images
 
 
+def same_person(index: torch.Tensor, num_photos: int, bank_size: int) -> torch.Tensor:
+    """(B, bank_size) mask of the bank entries that show the person at each drawn ``index``: the photo
+    itself and, in a bank of photos then mirror images, its mirror image (generated faces, drawn at
+    ``index >= num_photos``, are in no bank)."""
+    mask = torch.zeros(len(index), bank_size, dtype=torch.bool)
+    rows = torch.nonzero(index < num_photos).flatten()
+    for copy_start in range(0, bank_size, num_photos):
+        mask[rows, index[rows] + copy_start] = True
+    return mask
+
+
 def finetune_on_photos(
     model: LsiModel,
     photos: np.ndarray,
@@ -590,7 +601,9 @@ def finetune_on_photos(
     (N, R, R, 3) uint8, FFHQ-framed at the generator's resolution, through the frozen generator; the
     patterns stay as they are. ``generated`` faces (same form, the generator's own training faces) join
     the photos under the same losses, so the encoder keeps what it decodes well while it learns real
-    people. Returns the model and the loss terms every 10 steps."""
+    people. With a ``contrast`` loss weight, face-api's descriptors of the photos (and their mirror
+    images with ``config.mirror``) are the bank the decoded faces must be told apart from. Returns the
+    model and the loss terms every 10 steps."""
     if config.latent_space not in LATENT_SPACES:
         raise ValueError(f"latent space must be one of {LATENT_SPACES}, not {config.latent_space!r}")
     if not config.pattern_lr >= 0:
@@ -623,6 +636,10 @@ def finetune_on_photos(
     groups = [{"params": encoder.parameters(), "peak": config.lr}]
     if patterns is not None:
         groups.append({"params": patterns.parameters(), "peak": config.pattern_lr, "weight_decay": 0.0})
+    bank = None
+    if weights.contrast:  # the training photos (and their mirror images) are the other people
+        shown = [photos[:num_photos]] + ([photos[:num_photos, :, ::-1]] if config.mirror else [])
+        bank = torch.cat([face_loss.descriptors(images, progress=progress) for images in shown])
     net = generator.torch_synthesis()
     rng = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
@@ -637,7 +654,8 @@ def finetune_on_photos(
         counts = measure(on_dmd, shown, log_uniform_flux(config.photon_flux_range, rng), rng)
         predicted = encoder.normalised(counts)
         decoded = net(encoder.latent_mean + encoder.latent_std * predicted)
-        terms = losses.loss_terms(weights, predicted, None, batch, decoded, face_loss)
+        same = None if bank is None else same_person(index, num_photos, len(bank))
+        terms = losses.loss_terms(weights, predicted, None, batch, decoded, face_loss, bank, same)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         optimizer.step()

@@ -7,6 +7,9 @@ the same loss works on 256² MobileStyleGAN faces (window 11) and the 64² DCGAN
 ``loss_terms`` is the paper's recipe as one call: latent L1, image L2 (plus the L1 / MS-SSIM terms),
 identity and perceptual terms through face-api's face descriptor network (``FaceLoss``), each weighted
 (``LossWeights``). Real photos have no true latent: their terms are the image and face ones alone.
+Beside the paper's terms, ``contrast`` asks the decoded face to be told apart from other people: an
+InfoNCE over a bank of descriptors of the training photos, where ``1 − cosine`` only asks it to be near
+its own, which an average face of the right kind already is.
 """
 
 from collections.abc import Mapping
@@ -96,6 +99,7 @@ class LossWeights:
     ms_ssim: float = 0.0
     identity: float = 0.5
     perceptual: float = 0.1
+    contrast: float = 0.0  # InfoNCE against other people's descriptors (``FaceLoss.terms``'s bank)
 
     def __post_init__(self):
         if self.latent_kind not in LATENT_LOSSES:
@@ -128,8 +132,17 @@ class LossWeights:
 
     @property
     def needs_faces(self) -> bool:
-        """Whether the face network (identity, perceptual) must be loaded."""
-        return bool(self.identity or self.perceptual)
+        """Whether the face network (identity, perceptual, contrast) must be loaded."""
+        return bool(self.identity or self.perceptual or self.contrast)
+
+
+CONTRAST_TEMPERATURE = 0.1  # on squared descriptor distances: same-person pairs lie below 0.36
+
+
+def info_nce(squared: torch.Tensor, positive: torch.Tensor, temperature: float = CONTRAST_TEMPERATURE):
+    """Mean cross-entropy of picking each row's ``positive`` column (B,) among candidates at
+    ``squared`` descriptor distances (B, K): low when a face is nearer its own than anyone else's."""
+    return torch.nn.functional.cross_entropy(-squared / temperature, positive)
 
 
 class FaceLoss(torch.nn.Module):
@@ -155,15 +168,44 @@ class FaceLoss(torch.nn.Module):
         return self.analyzer.descriptor_features(crops)
 
     def forward(self, decoded: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        terms = self.terms(decoded, target)
+        return terms["identity"], terms["perceptual"]
+
+    def terms(self, decoded, target, bank=None, same_person=None) -> dict[str, torch.Tensor]:
+        """Identity and perceptual per image (N,); with a ``bank`` of other faces' descriptors (K, 128),
+        ``contrast`` too: the InfoNCE of the decoded descriptor between its target's and the bank's,
+        leaving out the bank entries ``same_person`` (N, K) marks as the target's own person."""
         with torch.no_grad():
             target_descriptor, target_maps = self.features(target)
         descriptor, maps = self.features(decoded)
-        identity = 1.0 - torch.nn.functional.cosine_similarity(descriptor, target_descriptor, dim=1)
-        perceptual = sum(
-            (_unit_channels(a) - _unit_channels(b)).pow(2).sum(1).mean((1, 2))
-            for a, b in zip(maps, target_maps, strict=True)
-        ) / len(maps)
-        return identity, perceptual
+        terms = {
+            "identity": 1.0 - torch.nn.functional.cosine_similarity(descriptor, target_descriptor, dim=1),
+            "perceptual": sum(
+                (_unit_channels(a) - _unit_channels(b)).pow(2).sum(1).mean((1, 2))
+                for a, b in zip(maps, target_maps, strict=True)
+            )
+            / len(maps),
+        }
+        if bank is not None:
+            others = torch.cdist(descriptor, bank).pow(2)
+            if same_person is not None:
+                others = others.masked_fill(same_person, float("inf"))
+            own = (descriptor - target_descriptor).pow(2).sum(1, keepdim=True)
+            first = torch.zeros(len(descriptor), dtype=torch.long)
+            terms["contrast"] = info_nce(torch.cat([own, others], 1), first)
+        return terms
+
+    def descriptors(self, images: np.ndarray, batch: int = 64, progress: bool = True) -> torch.Tensor:
+        """Descriptors (N, 128) of uint8 images (N, R, R, 3), a batch at a time: a contrast bank."""
+        from tqdm import tqdm
+
+        parts = []
+        with torch.no_grad():
+            for s in tqdm(range(0, len(images), batch), desc="descriptor bank", disable=not progress):
+                chunk = torch.from_numpy(np.ascontiguousarray(images[s : s + batch]))
+                chunk = chunk.permute(0, 3, 1, 2).float() / 255.0
+                parts.append(self.features(chunk)[0])
+        return torch.cat(parts)
 
 
 def _unit_channels(x: torch.Tensor) -> torch.Tensor:
@@ -177,12 +219,15 @@ def loss_terms(
     rendered: torch.Tensor,
     decoded: torch.Tensor,
     face_loss: FaceLoss | None = None,
+    bank: torch.Tensor | None = None,
+    same_person: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The weighted terms (batch means) and their sum under ``"total"``.
 
     ``predicted``/``true``: latents in the encoder's normalised units (``true`` None, as for real
     photos, drops the latent term); ``rendered``: the image the camera saw, ``decoded``: the generator's
-    image of the prediction, both (N, 3, H, W) in [0, 1]. Zero-weight terms are not computed."""
+    image of the prediction, both (N, 3, H, W) in [0, 1]. ``bank``/``same_person``: the contrast
+    term's other faces (``FaceLoss.terms``). Zero-weight terms are not computed."""
     terms = {}
     if weights.latent and true is not None:
         terms["latent"] = weights.latent * latent_loss(predicted, true, weights.latent_kind)
@@ -193,11 +238,12 @@ def loss_terms(
     if weights.needs_faces:
         if face_loss is None:
             raise ValueError("identity and perceptual terms need a FaceLoss (face-api's weights)")
-        identity, perceptual = face_loss(decoded, rendered)
-        if weights.identity:
-            terms["identity"] = weights.identity * identity.mean()
-        if weights.perceptual:
-            terms["perceptual"] = weights.perceptual * perceptual.mean()
+        if weights.contrast and bank is None:
+            raise ValueError("the contrast term needs a bank of other people's descriptors")
+        faces = face_loss.terms(decoded, rendered, bank if weights.contrast else None, same_person)
+        for name in ("identity", "perceptual", "contrast"):
+            if getattr(weights, name):
+                terms[name] = getattr(weights, name) * faces[name].mean()
     if not terms:
         raise ValueError("every loss term has weight 0")
     terms["total"] = sum(terms.values())

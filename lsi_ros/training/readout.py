@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from lsi_ros.models.encoder import BinaryPatterns
 from lsi_ros.training.finetune import PATTERN_MARGIN
+from lsi_ros.training.losses import CONTRAST_TEMPERATURE, info_nce
 from lsi_ros.training.train import learning_rate, measure
 
 LOSSES = ("identity", "latent")
@@ -32,7 +33,7 @@ class ReadoutConfig:
     photon_flux: float = 200.0
     learn_from: tuple = LOSSES  # the losses whose gradient reaches the patterns (none: they stay)
     contrastive_weight: float = 0.1  # InfoNCE over the batch's descriptors, beside the squared distance
-    temperature: float = 0.1
+    temperature: float = CONTRAST_TEMPERATURE
     width: int = 1024
     seed: int = 0
 
@@ -90,7 +91,7 @@ def train_readout(
         index = torch.randint(0, len(photos), (config.batch_size,), generator=rng)
         counts = measure(photos[index].float() / 255.0, seen["identity"], config.photon_flux, rng)
         squared = torch.cdist(heads["identity"](counts), descriptors[index]).pow(2)
-        contrastive = nn.functional.cross_entropy(-squared / config.temperature, torch.arange(len(index)))
+        contrastive = info_nce(squared, torch.arange(len(index)), config.temperature)
         identity = squared.diagonal().mean() + config.contrastive_weight * contrastive
         index = torch.randint(0, len(generated), (config.batch_size,), generator=rng)
         counts = measure(generated[index].float() / 255.0, seen["latent"], config.photon_flux, rng)

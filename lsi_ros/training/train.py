@@ -250,6 +250,8 @@ class Trainer:
         if config.latent_space not in LATENT_SPACES:
             raise ValueError(f"latent space must be one of {LATENT_SPACES}, not {config.latent_space!r}")
         self.paper_losses = losses.LossWeights.parse(config.losses) if config.losses else None
+        if self.paper_losses and self.paper_losses.contrast:
+            raise ValueError("the contrast term tells real people apart: use it in `lsi finetune --utkface`")
         self.rng = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         self.patterns = BinaryPatterns(config.num_measurements, self.resolution, self.rng).to(self.device)
