@@ -67,7 +67,7 @@ def scored(runs: Path, models: list[Path], args, threads: list[str]) -> tuple[li
 
 
 def main() -> None:
-    parser = experiment_parser(__doc__, "contrast_finetune", "")
+    parser = experiment_parser(__doc__, "contrast_finetune", None)
     parser.add_argument("--start", type=Path, default=Path(START), help="the model the arm goes on from")
     parser.set_defaults(utkface=300)
     args = parser.parse_args()

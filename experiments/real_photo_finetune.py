@@ -91,15 +91,16 @@ def factorised(path: Path, rank: int, export: Path) -> Path:
     return save_model(compact, export, "int8")
 
 
-def experiment_parser(doc: str, name: str, export: str) -> argparse.ArgumentParser:
-    """The options of a real-photo experiment: its runs folder, what is scored, the exported model and
-    the results file (``docs/results/{name}.json``)."""
+def experiment_parser(doc: str, name: str, export: str | None) -> argparse.ArgumentParser:
+    """The options of a real-photo experiment: its runs folder, what is scored, the exported model (none
+    for an experiment that ships nothing) and the results file (``docs/results/{name}.json``)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs") / name.replace("_", "-"))
     parser.add_argument("--utkface", type=int, default=1024, help="held-out UTKFace faces scored")
     parser.add_argument("--faces", type=int, default=200, help="held-out generated faces scored")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--export", type=Path, default=Path(export))
+    if export is not None:
+        parser.add_argument("--export", type=Path, default=Path(export))
     parser.add_argument("--output", type=Path, default=Path(f"docs/results/{name}.json"))
     return parser
 
