@@ -27,7 +27,8 @@ from real_photo_finetune import RECIPE, experiment_parser, run
 PHOTOS = 7199  # every UTKFace training-split photo
 FACES = ["--utkface", str(PHOTOS), "--generated", "3000", "--mirror"]
 STEPS = 600
-CONTRAST = "contrast=0.1"  # beside the paper's terms (latent L1 1, image L2 1, identity 0.5, perceptual 0.1)
+CONTRAST_WEIGHT = 0.1  # beside the paper's terms (latent L1 1, image L2 1, identity 0.5, perceptual 0.1)
+CONTRAST = f"contrast={CONTRAST_WEIGHT}"
 ARMS = {f"paper terms + {CONTRAST.replace('=', ' ')}": ("contrast", CONTRAST)}  # name: (file stem, losses)
 BANK = 2 * PHOTOS  # descriptors the contrast term compares with: each training photo and its mirror
 START = "runs/people-patterns/m128-people-wplus.safetensors"
@@ -94,7 +95,7 @@ def main() -> None:
             for name, (_, recipe) in ARMS.items()
         },
         "contrast_bank": BANK,
-        "contrast_at_chance": round(0.1 * math.log(BANK + 1), 4),  # the weighted term, own no nearer than any
+        "contrast_at_chance": round(CONTRAST_WEIGHT * math.log(BANK + 1), 4),  # own no nearer than any
         "real_faces": json.loads((args.runs / "real.json").read_text())["faces"],
         "photodiode": "photons=200",
         "generated_faces": f"held-out, seeds 1000000..{1_000_000 + args.faces - 1}",

@@ -191,7 +191,7 @@ class FaceLoss(torch.nn.Module):
             if same_person is not None:
                 others = others.masked_fill(same_person, float("inf"))
             own = (descriptor - target_descriptor).pow(2).sum(1, keepdim=True)
-            first = torch.zeros(len(descriptor), dtype=torch.long)
+            first = torch.zeros(len(descriptor), dtype=torch.long, device=descriptor.device)
             terms["contrast"] = info_nce(torch.cat([own, others], 1), first)
         return terms
 
