@@ -26,39 +26,92 @@ def _percentiles(samples_ms) -> dict:
     }
 
 
-def encoder_rows(models=("m32", "m64", "m128", "m256", "m128-real"), frames: int = 2000) -> list:
-    torch.set_num_threads(1)
-    rows = []
-    for name in models:
-        model = load_model(find_model(name))
-        m = model.num_measurements
-        y = torch.rand(1, m) * 20000
-        with torch.inference_mode():
-            for _ in range(50):
-                model.encoder(y)
-            samples = []
-            for _ in range(frames):
-                start = time.perf_counter()
-                model.encoder(y)
-                samples.append(1e3 * (time.perf_counter() - start))
-            batch = torch.rand(256, m) * 20000
+def _latency_row(name: str, m: int, encoder, frames: int) -> dict:
+    y = torch.rand(1, m) * 20000
+    with torch.inference_mode():
+        for _ in range(50):
+            encoder(y)
+        samples = []
+        for _ in range(frames):
             start = time.perf_counter()
-            for _ in range(10):
-                model.encoder(batch)
-            batched = 2560 / (time.perf_counter() - start)
-        rows.append(
-            {
-                "what": "encoder",
-                "model": name,
-                "M": m,
-                **_percentiles(samples),
-                "threads": 1,
-                "batched_frames_per_s": round(batched),
-                "frame_time_ms_9.5kHz": round(1e3 * DLPC900_1080P.frame_time(m), 3),
-                "frame_time_ms_22.7kHz": round(1e3 * ALP4_DLP7000.frame_time(m), 3),
-            }
-        )
+            encoder(y)
+            samples.append(1e3 * (time.perf_counter() - start))
+        batch = torch.rand(256, m) * 20000
+        start = time.perf_counter()
+        for _ in range(10):
+            encoder(batch)
+        batched = 2560 / (time.perf_counter() - start)
+    return {
+        "what": "encoder",
+        "model": name,
+        "M": m,
+        **_percentiles(samples),
+        "threads": 1,
+        "batched_frames_per_s": round(batched),
+        "frame_time_ms_9.5kHz": round(1e3 * DLPC900_1080P.frame_time(m), 3),
+        "frame_time_ms_22.7kHz": round(1e3 * ALP4_DLP7000.frame_time(m), 3),
+    }
+
+
+def encoder_rows(
+    models=("m32", "m64", "m128", "m256", "m128-real"), frames: int = 2000, faces: int = 16
+) -> list:
+    """One frame on one thread (latent_encoder's setting) and batches of 256, per shipped model; a model
+    stored in int8 also through the int8 kernels the node runs it with, and how far their latents
+    and decoded faces are from the fp32 ones on ``faces`` held-out faces (photon flux 200)."""
+    from lsi_ros.models.int8_encoder import inference_encoder
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows, scenes = [], None
+    try:
+        for name in models:
+            model = load_model(find_model(name))
+            m = model.num_measurements
+            rows.append({**_latency_row(name, m, model.encoder, frames), "kernels": "fp32"})
+            int8 = inference_encoder(model)
+            if int8 is model.encoder:
+                continue
+            scenes = _held_out_faces(faces) if scenes is None else scenes
+            rows.append(
+                {**_latency_row(name, m, int8, frames), "kernels": "int8", **_int8_error(model, int8, scenes)}
+            )
+    finally:
+        torch.set_num_threads(threads)
     return rows
+
+
+def _held_out_faces(count: int) -> np.ndarray:
+    from itertools import islice
+
+    from lsi_ros.scenes import face_scenes
+
+    return np.stack([face for _, face in islice(face_scenes(), count)]).astype(np.float32) / 255.0
+
+
+def _int8_error(model, int8, faces: np.ndarray) -> dict:
+    """The int8 kernels' latents against fp32 on the same frames: RMS difference in the encoder's
+    normalised units, and gray PSNR between the faces the two decode to."""
+    from lsi_ros.evaluation.images import grayscale
+    from lsi_ros.evaluation.quality import quality_metrics
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.optics import ForwardModel, PhotodiodeModel
+
+    counts = PhotodiodeModel().sample(
+        ForwardModel(model.pattern_set).measure(faces), np.random.default_rng(0)
+    )
+    y = torch.from_numpy(counts.counts.astype(np.float32))
+    with torch.inference_mode():
+        exact, fast = model.encoder(y), int8(y)
+    difference = ((fast - exact) / model.encoder.latent_std).pow(2).mean().sqrt()
+    generator = get_generator("mobilestylegan")
+    decoded = [generator.synthesize(latents.numpy()) for latents in (exact, fast)]
+    psnr = [quality_metrics(grayscale(a), grayscale(b))[0] for a, b in zip(*decoded, strict=True)]
+    return {
+        "faces": len(faces),
+        "latent_rms_difference_vs_fp32": round(float(difference), 5),
+        "decoded_gray_psnr_vs_fp32_db_min": round(float(np.min(psnr)), 1),
+    }
 
 
 def decoder_rows(images: int = 40) -> list:

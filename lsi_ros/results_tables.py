@@ -72,6 +72,14 @@ def pick(rows: list[dict], **match) -> dict | None:
     return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
 
 
+def encoder_row(rows: list[dict], model: str, kernels: str | None = None) -> dict | None:
+    """A model's encoder bench row: the kernels latent_encoder runs it with (int8 where the model is
+    stored so), or those named."""
+    if kernels is not None:
+        return pick(rows, what="encoder", model=model, kernels=kernels)
+    return pick(rows, what="encoder", model=model, kernels="int8") or pick(rows, what="encoder", model=model)
+
+
 def value(row: dict | None, key: str, digits: int) -> str:
     return fmt(None if row is None else row.get(key), digits)
 
@@ -103,7 +111,7 @@ def summary(results: Path) -> str:
         q = pick(quality, method="lsi", M=m, noise="photons=200")
         tv = pick(quality, method="hadamard-tv", patterns=m, noise="photons=200")
         ident = pick(identity, method="lsi", patterns=m)
-        enc = pick(bench, what="encoder", model=f"m{m}")
+        enc = encoder_row(bench, f"m{m}")
         rows.append(
             [
                 f"m{m}",
@@ -206,7 +214,8 @@ def attributes(results: Path) -> str:
 
 def bench(results: Path) -> str:
     rows_in = load("bench.json", results)["rows"]
-    enc = [pick(rows_in, what="encoder", model=f"m{m}") for m in MODELS]
+    enc = [encoder_row(rows_in, f"m{m}") for m in MODELS]
+    fp32 = [encoder_row(rows_in, f"m{m}", "fp32") for m in MODELS]
     size = [pick(rows_in, what="bytes_per_frame", M=m) for m in MODELS]
     pinv = [pick(rows_in, what="reconstruction", method="hadamard-pinv", patterns=m) for m in MODELS]
     tv = [pick(rows_in, what="reconstruction", method="hadamard-tv", patterns=m) for m in MODELS]
@@ -215,6 +224,7 @@ def bench(results: Path) -> str:
         + [f"{value(e, 'frame_time_ms_9.5kHz', 2)} / {value(e, 'frame_time_ms_22.7kHz', 2)}" for e in enc],
         ["encoder, one frame, one thread, p50 / p95 ms"]
         + [f"{value(e, 'p50_ms', 2)} / {value(e, 'p95_ms', 2)}" for e in enc],
+        ["the same in fp32 (`int8_kernels:=false`), p50 ms"] + [value(e, "p50_ms", 2) for e in fp32],
         ["encoder, batches of 256, frames/s"] + [value(e, "batched_frames_per_s", 0) for e in enc],
         ["`Measurements` on the wire, bytes"] + [value(s, "measurements", 0) for s in size],
         ["image / `Measurements`"] + [value(s, "image_over_measurements", 0) for s in size],

@@ -161,3 +161,28 @@ def test_w_plus_model_publishes_one_latent_per_layer(tmp_path, graph):
     rows = latent.from_msg(code)
     np.testing.assert_allclose(rows, expected, rtol=1e-5, atol=1e-5)
     assert np.abs(rows[0] - rows[2]).max() > 0.1  # the layers differ
+
+
+def test_int8_model_runs_through_int8_kernels_and_says_so(tmp_path, graph):
+    """A model stored in int8 is encoded through the int8 weight kernels (int8_kernels, default):
+    diagnostics name them and the code is the fp32 one to bf16 rounding."""
+    from test_int8_encoder import M, ensemble_model, frames, rms
+
+    node, frames_out, received = graph
+    path = save_model(ensemble_model(3, 0), tmp_path / "int8.safetensors", weight_format="int8")
+    model = load_model(path)
+    process = start_encoder(path)
+    good = frames(1, seed=4)[0].numpy()
+    try:
+        assert wait_for(lambda: counters(received).get("kernels") == "int8", timeout=30), counters(received)
+        frame = Measurements(pattern_set_id=model.pattern_set.pattern_set_id, sequence=1, values=good)
+        assert wait_for(lambda: frames_out.publish(frame) or received["codes"], timeout=20, period=0.3)
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    rows = torch.from_numpy(latent.from_msg(received["codes"][0]))
+    with torch.no_grad():
+        expected = model.encoder(torch.from_numpy(good)[None])[0]
+    offset = (expected - model.encoder.latent_mean) / model.encoder.latent_std
+    assert good.size == M and 0 < rms((rows - expected) / model.encoder.latent_std) < 5e-3 * rms(offset)

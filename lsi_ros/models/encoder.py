@@ -168,8 +168,8 @@ class EncoderEnsemble(nn.Module):
         nets = [member.net for member in self.members]
         key = tuple((p.data_ptr(), p._version) for net in nets for p in net.parameters())
         if self._stacked_key != key:
-            self._stacked, self._stacked_key = _stacked_layers(nets), key
-        return _run_stacked(self._stacked, y.expand(len(nets), *y.shape)).mean(0)
+            self._stacked, self._stacked_key = stacked_layers(nets), key
+        return run_stacked(self._stacked, y.expand(len(nets), *y.shape)).mean(0)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.latent_mean + self.latent_std * self.normalised(y)
@@ -186,8 +186,20 @@ def _shape(encoder: MeasurementEncoder) -> tuple:
     )
 
 
-def _stacked_layers(nets) -> list[tuple]:
-    """The members' layers, position by position, with their weights stacked along a first axis."""
+class StackedLinear:
+    """K members' ``nn.Linear`` at one position: (K, B, in) -> (K, B, out) in one batched product."""
+
+    def __init__(self, modules):
+        self.weight = torch.stack([m.weight.detach() for m in modules]).transpose(1, 2).contiguous()
+        self.bias = torch.stack([m.bias.detach() for m in modules])[:, None]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+def stacked_layers(nets, linear=StackedLinear) -> list[tuple]:
+    """The members' layers, position by position, with their weights stacked along a first axis;
+    ``linear`` builds what runs each position's ``nn.Linear`` modules."""
     layers = []
     for modules in zip(*nets, strict=True):
         first = modules[0]
@@ -197,29 +209,28 @@ def _stacked_layers(nets) -> list[tuple]:
             )
             layers.append(("norm", first.normalized_shape, first.eps, weight, bias))
         elif isinstance(first, nn.Linear):
-            weight = torch.stack([m.weight.detach() for m in modules]).transpose(1, 2).contiguous()
-            layers.append(("linear", weight, torch.stack([m.bias.detach() for m in modules])[:, None]))
+            layers.append(("linear", linear(modules)))
         elif isinstance(first, nn.SiLU):
             layers.append(("silu",))
         elif isinstance(first, ResidualBlock):
-            layers.append(("residual", _stacked_layers([m.net for m in modules])))
+            layers.append(("residual", stacked_layers([m.net for m in modules], linear)))
         else:
             raise TypeError(f"no stacked form of {type(first).__name__}")
     return layers
 
 
-def _run_stacked(layers: list[tuple], x: torch.Tensor) -> torch.Tensor:
+def run_stacked(layers: list[tuple], x: torch.Tensor) -> torch.Tensor:
     """(K, B, F) through K members' stacked layers at once."""
     for kind, *parts in layers:
         if kind == "norm":
             shape, eps, weight, bias = parts
             x = nn.functional.layer_norm(x, shape, eps=eps) * weight + bias
         elif kind == "linear":
-            x = torch.baddbmm(parts[1], x, parts[0])
+            x = parts[0](x)
         elif kind == "silu":
             x = nn.functional.silu(x)
         else:
-            x = x + _run_stacked(parts[0], x)
+            x = x + run_stacked(parts[0], x)
     return x
 
 

@@ -1,0 +1,107 @@
+"""Weight-only int8 inference for encoders whose model file stores int8 matrices (``weights: int8``).
+
+At one frame an encoder reads every weight once and does little arithmetic with it, so its latency is
+the memory traffic of its matrices: the eight W+ members of m128-real read 25 MB of fp32 weights per
+frame. The file stores each matrix as int8 with one scale per output row; ``Int8Encoder`` runs them
+as stored through torch's int8 weight kernel (``aten._weight_int8pack_mm``), a quarter of the bytes.
+That kernel takes bf16 activations, so each product's input and output are rounded to bf16; the row
+scales, biases, norms and the members' mean stay fp32. The latent moves by far less than its error
+(``bench/core.py`` measures both the time and the difference). Inference only, on the CPU.
+"""
+
+import torch
+from torch import nn
+
+from lsi_ros.models.checkpoint import LsiModel, quantised_rows
+from lsi_ros.models.encoder import EncoderEnsemble, MeasurementEncoder, run_stacked, stacked_layers
+
+
+def int8_kernels_available() -> bool:
+    """Whether this torch build runs int8 weight products on the CPU."""
+    try:
+        x = torch.ones(1, INNER_MULTIPLE, dtype=torch.bfloat16)
+        q = torch.ones(1, INNER_MULTIPLE, dtype=torch.int8)
+        torch.ops.aten._weight_int8pack_mm(x, q, torch.ones(1, dtype=torch.bfloat16))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return True
+
+
+# The kernel reads each row in whole vectors with no tail: an inner size that is not a multiple of the
+# vector (16 floats with AVX-512) reads past the row, giving garbage or a crash. Such layers stay fp32.
+INNER_MULTIPLE = 64
+
+
+class Int8Linear:
+    """An ``nn.Linear`` (one member's) as int8 rows and fp32 row scales: ``x @ (q · scale).T + b``;
+    fp32 as loaded where its input size is not a multiple of ``INNER_MULTIPLE``."""
+
+    def __init__(self, modules):
+        (module,) = modules
+        self.bias = None if module.bias is None else module.bias.detach().float()
+        if module.in_features % INNER_MULTIPLE:
+            self.q, self.weight = None, module.weight.detach().float()
+            return
+        self.q, self.scale = quantised_rows(module.weight)
+        self.unit_scales = torch.ones(len(self.scale), dtype=torch.bfloat16)  # scaled after, in fp32
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.q is None:
+            return nn.functional.linear(x, self.weight, self.bias)
+        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        y = torch.ops.aten._weight_int8pack_mm(flat, self.q, self.unit_scales).float()
+        y = y * self.scale if self.bias is None else torch.addcmul(self.bias, y, self.scale)
+        return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+class Int8Encoder(nn.Module):
+    """An encoder (one network or an ensemble) run through int8 weight kernels; same call as the
+    encoder it was made from: measurements (B, M) or (M,) -> latent (B, D) or W+ (B, L, D)."""
+
+    def __init__(self, encoder: MeasurementEncoder | EncoderEnsemble):
+        super().__init__()
+        members = list(encoder.members) if isinstance(encoder, EncoderEnsemble) else [encoder]
+        self.num_measurements = encoder.num_measurements
+        self.latent_dim = encoder.latent_dim
+        self.num_ws = encoder.num_ws
+        self.latent_space = encoder.latent_space
+        self.register_buffer("latent_mean", encoder.latent_mean.detach().float().cpu())
+        self.register_buffer("latent_std", encoder.latent_std.detach().float().cpu())
+        self._members = []
+        for member in members:
+            member = member.cpu()
+            offsets = []
+            if member.num_ws > 1:
+                heads = member.layer_offsets
+                offsets = [Int8Linear([m]) for m in (heads if isinstance(heads, nn.Sequential) else [heads])]
+            trunk = stacked_layers([member.net[:-1]], linear=Int8Linear)
+            self._members.append((trunk, Int8Linear([member.net[-1]]), offsets))
+
+    @torch.no_grad()
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if y.ndim == 1:
+            return self.forward(y[None])[0]
+        total = 0.0
+        for trunk, last, offsets in self._members:
+            features = run_stacked(trunk, y.float()[None])[0]
+            estimate = last(features)
+            if offsets:
+                offset = features
+                for layer in offsets:
+                    offset = layer(offset)
+                estimate = estimate.unsqueeze(-2) + offset.unflatten(-1, (self.num_ws, self.latent_dim))
+            total = total + estimate
+        return self.latent_mean + self.latent_std * (total / len(self._members))
+
+
+def stores_int8(model: LsiModel) -> bool:
+    return model.info.get("architecture", {}).get("weights") == "int8"
+
+
+def inference_encoder(model: LsiModel, int8_kernels: bool = True) -> nn.Module:
+    """What runs the model's frames: ``Int8Encoder`` for a model stored in int8 on the CPU when
+    ``int8_kernels`` and this torch has the kernel, else the fp32 encoder it was loaded as."""
+    on_cpu = model.encoder.latent_mean.device.type == "cpu"
+    if int8_kernels and on_cpu and stores_int8(model) and int8_kernels_available():
+        return Int8Encoder(model.encoder)
+    return model.encoder
