@@ -56,9 +56,9 @@ def _latency_row(name: str, m: int, encoder, frames: int) -> dict:
 def encoder_rows(
     models=("m32", "m64", "m128", "m256", "m128-real"), frames: int = 2000, faces: int = 16
 ) -> list:
-    """One frame on one thread (latent_encoder's setting) and batches of 256, per shipped model; a model
-    stored in int8 also through the int8 kernels the node runs it with, and how far their latents
-    and decoded faces are from the fp32 ones on ``faces`` held-out faces (photon flux 200)."""
+    """One frame on one thread (latent_encoder's setting) and batches of 256, per shipped model, in
+    fp32 and through the int8 kernels the node runs it with, and how far the int8 latents and the
+    faces they decode are from the fp32 ones on ``faces`` held-out faces (photon flux 200)."""
     from lsi_ros.models.int8_encoder import inference_encoder
 
     threads = torch.get_num_threads()
@@ -91,7 +91,7 @@ def _held_out_faces(count: int) -> np.ndarray:
 
 def _int8_error(model, int8, faces: np.ndarray) -> dict:
     """The int8 kernels' latents against fp32 on the same frames: RMS difference in the encoder's
-    normalised units, and gray PSNR between the faces the two decode to."""
+    normalised units, and gray PSNR between the faces the two decode to (the worst face)."""
     from lsi_ros.evaluation.images import grayscale
     from lsi_ros.evaluation.quality import quality_metrics
     from lsi_ros.models.generators import get_generator

@@ -72,6 +72,9 @@ def pick(rows: list[dict], **match) -> dict | None:
     return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
 
 
+INT8_DIFFERENCE, INT8_WORST_FACE = "latent_rms_difference_vs_fp32", "decoded_gray_psnr_vs_fp32_db_min"
+
+
 def encoder_row(rows: list[dict], model: str, kernels: str | None = None) -> dict | None:
     """A model's encoder bench row: the kernels latent_encoder runs it with (int8 where the model is
     stored so), or those named."""
@@ -225,6 +228,8 @@ def bench(results: Path) -> str:
         ["encoder, one frame, one thread, p50 / p95 ms"]
         + [f"{value(e, 'p50_ms', 2)} / {value(e, 'p95_ms', 2)}" for e in enc],
         ["the same in fp32 (`int8_kernels:=false`), p50 ms"] + [value(e, "p50_ms", 2) for e in fp32],
+        ["int8 against fp32: latent RMS difference / worst decoded face, dB"]
+        + [f"{value(e, INT8_DIFFERENCE, 4)} / {value(e, INT8_WORST_FACE, 1)}" for e in enc],
         ["encoder, batches of 256, frames/s"] + [value(e, "batched_frames_per_s", 0) for e in enc],
         ["`Measurements` on the wire, bytes"] + [value(s, "measurements", 0) for s in size],
         ["image / `Measurements`"] + [value(s, "image_over_measurements", 0) for s in size],

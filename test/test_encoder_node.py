@@ -163,9 +163,9 @@ def test_w_plus_model_publishes_one_latent_per_layer(tmp_path, graph):
     assert np.abs(rows[0] - rows[2]).max() > 0.1  # the layers differ
 
 
-def test_int8_model_runs_through_int8_kernels_and_says_so(tmp_path, graph):
-    """A model stored in int8 is encoded through the int8 weight kernels (int8_kernels, default):
-    diagnostics name them and the code is the fp32 one to bf16 rounding."""
+def test_frames_run_through_int8_kernels_and_diagnostics_say_so(tmp_path, graph):
+    """On the CPU frames go through the int8 weight kernels (int8_kernels, default): diagnostics
+    name them and the code is the fp32 one to bf16 rounding."""
     from test_int8_encoder import M, ensemble_model, frames, rms
 
     node, frames_out, received = graph

@@ -303,6 +303,9 @@ def test_sampler_node_publishes_serial_frames_and_reports_counters(
         assert int(last_values()["reconnects"]) == 1
         resumed = len(received["frames"])
         assert wait_for(lambda: len(received["frames"]) >= resumed + 5, timeout=15)
+        # diagnostics come once a second: wait for a report that counts the frames received so far
+        seen = len(received["frames"])
+        assert wait_for(lambda: int(last_values().get("frames_published", 0)) >= seen, timeout=5)
     finally:
         stop()  # no frame arrives after this: what the probe holds is what the node published
         sampler.destroy_node()

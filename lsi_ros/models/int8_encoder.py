@@ -1,12 +1,13 @@
-"""Weight-only int8 inference for encoders whose model file stores int8 matrices (``weights: int8``).
+"""Weight-only int8 inference for the encoder on the CPU: what ``latent_encoder`` runs frames with.
 
 At one frame an encoder reads every weight once and does little arithmetic with it, so its latency is
 the memory traffic of its matrices: the eight W+ members of m128-real read 25 MB of fp32 weights per
-frame. The file stores each matrix as int8 with one scale per output row; ``Int8Encoder`` runs them
-as stored through torch's int8 weight kernel (``aten._weight_int8pack_mm``), a quarter of the bytes.
-That kernel takes bf16 activations, so each product's input and output are rounded to bf16; the row
-scales, biases, norms and the members' mean stay fp32. The latent moves by far less than its error
-(``bench/core.py`` measures both the time and the difference). Inference only, on the CPU.
+frame. ``Int8Encoder`` holds each matrix as int8 with one fp32 scale per output row (a model file
+stored with ``weights: int8`` holds exactly these; an fp16 file's matrices are rounded so on loading)
+and runs it through torch's int8 weight kernel (``aten._weight_int8pack_mm``), a quarter of the
+bytes. That kernel takes bf16 activations, so each product's input and output are rounded to bf16;
+the row scales, biases, norms and the members' mean stay fp32. The latent moves by far less than its
+error (``bench/core.py`` measures both the time and the difference per shipped model). Inference only.
 """
 
 import torch
@@ -76,6 +77,23 @@ class Int8Encoder(nn.Module):
                 offsets = [Int8Linear([m]) for m in (heads if isinstance(heads, nn.Sequential) else [heads])]
             trunk = stacked_layers([member.net[:-1]], linear=Int8Linear)
             self._members.append((trunk, Int8Linear([member.net[-1]]), offsets))
+        linears = [m for m in self.modules_as_run() if isinstance(m, Int8Linear)]
+        self.int8_matrices = sum(m.q is not None for m in linears)
+
+    def modules_as_run(self):
+        """Every layer object of every member, in order (residual blocks opened)."""
+
+        def walk(layers):
+            for kind, *parts in layers:
+                if kind == "residual":
+                    yield from walk(parts[0])
+                elif kind == "linear":
+                    yield parts[0]
+
+        for trunk, last, offsets in self._members:
+            yield from walk(trunk)
+            yield last
+            yield from offsets
 
     @torch.no_grad()
     def forward(self, y: torch.Tensor) -> torch.Tensor:
@@ -95,13 +113,15 @@ class Int8Encoder(nn.Module):
 
 
 def stores_int8(model: LsiModel) -> bool:
+    """Whether the model file holds its matrices as int8 rows (then the kernels use them as stored)."""
     return model.info.get("architecture", {}).get("weights") == "int8"
 
 
 def inference_encoder(model: LsiModel, int8_kernels: bool = True) -> nn.Module:
-    """What runs the model's frames: ``Int8Encoder`` for a model stored in int8 on the CPU when
-    ``int8_kernels`` and this torch has the kernel, else the fp32 encoder it was loaded as."""
+    """What runs the model's frames: ``Int8Encoder`` on the CPU when ``int8_kernels`` and this torch has
+    the kernel (and some matrix is of a size it takes), else the fp32 encoder it was loaded as."""
     on_cpu = model.encoder.latent_mean.device.type == "cpu"
-    if int8_kernels and on_cpu and stores_int8(model) and int8_kernels_available():
-        return Int8Encoder(model.encoder)
-    return model.encoder
+    if not (int8_kernels and on_cpu and int8_kernels_available()):
+        return model.encoder
+    int8 = Int8Encoder(model.encoder)
+    return int8 if int8.int8_matrices else model.encoder  # no matrix the kernel takes: fp32 as loaded

@@ -8,9 +8,8 @@ The node keeps running and reports a missing or corrupt model file as an ERROR.
 Frames are encoded on a worker thread, in arrival order: when several wait (a busy CPU delayed the
 node), they go through the encoder as one batch, which reads the model's weights once for all of
 them (the M = 128 ensemble's weights are 44 MB: one frame at a time is bound by memory, not by
-arithmetic). Each frame still becomes its own code, stamped as its frame. A model stored with int8
-matrices runs them as stored on the CPU (``int8_kernels``, lsi_ros.models.int8_encoder): a quarter
-of the bytes per frame.
+arithmetic). Each frame still becomes its own code, stamped as its frame. On the CPU the matrices
+run as int8 rows (``int8_kernels``, lsi_ros.models.int8_encoder): a quarter of the bytes per frame.
 
 Task mode: given a task model (``model:=task-male-m4``: patterns learned for one attribute and a
 tiny head, no latent), the same frames become that attribute's probability on ``attributes``.
@@ -65,9 +64,10 @@ PARAMS = (
     Param(
         "int8_kernels",
         True,
-        "CPU: run a model stored with int8 matrices through int8 weight kernels (bf16 activations; "
-        "about twice as fast per frame, the latent within about a thousandth of its standard deviation "
-        "of the fp32 one); false: fp32, as lsi eval scores it.",
+        "CPU: run the encoder's matrices as int8 rows (as an int8 model file stores them; an fp16 "
+        "file's are rounded so on loading) through int8 weight kernels with bf16 activations: two to "
+        "three times as fast per frame, the latent within 1 % of its standard deviation of the fp32 "
+        "one (docs/results.md). false: fp32, as lsi eval scores it.",
     ),
 )
 
