@@ -54,7 +54,9 @@ def _latency_row(name: str, m: int, encoder, frames: int) -> dict:
 
 
 def encoder_rows(
-    models=("m32", "m64", "m128", "m256", "m128-real"), frames: int = 2000, faces: int = 16
+    models=("m32", "m64", "m128", "m256", "m32-real", "m128-real", "m128-framed"),
+    frames: int = 2000,
+    faces: int = 16,
 ) -> list:
     """One frame on one thread (latent_encoder's setting) and batches of 256, per shipped model, in
     fp32 and through the int8 kernels the node runs it with, and how far the int8 latents and the

@@ -65,8 +65,8 @@ PARAMS = (
         "int8_kernels",
         True,
         "CPU: run the encoder's matrices as int8 rows (as an int8 model file stores them; an fp16 "
-        "file's are rounded so on loading) through int8 weight kernels with bf16 activations: two to "
-        "three times as fast per frame, the latent within 1 % of its standard deviation of the fp32 "
+        "file's are rounded so on loading) through int8 weight kernels with bf16 activations: over "
+        "twice as fast per frame, the latent within 1 % of its standard deviation of the fp32 "
         "one (docs/results.md). false: fp32, as lsi eval scores it.",
     ),
 )
