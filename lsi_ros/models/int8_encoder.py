@@ -16,6 +16,10 @@ from torch import nn
 from lsi_ros.models.checkpoint import LsiModel, quantised_rows
 from lsi_ros.models.encoder import EncoderEnsemble, MeasurementEncoder, run_stacked, stacked_layers
 
+# The kernel reads each row in whole vectors with no tail: an inner size that is not a multiple of the
+# vector (16 floats with AVX-512) reads past the row, giving garbage or a crash. Such layers stay fp32.
+INNER_MULTIPLE = 64
+
 
 def int8_kernels_available() -> bool:
     """Whether this torch build runs int8 weight products on the CPU."""
@@ -26,11 +30,6 @@ def int8_kernels_available() -> bool:
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
     return True
-
-
-# The kernel reads each row in whole vectors with no tail: an inner size that is not a multiple of the
-# vector (16 floats with AVX-512) reads past the row, giving garbage or a crash. Such layers stay fp32.
-INNER_MULTIPLE = 64
 
 
 class Int8Linear:
@@ -77,11 +76,10 @@ class Int8Encoder(nn.Module):
                 offsets = [Int8Linear([m]) for m in (heads if isinstance(heads, nn.Sequential) else [heads])]
             trunk = stacked_layers([member.net[:-1]], linear=Int8Linear)
             self._members.append((trunk, Int8Linear([member.net[-1]]), offsets))
-        linears = [m for m in self.modules_as_run() if isinstance(m, Int8Linear)]
-        self.int8_matrices = sum(m.q is not None for m in linears)
+        self.int8_matrices = sum(linear.q is not None for linear in self.linears())
 
-    def modules_as_run(self):
-        """Every layer object of every member, in order (residual blocks opened)."""
+    def linears(self):
+        """Every member's ``Int8Linear`` layers, in the order they run."""
 
         def walk(layers):
             for kind, *parts in layers:
@@ -110,11 +108,6 @@ class Int8Encoder(nn.Module):
                 estimate = estimate.unsqueeze(-2) + offset.unflatten(-1, (self.num_ws, self.latent_dim))
             total = total + estimate
         return self.latent_mean + self.latent_std * (total / len(self._members))
-
-
-def stores_int8(model: LsiModel) -> bool:
-    """Whether the model file holds its matrices as int8 rows (then the kernels use them as stored)."""
-    return model.info.get("architecture", {}).get("weights") == "int8"
 
 
 def inference_encoder(model: LsiModel, int8_kernels: bool = True) -> nn.Module:
