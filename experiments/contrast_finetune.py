@@ -35,17 +35,20 @@ START = "runs/people-patterns/m128-people-wplus.safetensors"
 KEPT = ("photos", "generated_faces", "config", "loss_weights", "seconds")  # of the fine-tuning report
 
 
-def arms(runs: Path, start: Path, threads: list[str]) -> dict[str, Path]:
-    """Each arm's fine-tuned model (trained now unless it and its report exist)."""
+def arms(
+    runs: Path, start: Path, threads: list[str], table=ARMS, faces=FACES, steps: int = STEPS
+) -> dict[str, Path]:
+    """Each arm of ``table`` (name: (file stem, losses)) fine-tuned from ``start`` on ``faces`` for
+    ``steps`` (trained now unless its model and report exist)."""
     if not start.is_file():
-        raise SystemExit(f"no start model at {start}: run experiments/people_patterns.py first, or --start")
+        raise SystemExit(f"no start model at {start}: run the experiment that makes it first, or --start")
     made = {}
-    for name, (stem, recipe) in ARMS.items():
+    for name, (stem, recipe) in table.items():
         model, report = runs / f"{stem}.safetensors", runs / f"{stem}.report.json"
         if not (model.is_file() and report.is_file()):
-            source = ["--model", str(start), "--steps", str(STEPS), "--losses", recipe]
+            source = ["--model", str(start), "--steps", str(steps), "--losses", recipe]
             outputs = ["--output", str(model), "--report", str(report), *threads]
-            run(["finetune", *FACES, *source, *RECIPE, *outputs])
+            run(["finetune", *faces, *source, *RECIPE, *outputs])
         made[name] = model
     return made
 
@@ -67,14 +70,8 @@ def scored(runs: Path, models: list[Path], args, threads: list[str]) -> tuple[li
     return real_rows, generated_rows
 
 
-def main() -> None:
-    parser = experiment_parser(__doc__, "contrast_finetune", None)
-    parser.add_argument("--start", type=Path, default=Path(START), help="the model the arm goes on from")
-    parser.set_defaults(utkface=300)
-    args = parser.parse_args()
-    args.runs.mkdir(parents=True, exist_ok=True)
-    threads = ["--threads", str(args.threads)]
-    made = arms(args.runs, args.start, threads)
+def scored_rows(args, made: dict[str, Path], threads: list[str]) -> list[dict]:
+    """The start and each arm: real-face and generated-face rows, and the arm's fine-tuning report."""
     real_rows, generated_rows = scored(args.runs, [args.start, *made.values()], args, threads)
     rows = []
     for name, path, real_row, generated_row in zip(
@@ -87,15 +84,29 @@ def main() -> None:
             losses = {"first_loss": first, "final_loss": last}
             row["fine_tuning"] = {key: report[key] for key in KEPT} | losses
         rows.append(row)
+    return rows
+
+
+def run_arms(doc: str, name: str, start: str, table: dict, faces: list[str], steps: int, extra=None) -> None:
+    """A fine-tuning experiment end to end: parse its options, train each arm of ``table`` from
+    ``--start``, score the start and the arms, and write ``docs/results/{name}.json`` (with ``extra``
+    fields after the arms)."""
+    parser = experiment_parser(doc, name, None)
+    parser.add_argument("--start", type=Path, default=Path(start), help="the model the arms go on from")
+    parser.set_defaults(utkface=300)
+    args = parser.parse_args()
+    args.runs.mkdir(parents=True, exist_ok=True)
+    threads = ["--threads", str(args.threads)]
+    made = arms(args.runs, args.start, threads, table, faces, steps)
+    rows = scored_rows(args, made, threads)
     result = {
-        "command": "python experiments/contrast_finetune.py",
+        "command": f"python experiments/{name}.py",
         "start": str(args.start),
         "arms": {
-            name: "lsi finetune " + " ".join([*FACES, "--steps", str(STEPS), "--losses", recipe, *RECIPE])
-            for name, (_, recipe) in ARMS.items()
+            arm: "lsi finetune " + " ".join([*faces, "--steps", str(steps), "--losses", recipe, *RECIPE])
+            for arm, (_, recipe) in table.items()
         },
-        "contrast_bank": BANK,
-        "contrast_at_chance": round(CONTRAST_WEIGHT * math.log(BANK + 1), 4),  # own no nearer than any
+        **(extra or {}),
         "real_faces": json.loads((args.runs / "real.json").read_text())["faces"],
         "photodiode": "photons=200",
         "generated_faces": f"held-out, seeds 1000000..{1_000_000 + args.faces - 1}",
@@ -103,6 +114,12 @@ def main() -> None:
     }
     args.output.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.output}")
+
+
+def main() -> None:
+    chance = round(CONTRAST_WEIGHT * math.log(BANK + 1), 4)  # own no nearer than any
+    extra = {"contrast_bank": BANK, "contrast_at_chance": chance}
+    run_arms(__doc__, "contrast_finetune", START, ARMS, FACES, STEPS, extra)
 
 
 if __name__ == "__main__":

@@ -240,6 +240,46 @@ def test_contrast_tells_the_face_apart_from_the_bank_but_not_from_its_own_person
     assert terms["contrast"].item() == pytest.approx(0.1 * wrong, rel=1e-4)
 
 
+def test_attributes_term_is_zero_for_the_same_face_and_pulls_gender_and_age_towards_the_target(two_faces):
+    """face-api's gender and age of the decoded face against the target's: zero for the face itself,
+    positive for another face, and its gradient moves the decoded face's attributes towards the
+    target's; without the age/gender network it says which FaceLoss it needs."""
+    face_loss = losses.FaceLoss(attributes=True)
+    target, start = two_faces[:1], two_faces[1:].clone().requires_grad_(True)
+    assert face_loss.terms(target, target, attributes=True)["attributes"].abs().item() < 1e-5
+    term = face_loss.terms(start, target, attributes=True)["attributes"]
+    age, p_male = face_loss.age_gender(target)
+    start_age, start_p_male = face_loss.age_gender(start.detach())
+    assert term.item() > 0.05 and term.item() == pytest.approx(
+        losses.attribute_loss(start_age, start_p_male, age, p_male).item(), rel=1e-4
+    )
+    term.sum().backward()
+    assert torch.isfinite(start.grad).all() and start.grad.abs().max() > 0
+    # a small step: the age/gender network is far less smooth than the descriptor network
+    stepped = (start - 0.002 * start.grad / start.grad.abs().max()).detach().clamp(0, 1)
+    assert face_loss.terms(stepped, target, attributes=True)["attributes"].item() < term.item()
+    weights = losses.LossWeights.parse("attributes=0.5")
+    assert weights.needs_faces and weights.identity == 0.5
+    terms = losses.loss_terms(weights, None, None, target, two_faces[1:], face_loss)
+    assert terms["attributes"].item() == pytest.approx(0.5 * term.item(), rel=1e-4)
+    with pytest.raises(ValueError, match="age/gender"):
+        losses.loss_terms(weights, None, None, target, two_faces[1:], losses.FaceLoss())
+
+
+def test_attribute_loss_is_a_gender_kl_plus_scaled_age_difference():
+    p = torch.tensor([0.9, 0.5])
+    same = losses.attribute_loss(torch.tensor([30.0, 30.0]), p, torch.tensor([30.0, 30.0]), p)
+    assert same.abs().max() < 1e-6
+    older = losses.attribute_loss(
+        torch.tensor([40.0]), torch.tensor([0.5]), torch.tensor([30.0]), torch.tensor([0.5])
+    )
+    assert older.item() == pytest.approx(10.0 / losses.AGE_SCALE_YEARS)
+    flipped = losses.attribute_loss(
+        torch.tensor([30.0]), torch.tensor([0.1]), torch.tensor([30.0]), torch.tensor([0.9])
+    )
+    assert flipped.item() == pytest.approx(0.8 * np.log(9.0), rel=1e-4)  # KL(0.9 || 0.1)
+
+
 def test_the_photo_itself_and_its_mirror_image_are_its_own_person_in_the_bank():
     from lsi_ros.training.finetune import same_person
 

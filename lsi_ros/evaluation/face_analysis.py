@@ -358,19 +358,25 @@ class FaceAnalyzer:
         mirrored[..., 0] = 1.0 - mirrored[..., 0]
         return (self.landmarks(crops) + mirrored) / 2
 
+    def age_gender(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable: (N, 3, 112, 112) face crops in 0..255 -> age in years (N,) and p_male (N,)
+        as tensors (training losses; ``attributes`` is the numpy readout)."""
+        ag = self.params["age_gender_model"]
+        features = _xception_features(_normalise(crops, FACE_MEAN_RGB), ag)
+        age = features @ ag["fc/age/weights"] + ag["fc/age/bias"]
+        gender = torch.softmax(features @ ag["fc/gender/weights"] + ag["fc/gender/bias"], 1)
+        return age[:, 0], gender[:, 0]
+
     @torch.inference_mode()
     def attributes(self, crops: torch.Tensor) -> dict[str, np.ndarray]:
         """(N, 3, 112, 112) aligned face crops in 0..255 -> age, p_male, expression probabilities."""
-        x = _normalise(crops, FACE_MEAN_RGB)
-        ag = self.params["age_gender_model"]
-        features = _xception_features(x, ag)
-        age = features @ ag["fc/age/weights"] + ag["fc/age/bias"]
-        gender = torch.softmax(features @ ag["fc/gender/weights"] + ag["fc/gender/bias"], 1)
+        age, p_male = self.age_gender(crops)
         ex = self.params["face_expression_model"]
+        x = _normalise(crops, FACE_MEAN_RGB)
         expressions = torch.softmax(_dense_features(x, ex) @ ex["fc/weights"] + ex["fc/bias"], 1)
         return {
-            "age": age[:, 0].cpu().numpy(),
-            "p_male": gender[:, 0].cpu().numpy(),
+            "age": age.cpu().numpy(),
+            "p_male": p_male.cpu().numpy(),
             "expressions": expressions.cpu().numpy(),
         }
 

@@ -610,7 +610,7 @@ def finetune_on_photos(
         raise ValueError(f"a pattern learning rate is >= 0 (0: the patterns stay), not {config.pattern_lr!r}")
     weights = config.loss_weights()
     if weights.needs_faces and face_loss is None:
-        face_loss = losses.FaceLoss()
+        face_loss = losses.FaceLoss(attributes=bool(weights.attributes))
     resolution = generator.resolution
     if photos.ndim != 4 or photos.shape[1:] != (resolution, resolution, 3) or photos.dtype != np.uint8:
         raise ValueError(f"photos must be (N, {resolution}, {resolution}, 3) uint8, not {photos.shape}")

@@ -100,6 +100,7 @@ class LossWeights:
     identity: float = 0.5
     perceptual: float = 0.1
     contrast: float = 0.0  # InfoNCE against other people's descriptors (``FaceLoss.terms``'s bank)
+    attributes: float = 0.0  # face-api's gender and age of the decoded face against the target's
 
     def __post_init__(self):
         if self.latent_kind not in LATENT_LOSSES:
@@ -132,8 +133,19 @@ class LossWeights:
 
     @property
     def needs_faces(self) -> bool:
-        """Whether the face network (identity, perceptual, contrast) must be loaded."""
-        return bool(self.identity or self.perceptual or self.contrast)
+        """Whether the face networks (identity, perceptual, contrast, attributes) must be loaded."""
+        return bool(self.identity or self.perceptual or self.contrast or self.attributes)
+
+
+AGE_SCALE_YEARS = 10.0  # an age error of this many years weighs as much as a gender KL of 1 nat
+
+
+def attribute_loss(age, p_male, target_age, target_p_male, eps: float = 1e-6) -> torch.Tensor:
+    """Per face (N,): the KL divergence of the decoded face's gender from the target's (face-api's
+    p_male, 0 when they agree) plus their age difference in units of ``AGE_SCALE_YEARS``."""
+    p, q = target_p_male.clamp(eps, 1 - eps), p_male.clamp(eps, 1 - eps)
+    kl = p * torch.log(p / q) + (1 - p) * torch.log((1 - p) / (1 - q))
+    return kl + (age - target_age).abs() / AGE_SCALE_YEARS
 
 
 CONTRAST_TEMPERATURE = 0.1  # on squared descriptor distances: same-person pairs lie below 0.36
@@ -151,30 +163,50 @@ class FaceLoss(torch.nn.Module):
     on the face crop at a fixed box of FFHQ-framed images. Differentiable in the decoded image; the
     network is frozen (its weights are plain tensors)."""
 
-    def __init__(self, analyzer=None, box=FFHQ_FACE_BOX, device: str | torch.device = "cpu"):
+    def __init__(
+        self, analyzer=None, box=FFHQ_FACE_BOX, device: str | torch.device = "cpu", attributes: bool = False
+    ):
+        """``attributes``: also load face-api's age/gender network (the ``attributes`` term) when no
+        ``analyzer`` is given."""
         super().__init__()
         from lsi_ros.evaluation.face_analysis import FaceAnalyzer
 
-        self.analyzer = analyzer or FaceAnalyzer(device=device, networks=("face_recognition_model",))
+        networks = ("face_recognition_model",) + (("age_gender_model",) if attributes else ())
+        self.analyzer = analyzer or FaceAnalyzer(device=device, networks=networks)
         self.box = tuple(float(v) for v in box)
+
+    def _crops(self, images: torch.Tensor, size: int) -> torch.Tensor:
+        side = images.shape[-1]
+        boxes = np.repeat(np.asarray(self.box, np.float32)[None] * side, len(images), 0)
+        return self.analyzer.crop(images.permute(0, 2, 3, 1) * 255.0, boxes, size)[0]
 
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(N, 3, H, W) in [0, 1] -> descriptors (N, 128) and stage feature maps."""
         from lsi_ros.evaluation.face_analysis import DESCRIPTOR_INPUT
 
-        side = images.shape[-1]
-        boxes = np.repeat(np.asarray(self.box, np.float32)[None] * side, len(images), 0)
-        crops, _ = self.analyzer.crop(images.permute(0, 2, 3, 1) * 255.0, boxes, DESCRIPTOR_INPUT)
-        return self.analyzer.descriptor_features(crops)
+        return self.analyzer.descriptor_features(self._crops(images, DESCRIPTOR_INPUT))
+
+    def age_gender(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, H, W) in [0, 1] -> face-api's age (N,) and p_male (N,) on the same face box."""
+        from lsi_ros.evaluation.face_analysis import FACE_INPUT
+
+        if "age_gender_model" not in self.analyzer.params:
+            raise ValueError(
+                "the attributes term needs face-api's age/gender network: FaceLoss(attributes=True)"
+            )
+        return self.analyzer.age_gender(self._crops(images, FACE_INPUT))
 
     def forward(self, decoded: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         terms = self.terms(decoded, target)
         return terms["identity"], terms["perceptual"]
 
-    def terms(self, decoded, target, bank=None, same_person=None) -> dict[str, torch.Tensor]:
+    def terms(
+        self, decoded, target, bank=None, same_person=None, attributes=False
+    ) -> dict[str, torch.Tensor]:
         """Identity and perceptual per image (N,); with a ``bank`` of other faces' descriptors (K, 128),
         ``contrast`` too: the InfoNCE of the decoded descriptor between its target's and the bank's,
-        leaving out the bank entries ``same_person`` (N, K) marks as the target's own person."""
+        leaving out the bank entries ``same_person`` (N, K) marks as the target's own person; with
+        ``attributes``, ``attribute_loss`` of face-api's gender and age."""
         with torch.no_grad():
             target_descriptor, target_maps = self.features(target)
         descriptor, maps = self.features(decoded)
@@ -193,6 +225,10 @@ class FaceLoss(torch.nn.Module):
             own = (descriptor - target_descriptor).pow(2).sum(1, keepdim=True)
             first = torch.zeros(len(descriptor), dtype=torch.long, device=descriptor.device)
             terms["contrast"] = info_nce(torch.cat([own, others], 1), first)
+        if attributes:
+            with torch.no_grad():
+                target_age, target_p_male = self.age_gender(target)
+            terms["attributes"] = attribute_loss(*self.age_gender(decoded), target_age, target_p_male)
         return terms
 
     def descriptors(self, images: np.ndarray, batch: int = 64, progress: bool = True) -> torch.Tensor:
@@ -240,8 +276,9 @@ def loss_terms(
             raise ValueError("identity and perceptual terms need a FaceLoss (face-api's weights)")
         if weights.contrast and bank is None:
             raise ValueError("the contrast term needs a bank of other people's descriptors")
-        faces = face_loss.terms(decoded, rendered, bank if weights.contrast else None, same_person)
-        for name in ("identity", "perceptual", "contrast"):
+        contrast_bank = bank if weights.contrast else None
+        faces = face_loss.terms(decoded, rendered, contrast_bank, same_person, bool(weights.attributes))
+        for name in ("identity", "perceptual", "contrast", "attributes"):
             if getattr(weights, name):
                 terms[name] = getattr(weights, name) * faces[name].mean()
     if not terms:

@@ -424,7 +424,8 @@ class Trainer:
         with torch.no_grad():
             rendered = net(mean + std * target)
         if self.paper_losses.needs_faces and self._face_loss is None:
-            self._face_loss = losses.FaceLoss(device=self.device)
+            attributes = bool(self.paper_losses.attributes)
+            self._face_loss = losses.FaceLoss(device=self.device, attributes=attributes)
         decoded = net(mean + std * predicted)
         return losses.loss_terms(self.paper_losses, predicted, target, rendered, decoded, self._face_loss)
 
