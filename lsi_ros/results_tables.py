@@ -50,6 +50,8 @@ ABOUT = {
     "for them, fine-tuned on real photos; real people and generated faces",
     "contrast_finetune.json": "m128-people fine-tuned further with the contrast term (lsi finetune --losses "
     "contrast=0.1): 300 held-out people and generated faces, before and after",
+    "attribute_finetune.json": "m128-real fine-tuned further with the attributes term (lsi finetune --losses "
+    "attributes=0.5): 300 held-out people and generated faces, before and after",
 }
 
 
