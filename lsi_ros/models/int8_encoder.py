@@ -60,16 +60,18 @@ class Int8Encoder(nn.Module):
 
     def __init__(self, encoder: MeasurementEncoder | EncoderEnsemble):
         super().__init__()
+        device = encoder.latent_mean.device
+        if device.type != "cpu":
+            raise ValueError(f"int8 weight kernels run on the CPU; the encoder is on {device}")
         members = list(encoder.members) if isinstance(encoder, EncoderEnsemble) else [encoder]
         self.num_measurements = encoder.num_measurements
         self.latent_dim = encoder.latent_dim
         self.num_ws = encoder.num_ws
         self.latent_space = encoder.latent_space
-        self.register_buffer("latent_mean", encoder.latent_mean.detach().float().cpu())
-        self.register_buffer("latent_std", encoder.latent_std.detach().float().cpu())
+        self.register_buffer("latent_mean", encoder.latent_mean.detach().float())
+        self.register_buffer("latent_std", encoder.latent_std.detach().float())
         self._members = []
         for member in members:
-            member = member.cpu()
             offsets = []
             if member.num_ws > 1:
                 heads = member.layer_offsets
