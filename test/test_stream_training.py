@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from lsi_ros.cli import build_parser
 from lsi_ros.models.checkpoint import load_model
+from lsi_ros.training.compact import SHARD_LIMIT
 from lsi_ros.training.seeds import HELD_OUT_SEED_START, STREAM_SEED_START, STREAM_VALIDATION_SEED_START
 from lsi_ros.training.stream import StreamTrainer
 
@@ -159,6 +160,9 @@ def test_the_gpu_slot_command_trains_evaluates_and_resumes_from_a_carried_checkp
     files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) <= 8  # what the device tool brings back: 8 files, 2 folders down
     assert all(len(p.relative_to(out).parts) <= 3 for p in files)
+    assert all(p.stat().st_size <= SHARD_LIMIT for p in files)  # and at most 16 MiB each
+    checkpoint = sorted(p.name for p in (out / "run").glob("*.safetensors"))
+    assert checkpoint and all(name.startswith("checkpoint-") for name in checkpoint)  # the compact form
     model = load_model(out / "m8.safetensors")
     assert (
         model.info["faces_seen"] == 64 and model.info["validation_seeds"][0] == STREAM_VALIDATION_SEED_START

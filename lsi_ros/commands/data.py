@@ -34,7 +34,14 @@ def add_parser(subparsers):
         metavar="DIR",
         default=None,
         help="instead: write MobileStyleGAN as files torch alone runs (no OpenVINO), for rendering on a "
-        "GPU machine (experiments/device_scaling.py --export DIR)",
+        "GPU machine (`lsi train --generator-export DIR`)",
+    )
+    parser.add_argument(
+        "--export-dtype",
+        choices=["float32", "float16"],
+        default="float32",
+        help="--export-torch: store the weights as float32 (the CPU's faces to float rounding) or "
+        "float16 (half the size, for carrying; a seed's latent and face differ a little)",
     )
     parser.set_defaults(func=main)
 
@@ -50,7 +57,8 @@ def main(args) -> int:
                 "lsi data: --export-torch is for mobilestylegan (the DCGAN is torch already)", file=sys.stderr
             )
             return 2
-        print(f"{generator.generator_id} for torch in {generator.export_torch(args.export_torch)}")
+        folder = generator.export_torch(args.export_torch, args.export_dtype)
+        print(f"{generator.generator_id} for torch ({args.export_dtype}) in {folder}")
         return 0
     for start, count in ((0, args.train), (data.HELD_OUT_SEED_START, args.held_out)):
         folder = data.generate(generator, args.generator, start, count, args.data_dir, args.psi)

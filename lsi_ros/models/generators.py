@@ -192,14 +192,14 @@ class MobileStyleGAN(Generator):
             return np.zeros((0, self.resolution, self.resolution, 3), np.float32)
         return _unit_range(np.concatenate(images).transpose(0, 2, 3, 1)).astype(np.float32)
 
-    def export_torch(self, folder) -> Path:
+    def export_torch(self, folder, dtype: str = "float32") -> Path:
         """Mapping, 256² synthesis and truncation centre as files torch alone can run
-        (``torch_generator.ExportedMobileStyleGAN``): rendering on a GPU machine without OpenVINO."""
+        (``torch_generator.ExportedMobileStyleGAN``): rendering on a GPU machine without OpenVINO.
+        ``dtype``: how the weights are stored (``torch_generator.write_export``)."""
         mapping = OpenVINOModule.from_openvino(mobilestylegan_ir.read_mapping(self._core))
         synthesis = OpenVINOModule.from_openvino(self._synthesis)
-        return write_export(
-            folder, self.generator_id, mapping, synthesis, self.mean_latent(), self.num_ws, self.resolution
-        )
+        shape = (self.mean_latent(), self.num_ws, self.resolution)
+        return write_export(folder, self.generator_id, mapping, synthesis, *shape, dtype)
 
     def torch_synthesis(self) -> torch.nn.Module:
         """The native torch network (mobilestylegan_torch), weights read from the exact-exit IR."""

@@ -195,9 +195,13 @@ class OpenVINOModule(torch.nn.Module):
                 raise NotImplementedError(f"OpenVINO op {kind} ({node.get_friendly_name()})")
         return cls(_key(parameter.output(0)), _key(result.input_value(0)), constants, steps)
 
-    def save(self, path) -> Path:
-        """One safetensors file: the constants, and the op list as JSON metadata (no pickle)."""
-        tensors = {buffer: getattr(self, buffer).contiguous() for buffer in self._constants.values()}
+    def save(self, path, dtype: torch.dtype = torch.float32) -> Path:
+        """One safetensors file: the constants (floating ones as ``dtype``; ``load`` widens them to
+        float32 again), and the op list as JSON metadata (no pickle)."""
+        tensors = {}
+        for buffer in self._constants.values():
+            value = getattr(self, buffer)
+            tensors[buffer] = (value.to(dtype) if value.is_floating_point() else value).contiguous()
         graph = {"input": self._input, "output": self._output, "constants": self._constants}
         graph["steps"] = self._graph
         save_file(tensors, str(path), metadata={"graph": json.dumps(graph)})
@@ -210,6 +214,7 @@ class OpenVINOModule(torch.nn.Module):
         with safe_open(str(path), "pt") as f:
             graph = json.loads((f.metadata() or {})["graph"])
         tensors = load_file(str(path), device=str(device))
+        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
         constants = {key: tensors[buffer] for key, buffer in graph["constants"].items()}
         return cls(graph["input"], graph["output"], constants, graph["steps"])
 

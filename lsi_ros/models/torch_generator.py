@@ -82,16 +82,31 @@ def load_graph(folder, name: str, device: str | torch.device = "cpu"):
     return OpenVINOModule.load(Path(folder) / name, device).graph()
 
 
+EXPORT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
 def write_export(
-    folder, generator_id: str, mapping, synthesis, w_avg: np.ndarray, num_ws: int, resolution: int
+    folder,
+    generator_id: str,
+    mapping,
+    synthesis,
+    w_avg: np.ndarray,
+    num_ws: int,
+    resolution: int,
+    dtype: str = "float32",
 ) -> Path:
-    """Write the files ``ExportedMobileStyleGAN`` reads (mapping, synthesis: OpenVINOModule)."""
+    """Write the files ``ExportedMobileStyleGAN`` reads (mapping, synthesis: OpenVINOModule), their
+    weights stored as ``dtype`` ("float16": half the size; they run in float32 either way, and a seed's
+    latent and face come out a little different from the float32 weights')."""
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"an export stores its weights as one of {', '.join(EXPORT_DTYPES)}, not {dtype!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    mapping.save(folder / MAPPING_FILE)
-    synthesis.save(folder / SYNTHESIS_FILE)
+    mapping.save(folder / MAPPING_FILE, EXPORT_DTYPES[dtype])
+    synthesis.save(folder / SYNTHESIS_FILE, EXPORT_DTYPES[dtype])
     info = {
         "generator_id": generator_id,
+        "stored_as": dtype,
         "latent_dim": int(w_avg.shape[0]),
         "num_ws": num_ws,
         "resolution": resolution,

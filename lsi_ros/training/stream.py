@@ -14,7 +14,9 @@ write the checkpoint (the longest one so far, half as much again as margin), the
 validates and saves; running again goes on. The run folder holds ``model.safetensors`` (patterns,
 encoder; the best checkpoint with its patterns bit-packed, all an export needs),
 ``optimizer.safetensors`` and ``state.json`` (step, faces seen, seed cursor, RNG state, history,
-configuration): no pickles.
+configuration): no pickles. A bounded slot (``run_slot``) saves the compact form instead
+(``lsi_ros.training.compact``: ``checkpoint-<k>.safetensors`` files of at most 15 MiB), which a later
+slot on another machine goes on from.
 """
 
 import base64
@@ -30,6 +32,16 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from lsi_ros.models.checkpoint import LsiModel
+from lsi_ros.training.compact import (
+    as_float32,
+    best_tensors,
+    compact_tensors,
+    expand_compact,
+    load_shards,
+    optimizer_tensors,
+    save_shards,
+    unpack_bits,
+)
 from lsi_ros.training.seeds import STREAM_SEED_START, STREAM_VALIDATION_SEED_START
 from lsi_ros.training.train import (
     RUN_ONLY,
@@ -43,6 +55,7 @@ from lsi_ros.training.train import (
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
+CHECKPOINT_STEM = "checkpoint"  # the compact form's files: checkpoint-<k>.safetensors
 
 
 class FaceRenderer:
@@ -133,9 +146,11 @@ class StreamTrainer(Trainer):
         device: str = "cpu",
         resume_from=None,
         generator_export: str | None = None,
+        compact: bool = False,
     ):
         """``resume_from``: a run folder to go on from (say, carried to a GPU machine); by default the
-        run folder itself, when it holds a checkpoint."""
+        run folder itself, when it holds a checkpoint (either form). ``compact``: save the compact
+        checkpoint (``lsi_ros.training.compact``) instead of the full one."""
         if config.members > 1:
             raise ValueError("streamed training trains one encoder (members 1)")
         if config.chunk_faces < config.batch_size or config.chunk_faces % config.batch_size:
@@ -144,6 +159,7 @@ class StreamTrainer(Trainer):
             )
         self.config = config
         self.run_dir = Path(run_dir)
+        self.compact = compact
         self.device = torch.device(device)
         self.rank, self.world_size = 0, 1
         self.renderer = FaceRenderer(config.generator, self.device, config.truncation_psi, generator_export)
@@ -272,18 +288,19 @@ class StreamTrainer(Trainer):
 
     # -- the run folder --------------------------------------------------------------------------
     def _save_state(self):
-        """model + optimizer safetensors and state.json, each written whole then moved into place."""
+        """The checkpoint (full, or compact: ``lsi_ros.training.compact``) and state.json, each file
+        written whole then moved into place; the other form's files are removed."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tensors = self._weights()
-        if self.best is not None:
-            tensors |= {f"best.{k}": v for k, v in self.best["tensors"].items() if k != "patterns.weight"}
-            binary = self.best["tensors"]["patterns.weight"].clamp(0.0, 1.0).round().to(torch.uint8)
-            tensors["best.patterns.bits"] = torch.from_numpy(np.packbits(binary.numpy(), axis=1))
-        optimizer = {
-            f"optimizer.{index}.{key}": torch.as_tensor(value)
-            for index, state in self.optimizer.state_dict()["state"].items()
-            for key, value in state.items()
-        }
+        if self.compact:
+            paths = save_shards(self._compact_tensors(), self.run_dir, CHECKPOINT_STEM)
+            stale = [self.run_dir / MODEL_FILE, self.run_dir / OPTIMIZER_FILE]
+        else:
+            paths = []
+            for name, content in zip((MODEL_FILE, OPTIMIZER_FILE), self._full_tensors(), strict=True):
+                tmp = self.run_dir / f"{name}.tmp"
+                save_file({k: v.detach().contiguous().cpu() for k, v in content.items()}, str(tmp))
+                tmp.replace(self.run_dir / name)
+            stale = list(self.run_dir.glob(f"{CHECKPOINT_STEM}-*.safetensors"))
         state = {
             "step": self.step,
             "faces_seen": self.faces_seen,
@@ -297,18 +314,25 @@ class StreamTrainer(Trainer):
             "history": self.history,
             "best": {k: self.best[k] for k in ("step", "val_latent_mse")} if self.best else None,
             "config": asdict(self.config),
+            "checkpoint": {"form": "compact" if self.compact else "full", "files": len(paths)},
         }
-        for name, content in (
-            (MODEL_FILE, tensors),
-            (OPTIMIZER_FILE, optimizer),
-            (STATE_FILE, json.dumps(state, indent=1)),
-        ):
-            tmp = self.run_dir / f"{name}.tmp"
-            if isinstance(content, str):
-                tmp.write_text(content)
-            else:
-                save_file({k: v.detach().contiguous().cpu() for k, v in content.items()}, str(tmp))
-            tmp.replace(self.run_dir / name)
+        tmp = self.run_dir / f"{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(self.run_dir / STATE_FILE)
+        for path in stale:
+            path.unlink(missing_ok=True)
+
+    def _full_tensors(self) -> tuple[dict, dict]:
+        """model.safetensors (weights, best checkpoint) and optimizer.safetensors, all as trained."""
+        tensors = self._weights()
+        if self.best is not None:
+            tensors |= best_tensors(self.best["tensors"])
+        return tensors, optimizer_tensors(self.optimizer)
+
+    def _compact_tensors(self) -> dict:
+        best = self.best["tensors"] if self.best is not None else None
+        current = self.best is not None and self.best["step"] == self.step
+        return compact_tensors(self._weights(), self.optimizer, self.patterns.weight, best, current)
 
     @property
     def seconds_total(self) -> float:
@@ -335,18 +359,25 @@ class StreamTrainer(Trainer):
             raise ValueError(
                 f"{folder} learnt from {state['generator_id']}, this run renders {self.generator_id}"
             )
-        tensors = load_file(str(folder / MODEL_FILE))
-        self._load_weights(tensors)
+        form = state.get("checkpoint", {"form": "full"})
+        if form["form"] == "compact":
+            compact = load_shards(folder, CHECKPOINT_STEM, form["files"])
+            tensors = expand_compact(compact, self.optimizer.defaults["betas"])
+        else:
+            tensors = load_file(str(folder / MODEL_FILE)) | load_file(str(folder / OPTIMIZER_FILE))
+        self._load_weights({k: v for k, v in tensors.items() if k.startswith(("patterns.", "encoder."))})
         if state["best"] is not None:
-            best = {k[5:]: v.cpu() for k, v in tensors.items() if k.startswith("best.")}
+            kept = {k[5:]: v for k, v in tensors.items() if k.startswith("best.") and not k.endswith(".bits")}
+            best = {k: as_float32(v) for k, v in kept.items()}
             pixels = self.patterns.weight.shape[1]
-            bits = np.unpackbits(best.pop("patterns.bits").numpy(), axis=1, count=pixels)
-            best["patterns.weight"] = torch.from_numpy(bits.astype(np.float32))  # shown as the 0/1 it was
+            best["patterns.weight"] = unpack_bits(tensors["best.patterns.bits"], pixels)  # the 0/1 it showed
             self.best = state["best"] | {"tensors": best}
         optimizer = self.optimizer.state_dict()
-        for key, value in load_file(str(folder / OPTIMIZER_FILE)).items():
-            _, index, name = key.split(".", 2)
-            optimizer["state"].setdefault(int(index), {})[name] = value
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                value = value if name == "step" else as_float32(value)
+                optimizer["state"].setdefault(int(index), {})[name] = value
         self.optimizer.load_state_dict(optimizer)
         rng = np.frombuffer(base64.b64decode(state["rng"]), dtype=np.uint8).copy()
         self.rng.set_state(torch.from_numpy(rng))
@@ -402,7 +433,8 @@ def run_slot(
     """One bounded run (a GPU slot): held-out faces rendered first, then streamed training for what
     is left of ``config.budget_s`` (the whole call's; 0: no bound), the export, and the latent error
     on the held-out faces of the new model and of ``compare`` (a model file of the same generator).
-    Writes OUT/run (the checkpoint to go on from), OUT/m<M>.safetensors (+ .json) and OUT/results.json."""
+    Writes OUT/run (the compact checkpoint to go on from), OUT/m<M>.safetensors (+ .json) and
+    OUT/results.json: files that a slot can bring back and carry on to the next one."""
     from lsi_ros.models.checkpoint import load_model
     from lsi_ros.training.seeds import HELD_OUT_SEED_START
 
@@ -410,7 +442,7 @@ def run_slot(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     budget = config.budget_s
-    trainer = StreamTrainer(config, out / "run", device, resume_from, generator_export)
+    trainer = StreamTrainer(config, out / "run", device, resume_from, generator_export, compact=True)
     results = {"command": command, "generator_id": trainer.generator_id, "budget_s": budget}
     if trainer.device.type == "cuda":
         results["device_name"] = torch.cuda.get_device_name(trainer.device)

@@ -1,0 +1,144 @@
+"""The compact checkpoint a bounded slot carries: small files, the same patterns, a run that goes on."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_stream_training import TINY
+
+from lsi_ros.models.encoder import BinaryPatterns, MeasurementEncoder
+from lsi_ros.training.compact import (
+    SHARD_LIMIT,
+    best_tensors,
+    compact_tensors,
+    load_shards,
+    moment_ratio_bound,
+    optimizer_tensors,
+    pattern_weights,
+    quantise_pattern_weights,
+    save_shards,
+)
+from lsi_ros.training.seeds import STREAM_SEED_START
+from lsi_ros.training.stream import StreamTrainer
+
+MIB = 2**20
+
+
+def test_pattern_codes_show_the_same_bits_within_one_code_step():
+    weight = torch.cat([torch.rand(4, 1000) * 1.4 - 0.2, 0.5 + (torch.rand(4, 1000) - 0.5) * 1e-3])
+    code = quantise_pattern_weights(weight)
+    assert code.dtype == torch.uint8
+    restored = pattern_weights(code)
+    assert torch.equal(restored.round().bool(), weight.clamp(0, 1).round().bool())
+    assert (restored - weight.clamp(0, 1)).abs().max() <= 1 / 255 + 1e-6
+    far = (weight.clamp(0, 1) - 0.5).abs() > 1 / 255  # away from the threshold: plain rounding
+    assert (restored - weight.clamp(0, 1))[far].abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_shards_stay_under_their_limit_join_again_and_replace_older_ones(tmp_path):
+    limit = 256 * 1024
+    tensors = {
+        "big": torch.arange(300 * 512, dtype=torch.float32).reshape(300, 512),  # 600 KiB: split by rows
+        "small": torch.ones(3, dtype=torch.bfloat16),
+        "count": torch.tensor(7),
+    }
+    (tmp_path / "state-9.safetensors").write_bytes(b"old")
+    paths = save_shards(tensors, tmp_path, "state", limit=limit)
+    assert len(paths) >= 3 and all(p.stat().st_size <= limit for p in paths)
+    assert not (tmp_path / "state-9.safetensors").exists()
+    loaded = load_shards(tmp_path, "state", len(paths))
+    assert loaded.keys() == tensors.keys()
+    for key, value in tensors.items():
+        assert torch.equal(loaded[key], value) and loaded[key].dtype == value.dtype, key
+    with pytest.raises(FileNotFoundError, match="has 9 files"):
+        load_shards(tmp_path, "state", 9)
+    with pytest.raises(ValueError, match="rows of"):
+        save_shards({"wide": torch.zeros(2, 300_000)}, tmp_path, "wide", limit=limit)
+
+
+def trained_state(num_measurements: int, num_ws: int = 1, offset_rank: int = 0):
+    """Patterns at 256², a shipped-size encoder and AdamW after one step: a run's state at full size."""
+    torch.manual_seed(0)
+    patterns = BinaryPatterns(num_measurements, 256)
+    encoder = MeasurementEncoder(num_measurements, 512, 1024, 2, num_ws, offset_rank)
+    optimizer = torch.optim.AdamW(
+        [{"params": encoder.parameters()}, {"params": patterns.parameters(), "weight_decay": 0.0}]
+    )
+    x = torch.rand(4, 256 * 256)
+    encoder(x @ patterns().T).square().mean().backward()
+    optimizer.step()
+    weights = {f"patterns.{k}": v for k, v in patterns.state_dict().items()}
+    weights |= {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    best = {k: v.detach().clone() for k, v in weights.items()}
+    return weights, optimizer, patterns, best
+
+
+@pytest.mark.parametrize(
+    ("num_measurements", "num_ws", "offset_rank"), [(128, 1, 0), (256, 1, 0), (128, 23, 64)]
+)
+def test_a_full_size_checkpoint_fits_files_of_15_mib(tmp_path, num_measurements, num_ws, offset_rank):
+    weights, optimizer, patterns, best = trained_state(num_measurements, num_ws, offset_rank)
+    tensors = compact_tensors(weights, optimizer, patterns.weight, best, best_is_current=False)
+    paths = save_shards(tensors, tmp_path, "checkpoint")
+    sizes = [p.stat().st_size for p in paths]
+    full = sum(v.numel() * v.element_size() for v in (weights | best_tensors(best)).values())
+    full += sum(v.numel() * v.element_size() for v in optimizer_tensors(optimizer).values())
+    assert max(sizes) <= SHARD_LIMIT and len(paths) <= 3
+    assert sum(sizes) < full / 3.5  # 124 MiB -> about 25 MiB at M = 128
+    loaded = load_shards(tmp_path, "checkpoint", len(paths))
+    pattern_index = len(optimizer.param_groups[0]["params"])  # the patterns' moments are left out
+    assert any(k.startswith("optimizer.0.") for k in loaded)
+    assert not any(k.startswith(f"optimizer.{pattern_index}.") for k in loaded)
+    assert torch.equal(pattern_weights(loaded["patterns.weight_q8"]).round(), patterns.binary().float())
+
+
+def adam_direction(moments: dict, key: str) -> torch.Tensor:
+    """AdamW's step per unit learning rate, m / (sqrt(v) + eps), from a parameter's stored moments."""
+    return moments[key] / (moments[f"{key}_sq"].sqrt() + 1e-8)
+
+
+def test_a_run_goes_on_from_a_compact_checkpoint_with_its_patterns_encoder_and_seeds(tmp_path):
+    config = replace(TINY, pattern_lr=0.05)  # patterns that move, so their codes are tested
+    first = StreamTrainer(config, tmp_path / "first", compact=True)
+    first.fit(max_steps=5)
+    saved = {k: v.clone() for k, v in first._weights().items()}
+    moments = optimizer_tensors(first.optimizer)
+    state = json.loads((tmp_path / "first" / "state.json").read_text())
+    assert state["checkpoint"] == {"form": "compact", "files": 1}
+    assert not (tmp_path / "first" / "model.safetensors").exists()
+
+    second = StreamTrainer(config, tmp_path / "second", resume_from=tmp_path / "first", compact=True)
+    assert (second.step, second.faces_seen, second.seed_cursor) == (5, 40, STREAM_SEED_START + 40)
+    assert torch.equal(second.rng.get_state(), first.rng.get_state())
+    resumed = second._weights()
+    for key, value in saved.items():
+        if key == "patterns.weight":
+            assert torch.equal(second.patterns.binary(), first.patterns.binary())
+            assert (resumed[key] - value.clamp(0, 1)).abs().max() <= 1 / 255 + 1e-6
+        elif value.dim() == 2:  # weight matrices in float16
+            assert torch.equal(resumed[key], value.half().float()), key
+        else:
+            assert torch.equal(resumed[key], value), key
+    resumed_moments = optimizer_tensors(second.optimizer)
+    pattern_index = len(list(second.encoder.parameters()))
+    assert not any(k.startswith(f"optimizer.{pattern_index}.") for k in resumed_moments)
+    assert resumed_moments.keys() == {k for k in moments if not k.startswith(f"optimizer.{pattern_index}.")}
+    for key in [k for k in resumed_moments if k.endswith(".exp_avg")]:
+        step, resumed_step = adam_direction(moments, key), adam_direction(resumed_moments, key)
+        assert resumed_step.abs().max() <= moment_ratio_bound((0.9, 0.999)) + 1e-4, key
+        assert (resumed_step - step).norm() <= 0.1 * step.norm(), key
+    # the best checkpoint: bit-packed patterns, encoder matrices in float16 as the fp16 export keeps them
+    exported, reloaded = first.exported_model(), second.exported_model()
+    assert exported.pattern_set.pattern_set_id == reloaded.pattern_set.pattern_set_id
+
+    second.fit()
+    assert (second.step, second.faces_seen) == (config.steps, config.steps * config.batch_size)
+    full = StreamTrainer(config, tmp_path / "full", resume_from=tmp_path / "first")  # compact -> full form
+    full.fit()
+    assert {p.name for p in (tmp_path / "full").glob("*.safetensors")} == {
+        "model.safetensors",
+        "optimizer.safetensors",
+    }
+    assert load_file(tmp_path / "full" / "model.safetensors")["patterns.weight"].dtype == torch.float32
