@@ -54,6 +54,9 @@ def test_shards_stay_under_their_limit_join_again_and_replace_older_ones(tmp_pat
         assert torch.equal(loaded[key], value) and loaded[key].dtype == value.dtype, key
     with pytest.raises(FileNotFoundError, match="has 9 files"):
         load_shards(tmp_path, "state", 9)
+    paths[0].write_bytes(paths[0].read_bytes()[:1000])  # a copy cut short
+    with pytest.raises(ValueError, match="not a readable checkpoint file"):
+        load_shards(tmp_path, "state", len(paths))
     with pytest.raises(ValueError, match="rows of"):
         save_shards({"wide": torch.zeros(2, 300_000)}, tmp_path, "wide", limit=limit)
 

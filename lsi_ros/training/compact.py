@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lsi_ros.models.checkpoint import ROW_SCALE, quantised_rows
@@ -103,7 +104,10 @@ def load_shards(folder, stem: str, count: int) -> dict[str, torch.Tensor]:
         path = folder / f"{stem}-{index}.safetensors"
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: the checkpoint has {count} files")
-        pieces |= load_file(str(path))
+        try:
+            pieces |= load_file(str(path))
+        except (SafetensorError, OSError) as error:
+            raise ValueError(f"{path} is not a readable checkpoint file ({error}): copy it again") from error
     tensors, split = {}, {}
     for key, value in pieces.items():
         if PIECE in key:
