@@ -6,16 +6,16 @@ boys, adults as children. The ``attributes`` term of `lsi finetune --losses` add
 (the KL divergence of the decoded face's p_male from the photo's) and age (the difference in units of
 10 years) of the decoded face against the photo's, on the same fixed face box as the identity term.
 
-The arm goes on from ``--start`` (by default the shipped ``m128-real``) for 400 steps of 8 faces with
-the paper's terms plus ``attributes=0.5``, on 3,000 UTKFace training-split photos (mirrored) and 1,000
-generated training faces. The start and the arm are scored side by side by `lsi eval --real` on the
-first 300 held-out UTKFace people (photon flux 200, the same frames for both, Dlib's protocol too;
-rank-1 among the 300): gender agreement with face-api on the photo and with UTKFace's own labels
-(which no training term sees), identity and SSIM; and by `lsi eval` on 200 held-out generated faces.
-No arm with the paper's terms alone goes on beside it: from m128-real's parent, 1,300 such steps more
-bought nothing (`docs/results/real_photo_finetune.json`).
+Two arms go on from ``--start`` (by default the shipped ``m128-real``) for 400 steps of 8 faces, on
+3,000 UTKFace training-split photos (mirrored) and 1,000 generated training faces: one with the
+paper's terms plus ``attributes=0.5``, and a control with the paper's terms alone, which tells what
+the term does from what restarting the learning-rate schedule does. The start and the arms are scored
+side by side by `lsi eval --real` on the first 300 held-out UTKFace people (photon flux 200, the same
+frames for all, Dlib's protocol too; rank-1 among the 300): gender agreement with face-api on the
+photo and with UTKFace's own labels (which no training term sees), identity and SSIM; and by
+`lsi eval` on 200 held-out generated faces.
 
-    .venv/bin/python experiments/attribute_finetune.py   # about 45 min on the 2-core CPU
+    .venv/bin/python experiments/attribute_finetune.py   # about 75 min on the 2-core CPU
 """
 
 from contrast_finetune import run_arms
@@ -24,7 +24,11 @@ FACES = ["--utkface", "3000", "--generated", "1000", "--mirror"]
 STEPS = 400
 # beside the paper's terms (latent L1 1, image L2 1, identity 0.5, perceptual 0.1)
 ATTRIBUTES = "attributes=0.5"
-ARMS = {f"paper terms + {ATTRIBUTES.replace('=', ' ')}": ("attributes", ATTRIBUTES)}  # name: (stem, losses)
+# name: (file stem, losses); the paper's terms alone tell the term's effect from the restarted schedule's
+ARMS = {
+    "paper terms": ("paper", "paper"),
+    f"paper terms + {ATTRIBUTES.replace('=', ' ')}": ("attributes", ATTRIBUTES),
+}
 START = "models/m128-real.safetensors"
 
 

@@ -51,7 +51,8 @@ ABOUT = {
     "contrast_finetune.json": "m128-people fine-tuned further with the contrast term (lsi finetune --losses "
     "contrast=0.1): 300 held-out people and generated faces, before and after",
     "attribute_finetune.json": "m128-real fine-tuned further with the attributes term (lsi finetune --losses "
-    "attributes=0.5): 300 held-out people and generated faces, before and after",
+    "attributes=0.5) and, as a control, with the paper's terms alone: 300 held-out people and generated "
+    "faces, before and after",
 }
 
 
