@@ -53,6 +53,8 @@ ABOUT = {
     "attribute_finetune.json": "m128-real fine-tuned further with the attributes term (lsi finetune --losses "
     "attributes=0.5) and, as a control, with the paper's terms alone: 300 held-out people and generated "
     "faces, before and after",
+    "compact_resume.json": "a streamed run resumed from the compact checkpoint against an uninterrupted one "
+    "(DCGAN test double), and checkpoint sizes at the shipped models' shape",
 }
 
 

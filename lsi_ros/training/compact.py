@@ -20,6 +20,7 @@ than that is split by rows (``key@0``, ``key@1``, ...) and joined again on loadi
 """
 
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +241,32 @@ def expand_compact(tensors: dict, betas: tuple[float, float]) -> dict:
         if first is not None:
             tensors[key] = torch.maximum(tensors[key], (first / moment_ratio_bound(betas)).square())
     return {k: as_float32(v) if not k.endswith(".bits") else v for k, v in tensors.items()}
+
+
+def checkpoint_sizes(
+    num_measurements: int, num_ws: int = 1, offset_rank: int = 0, resolution: int = 256, width: int = 1024
+) -> dict:
+    """Bytes of a run's full checkpoint and of its compact files (with the best checkpoint the current
+    state, and an older one), for patterns at ``resolution`` and an encoder of ``width`` and depth 2
+    after one AdamW step: what a slot carries for a model of this shape."""
+    from lsi_ros.models.encoder import BinaryPatterns, MeasurementEncoder
+
+    generator = torch.Generator().manual_seed(0)
+    patterns = BinaryPatterns(num_measurements, resolution, generator)
+    encoder = MeasurementEncoder(num_measurements, 512, width, 2, num_ws, offset_rank)
+    groups = [{"params": encoder.parameters()}, {"params": patterns.parameters(), "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups)
+    scenes = torch.rand(4, resolution * resolution, generator=generator)
+    encoder(scenes @ patterns().T).square().mean().backward()
+    optimizer.step()
+    weights = {f"patterns.{k}": v for k, v in patterns.state_dict().items()}
+    weights |= {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    best = {k: v.detach().clone() for k, v in weights.items()}  # a copy, as a trainer keeps it
+    full = weights | best_tensors(best) | optimizer_tensors(optimizer)
+    sizes = {"full": sum(v.numel() * v.element_size() for v in full.values())}
+    for current in (True, False):
+        with tempfile.TemporaryDirectory() as folder:
+            tensors = compact_tensors(weights, optimizer, patterns.weight, best, current)
+            files = save_shards(tensors, folder, "checkpoint")
+            sizes["best_is_current" if current else "older_best"] = [p.stat().st_size for p in files]
+    return sizes
