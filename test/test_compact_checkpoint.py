@@ -10,9 +10,13 @@ from test_stream_training import TINY
 
 from lsi_ros.training.compact import (
     SHARD_LIMIT,
+    best_tensors,
     checkpoint_sizes,
+    compact_tensors,
+    expand_compact,
     load_shards,
     moment_ratio_bound,
+    one_step_state,
     optimizer_tensors,
     pattern_weights,
     quantise_pattern_weights,
@@ -66,6 +70,21 @@ def test_a_full_size_checkpoint_fits_three_files_of_15_mib(num_measurements, num
         assert max(files) <= SHARD_LIMIT and len(files) <= 3
         assert sum(files) < sizes["full"] / 4
     assert sum(sizes["best_is_current"]) < sum(sizes["older_best"])
+
+
+def test_an_older_best_checkpoint_comes_back_as_int8_rows_with_its_bits():
+    weights, optimizer, pattern_weight = one_step_state(8, resolution=16, width=32)
+    best = {k: v.detach().clone() + 0.01 for k, v in weights.items()}  # not the current state
+    restored = expand_compact(compact_tensors(weights, optimizer, pattern_weight, best, False), (0.9, 0.999))
+    assert torch.equal(restored["best.patterns.bits"], best_tensors(best)["best.patterns.bits"])
+    for key, value in best.items():
+        if key.startswith("encoder.") and value.dim() == 2:  # int8 rows: half a step of the row's peak
+            step = value.abs().amax(1, keepdim=True) / 127
+            assert ((restored[f"best.{key}"] - value).abs() <= step / 2 + 1e-7).all(), key
+        elif key.startswith("encoder."):
+            assert torch.equal(restored[f"best.{key}"], value), key
+    current = expand_compact(compact_tensors(weights, optimizer, pattern_weight, weights, True), (0.9, 0.999))
+    assert torch.equal(current["best.encoder.net.0.bias"], weights["encoder.net.0.bias"])
 
 
 def adam_direction(moments: dict, key: str) -> torch.Tensor:

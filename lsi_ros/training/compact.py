@@ -243,12 +243,11 @@ def expand_compact(tensors: dict, betas: tuple[float, float]) -> dict:
     return {k: as_float32(v) if not k.endswith(".bits") else v for k, v in tensors.items()}
 
 
-def checkpoint_sizes(
+def one_step_state(
     num_measurements: int, num_ws: int = 1, offset_rank: int = 0, resolution: int = 256, width: int = 1024
-) -> dict:
-    """Bytes of a run's full checkpoint and of its compact files (with the best checkpoint the current
-    state, and an older one), for patterns at ``resolution`` and an encoder of ``width`` and depth 2
-    after one AdamW step: what a slot carries for a model of this shape."""
+) -> tuple[dict, torch.optim.Optimizer, torch.nn.Parameter]:
+    """A run's weights (``patterns.weight``, ``encoder.*``), its AdamW and the pattern weight after one
+    step: patterns at ``resolution``, an encoder of ``width`` and depth 2 (for measuring checkpoints)."""
     from lsi_ros.models.encoder import BinaryPatterns, MeasurementEncoder
 
     generator = torch.Generator().manual_seed(0)
@@ -261,12 +260,19 @@ def checkpoint_sizes(
     optimizer.step()
     weights = {f"patterns.{k}": v for k, v in patterns.state_dict().items()}
     weights |= {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    return weights, optimizer, patterns.weight
+
+
+def checkpoint_sizes(num_measurements: int, num_ws: int = 1, offset_rank: int = 0) -> dict:
+    """Bytes of a run's full checkpoint and of its compact files (with the best checkpoint the current
+    state, and an older one) at the shipped models' shape (``one_step_state``'s defaults)."""
+    weights, optimizer, pattern_weight = one_step_state(num_measurements, num_ws, offset_rank)
     best = {k: v.detach().clone() for k, v in weights.items()}  # a copy, as a trainer keeps it
     full = weights | best_tensors(best) | optimizer_tensors(optimizer)
     sizes = {"full": sum(v.numel() * v.element_size() for v in full.values())}
     for current in (True, False):
         with tempfile.TemporaryDirectory() as folder:
-            tensors = compact_tensors(weights, optimizer, patterns.weight, best, current)
+            tensors = compact_tensors(weights, optimizer, pattern_weight, best, current)
             files = save_shards(tensors, folder, "checkpoint")
             sizes["best_is_current" if current else "older_best"] = [p.stat().st_size for p in files]
     return sizes
