@@ -116,7 +116,9 @@ def add_parser(subparsers):
     stream.add_argument("--validation-faces", type=int, dest="validation_faces")
     stream.add_argument("--checkpoint-every", type=int, dest="checkpoint_every", help="steps")
     stream.add_argument(
-        "--resume", default=None, help="run folder to go on from (say, one carried to a GPU machine)"
+        "--resume",
+        default=None,
+        help="run folder to go on from, full or compact (say, one carried to a GPU machine)",
     )
     stream.add_argument(
         "--generator-export",
@@ -126,9 +128,9 @@ def add_parser(subparsers):
     stream.add_argument(
         "--out",
         default=None,
-        help="write the run folder (OUT/run), the model (OUT/m<M>.safetensors) and OUT/results.json with "
-        "the latent error on --eval-faces held-out faces (beside models/m<M>.safetensors of the same "
-        "generator, if present)",
+        help="write the run folder as a compact checkpoint (OUT/run: files of at most 15 MiB to carry to "
+        "the next run), the model (OUT/m<M>.safetensors) and OUT/results.json with the latent error on "
+        "--eval-faces held-out faces (beside models/m<M>.safetensors of the same generator, if present)",
     )
     stream.add_argument(
         "--eval-faces", type=int, default=512, help="held-out faces evaluated with --out (default 512)"
