@@ -26,15 +26,18 @@ from lsi_ros.training.seeds import STREAM_SEED_START
 from lsi_ros.training.stream import StreamTrainer
 
 
-def test_pattern_codes_show_the_same_bits_within_one_code_step():
+def test_pattern_codes_show_the_same_bits_and_keep_stuck_pixels_stuck():
     weight = torch.cat([torch.rand(4, 1000) * 1.4 - 0.2, 0.5 + (torch.rand(4, 1000) - 0.5) * 1e-3])
     code = quantise_pattern_weights(weight)
     assert code.dtype == torch.uint8
     restored = pattern_weights(code)
-    assert torch.equal(restored.round().bool(), weight.clamp(0, 1).round().bool())
-    assert (restored - weight.clamp(0, 1)).abs().max() <= 1 / 255 + 1e-6
-    far = (weight.clamp(0, 1) - 0.5).abs() > 1 / 255  # away from the threshold: plain rounding
-    assert (restored - weight.clamp(0, 1))[far].abs().max() <= 0.5 / 255 + 1e-6
+    assert torch.equal(restored.clamp(0, 1).round().bool(), weight.clamp(0, 1).round().bool())
+    # beyond [0, 1] the clamp passes no gradient: such pixels come back beyond it, on the same side
+    assert torch.equal(restored < 0, weight <= 0) and torch.equal(restored > 1, weight >= 1)
+    inside = (weight > 1 / 255) & (weight < 254 / 255)
+    assert (restored - weight)[inside].abs().max() <= 1 / 255 + 1e-6
+    far = inside & ((weight - 0.5).abs() > 1 / 255)  # away from the threshold: plain rounding
+    assert (restored - weight)[far].abs().max() <= 0.5 / 255 + 1e-6
 
 
 def test_shards_stay_under_their_limit_join_again_and_replace_older_ones(tmp_path):

@@ -5,8 +5,9 @@ encoder and AdamW's two moments of each, and the best checkpoint beside them: fa
 slot that brings its checkpoint back in files of at most 16 MiB, and carries it to the next slot,
 can move. The compact form keeps what going on needs, at the precision it needs:
 
-- pattern weights in 8 bits (``round(255 · clamp(w, 0, 1))``), nudged so that each pixel still shows
-  the bit it showed: a resumed run starts from the same binary patterns;
+- pattern weights in 8 bits (``round(255 · w)`` inside (0, 1), nudged so that each pixel still shows
+  the bit it showed, and a code each for at or beyond 0 and 1, where a pixel no longer moves): a
+  resumed run starts from the same binary patterns;
 - the encoder's weight matrices in float16 (its other weights in float32);
 - the encoder's AdamW moments in float8 (e4m3) with a float32 scale per row, the second moment as its
   square root (half the orders of magnitude); on loading, a second moment that rounded towards zero
@@ -40,17 +41,22 @@ FLOAT8_MAX = 448.0  # the largest float8 e4m3 value
 
 
 def quantise_pattern_weights(weight: torch.Tensor) -> torch.Tensor:
-    """Pattern weights (P, H·W) as uint8 codes whose ``code / 255`` shows the same bit as ``weight``."""
-    clamped = weight.detach().float().clamp(0.0, 1.0)
-    bits = clamped.round().to(torch.bool)
-    code = torch.round(clamped * 255.0).to(torch.uint8)
+    """Pattern weights (P, H·W) as uint8 codes: 1 … 254 for weights inside (0, 1) (``code / 255``,
+    nudged to show the same bit), 0 and 255 for weights at or beyond 0 and 1, where the clamp passes
+    no gradient and the pixel stays as it is."""
+    weight = weight.detach().float()
+    bits = weight.clamp(0.0, 1.0).round().to(torch.bool)
+    code = torch.round(weight * 255.0).clamp(1, 254).to(torch.uint8)
     code = torch.where(bits & (code < 128), torch.full_like(code, 128), code)
-    return torch.where(~bits & (code > 127), torch.full_like(code, 127), code)
+    code = torch.where(~bits & (code > 127), torch.full_like(code, 127), code)
+    code = torch.where(weight <= 0.0, torch.zeros_like(code), code)
+    return torch.where(weight >= 1.0, torch.full_like(code, 255), code)
 
 
 def pattern_weights(code: torch.Tensor) -> torch.Tensor:
-    """The float32 weights of ``quantise_pattern_weights`` codes."""
-    return code.float() / 255.0
+    """The float32 weights of ``quantise_pattern_weights`` codes; codes 0 and 255 a step outside [0, 1],
+    so such pixels stay where the clamp passes no gradient."""
+    return (code.float() + (code == 255).float() - (code == 0).float()) / 255.0
 
 
 def save_shards(tensors: dict[str, torch.Tensor], folder, stem: str, limit: int = SHARD_LIMIT) -> list[Path]:
