@@ -55,6 +55,11 @@ def quantised_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
 
 
+def widened_rows(quantised: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``quantised_rows`` undone: the fp32 matrix ``q * scale[:, None]``."""
+    return quantised.float() * scale.float()[:, None]
+
+
 def encoder_tensors(encoder: torch.nn.Module, weight_format: str) -> dict:
     """The ``encoder.*`` tensors of a model file: latent normalisation in fp32, matrices in
     ``weight_format``, the rest in fp16."""
@@ -162,7 +167,7 @@ def _widened(tensors: dict, path) -> dict:
         if scale is not None:
             if value.ndim != 2 or scale.shape != (value.shape[0],) or not torch.isfinite(scale).all():
                 raise ModelFileError(f"{path}: {key}{ROW_SCALE} does not fit {key} {tuple(value.shape)}")
-            value = value.float() * scale.float()[:, None]
+            value = widened_rows(value, scale)
         state[key.removeprefix("encoder.")] = value.float()
     orphans = [k for k in tensors if k.endswith(ROW_SCALE) and k.removesuffix(ROW_SCALE) not in tensors]
     if orphans:

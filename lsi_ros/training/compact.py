@@ -29,7 +29,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from lsi_ros.models.checkpoint import ROW_SCALE, quantised_rows
+from lsi_ros.models.checkpoint import ROW_SCALE, quantised_rows, widened_rows
 
 SHARD_LIMIT = 15 * 2**20  # bytes per file: under a 16 MiB transfer limit, with room for the header
 HEADER_RESERVE = 64 * 2**10  # the JSON header of a shard, generously
@@ -71,7 +71,7 @@ def save_shards(tensors: dict[str, torch.Tensor], folder, stem: str, limit: int 
         if size <= room:
             pieces.append((key, value))
             continue
-        row_bytes = size // max(len(value), 1)
+        row_bytes = size // max(len(value), 1) if value.dim() else size
         if value.dim() == 0 or row_bytes > room:
             raise ValueError(f"{key} has rows of {row_bytes} bytes, more than a file of {limit} holds")
         rows = room // row_bytes
@@ -241,7 +241,7 @@ def expand_compact(tensors: dict, betas: tuple[float, float]) -> dict:
         tensors[name] = value
     for key in [k for k in tensors if k.endswith(ROW_SCALE)]:
         name = key.removesuffix(ROW_SCALE)
-        tensors[name] = tensors[name].float() * tensors.pop(key)[:, None]
+        tensors[name] = widened_rows(tensors[name], tensors.pop(key))
     for key in [k for k in tensors if k.endswith(".exp_avg_sq")]:
         first = tensors.get(key.removesuffix("_sq"))
         if first is not None:

@@ -33,7 +33,6 @@ from tqdm import tqdm
 
 from lsi_ros.models.checkpoint import LsiModel
 from lsi_ros.training.compact import (
-    as_float32,
     best_tensors,
     compact_tensors,
     expand_compact,
@@ -367,8 +366,7 @@ class StreamTrainer(Trainer):
             tensors = load_file(str(folder / MODEL_FILE)) | load_file(str(folder / OPTIMIZER_FILE))
         self._load_weights({k: v for k, v in tensors.items() if k.startswith(("patterns.", "encoder."))})
         if state["best"] is not None:
-            kept = {k[5:]: v for k, v in tensors.items() if k.startswith("best.") and not k.endswith(".bits")}
-            best = {k: as_float32(v) for k, v in kept.items()}
+            best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.") and not k.endswith(".bits")}
             pixels = self.patterns.weight.shape[1]
             best["patterns.weight"] = unpack_bits(tensors["best.patterns.bits"], pixels)  # the 0/1 it showed
             self.best = state["best"] | {"tensors": best}
@@ -376,7 +374,6 @@ class StreamTrainer(Trainer):
         for key, value in tensors.items():
             if key.startswith("optimizer."):
                 _, index, name = key.split(".", 2)
-                value = value if name == "step" else as_float32(value)
                 optimizer["state"].setdefault(int(index), {})[name] = value
         self.optimizer.load_state_dict(optimizer)
         rng = np.frombuffer(base64.b64decode(state["rng"]), dtype=np.uint8).copy()
