@@ -1,8 +1,14 @@
-"""Streamed training (lsi train --stream) on the DCGAN test double: fresh faces, each seen once."""
+"""Streamed training (lsi train --stream): fresh faces, each seen once, on the DCGAN test double (and
+the GPU slot command on the real generator's export)."""
 
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +173,68 @@ def test_the_gpu_slot_command_trains_evaluates_and_resumes_from_a_carried_checkp
     assert (
         model.info["faces_seen"] == 64 and model.info["validation_seeds"][0] == STREAM_VALIDATION_SEED_START
     )
+
+
+# What docs/training.md says the slot command needs on a GPU machine (torch brings its own needs).
+SLOT_NEEDS = ("torch", "numpy", "safetensors", "tqdm", "pytorch-msssim")
+
+
+def installed_with_needs(names) -> set[str]:
+    """The distributions ``names`` and everything they require, as installed here."""
+    found, todo = set(), list(names)
+    while todo:
+        try:
+            dist = metadata.distribution(todo.pop())
+        except metadata.PackageNotFoundError:  # a platform's optional need (CUDA libraries on a CPU wheel)
+            continue
+        name = dist.metadata["Name"].lower().replace("_", "-")
+        if name not in found:
+            found.add(name)
+            todo += [re.match(r"[A-Za-z0-9_.-]+", r)[0] for r in dist.requires or () if "extra ==" not in r]
+    return found
+
+
+def site_with_only(names, folder: Path) -> Path:
+    """A folder that holds links to the files of ``names`` and of nothing else installed here."""
+    folder.mkdir()
+    site = Path(metadata.distribution("torch").locate_file(""))
+    for name in names:
+        for top in {f.parts[0] for f in metadata.distribution(name).files or ()} - {"..", "bin"}:
+            if (site / top).exists() and not (folder / top).exists():
+                (folder / top).symlink_to(site / top)
+    return folder
+
+
+def test_the_gpu_slot_command_needs_only_torch_numpy_safetensors_tqdm_and_msssim(tmp_path):
+    """The slot command of docs/training.md on the real generator's float16 export, in an interpreter
+    that sees only the packages it is documented to need (no OpenVINO, ROS, OpenCV or SciPy), as on a
+    GPU machine that has torch alone: it renders, trains, evaluates and writes its folder."""
+    pytest.importorskip("openvino")
+    from lsi_ros.models.generators import get_generator
+
+    export = get_generator("mobilestylegan").export_torch(tmp_path / ".device" / "mobilestylegan", "float16")
+    site = site_with_only(installed_with_needs(SLOT_NEEDS), tmp_path / "site")
+    bare = [sys.executable, "-S"]  # no site-packages but the linked ones
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{site}"}
+    missing = subprocess.run([*bare, "-c", "import openvino"], env=env, capture_output=True, text=True)
+    assert "ModuleNotFoundError" in missing.stderr  # the interpreter really lacks the rest
+    out = tmp_path / "out"
+    args = ["train", "--config", str(REPO / "config/train-m32.json"), "--generator-export", str(export)]
+    args += ["--device", "cpu", "--steps", "2", "--batch-size", "4", "--chunk-faces", "4"]
+    args += ["--validation-faces", "4", "--eval-faces", "4", "--width", "32", "--out", str(out)]
+    result = subprocess.run(
+        [*bare, "-m", "lsi_ros.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 2 and results["faces_seen"] == 8
+    assert np.isfinite(results["held_out"]["latent_mse"]["new"])
+    assert load_model(out / "m32.safetensors").pattern_set.num_patterns == 32
 
 
 def test_every_shipped_m_shares_one_streamed_recipe():
