@@ -3,7 +3,7 @@
 Needs torch, numpy and safetensors (no OpenVINO) and two files made on a machine with OpenVINO:
 
     lsi data --export-torch .device/mobilestylegan            # the generator for torch alone (40 MB)
-    python scripts/gpu_generator.py --make-reference          # OpenVINO faces of 16 seeds (3 MB)
+    python scripts/gpu_generator.py --make-reference          # OpenVINO faces of 16 seeds (6 MB)
 
 Then, on the GPU (one command, --budget-s bounds the measuring; rows are written as they come):
 
@@ -14,7 +14,10 @@ run op by op (``OpenVINOModule``) on the same device, then times W+ -> 256² fac
 mapping is a few matmuls) eager in fp32 / bf16 / fp16 at each --batches, and compiled
 (``torch.compile``, and with CUDA graphs: mode "reduce-overhead") at --compile-batches. Each row has
 faces/s, peak memory and the max abs error against the OpenVINO faces on [0, 1] RGB (one grey level
-is 1/255). Rows use the "generator" row format of bench/generator.py. On a CPU it checks itself:
+is 1/255), and against the same export's fp32 eager faces on the same device: with a float16 export
+(half the size, to travel with a checkpoint) the weights alone move a face by up to 2 grey levels from
+OpenVINO's, and the second error shows what each variant adds to that. Rows use the "generator" row
+format of bench/generator.py. On a CPU it checks itself:
 
     python scripts/gpu_generator.py --device cpu --batches 2 --faces 2 --compile-batches \\
         --check-faces 2 --out /tmp/gpu_generator
@@ -35,10 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.generator import synchronize, torch_rate  # noqa: E402
 from lsi_ros.models.ov_torch import OpenVINOModule  # noqa: E402
-from lsi_ros.models.torch_generator import SYNTHESIS_FILE, ExportedMobileStyleGAN, as_w_plus  # noqa: E402
+from lsi_ros.models.torch_generator import (  # noqa: E402
+    INFO_FILE,
+    SYNTHESIS_FILE,
+    ExportedMobileStyleGAN,
+    as_w_plus,
+)
 
 REFERENCE_SEEDS = list(range(2_000_000, 2_000_016))
 PSI = 0.7
+FACE_STEPS = 65535  # reference faces stored as uint16 steps of [0, 1]: 7.6e-6 at most, half of float32
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 START = time.perf_counter()
 
@@ -53,11 +62,20 @@ def make_reference(path: Path) -> None:
 
     generator = MobileStyleGAN()
     w = generator.sample_latents(REFERENCE_SEEDS, truncation_psi=PSI)
-    faces = generator.synthesize(w)
+    faces = np.rint(np.clip(generator.synthesize(w), 0.0, 1.0) * FACE_STEPS).astype(np.uint16)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"w": torch.from_numpy(w), "faces": torch.from_numpy(np.ascontiguousarray(faces))}
-    save_file(tensors, str(path), metadata={"generator_id": generator.generator_id, "psi": str(PSI)})
+    metadata = {"generator_id": generator.generator_id, "psi": str(PSI), "face_steps": str(FACE_STEPS)}
+    save_file(tensors, str(path), metadata=metadata)
     log(f"reference faces of {len(w)} seeds -> {path}")
+
+
+def load_reference(path: Path) -> dict:
+    """w and [0, 1] float32 faces of the reference seeds."""
+    reference = load_file(path)
+    if reference["faces"].dtype != torch.float32:
+        reference["faces"] = reference["faces"].to(torch.float32) / FACE_STEPS
+    return reference
 
 
 def unit_faces(image: torch.Tensor) -> torch.Tensor:
@@ -106,6 +124,7 @@ def checks(generator: ExportedMobileStyleGAN, export: Path, reference: dict, dev
         graph = unit_faces(interpreted(as_w_plus(w, generator.num_ws).contiguous()))
     del interpreted
     return {
+        "export_stored_as": json.loads((export / INFO_FILE).read_text()).get("stored_as", "float32"),
         "seeds": [REFERENCE_SEEDS[0], REFERENCE_SEEDS[n - 1]],
         "w_max_abs_error_vs_openvino": float((seeds_w.cpu() - reference["w"]).abs().max()),
         "native_fp32_max_abs_error_vs_openvino": max_error(native, reference["faces"]),
@@ -114,9 +133,9 @@ def checks(generator: ExportedMobileStyleGAN, export: Path, reference: dict, dev
     }
 
 
-def measure(net, name: str, dtype, batch: int, faces: int, w_ref: torch.Tensor, reference) -> dict:
+def measure(net, name: str, dtype, batch: int, faces: int, w_ref: torch.Tensor, reference, fp32) -> dict:
     """One row: faces/s of ``net`` on ``faces`` W+ latents (the reference ones first), its peak memory
-    and the error of its first outputs against the OpenVINO faces."""
+    and the error of its first outputs against the OpenVINO faces and the ``fp32`` eager ones."""
     device = w_ref.device
     w_plus = as_w_plus(w_ref, net_num_ws(net)).repeat((faces + len(w_ref) - 1) // len(w_ref), 1, 1)[:faces]
     w_plus = w_plus.to(dtype).contiguous()
@@ -143,6 +162,8 @@ def measure(net, name: str, dtype, batch: int, faces: int, w_ref: torch.Tensor, 
         "first_call_s": round(warm_s, 1),
         "max_abs_error_vs_openvino": significant(max_error(first, reference["faces"][: len(first)])),
         "mean_abs_error_vs_openvino": significant(mean_error(first, reference["faces"][: len(first)])),
+        "max_abs_error_vs_fp32": significant(max_error(first, fp32[: len(first)])),
+        "mean_abs_error_vs_fp32": significant(mean_error(first, fp32[: len(first)])),
     }
     if device.type == "cuda":
         row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
@@ -180,12 +201,14 @@ def main() -> None:
     if device.type == "cuda":
         header["gpu"] = torch.cuda.get_device_name(device)
     rows = Rows(out, header)
-    reference = load_file(args.reference)
+    reference = load_reference(Path(args.reference))
     generator = ExportedMobileStyleGAN(args.export, device)
     rows.results["checks"] = checks(generator, Path(args.export), reference, device, args.check_faces)
     log(json.dumps(rows.results["checks"]))
     rows.write()
     w_ref = reference["w"].to(device)
+    with torch.inference_mode():
+        fp32 = unit_faces(generator.synthesis(as_w_plus(w_ref, generator.num_ws))).cpu()
 
     # Most telling first, so a spent budget drops the least: fp32 and bf16 by batch, the compiled and
     # CUDA-graph variants at the first compile batch, TF32, fp16, then the other compile batches.
@@ -209,7 +232,8 @@ def main() -> None:
         if key not in nets:
             nets[key] = _variant(generator.synthesis, variant, dtype)
         try:
-            rows.add(measure(nets[key], variant, dtype, batch, max(args.faces, batch), w_ref, reference))
+            faces = max(args.faces, batch)
+            rows.add(measure(nets[key], variant, dtype, batch, faces, w_ref, reference, fp32))
         except torch.OutOfMemoryError:
             rows.add(
                 {"what": "generator", "variant": variant, "dtype": dtype_name, "batch": batch, "oom": True}

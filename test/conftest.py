@@ -7,9 +7,12 @@ Set before anything imports rclpy; child processes inherit it.
 import contextlib
 import os
 import random
+import re
+import subprocess
 import sys
 import threading
 import time
+from importlib import metadata
 from pathlib import Path
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -167,3 +170,41 @@ def dcgan_model(dcgan_data):
     trainer = Trainer(config, dcgan_data / "run")
     trainer.fit()
     return trainer.export(dcgan_data / "m32.safetensors")
+
+
+# What a GPU machine with torch alone offers the GPU commands (docs/training.md): torch (with what it
+# requires), numpy, safetensors, tqdm and pytorch-msssim.
+GPU_MACHINE_PACKAGES = ("torch", "numpy", "safetensors", "tqdm", "pytorch-msssim")
+
+
+def installed_with_needs(names) -> set[str]:
+    """The distributions ``names`` and everything they require, as installed here."""
+    found, todo = set(), list(names)
+    while todo:
+        try:
+            dist = metadata.distribution(todo.pop())
+        except metadata.PackageNotFoundError:  # a platform's optional need (CUDA libraries on a CPU wheel)
+            continue
+        name = dist.metadata["Name"].lower().replace("_", "-")
+        if name not in found:
+            found.add(name)
+            todo += [re.match(r"[A-Za-z0-9_.-]+", r)[0] for r in dist.requires or () if "extra ==" not in r]
+    return found
+
+
+@pytest.fixture
+def bare_gpu_python(tmp_path):
+    """(command, environment) of an interpreter that sees the repository and GPU_MACHINE_PACKAGES
+    alone: links to their installed files in a folder of their own, no site-packages (-S)."""
+    site = Path(metadata.distribution("torch").locate_file(""))
+    folder = tmp_path / "gpu-machine-site"
+    folder.mkdir()
+    for name in installed_with_needs(GPU_MACHINE_PACKAGES):
+        for top in {f.parts[0] for f in metadata.distribution(name).files or ()} - {"..", "bin"}:
+            if (site / top).exists() and not (folder / top).exists():
+                (folder / top).symlink_to(site / top)
+    command = [sys.executable, "-S"]
+    env = {**os.environ, "PYTHONPATH": f"{Path(__file__).resolve().parents[1]}{os.pathsep}{folder}"}
+    missing = subprocess.run([*command, "-c", "import openvino"], env=env, capture_output=True, text=True)
+    assert "ModuleNotFoundError" in missing.stderr  # the interpreter really lacks the rest
+    return command, env

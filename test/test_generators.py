@@ -1,5 +1,7 @@
 """Frozen generators with their real weights: contract, determinism, truncation, early exit, torch twin."""
 
+import sys
+
 import cv2
 import numpy as np
 import openvino as ov
@@ -223,3 +225,37 @@ def test_a_float16_export_is_half_the_size_and_draws_nearly_the_same_faces(msg, 
     assert difference.max() <= 4 and difference.float().mean() < 0.2
     with pytest.raises(ValueError, match="float16"):
         msg.export_torch(tmp_path / "bf16", "bfloat16")
+
+
+def test_the_gpu_generator_benchmark_runs_where_torch_alone_is_installed(msg, tmp_path, bare_gpu_python):
+    """scripts/gpu_generator.py's self-check on a CPU, in an interpreter without OpenVINO: the reference
+    faces made here beforehand, a float16 export (what travels beside a checkpoint), and rows that tell
+    the export's own error (against OpenVINO) from each variant's (against its fp32 faces)."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_generator.py"
+    reference = tmp_path / "reference.safetensors"
+    made = subprocess.run(
+        [sys.executable, str(script), "--make-reference", "--reference", str(reference)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert reference.stat().st_size < 7_000_000  # 16 faces in uint16 steps
+    export = msg.export_torch(tmp_path / "export", "float16")
+    bare, env = bare_gpu_python
+    args = ["--device", "cpu", "--batches", "2", "--faces", "2", "--compile-batches", "--check-faces", "2"]
+    args += ["--export", str(export), "--reference", str(reference), "--out", str(tmp_path / "out")]
+    ran = subprocess.run([*bare, str(script), *args], env=env, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    results = json.loads((tmp_path / "out" / "generator_gpu.json").read_text())
+    checks = results["checks"]
+    assert checks["export_stored_as"] == "float16" and checks["native_vs_graph_max_abs"] < 1e-4
+    assert 1 / 255 < checks["native_fp32_max_abs_error_vs_openvino"] < 4 / 255  # the float16 weights
+    rows = {(r["variant"], r["dtype"]): r for r in results["rows"]}
+    fp32, bf16 = rows[("eager", "float32")], rows[("eager", "bfloat16")]
+    assert fp32["max_abs_error_vs_fp32"] < 1e-4 and fp32["faces_per_s"] > 0
+    assert bf16["max_abs_error_vs_fp32"] > 100 * fp32["max_abs_error_vs_fp32"]

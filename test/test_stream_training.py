@@ -2,13 +2,9 @@
 the GPU slot command on the real generator's export)."""
 
 import json
-import os
-import re
 import subprocess
-import sys
 import time
 from dataclasses import replace
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -175,37 +171,7 @@ def test_the_gpu_slot_command_trains_evaluates_and_resumes_from_a_carried_checkp
     )
 
 
-# What docs/training.md says the slot command needs on a GPU machine (torch brings its own needs).
-SLOT_NEEDS = ("torch", "numpy", "safetensors", "tqdm", "pytorch-msssim")
-
-
-def installed_with_needs(names) -> set[str]:
-    """The distributions ``names`` and everything they require, as installed here."""
-    found, todo = set(), list(names)
-    while todo:
-        try:
-            dist = metadata.distribution(todo.pop())
-        except metadata.PackageNotFoundError:  # a platform's optional need (CUDA libraries on a CPU wheel)
-            continue
-        name = dist.metadata["Name"].lower().replace("_", "-")
-        if name not in found:
-            found.add(name)
-            todo += [re.match(r"[A-Za-z0-9_.-]+", r)[0] for r in dist.requires or () if "extra ==" not in r]
-    return found
-
-
-def site_with_only(names, folder: Path) -> Path:
-    """A folder that holds links to the files of ``names`` and of nothing else installed here."""
-    folder.mkdir()
-    site = Path(metadata.distribution("torch").locate_file(""))
-    for name in names:
-        for top in {f.parts[0] for f in metadata.distribution(name).files or ()} - {"..", "bin"}:
-            if (site / top).exists() and not (folder / top).exists():
-                (folder / top).symlink_to(site / top)
-    return folder
-
-
-def test_the_gpu_slot_command_needs_only_torch_numpy_safetensors_tqdm_and_msssim(tmp_path):
+def test_the_gpu_slot_command_needs_only_torch_numpy_safetensors_tqdm_and_msssim(tmp_path, bare_gpu_python):
     """The slot command of docs/training.md on the real generator's float16 export, in an interpreter
     that sees only the packages it is documented to need (no OpenVINO, ROS, OpenCV or SciPy), as on a
     GPU machine that has torch alone: it renders, trains, evaluates and writes its folder."""
@@ -213,11 +179,7 @@ def test_the_gpu_slot_command_needs_only_torch_numpy_safetensors_tqdm_and_msssim
     from lsi_ros.models.generators import get_generator
 
     export = get_generator("mobilestylegan").export_torch(tmp_path / ".device" / "mobilestylegan", "float16")
-    site = site_with_only(installed_with_needs(SLOT_NEEDS), tmp_path / "site")
-    bare = [sys.executable, "-S"]  # no site-packages but the linked ones
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{site}"}
-    missing = subprocess.run([*bare, "-c", "import openvino"], env=env, capture_output=True, text=True)
-    assert "ModuleNotFoundError" in missing.stderr  # the interpreter really lacks the rest
+    bare, env = bare_gpu_python
     out = tmp_path / "out"
     args = ["train", "--config", str(REPO / "config/train-m32.json"), "--generator-export", str(export)]
     args += ["--device", "cpu", "--steps", "2", "--batch-size", "4", "--chunk-faces", "4"]
