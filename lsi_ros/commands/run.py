@@ -57,9 +57,10 @@ def add_parser(subparsers):
     parser.add_argument(
         "--decode-rate",
         type=float,
-        default=None,
-        help="images the decoder draws per second at most, of the newest code (0: every code; "
-        "default: sim.launch.py's decoder_max_rate_hz, 1.0)",
+        default=0.0,
+        help="images the decoder draws per second at most, of the newest code (default 0: every code, "
+        "so that the report's decoded-vs-scene quality covers every scene rather than a subset that "
+        "changes from run to run; sim.launch.py's own default is 1.0)",
     )
     parser.add_argument("--output", default="runs/latest", help="output folder (replaced)")
     parser.add_argument(
@@ -110,8 +111,7 @@ def main(args) -> int:
         arguments |= {"framing": "auto", "field_size": str(args.field_size)}
     if args.path:
         arguments["path"] = args.path
-    if args.decode_rate is not None:
-        arguments["decoder_max_rate_hz"] = str(args.decode_rate)
+    arguments["decoder_max_rate_hz"] = str(args.decode_rate)
     adopt_ros_environment()
     context = rclpy.Context()
     rclpy.init(context=context)
