@@ -165,6 +165,7 @@ def test_the_gpu_slot_command_trains_evaluates_and_resumes_from_a_carried_checkp
     assert all(p.stat().st_size <= SHARD_LIMIT for p in files)  # and at most 16 MiB each
     checkpoint = sorted(p.name for p in (out / "run").glob("*.safetensors"))
     assert checkpoint and all(name.startswith("checkpoint-") for name in checkpoint)  # the compact form
+    assert {p.name for p in (out / "run").iterdir()} == {*checkpoint, "state.json"}  # no file to spare
     model = load_model(out / "m8.safetensors")
     assert (
         model.info["faces_seen"] == 64 and model.info["validation_seeds"][0] == STREAM_VALIDATION_SEED_START

@@ -212,7 +212,8 @@ class StreamTrainer(Trainer):
         until = config.steps if max_steps is None else min(config.steps, self.step + max_steps)
         began = self._began = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+        if not self.compact:  # state.json holds the configuration too; a slot's folder saves the file
+            (self.run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
         self._finish_s = 0.0  # the longest validation + checkpoint so far: what the end of a run needs
         self._checkpoint(None)
         chunks = ChunkStream(self.renderer, self.device)
