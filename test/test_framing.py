@@ -418,3 +418,39 @@ def test_a_moved_hand_framing_lies_that_far_in_the_faces_own_grid():
         assert error["centre_face_px"] == pytest.approx(2.0)
         assert error["centre_px"] == pytest.approx(0.8)
         assert (moved.scale, moved.roll) == (hand.scale, hand.roll)
+
+
+def test_unframed_scenes_are_made_one_at_a_time_in_the_order_of_one_random_stream():
+    from lsi_ros.framing.unframed import unframed_scenes
+
+    faces = np.zeros((2, 16, 16, 3), np.uint8) + np.array([40, 200], np.uint8)[:, None, None, None]
+    scenes = unframed_scenes(faces, 3, 1, seed=5, field_shape=(64, 64))
+    assert iter(scenes) is scenes  # a generator: no field is made before it is taken
+    rng = np.random.default_rng(5)
+    expected = [unframed_scene(f"face {i % 2}", faces[i % 2], rng, (64, 64)) for i in range(3)]
+    expected.append(unframed_scene("empty 0", None, rng, (64, 64)))
+    for scene, wanted in zip(scenes, expected, strict=True):
+        assert scene.name == wanted.name and np.array_equal(scene.image, wanted.image)
+
+
+@needs_face_api
+def test_scored_scenes_keep_their_field_image_only_where_a_figure_needs_it():
+    """evaluate_scenes holds hundreds of scenes: only the records it is asked to keep hold their 12 MB
+    field image; every record keeps what the summary reads."""
+    from lsi_ros.evaluation.framing import FramedImaging, evaluate_scenes
+    from lsi_ros.models.checkpoint import load_model
+    from lsi_ros.models.generators import get_generator
+    from lsi_ros.models.registry import find_model
+    from lsi_ros.optics import PhotodiodeModel
+
+    generator = get_generator("mobilestylegan")
+    faces = np.rint(generator.synthesize(generator.sample_latents([1_000_000, 1_000_001], 0.7)) * 255)
+    faces = faces.astype(np.uint8)
+    locator = _locator()
+    imaging = FramedImaging(load_model(find_model("m128")), generator, PhotodiodeModel())
+    summary, records = evaluate_scenes(locator, imaging, FaceAnalyzer(), faces, ["a", "b"], 1, 0, "test", {0})
+    assert [r["scene"].image is not None for r in records] == [True, False, False]
+    assert records[0]["scene"].image.shape == (*locator.field_shape, 3)
+    assert [r["scene"].has_face for r in records] == [True, True, False]
+    assert all("hand_ssim" in r and r["scene"].box is not None for r in records[:2])
+    assert summary["n_face_scenes"] == 2 and summary["n_empty_scenes"] == 1

@@ -133,16 +133,29 @@ def moved_registration(registration, face_px: float, angle: float):
 
 
 def evaluate_scenes(
-    locator, imaging: FramedImaging, analyzer, faces, names, empty: int, seed: int, source: str
+    locator,
+    imaging: FramedImaging,
+    analyzer,
+    faces,
+    names,
+    empty: int,
+    seed: int,
+    source: str,
+    keep_fields=None,
 ):
     """Scores of one face set (N, R, R, 3) uint8 placed once each into unframed scenes, plus ``empty``
-    scenes without a face; returns (summary dict, per-scene records for figures)."""
+    scenes without a face; returns (summary dict, per-scene records for figures). Only the records
+    of the scenes in ``keep_fields`` (default: the first two face scenes and the first empty one, what
+    a figure shows) keep their field image; the others keep everything else."""
+    count = len(faces) + empty
+    keep_fields = {0, 1, len(faces)} if keep_fields is None else set(keep_fields)
     scenes = unframed_scenes(
         faces, len(faces), empty, seed=seed, field_shape=locator.field_shape, names=names
     )
-    angles = np.random.default_rng(seed).uniform(0, 2 * np.pi, len(scenes))
+    angles = np.random.default_rng(seed).uniform(0, 2 * np.pi, count)
     records = []
-    for scene, angle in zip(tqdm(scenes, desc=f"framing: {source}", unit="scene"), angles, strict=True):
+    progress = tqdm(scenes, total=count, desc=f"framing: {source}", unit="scene")
+    for index, (scene, angle) in enumerate(zip(progress, angles, strict=True)):
         found = locator.locate(scene.image)
         record = {"scene": scene, "found": found}
         if scene.has_face:
@@ -154,6 +167,8 @@ def evaluate_scenes(
                 record["located_counts"] = imaging.counts(scene.image, found.registration)
                 record["iou"] = box_iou(found.box, scene.box)
                 record["error"] = registration_error(found.registration, scene.registration)
+        if index not in keep_fields:
+            record["scene"] = dataclasses.replace(scene, image=None)
         records.append(record)
     with_face = [r for r in records if r["scene"].has_face]
     truth = np.stack([r["truth"] for r in with_face])

@@ -161,13 +161,14 @@ def _block(field_shape, resolution: int) -> int:
 
 
 def unframed_scenes(faces, count: int, empty: int, seed: int = 0, field_shape=DEFAULT_FIELD, names=None):
-    """``count`` scenes with the faces (N, R, R, 3) uint8 in turn, then ``empty`` scenes without."""
+    """``count`` scenes with the faces (N, R, R, 3) uint8 in turn, then ``empty`` scenes without, made
+    one at a time as they are taken (a 1024² field is 12 MB: hundreds of them do not fit at once)."""
     rng = np.random.default_rng(seed)
     names = names or [f"face {i}" for i in range(len(faces))]
-    scenes = [
-        unframed_scene(names[i % len(faces)], faces[i % len(faces)], rng, field_shape) for i in range(count)
-    ]
-    return scenes + [unframed_scene(f"empty {i}", None, rng, field_shape) for i in range(empty)]
+    for i in range(count):
+        yield unframed_scene(names[i % len(faces)], faces[i % len(faces)], rng, field_shape)
+    for i in range(empty):
+        yield unframed_scene(f"empty {i}", None, rng, field_shape)
 
 
 def walking_sequence(
