@@ -288,7 +288,7 @@ def test_dlib_without_its_weights_says_how_to_install_them(tmp_path):
 @needs_photos
 @needs_face_api
 def test_lsi_eval_ceiling_adds_its_section_and_keeps_the_rows(tmp_path):
-    folder = _photo_folder(tmp_path, 2)
+    folder = _photo_folder(tmp_path, 3)  # two inverted, the third one more person to identify among
     output, figure = tmp_path / "real.json", tmp_path / "ceiling.png"
     earlier = {"rows": [{"method": "lsi", "same_person_rate": 0.25}], "command": "lsi eval --real"}
     output.write_text(json.dumps(earlier))
@@ -309,3 +309,5 @@ def test_lsi_eval_ceiling_adds_its_section_and_keeps_the_rows(tmp_path):
     assert [p["total_steps"] for p in w["convergence"] + wplus["convergence"]] == [0, 1, 1, 2]
     assert len(list((tmp_path / "teacher").glob("*.safetensors"))) == 4, "two faces, two spaces cached"
     assert figure.is_file() and (tmp_path / "ceiling_curve.png").is_file()
+    for row in [w, wplus, *w["convergence"], *ceiling["camera_on_the_same_faces"]]:
+        assert row["gallery_people"] == 3 and row["rank1_in_gallery"] <= row["rank1_identification"]

@@ -414,6 +414,8 @@ def main_identity(args, photodiode) -> int:
 
 def main_real(args, photodiode) -> int:
     """``--real``: the models on real people, and (``--ceiling N``) the generator's own reach."""
+    import numpy as np
+
     from lsi_ros.evaluation import real_faces
     from lsi_ros.evaluation.latent_imaging import plot_examples
     from lsi_ros.models.attributes import BoundariesError
@@ -489,15 +491,19 @@ def main_real(args, photodiode) -> int:
     if args.ceiling:
         # The ceiling has its own command; rows of an earlier run of the camera are kept, and vice versa.
         sources = [f.source for f in face_set.faces]
-        chosen = face_set.subset(
-            [
-                i
-                for s in real_faces.SOURCES
-                for i in [k for k, t in enumerate(sources) if t == s][: args.ceiling]
-            ]
+        picked = [
+            i
+            for s in real_faces.SOURCES
+            for i in [k for k, t in enumerate(sources) if t == s][: args.ceiling]
+        ]
+        chosen = face_set.subset(picked)
+        # The set's other people: each inversion is identified among all of the set's faces too.
+        others = np.setdiff1d(np.arange(len(sources)), picked)
+        gallery = (
+            real_faces.read_faces(analyzer, face_set.images[others], box).descriptors if len(others) else None
         )
         camera = real_faces.evaluate(
-            analyzer, models, generator, chosen, photodiode, [], examples=examples, box=box
+            analyzer, models, generator, chosen, photodiode, [], examples=examples, box=box, gallery=gallery
         )
         if args.threads:
             import torch
@@ -524,14 +530,16 @@ def main_real(args, photodiode) -> int:
                 wplus_steps=args.wplus_steps,
                 batch_size=args.teacher_batch,
                 cache_dir=args.cache_dir,
+                gallery=gallery,
                 teacher_generator=None
                 if exact
                 else get_generator(args.generator, early_exit=args.teacher_exit),
             ),
             "camera_on_the_same_faces": camera,
             "faces": {s: n for s in real_faces.SOURCES if (n := sum(f.source == s for f in chosen.faces))},
-            "note": "rank-1 among the inverted faces only; compare with the camera's rows on the same faces "
-            "in 'camera_on_the_same_faces'",
+            "note": "rank1_identification: among the inverted faces; rank1_in_gallery (where the set has "
+            "more faces than were inverted): among all gallery_people faces of the set, as the camera's rows "
+            "rank; compare with the camera's rows on the same faces in 'camera_on_the_same_faces'",
             "figure": f"{args.examples or 'docs/results/real_faces_ceiling.png'} (the Canada portraits among "
             "the inverted faces; UTKFace photos are not redistributable and are not shown)",
         }

@@ -386,15 +386,22 @@ def _scores(
     quality: list[dict] | None,
     dlib_pair: tuple[np.ndarray, np.ndarray] | None = None,
     latent_p: dict[str, np.ndarray] | None = None,
+    gallery: np.ndarray | None = None,
 ) -> dict:
     """Per source and over all faces: image quality, identity (rank-1 among all faces of the set) and
     attribute agreement with face-api on the real face and with the set's own labels; with
     ``dlib_pair`` (Dlib's descriptors of the image and of the real face), identity by Dlib's protocol
     as well (``dlib``); with ``latent_p`` (attribute -> p per face, read off the latent codes), those
-    readings against the same references (``latent_attributes``)."""
+    readings against the same references (``latent_attributes``); with ``gallery`` (face-api's
+    descriptors of other people's photos), rank-1 among the set and the gallery together
+    (``rank1_in_gallery`` of ``gallery_people``)."""
+    from scipy.spatial.distance import cdist
+
     from lsi_ros.evaluation.identity import identity_per_face, identity_scores
 
     distances, rank1 = identity_per_face(read.descriptors, truth.descriptors)
+    if gallery is not None and len(gallery):
+        rank1_gallery = rank1 & (distances < cdist(read.descriptors, gallery).min(axis=1))
     dlib_distances, dlib_rank1 = identity_per_face(*dlib_pair) if dlib_pair is not None else (None, None)
     female = np.array([np.nan if f.female is None else f.female for f in face_set.faces])
     age = np.array([np.nan if f.age is None else f.age for f in face_set.faces])
@@ -406,6 +413,9 @@ def _scores(
             for metric in quality[0]:
                 out[metric] = round(float(np.mean([quality[i][metric] for i in np.flatnonzero(keep)])), 3)
         out |= identity_scores(distances[keep], rank1[keep])
+        if gallery is not None and len(gallery):
+            out["rank1_in_gallery"] = round(float(np.mean(rank1_gallery[keep])), 3)
+            out["gallery_people"] = len(distances) + len(gallery)
         if dlib_distances is not None:
             out["dlib"] = identity_scores(dlib_distances[keep], dlib_rank1[keep])
         out["gender_agreement"] = round(
@@ -484,6 +494,7 @@ def evaluate(
     names=None,
     dlib=None,
     attributes=None,
+    gallery=None,
 ) -> list[dict]:
     """Rows for the real faces: each model (measured through ``photodiode``, encoded, decoded) and the
     Hadamard pinv baselines at each pattern budget, next to the real face itself, the face in gray, the
@@ -492,7 +503,7 @@ def evaluate(
     (a long run keeps what it finished); ``box``: see read_faces; ``dlib`` (a ``DlibFaces``) scores
     identity by Dlib's protocol too; ``attributes`` (an ``AttributeReader``) reads each model's codes
     as latent_classifier does (``attribute_boundaries``: the model whose estimates fitted them, or
-    ``general``)."""
+    ``general``); ``gallery``: descriptors of other people's photos to identify among too (_scores)."""
     from lsi_ros.evaluation.identity import hadamard_reconstructions
     from lsi_ros.evaluation.images import grayscale
     from lsi_ros.evaluation.latent_imaging import decode_faces, encode_faces, score_image
@@ -515,7 +526,7 @@ def evaluate(
             "M": m,
             "patterns": patterns,
             "noise": noise,
-            **_scores(face_set, truth, read, quality, pair, latent_p),
+            **_scores(face_set, truth, read, quality, pair, latent_p, gallery),
         }
 
     gray = np.stack([grayscale(f / np.float32(255)) for f in truth_rgb])
@@ -628,6 +639,7 @@ def ceiling(
     wplus_start: str = "encoder",
     wplus_steps: int | None = None,
     batch_size: int | None = None,
+    gallery: np.ndarray | None = None,
 ) -> list[dict]:
     """How close can the generator come to each real face at all? The latent teacher's inversion of
     every face in W and in W+ (started at ``model``'s noiseless encoding), scored like the camera's rows:
@@ -639,8 +651,9 @@ def ceiling(
     ``wplus_start``: W+ starts at the encoding ("encoder") or where the W inversion ended ("w": W+
     contains W, so it continues from there; its steps then count on from W's); ``wplus_steps``: W+'s
     own step count (default ``steps``); ``batch_size``: images inverted at once (default the teacher's;
-    each image's steps are its own either way, one at a time is quickest on one CPU thread). The last
-    step of each space is always on its curve."""
+    each image's steps are its own either way, one at a time is quickest on one CPU thread);
+    ``gallery``: descriptors of other people's photos, among whom each inversion is identified too
+    (``rank1_in_gallery``). The last step of each space is always on its curve."""
     if wplus_start not in ("encoder", "w") or (wplus_start == "w" and list(spaces) != ["w", "w+"]):
         raise ValueError(
             f"wplus_start must be 'encoder', or 'w' with spaces ('w', 'w+'), not {wplus_start!r}"
@@ -657,7 +670,8 @@ def ceiling(
     def scored(latents) -> tuple[dict, np.ndarray]:
         decoded = decode_faces(generator, latents, progress=False)
         quality = [score_image(r, d / np.float32(255)) for r, d in zip(references, decoded, strict=True)]
-        return _scores(face_set, truth, read_faces(analyzer, decoded, box), quality), decoded
+        read = read_faces(analyzer, decoded, box)
+        return _scores(face_set, truth, read, quality, gallery=gallery), decoded
 
     rows, start, steps_before = [], None, 0
     for space in spaces:

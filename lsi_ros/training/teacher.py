@@ -61,7 +61,8 @@ class TeacherResult:
     quality: list[dict]  # {"psnr", "ssim", "psnr_rgb", "initial_psnr", ...} per image
     cached: int  # images read from the cache
     history: dict[int, np.ndarray]  # checkpoint step -> the best latents (like ``latents``) up to it
-    seconds_per_step: float | None = None  # wall time per image and step of the inversions run (not cached)
+    # wall time per image and step, as measured when the images were inverted (kept in the cache with them)
+    seconds_per_step: float | None = None
 
 
 def content_hash(image: np.ndarray, context: dict) -> str:
@@ -222,19 +223,18 @@ class LatentTeacher:
         keys = [content_hash(image, context) for image, context in zip(images, contexts, strict=True)]
         latents, initial = [None] * len(images), [None] * len(images)
         history = {k: [None] * len(images) for k in self.config.checkpoints}
+        seconds = [None] * len(images)  # per image step, as measured when the image was inverted
         missing = []
         for i, key in enumerate(keys):
             hit = self._read_cache(key)
             if hit is None:
                 missing.append(i)
             else:
-                latents[i], initial[i], found_history = hit
+                latents[i], initial[i], found_history, seconds[i] = hit
                 for k in history:
                     history[k][i] = found_history[k]
-        seconds_per_step = None
         if missing:
             start = self._initial(images[missing]) if start is None else start[missing]
-            began = time.perf_counter()
             size = self.config.batch_size
             total = self.config.steps * len(missing)
             with tqdm(
@@ -242,14 +242,17 @@ class LatentTeacher:
             ) as bar:
                 for first in range(0, len(missing), size):
                     chunk = missing[first : first + size]
+                    began = time.perf_counter()
                     found, found_history = self._invert(images[chunk], start[first : first + size], bar)
+                    per_step = (time.perf_counter() - began) / max(1, self.config.steps * len(chunk))
                     for k, i in enumerate(chunk):
-                        latents[i], initial[i] = found[k], start[first + k]
+                        latents[i], initial[i], seconds[i] = found[k], start[first + k], per_step
                         for step in history:
                             history[step][i] = found_history[step][k]
                         kept = {step: found_history[step][k] for step in history}
-                        self._write_cache(keys[i], found[k], start[first + k], kept)
-            seconds_per_step = (time.perf_counter() - began) / max(1, total)
+                        self._write_cache(keys[i], found[k], start[first + k], kept, per_step)
+        known = [s for s in seconds if s is not None]
+        seconds_per_step = float(np.mean(known)) if known else None
         latents, initial = np.stack(latents), np.stack(initial)
         quality = []
         decoded, decoded_initial = self.generator.synthesize(latents), self.generator.synthesize(initial)
@@ -269,15 +272,19 @@ class LatentTeacher:
             return None
         with safe_open(str(path), "np") as f:
             history = {k: f.get_tensor(f"latent_at_{k}") for k in self.config.checkpoints}
-            return f.get_tensor("latent"), f.get_tensor("initial_latent"), history
+            seconds = (f.metadata() or {}).get("seconds_per_step")
+            latent, initial = f.get_tensor("latent"), f.get_tensor("initial_latent")
+            return latent, initial, history, None if seconds is None else float(seconds)
 
-    def _write_cache(self, key: str, latent: np.ndarray, initial: np.ndarray, history: dict) -> None:
+    def _write_cache(
+        self, key: str, latent: np.ndarray, initial: np.ndarray, history: dict, seconds_per_step: float
+    ) -> None:
         path = self._cache_path(key)
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        metadata = {"context": json.dumps(self.context)}
+        metadata = {"context": json.dumps(self.context), "seconds_per_step": repr(seconds_per_step)}
         tensors = {"latent": latent, "initial_latent": np.ascontiguousarray(initial)}
         tensors |= {f"latent_at_{k}": np.ascontiguousarray(v) for k, v in history.items()}
         save_file(tensors, str(tmp), metadata)
