@@ -763,7 +763,8 @@ def step_costs(generator, model, configurations=(("exact", 1), ("fast", 1), ("fa
 
 
 def plot_convergence(rows: list[dict], path) -> None:
-    """Same person and gray SSIM of the inversions against their steps, per space and set."""
+    """Same person and gray SSIM of the inversions against their steps, per space and set, and rank-1
+    among all the set's people where the rows have it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -786,7 +787,13 @@ def plot_convergence(rows: list[dict], path) -> None:
             color = "C1" if space == "W+" else "C0"
             for ax, key in zip(axes, ("same_person_rate", "ssim"), strict=True):
                 ax.plot(steps, [p[key] for p in points], style, color=color, marker="o", ms=3, label=label)
-    axes[0].set_ylabel("same person (face-api distance < 0.6)")
+        if "rank1_in_gallery" in curve[0]:  # every face, picked out among all the set's people
+            label = f"{space}, rank-1 among {curve[0]['gallery_people']:,}"
+            gallery = [c["rank1_in_gallery"] for c in curve]
+            color = "C3" if space == "W+" else "C2"
+            axes[0].plot(steps, gallery, "-.", color=color, marker="s", ms=3, label=label)
+    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("same person (face-api distance < 0.6), rank-1")
     axes[1].set_ylabel("gray SSIM")
     for ax in axes:
         ax.set_xlabel(
