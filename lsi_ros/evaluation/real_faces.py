@@ -400,6 +400,7 @@ def _scores(
     from lsi_ros.evaluation.identity import identity_per_face, identity_scores
 
     distances, rank1 = identity_per_face(read.descriptors, truth.descriptors)
+    rank1_gallery = None
     if gallery is not None and len(gallery):
         rank1_gallery = rank1 & (distances < cdist(read.descriptors, gallery).min(axis=1))
     dlib_distances, dlib_rank1 = identity_per_face(*dlib_pair) if dlib_pair is not None else (None, None)
@@ -413,7 +414,7 @@ def _scores(
             for metric in quality[0]:
                 out[metric] = round(float(np.mean([quality[i][metric] for i in np.flatnonzero(keep)])), 3)
         out |= identity_scores(distances[keep], rank1[keep])
-        if gallery is not None and len(gallery):
+        if rank1_gallery is not None:
             out["rank1_in_gallery"] = round(float(np.mean(rank1_gallery[keep])), 3)
             out["gallery_people"] = len(distances) + len(gallery)
         if dlib_distances is not None:
